@@ -1,0 +1,262 @@
+//! CanvOS `.arg` files: `KEY=VALUE` lines, `#` comments, optional `export`, single and double
+//! quotes, and `$VAR` / `${VAR}` expansion (earlier lines, then lower setting layers, then the
+//! environment; an undefined variable expands to nothing, with a warning).
+
+use std::path::Path;
+
+use crate::diagnostic::{Diagnostic, Pos, Rule};
+
+/// One `KEY=VALUE` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub name: String,
+    pub value: String,
+    /// Where the name starts.
+    pub pos: Pos,
+    /// Where the value starts.
+    pub value_pos: Pos,
+}
+
+/// Parse a `.arg` file. `lookup` resolves variables the file does not define itself.
+pub fn parse(
+    file: &Path,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<Assignment>, Vec<Diagnostic>) {
+    let mut assignments: Vec<Assignment> = Vec::new();
+    let mut diagnostics = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line_no = n + 1;
+        let indent = raw.len() - raw.trim_start().len();
+        let line = raw.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (line, indent) = match line.strip_prefix("export ") {
+            Some(rest) => (
+                rest.trim_start(),
+                indent + line.len() - rest.trim_start().len(),
+            ),
+            None => (line, indent),
+        };
+        let column = |byte: usize| raw[..byte].chars().count() + 1;
+        let Some((name, rest)) = line.split_once('=') else {
+            diagnostics.push(
+                Diagnostic::new(
+                    Rule::ArgSyntax,
+                    file,
+                    "",
+                    Pos::new(line_no, column(indent)),
+                    "expected KEY=VALUE",
+                )
+                .help("each line is KEY=VALUE or a # comment"),
+            );
+            continue;
+        };
+        let name = name.trim_end();
+        let pos = Pos::new(line_no, column(indent));
+        if !is_name(name) {
+            diagnostics.push(
+                Diagnostic::new(
+                    Rule::ArgSyntax,
+                    file,
+                    name,
+                    pos,
+                    format!("`{name}` is not a variable name"),
+                )
+                .help("names are letters, digits and `_`, not starting with a digit")
+                .width(name.chars().count()),
+            );
+            continue;
+        }
+        let value_byte = indent + line.len() - rest.len();
+        let value_pos = Pos::new(line_no, column(value_byte));
+        let defined = |var: &str| {
+            assignments
+                .iter()
+                .rev()
+                .find(|a| a.name == var)
+                .map(|a| a.value.clone())
+                .or_else(|| lookup(var))
+        };
+        match unquote_and_expand(rest, &defined) {
+            Ok((value, undefined)) => {
+                for var in undefined {
+                    diagnostics.push(
+                        Diagnostic::new(
+                            Rule::UndefinedVariable,
+                            file,
+                            name,
+                            value_pos,
+                            format!("`${var}` is not defined; it expands to nothing"),
+                        )
+                        .help(format!(
+                            "define {var} on an earlier line, or escape the dollar as `\\$`"
+                        )),
+                    );
+                }
+                assignments.push(Assignment {
+                    name: name.to_string(),
+                    value,
+                    pos,
+                    value_pos,
+                });
+            }
+            Err((offset, message)) => diagnostics.push(Diagnostic::new(
+                Rule::ArgSyntax,
+                file,
+                name,
+                Pos::new(line_no, value_pos.column + offset),
+                message,
+            )),
+        }
+    }
+    (assignments, diagnostics)
+}
+
+fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The value of the text after `=`: quotes removed, `$VAR` expanded outside single quotes,
+/// an unquoted ` #` starting a comment. Returns the value and the undefined variables, or the
+/// character offset and text of a syntax error.
+fn unquote_and_expand(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<String>), (usize, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    // Unquoted whitespace is kept only between words, as in a shell.
+    let mut pending = String::new();
+    let mut started = false;
+    let mut undefined = Vec::new();
+    let mut i = 0;
+    let mut quote: Option<(char, usize)> = None;
+    let mut push = |out: &mut String, pending: &mut String, s: &str| {
+        out.push_str(pending);
+        pending.clear();
+        out.push_str(s);
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some((c, i));
+                push(&mut out, &mut pending, "");
+                started = true;
+            }
+            (Some((q, _)), _) if c == q => quote = None,
+            (Some(('\'', _)), _) => out.push(c),
+            (_, '\\') if i + 1 < chars.len() && matches!(chars[i + 1], '$' | '"' | '\\' | '#') => {
+                push(&mut out, &mut pending, &chars[i + 1].to_string());
+                i += 1;
+            }
+            (None, '#') if i == 0 || chars[i - 1].is_whitespace() => break,
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    pending.push(c);
+                }
+            }
+            (_, '$') => {
+                let (name, consumed) = variable_at(&chars[i + 1..]).map_err(|m| (i, m))?;
+                let expansion = match name {
+                    Some(name) => {
+                        i += consumed;
+                        lookup(&name).unwrap_or_else(|| {
+                            undefined.push(name);
+                            String::new()
+                        })
+                    }
+                    None => "$".to_string(),
+                };
+                push(&mut out, &mut pending, &expansion);
+                started = true;
+            }
+            _ => {
+                push(&mut out, &mut pending, &c.to_string());
+                started = true;
+            }
+        }
+        i += 1;
+    }
+    if let Some((q, at)) = quote {
+        return Err((at, format!("unterminated {q} quote")));
+    }
+    Ok((out, undefined))
+}
+
+/// `NAME` or `{NAME}` after a `$`: the name and how many characters it used.
+fn variable_at(rest: &[char]) -> Result<(Option<String>, usize), String> {
+    if rest.first() == Some(&'{') {
+        let close = rest
+            .iter()
+            .position(|&c| c == '}')
+            .ok_or("unterminated ${")?;
+        let name: String = rest[1..close].iter().collect();
+        if !is_name(&name) {
+            return Err(format!("`${{{name}}}` is not a variable reference"));
+        }
+        return Ok((Some(name), close + 1));
+    }
+    let len = rest
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+        .count();
+    if len == 0 || rest[0].is_ascii_digit() {
+        return Ok((None, 0));
+    }
+    Ok((Some(rest[..len].iter().collect()), len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(text: &str) -> Vec<(String, String)> {
+        let lookup = |v: &str| (v == "HOME_REG").then(|| "reg.local".to_string());
+        let (assignments, diagnostics) = parse(Path::new(".arg"), text, &lookup);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assignments.into_iter().map(|a| (a.name, a.value)).collect()
+    }
+
+    #[test]
+    fn parses_canvos_lines() {
+        let text = "# comment\nOS_DISTRIBUTION=ubuntu\nIMAGE_REPO=$OS_DISTRIBUTION\nexport A=\"x y\" # c\nB='$HOME_REG'\nC=${HOME_REG}/edge\nD=\n";
+        let expected = [
+            ("OS_DISTRIBUTION", "ubuntu"),
+            ("IMAGE_REPO", "ubuntu"),
+            ("A", "x y"),
+            ("B", "$HOME_REG"),
+            ("C", "reg.local/edge"),
+            ("D", ""),
+        ];
+        let got = values(text);
+        assert_eq!(got, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
+
+    #[test]
+    fn reports_positions_of_mistakes() {
+        let (_, d) = parse(
+            Path::new(".arg"),
+            "OK=1\nnot an assignment\nX=\"open\nY=$NOPE\n",
+            &|_| None,
+        );
+        let found: Vec<_> = d
+            .iter()
+            .map(|d| (d.rule, d.pos.line, d.pos.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Rule::ArgSyntax, 2, 1),
+                (Rule::ArgSyntax, 3, 3),
+                (Rule::UndefinedVariable, 4, 3)
+            ]
+        );
+    }
+}

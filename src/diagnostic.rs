@@ -1,0 +1,394 @@
+//! Diagnostics: the rule catalog (stable codes and severities), the finding type every
+//! validator produces, and the compiler-style text and JSON renderings of a report.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::secret::Redactor;
+
+/// How bad a finding is. Errors fail validation (exit 1); warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+macro_rules! rules {
+    ($($variant:ident = $code:literal, $severity:ident, $summary:literal;)*) => {
+        /// Every check forge performs, each with a stable code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Rule {
+            $($variant),*
+        }
+
+        impl Rule {
+            /// The whole catalog, in code order.
+            pub const ALL: &'static [Rule] = &[$(Rule::$variant),*];
+
+            /// The stable code, e.g. `REG003`.
+            pub fn code(self) -> &'static str {
+                match self { $(Rule::$variant => $code),* }
+            }
+
+            pub fn severity(self) -> Severity {
+                match self { $(Rule::$variant => Severity::$severity),* }
+            }
+
+            /// One line saying what the rule catches.
+            pub fn summary(self) -> &'static str {
+                match self { $(Rule::$variant => $summary),* }
+            }
+        }
+    };
+}
+
+rules! {
+    YamlSyntax = "YAML001", Error, "the file is not valid YAML";
+    DuplicateKey = "YAML002", Error, "a mapping defines the same key twice";
+    WrongType = "SCHEMA001", Error, "a value has the wrong type, or a key has no value";
+    InvalidValue = "SCHEMA002", Error, "a value is outside what the key accepts (enumeration, range, format)";
+    MissingKey = "SCHEMA003", Error, "a required key is missing";
+    UnknownKey = "SCHEMA004", Warning, "a key the model does not know (probably a typo)";
+    MissingHeader = "UD001", Error, "user-data does not start with #cloud-config";
+    StaticInterfaceIncomplete = "UD002", Error, "a static network interface has no ipAddress";
+    BadCertificate = "CERT001", Error, "a certificate entry is not a PEM X.509 certificate";
+    ExpiredCertificate = "CERT002", Warning, "a certificate has expired or is not valid yet";
+    BadRegistryDomain = "REG001", Error, "a registry domain is not host[:port][/path]";
+    TokenAuthRegistry = "REG002", Error, "a registry needs token authentication, which the edge agent cannot do";
+    AlphanumericPassword = "REG003", Warning, "a password of only letters and digits is mistaken for base64 by the agent";
+    InsecureWithCertificates = "REG004", Warning, "insecure: true makes the registry certificates pointless";
+    BadEncodedPassword = "REG005", Error, "encodedPassword is true but the password is not base64";
+    IncompleteCredentials = "REG006", Error, "a registry has a username without a password or the reverse";
+    BothRegistryStyles = "REG007", Error, "registryCredentials and externalRegistries are both set";
+    UndeclaredMappingTarget = "REG008", Warning, "a mapping rule points at a registry that is not declared";
+    ProviderWithExternalRegistry = "PR001", Error, "authenticated provider registry combined with an authenticated external registry";
+    ProviderWithPrimaryRegistry = "PR002", Error, "authenticated provider registry combined with a local Harbor / primary registry";
+    AlwaysPullImages = "PR003", Error, "AlwaysPullImages is enabled while images come from an external or primary registry";
+    ProviderCredentialsOverridden = "PR004", Warning, "the user-data registry replaces the profile's provider credentials";
+    SeveralProviderRegistries = "PR005", Error, "more than one private provider registry";
+    NoPacks = "PR006", Error, "the cluster profile lists no packs";
+    ArgSyntax = "CFG001", Error, "a .arg line is not KEY=VALUE";
+    UnknownSetting = "CFG002", Warning, "a setting forge does not know (probably a typo)";
+    UnsupportedSetting = "CFG003", Warning, "a CanvOS setting forge does not implement (ignored)";
+    UndefinedVariable = "CFG004", Warning, "a $VAR reference to a variable that is not defined";
+    BadImageRegistry = "CFG005", Error, "IMAGE_REGISTRY has a scheme or breaks DNS rules";
+    BadCustomTag = "CFG006", Error, "CUSTOM_TAG is not lowercase letters and digits";
+    BadIsoName = "CFG007", Error, "ISO_NAME is not lowercase letters, digits, '-' and '_'";
+    BadArch = "CFG008", Error, "ARCH is not amd64 or arm64";
+    UnknownK8sDistribution = "CFG009", Error, "K8S_DISTRIBUTION is not a known distribution";
+    FipsWithUpdateKernel = "CFG010", Error, "FIPS_ENABLED and UPDATE_KERNEL are both true";
+    K8sVersionNotInMatrix = "CFG011", Warning, "K8S_VERSION is not in the Kubernetes version matrix";
+    BadSettingValue = "CFG012", Error, "a setting has a malformed value (boolean, version, proxy URL, ...)";
+    MissingFile = "CFG013", Error, "a setting names a file that does not exist";
+    BadVersionMatrix = "CFG014", Error, "the Kubernetes version matrix file is not {\"distribution\": [\"x.y.z\", ...]}";
+}
+
+/// A position in a text file: 1-based line and column (columns count characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Pos {
+    pub fn new(line: usize, column: usize) -> Pos {
+        Pos { line, column }
+    }
+}
+
+/// One finding: which rule, where (file, key path, line:column) and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub rule: Rule,
+    pub severity: Severity,
+    pub file: PathBuf,
+    /// Key path such as `stylus.registryCredentials.password`, or the variable name for settings.
+    pub path: String,
+    pub pos: Pos,
+    /// How many characters to underline at `pos` (at least one).
+    pub width: usize,
+    pub message: String,
+    /// How to fix it, when there is something specific to say.
+    pub help: Option<String>,
+    /// Edits that fix it (`forge validate --fix`), when the fix is mechanical.
+    pub fix: Vec<Edit>,
+}
+
+/// A text edit in character offsets: replace `start..end` by `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+impl Edit {
+    pub fn replace(start: usize, end: usize, text: String) -> Edit {
+        Edit { start, end, text }
+    }
+}
+
+/// Apply non-overlapping edits to `text`.
+pub fn apply_edits(text: &str, edits: &[Edit]) -> String {
+    let mut offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    offsets.push(text.len());
+    let byte = |c: usize| offsets[c.min(offsets.len() - 1)];
+    let mut edits: Vec<&Edit> = edits.iter().collect();
+    edits.sort_by_key(|e| std::cmp::Reverse((e.start, e.end)));
+    let mut out = text.to_string();
+    for edit in edits {
+        out.replace_range(byte(edit.start)..byte(edit.end), &edit.text);
+    }
+    out
+}
+
+impl Diagnostic {
+    pub fn new(
+        rule: Rule,
+        file: &Path,
+        path: impl Into<String>,
+        pos: Pos,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            rule,
+            severity: rule.severity(),
+            file: file.to_path_buf(),
+            path: path.into(),
+            pos,
+            width: 1,
+            message: message.into(),
+            help: None,
+            fix: Vec::new(),
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn fix(mut self, edits: Vec<Edit>) -> Self {
+        self.fix = edits;
+        self
+    }
+
+    pub fn width(mut self, width: usize) -> Self {
+        self.width = width.max(1);
+        self
+    }
+}
+
+#[derive(Serialize)]
+struct JsonDiagnostic<'a> {
+    severity: Severity,
+    code: &'static str,
+    file: String,
+    path: &'a str,
+    line: usize,
+    column: usize,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    diagnostics: Vec<JsonDiagnostic<'a>>,
+    errors: usize,
+    warnings: usize,
+}
+
+/// The findings of one run over one or more input files, with the sources needed to show
+/// the offending lines.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub diagnostics: Vec<Diagnostic>,
+    sources: Vec<(PathBuf, String)>,
+}
+
+impl Report {
+    /// Remember a file's text so the text rendering can quote its lines.
+    pub fn add_source(&mut self, file: &Path, text: &str) {
+        self.sources.retain(|(f, _)| f != file);
+        self.sources.push((file.to_path_buf(), text.to_string()));
+    }
+
+    pub fn extend(&mut self, diagnostics: impl IntoIterator<Item = Diagnostic>) {
+        self.diagnostics.extend(diagnostics);
+    }
+
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count()
+    }
+
+    /// Order findings by file, then position, then code, dropping exact repeats.
+    pub fn sort(&mut self) {
+        self.diagnostics.sort_by(|a, b| {
+            (&a.file, a.pos, a.rule.code(), &a.path).cmp(&(&b.file, b.pos, b.rule.code(), &b.path))
+        });
+        self.diagnostics.dedup();
+    }
+
+    /// `file:line:column: severity[code]: path: message`, the line quoted and underlined,
+    /// then a summary line. Secrets are masked in the quoted lines and everywhere else.
+    pub fn render_text(&self, redactor: &Redactor) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            let _ = writeln!(
+                out,
+                "{}:{}:{}: {}[{}]: {}: {}",
+                d.file.display(),
+                d.pos.line,
+                d.pos.column,
+                d.severity.as_str(),
+                d.rule.code(),
+                d.path,
+                d.message
+            );
+            if let Some(line) = self.source_line(&d.file, d.pos.line) {
+                let number = d.pos.line.to_string();
+                let gutter = " ".repeat(number.len());
+                let line = redactor.mask_line(line);
+                let _ = writeln!(out, "{gutter} |");
+                let _ = writeln!(out, "{number} | {line}");
+                let _ = writeln!(
+                    out,
+                    "{gutter} | {}{}",
+                    " ".repeat(d.pos.column.saturating_sub(1)),
+                    "^".repeat(d.width)
+                );
+            }
+            if let Some(help) = &d.help {
+                let _ = writeln!(out, "  = help: {help}");
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{}", self.summary());
+        redactor.redact(&out)
+    }
+
+    /// `N errors, M warnings` (or `no problems found`).
+    pub fn summary(&self) -> String {
+        let (errors, warnings) = (self.errors(), self.warnings());
+        if errors == 0 && warnings == 0 {
+            return "no problems found".to_string();
+        }
+        format!(
+            "{} {}, {} {}",
+            errors,
+            plural(errors, "error"),
+            warnings,
+            plural(warnings, "warning")
+        )
+    }
+
+    /// One JSON object: `{"diagnostics":[...],"errors":N,"warnings":N}`.
+    pub fn render_json(&self, redactor: &Redactor) -> String {
+        let report = JsonReport {
+            diagnostics: self
+                .diagnostics
+                .iter()
+                .map(|d| JsonDiagnostic {
+                    severity: d.severity,
+                    code: d.rule.code(),
+                    file: d.file.display().to_string(),
+                    path: &d.path,
+                    line: d.pos.line,
+                    column: d.pos.column,
+                    message: redactor.redact(&d.message),
+                    help: d.help.as_deref().map(|h| redactor.redact(h)),
+                })
+                .collect(),
+            errors: self.errors(),
+            warnings: self.warnings(),
+        };
+        let json = serde_json::to_string_pretty(&report).expect("report serializes");
+        redactor.redact(&json)
+    }
+
+    fn source_line(&self, file: &Path, line: usize) -> Option<&str> {
+        let (_, text) = self.sources.iter().find(|(f, _)| f == file)?;
+        text.lines().nth(line.checked_sub(1)?)
+    }
+}
+
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
+    }
+}
+
+/// The closest candidate to `word` when it is plausibly a typo of it.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let lower = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_lowercase()), c))
+        .filter(|(distance, c)| *distance <= (c.chars().count() / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique() {
+        let mut codes: Vec<_> = Rule::ALL.iter().map(|r| r.code()).collect();
+        codes.sort();
+        let before = codes.len();
+        codes.dedup();
+        assert_eq!(before, codes.len());
+    }
+
+    #[test]
+    fn applies_edits_by_character_offset() {
+        let text = "ä: x\nb: y\n";
+        let edits = [
+            Edit::replace(3, 4, "\"eA==\"".into()),
+            Edit::replace(4, 4, "\n  c: true".into()),
+        ];
+        assert_eq!(apply_edits(text, &edits), "ä: \"eA==\"\n  c: true\nb: y\n");
+    }
+
+    #[test]
+    fn suggests_near_misses_only() {
+        let keys = ["registryCredentials", "externalRegistries", "site"];
+        assert_eq!(
+            did_you_mean("registryCredentails", keys),
+            Some("registryCredentials")
+        );
+        assert_eq!(did_you_mean("Site", keys), Some("site"));
+        assert_eq!(did_you_mean("completelyDifferent", keys), None);
+    }
+}

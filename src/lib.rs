@@ -1,0 +1,14 @@
+//! forge: a build orchestrator for Palette edge hosts. It validates the build settings, the
+//! installer user-data and the cluster profile, and (in later stages) builds provider images
+//! and the installer ISO. See DESIGN.md in the shared notes for the pipeline.
+
+pub mod cli;
+pub mod config;
+pub mod diagnostic;
+pub mod profile;
+pub mod reference;
+pub mod schema;
+pub mod secret;
+pub mod userdata;
+pub mod validate;
+pub mod yaml;

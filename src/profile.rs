@@ -1,0 +1,291 @@
+//! Cluster profiles (optional input): the packs, the OS pack's provider registry credentials,
+//! the Kubernetes pack's admission plugins, and the compatibility rules between a profile and
+//! the user-data's registries (the table of "Deployment with Custom Image Registries").
+
+use std::path::Path;
+
+use crate::diagnostic::{Diagnostic, Pos, Rule};
+use crate::userdata::credentials::{Credentials, Keys};
+use crate::userdata::ExternalRegistry;
+use crate::yaml::{self, index, join, Document, Node, Value};
+
+const PROVIDER_KEYS: Keys = Keys {
+    domain: "registry",
+    users: &["user", "username"],
+    encoded: None,
+};
+const ALWAYS_PULL: &str = "AlwaysPullImages";
+
+/// One pack of the profile, with its values parsed (they are usually a YAML string).
+pub struct Pack {
+    pub name: String,
+    pub path: String,
+    pub pos: Pos,
+    pub values: Option<Document>,
+}
+
+impl Pack {
+    /// The local Harbor (Harbor Edge-Native Config) or primary registry (Registry Connect) pack.
+    pub fn is_primary_registry(&self) -> bool {
+        let name = self.name.to_ascii_lowercase();
+        name.contains("harbor") || name.contains("registry-connect")
+    }
+}
+
+/// A parsed profile and the findings made while reading it.
+pub struct Profile {
+    pub packs: Vec<Pack>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Read the packs of a profile: `packs:` at the top, or Palette's `spec.template.packs`.
+pub fn parse(file: &Path, text: &str) -> Profile {
+    let mut diagnostics = Vec::new();
+    let document = match yaml::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                Rule::YamlSyntax,
+                file,
+                "",
+                e.pos,
+                format!("invalid YAML: {}", e.message),
+            ));
+            return Profile {
+                packs: Vec::new(),
+                diagnostics,
+            };
+        }
+    };
+    let root = &document.root;
+    let (list_path, list) = match [
+        ("packs", &["packs"][..]),
+        ("spec.template.packs", &["spec", "template", "packs"][..]),
+    ]
+    .into_iter()
+    .find_map(|(path, keys)| root.at(keys).map(|n| (path, n)))
+    {
+        Some((path, list)) if !list.items().is_empty() => (path, list),
+        _ => {
+            diagnostics.push(
+                Diagnostic::new(Rule::NoPacks, file, "packs", root.pos, "the cluster profile lists no packs")
+                    .help("give the profile as YAML with a `packs:` list (or Palette's export with spec.template.packs)"),
+            );
+            return Profile {
+                packs: Vec::new(),
+                diagnostics,
+            };
+        }
+    };
+    let mut packs = Vec::new();
+    for (i, node) in list.items().iter().enumerate() {
+        let path = index(list_path, i);
+        let values = match node.get("values") {
+            Some(
+                v @ Node {
+                    value: Value::Str(_),
+                    ..
+                },
+            ) => match yaml::parse_embedded(v, text) {
+                Ok(doc) => Some(doc),
+                Err(e) => {
+                    diagnostics.push(Diagnostic::new(
+                        Rule::YamlSyntax,
+                        file,
+                        join(&path, "values"),
+                        e.pos,
+                        format!("invalid YAML in pack values: {}", e.message),
+                    ));
+                    None
+                }
+            },
+            Some(v) => Some(Document {
+                root: v.clone(),
+                duplicates: Vec::new(),
+            }),
+            None => None,
+        };
+        let name = node
+            .get("name")
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string();
+        packs.push(Pack {
+            name,
+            path,
+            pos: node.pos,
+            values,
+        });
+    }
+    Profile { packs, diagnostics }
+}
+
+impl Profile {
+    /// `providerCredentials` blocks of the packs' values.
+    fn provider_credentials(&self) -> Vec<Credentials<'_>> {
+        self.packs
+            .iter()
+            .filter_map(|pack| {
+                let values = pack.values.as_ref()?;
+                let entry = values.root.entry("providerCredentials")?;
+                Some(Credentials {
+                    path: join(&join(&pack.path, "values"), "providerCredentials"),
+                    pos: entry.key_pos,
+                    node: &entry.value,
+                    keys: &PROVIDER_KEYS,
+                })
+            })
+            .collect()
+    }
+
+    /// Every rule that involves the profile, against the user-data's external registry if any.
+    pub fn check(
+        &self,
+        file: &Path,
+        text: &str,
+        external: Option<&ExternalRegistry>,
+        user_data: &Path,
+    ) -> Vec<Diagnostic> {
+        let mut out = self.diagnostics.clone();
+        let providers = self.provider_credentials();
+        for creds in &providers {
+            out.extend(creds.check(file, text));
+        }
+        let mut registries: Vec<String> = Vec::new();
+        for creds in providers.iter().filter(|c| c.authenticated()) {
+            let authority = creds.domain().map(|d| d.authority()).unwrap_or_default();
+            if !registries.is_empty() && !registries.contains(&authority) {
+                out.push(
+                    Diagnostic::new(Rule::SeveralProviderRegistries, file, creds.path.clone(), creds.pos, format!("a second private provider registry `{authority}` (the first is `{}`); a cluster can pull from one private provider registry only", registries[0]))
+                        .width("providerCredentials".len()),
+                );
+            }
+            registries.push(authority);
+        }
+        let primary = self.packs.iter().find(|p| p.is_primary_registry());
+        if let Some(provider) = providers.iter().find(|c| c.authenticated()) {
+            let width = "providerCredentials".len();
+            match external {
+                Some(ext) if ext.authenticated => out.push(
+                    Diagnostic::new(
+                        Rule::ProviderWithExternalRegistry,
+                        file,
+                        provider.path.clone(),
+                        provider.pos,
+                        format!("an authenticated provider registry cannot be combined with the authenticated external registry of {} ({}:{}); the agent ignores providerCredentials when the user-data sets registry credentials", user_data.display(), ext.path, ext.pos.line),
+                    )
+                    .width(width)
+                    .help("push the provider images to the external registry and remove providerCredentials, or make the provider registry public"),
+                ),
+                Some(ext) => out.push(
+                    Diagnostic::new(
+                        Rule::ProviderCredentialsOverridden,
+                        file,
+                        provider.path.clone(),
+                        provider.pos,
+                        format!("the user-data's external registry ({}:{}) replaces the provider registry, so these providerCredentials are ignored", ext.path, ext.pos.line),
+                    )
+                    .width(width)
+                    .help("make sure the provider images are in the external registry"),
+                ),
+                None => {}
+            }
+            if let Some(pack) = primary {
+                out.push(
+                    Diagnostic::new(
+                        Rule::ProviderWithPrimaryRegistry,
+                        file,
+                        provider.path.clone(),
+                        provider.pos,
+                        format!("an authenticated provider registry cannot be combined with the local Harbor / primary registry pack `{}` ({})", pack.name, pack.path),
+                    )
+                    .width(width)
+                    .help("make the provider registry public, or remove the primary registry pack"),
+                );
+            }
+        }
+        let reason = match (external, primary) {
+            (Some(ext), _) => Some(format!(
+                "the user-data sets an external registry ({})",
+                ext.path
+            )),
+            (None, Some(pack)) => Some(format!(
+                "the profile has the primary registry pack `{}`",
+                pack.name
+            )),
+            (None, None) => None,
+        };
+        if let Some(reason) = reason {
+            for pack in &self.packs {
+                if let Some(values) = &pack.values {
+                    find_always_pull(
+                        file,
+                        text,
+                        &values.root,
+                        &join(&pack.path, "values"),
+                        &reason,
+                        &mut out,
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Find `enable-admission-plugins` lists (as a key, or as a `enable-admission-plugins=...`
+/// argument) that hold AlwaysPullImages, looking into YAML strings such as `cluster.config`.
+fn find_always_pull(
+    file: &Path,
+    text: &str,
+    node: &Node,
+    path: &str,
+    reason: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    match &node.value {
+        Value::Map(entries) => {
+            for entry in entries {
+                let child = join(path, &entry.key);
+                match entry.value.as_str() {
+                    Some(plugins) if entry.key == "enable-admission-plugins" => {
+                        if plugins.split(',').any(|p| p.trim() == ALWAYS_PULL) {
+                            out.push(always_pull(file, child, &entry.value, plugins, reason));
+                        }
+                    }
+                    Some(s) if s.contains("admission-plugins") => {
+                        if let Ok(inner) = yaml::parse_embedded(&entry.value, text) {
+                            find_always_pull(file, text, &inner.root, &child, reason, out);
+                        }
+                    }
+                    _ => find_always_pull(file, text, &entry.value, &child, reason, out),
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let child = index(path, i);
+                match item.as_str().and_then(|s| {
+                    s.trim_start_matches('-')
+                        .strip_prefix("enable-admission-plugins=")
+                }) {
+                    Some(plugins) if plugins.split(',').any(|p| p.trim() == ALWAYS_PULL) => {
+                        out.push(always_pull(file, child, item, plugins, reason))
+                    }
+                    _ => find_always_pull(file, text, item, &child, reason, out),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn always_pull(file: &Path, path: String, at: &Node, plugins: &str, reason: &str) -> Diagnostic {
+    let kept: Vec<&str> = plugins
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != ALWAYS_PULL)
+        .collect();
+    Diagnostic::new(Rule::AlwaysPullImages, file, path, at.pos, format!("{ALWAYS_PULL} is enabled, but {reason}: every pod start would bypass the images the edge host already holds"))
+        .help(format!("remove it from enable-admission-plugins: `enable-admission-plugins: {}`", kept.join(",")))
+}

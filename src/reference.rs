@@ -1,0 +1,248 @@
+//! The OCI reference grammar forge needs: registry locations (`host[:port][/path]`, as in
+//! `IMAGE_REGISTRY` and user-data `domain` keys), with the distribution rules for hosts and
+//! path components, and the registries whose authentication the edge agent cannot do.
+
+use std::fmt;
+
+/// A registry location: host, optional port, optional repository path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    pub host: String,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+}
+
+impl Domain {
+    /// `host[:port]`, the part credentials are keyed by.
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}:{port}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.authority())?;
+        if let Some(path) = &self.path {
+            write!(f, "/{path}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("is empty")]
+    Empty,
+    #[error("has a scheme `{0}://`; give host[:port][/path] only")]
+    Scheme(String),
+    #[error("contains whitespace")]
+    Whitespace,
+    #[error("host `{0}` contains `_`, which DNS names do not allow")]
+    Underscore(String),
+    #[error("host `{0}` is not a valid DNS name or IP address")]
+    Host(String),
+    #[error("port `{0}` is not a number from 1 to 65535")]
+    Port(String),
+    #[error("path component `{0}` must be lowercase letters and digits separated by `.`, `_`, `__` or `-`")]
+    Path(String),
+    #[error("has a tag or digest; give the registry location only")]
+    TagOrDigest,
+}
+
+/// Parse `host[:port][/path]`. A trailing `/` is ignored.
+pub fn parse_domain(text: &str) -> Result<Domain, DomainError> {
+    let text = text.trim_end_matches('/');
+    if text.is_empty() {
+        return Err(DomainError::Empty);
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(DomainError::Scheme(scheme.to_string()));
+    }
+    if text.contains(char::is_whitespace) {
+        return Err(DomainError::Whitespace);
+    }
+    if text.contains('@') {
+        return Err(DomainError::TagOrDigest);
+    }
+    let (authority, path) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let (host, port) = split_port(authority)?;
+    check_host(host)?;
+    if let Some(path) = path {
+        for component in path.split('/') {
+            if component.contains(':') {
+                return Err(DomainError::TagOrDigest);
+            }
+            if !is_path_component(component) {
+                return Err(DomainError::Path(component.to_string()));
+            }
+        }
+    }
+    Ok(Domain {
+        host: host.to_string(),
+        port,
+        path: path.map(str::to_string),
+    })
+}
+
+fn split_port(authority: &str) -> Result<(&str, Option<u16>), DomainError> {
+    // [v6]:port
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or_else(|| DomainError::Host(authority.to_string()))?;
+        inside
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| DomainError::Host(authority.to_string()))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(parse_port(p)?),
+            None if after.is_empty() => None,
+            None => return Err(DomainError::Host(authority.to_string())),
+        };
+        return Ok((&authority[..inside.len() + 2], port));
+    }
+    match authority.split_once(':') {
+        Some((host, port)) => Ok((host, Some(parse_port(port)?))),
+        None => Ok((authority, None)),
+    }
+}
+
+fn parse_port(port: &str) -> Result<u16, DomainError> {
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Ok(p),
+        _ => Err(DomainError::Port(port.to_string())),
+    }
+}
+
+fn check_host(host: &str) -> Result<(), DomainError> {
+    if host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    if host.contains('_') {
+        return Err(DomainError::Underscore(host.to_string()));
+    }
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.len() > 253 || !host.split('.').all(valid_label) {
+        return Err(DomainError::Host(host.to_string()));
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn is_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &component[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.chars().all(|c| c == '-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Why the edge agent cannot authenticate to a registry, when it cannot: the agent only does
+/// basic username/password authentication.
+pub fn token_auth_reason(domain: &Domain, username: Option<&str>) -> Option<String> {
+    let host = domain.host.to_ascii_lowercase();
+    if host.contains(".dkr.ecr.")
+        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+    {
+        return Some("AWS ECR issues short-lived tokens (12 hours) through the AWS API".into());
+    }
+    if host.ends_with("-docker.pkg.dev") {
+        return Some(
+            "Google Artifact Registry authenticates with OAuth tokens or service-account keys"
+                .into(),
+        );
+    }
+    let token_user = matches!(
+        username,
+        Some("_json_key" | "_json_key_base64" | "oauth2accesstoken" | "_token" | "_dcgcloud_token")
+    );
+    if (host == "gcr.io" || host.ends_with(".gcr.io")) && token_user {
+        return Some(format!(
+            "`{}` is a Google token login, not a basic-auth user",
+            username.unwrap_or_default()
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_registry_locations() {
+        let d = parse_domain("10.10.254.254:8000/spectro-images/").unwrap();
+        assert_eq!(
+            (d.host.as_str(), d.port, d.path.as_deref()),
+            ("10.10.254.254", Some(8000), Some("spectro-images"))
+        );
+        assert_eq!(d.to_string(), "10.10.254.254:8000/spectro-images");
+        assert_eq!(
+            parse_domain("[::1]:5000").unwrap().authority(),
+            "[::1]:5000"
+        );
+        assert_eq!(parse_domain("ttl.sh").unwrap().path, None);
+    }
+
+    #[test]
+    fn rejects_what_the_agent_cannot_use() {
+        let cases = [
+            ("https://ttl.sh", DomainError::Scheme("https".into())),
+            (
+                "my_registry.local",
+                DomainError::Underscore("my_registry.local".into()),
+            ),
+            ("reg.io:99999", DomainError::Port("99999".into())),
+            ("reg.io/Images", DomainError::Path("Images".into())),
+            ("-bad.io", DomainError::Host("-bad.io".into())),
+            ("reg.io/app:1.0", DomainError::TagOrDigest),
+            ("", DomainError::Empty),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_domain(input), Err(expected), "{input}");
+        }
+    }
+
+    #[test]
+    fn knows_token_auth_registries() {
+        let ecr = parse_domain("123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap();
+        assert!(token_auth_reason(&ecr, Some("AWS")).is_some());
+        let ar = parse_domain("us-east1-docker.pkg.dev/project/repo").unwrap();
+        assert!(token_auth_reason(&ar, Some("user")).is_some());
+        let gcr = parse_domain("gcr.io/project").unwrap();
+        assert!(token_auth_reason(&gcr, Some("_json_key")).is_some());
+        assert!(token_auth_reason(&gcr, Some("robot")).is_none());
+        assert!(token_auth_reason(
+            &parse_domain("harbor.example.com").unwrap(),
+            Some("_json_key")
+        )
+        .is_none());
+    }
+}

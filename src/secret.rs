@@ -1,0 +1,211 @@
+//! Secret masking: which keys hold secrets, and the redactor every piece of output passes
+//! through so that no password or token reaches a terminal, a log or a JSON report.
+
+use base64::Engine as _;
+
+/// The mask printed in place of a secret. It never depends on the secret's length.
+pub const MASK: &str = "****";
+
+/// Shorter secrets are only masked structurally (by key), not by substring search, so that a
+/// two-letter password does not blank out every word containing those letters.
+const MIN_SUBSTRING_LEN: usize = 3;
+
+/// Whether a YAML key or a `.arg` variable name holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password", "passwd", "token", "secret", "apikey", "api_key", "pro_key",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+/// Collects secret values and removes them from text.
+#[derive(Debug, Default, Clone)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register a secret, with its base64 encoding and (when it is base64) its decoding, since
+    /// the agent and `--fix` move passwords between the two forms.
+    pub fn add(&mut self, secret: &str) {
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return;
+        }
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut forms = vec![secret.to_string(), engine.encode(secret)];
+        if let Some(decoded) = engine
+            .decode(secret)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|s| !s.trim().is_empty() && s.chars().all(|c| !c.is_control()))
+        {
+            forms.push(decoded);
+        }
+        for form in forms {
+            if !self.secrets.contains(&form) {
+                self.secrets.push(form);
+            }
+        }
+        // Longest first, so that a secret containing another is masked whole.
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Register every secret a text file visibly holds: values of secret-looking YAML keys and
+    /// `.arg` variables, and passwords in URLs. Works on text that does not parse.
+    pub fn scan(&mut self, text: &str) {
+        for line in text.lines() {
+            if let Some((_, value)) = secret_assignment(line) {
+                self.add(unquote(value));
+            }
+            for password in url_passwords(line) {
+                self.add(password);
+            }
+        }
+    }
+
+    /// Replace every registered secret in `text` by the mask.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self
+            .secrets
+            .iter()
+            .filter(|s| s.chars().count() >= MIN_SUBSTRING_LEN)
+        {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        out
+    }
+
+    /// Mask a source line for display: the value of a secret key whatever it is, URL passwords,
+    /// then any registered secret.
+    pub fn mask_line(&self, line: &str) -> String {
+        let mut masked = match secret_assignment(line) {
+            Some((value_start, _)) => format!("{}{MASK}", &line[..value_start]),
+            None => line.to_string(),
+        };
+        for password in url_passwords(&masked.clone()) {
+            masked = masked.replacen(password, MASK, 1);
+        }
+        self.redact(&masked)
+    }
+}
+
+/// `key: value` (YAML) or `KEY=value` (`.arg`) where the key is a secret: the byte offset where
+/// the value starts and the value without a trailing comment.
+fn secret_assignment(line: &str) -> Option<(usize, &str)> {
+    let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+    let trimmed = trimmed.strip_prefix("export ").unwrap_or(trimmed);
+    let sep = trimmed.find([':', '='])?;
+    let key = trimmed[..sep].trim().trim_matches(['"', '\'']);
+    if key.is_empty() || key.contains(char::is_whitespace) || !is_secret_key(key) {
+        return None;
+    }
+    let offset = line.len() - trimmed.len() + sep + 1;
+    let rest = &line[offset..];
+    let value_start = offset + (rest.len() - rest.trim_start().len());
+    let value = line[value_start..].trim_end();
+    if value.is_empty() || value == "|" || value == ">" {
+        return None;
+    }
+    let value = match value.find(" #") {
+        Some(comment) if !value.starts_with(['"', '\'']) => value[..comment].trim_end(),
+        _ => value,
+    };
+    Some((value_start, value))
+}
+
+fn unquote(value: &str) -> &str {
+    let v = value.trim();
+    for quote in ['"', '\''] {
+        if let Some(inner) = v.strip_prefix(quote).and_then(|v| v.strip_suffix(quote)) {
+            return inner;
+        }
+    }
+    v
+}
+
+/// Passwords in `scheme://user:password@host` URLs.
+fn url_passwords(line: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = line;
+    while let Some(start) = rest.find("://") {
+        let after = &rest[start + 3..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        if let Some(at) = authority.rfind('@') {
+            if let Some(colon) = authority[..at].find(':') {
+                let password = &authority[colon + 1..at];
+                if !password.is_empty() {
+                    found.push(password);
+                }
+            }
+        }
+        rest = &after[end..];
+    }
+    found
+}
+
+/// `scheme://user:****@host` for display.
+pub fn mask_url(url: &str) -> String {
+    let mut masked = url.to_string();
+    for password in url_passwords(url) {
+        masked = masked.replacen(&format!(":{password}@"), &format!(":{MASK}@"), 1);
+    }
+    masked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_secret_keys_in_yaml_and_arg_lines() {
+        let r = Redactor::new();
+        assert_eq!(
+            r.mask_line("    password: hunter2 # old"),
+            "    password: ****"
+        );
+        assert_eq!(
+            r.mask_line("  edgeHostToken: \"abc def\""),
+            "  edgeHostToken: ****"
+        );
+        assert_eq!(r.mask_line("UBUNTU_PRO_KEY=Cabc"), "UBUNTU_PRO_KEY=****");
+        assert_eq!(r.mask_line("    username: admin"), "    username: admin");
+        assert_eq!(r.mask_line("  password:"), "  password:");
+    }
+
+    #[test]
+    fn masks_url_passwords() {
+        assert_eq!(
+            mask_url("http://bob:s3cret@proxy:3128"),
+            "http://bob:****@proxy:3128"
+        );
+        let r = Redactor::new();
+        assert_eq!(
+            r.mask_line("HTTP_PROXY=http://bob:s3cret@proxy:3128"),
+            "HTTP_PROXY=http://bob:****@proxy:3128"
+        );
+    }
+
+    #[test]
+    fn redacts_registered_secrets_and_their_base64_forms() {
+        let mut r = Redactor::new();
+        r.scan("stylus:\n  registryCredentials:\n    password: 'Sup3rSecret'\n");
+        let encoded = base64::engine::general_purpose::STANDARD.encode("Sup3rSecret");
+        assert_eq!(
+            r.redact(&format!("a Sup3rSecret b {encoded}")),
+            "a **** b ****"
+        );
+    }
+}
