@@ -86,7 +86,7 @@ pub fn parse(file: &Path, text: &str) -> Profile {
                     value: Value::Str(_),
                     ..
                 },
-            ) => match yaml::parse_embedded(v, text) {
+            ) => match yaml::parse_embedded(v) {
                 Ok(doc) => Some(doc),
                 Err(e) => {
                     diagnostics.push(Diagnostic::new(
@@ -220,7 +220,6 @@ impl Profile {
                 if let Some(values) = &pack.values {
                     find_always_pull(
                         file,
-                        text,
                         &values.root,
                         &join(&pack.path, "values"),
                         &reason,
@@ -235,14 +234,7 @@ impl Profile {
 
 /// Find `enable-admission-plugins` lists (as a key, or as a `enable-admission-plugins=...`
 /// argument) that hold AlwaysPullImages, looking into YAML strings such as `cluster.config`.
-fn find_always_pull(
-    file: &Path,
-    text: &str,
-    node: &Node,
-    path: &str,
-    reason: &str,
-    out: &mut Vec<Diagnostic>,
-) {
+fn find_always_pull(file: &Path, node: &Node, path: &str, reason: &str, out: &mut Vec<Diagnostic>) {
     match &node.value {
         Value::Map(entries) => {
             for entry in entries {
@@ -254,11 +246,11 @@ fn find_always_pull(
                         }
                     }
                     Some(s) if s.contains("admission-plugins") => {
-                        if let Ok(inner) = yaml::parse_embedded(&entry.value, text) {
-                            find_always_pull(file, text, &inner.root, &child, reason, out);
+                        if let Ok(inner) = yaml::parse_embedded(&entry.value) {
+                            find_always_pull(file, &inner.root, &child, reason, out);
                         }
                     }
-                    _ => find_always_pull(file, text, &entry.value, &child, reason, out),
+                    _ => find_always_pull(file, &entry.value, &child, reason, out),
                 }
             }
         }
@@ -272,7 +264,7 @@ fn find_always_pull(
                     Some(plugins) if plugins.split(',').any(|p| p.trim() == ALWAYS_PULL) => {
                         out.push(always_pull(file, child, item, plugins, reason))
                     }
-                    _ => find_always_pull(file, text, item, &child, reason, out),
+                    _ => find_always_pull(file, item, &child, reason, out),
                 }
             }
         }
@@ -287,5 +279,6 @@ fn always_pull(file: &Path, path: String, at: &Node, plugins: &str, reason: &str
         .filter(|p| !p.is_empty() && *p != ALWAYS_PULL)
         .collect();
     Diagnostic::new(Rule::AlwaysPullImages, file, path, at.pos, format!("{ALWAYS_PULL} is enabled, but {reason}: every pod start would bypass the images the edge host already holds"))
+        .width(plugins.chars().count())
         .help(format!("remove it from enable-admission-plugins: `enable-admission-plugins: {}`", kept.join(",")))
 }

@@ -142,6 +142,9 @@ impl<'a> Checker<'a> {
         if let Some(allowed) = obj.get("enum").and_then(Json::as_array) {
             self.check_enum(allowed, node, at, out);
         }
+        if let Some(constant) = obj.get("const") {
+            self.check_enum(std::slice::from_ref(constant), node, at, out);
+        }
         self.check_range(obj, node, at, out);
         if let (Some(format), Some(text)) =
             (obj.get("format").and_then(Json::as_str), node.as_str())

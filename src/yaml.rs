@@ -394,7 +394,7 @@ fn current_path(stack: &[Frame]) -> String {
 /// Parse YAML held in a string value of another document (a pack's `values: |` block), with
 /// positions translated into the outer file. Block scalars map line for line; other styles
 /// map every position to the start of the string.
-pub fn parse_embedded(node: &Node, outer: &str) -> Result<Document, SyntaxError> {
+pub fn parse_embedded(node: &Node) -> Result<Document, SyntaxError> {
     let text = node.as_str().unwrap_or_default();
     let origin = node.pos;
     let map: Box<dyn Fn(Pos) -> Pos> = match node.style {
@@ -474,7 +474,7 @@ mod tests {
     fn maps_embedded_block_positions_to_the_outer_file() {
         let outer = "values: |\n  pack:\n    name: x\n";
         let doc = parse(outer).unwrap();
-        let inner = parse_embedded(doc.root.get("values").unwrap(), outer).unwrap();
+        let inner = parse_embedded(doc.root.get("values").unwrap()).unwrap();
         let entry = inner.root.get("pack").unwrap().entry("name").unwrap();
         assert_eq!(entry.key_pos, Pos::new(3, 5));
     }

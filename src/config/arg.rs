@@ -137,7 +137,7 @@ fn unquote_and_expand(
     let mut undefined = Vec::new();
     let mut i = 0;
     let mut quote: Option<(char, usize)> = None;
-    let mut push = |out: &mut String, pending: &mut String, s: &str| {
+    let push = |out: &mut String, pending: &mut String, s: &str| {
         out.push_str(pending);
         pending.clear();
         out.push_str(s);

@@ -127,7 +127,12 @@ impl<'a> Credentials<'a> {
             }
         }
         let user_key = self.keys.users[0];
-        match (self.username().is_some(), self.password().is_some()) {
+        // A key with a value of the wrong type is reported by the schema check already.
+        let given = |key: &str| {
+            self.entry(key)
+                .is_some_and(|e| e.value.as_str().is_none_or(|s| !s.trim().is_empty()))
+        };
+        match (self.keys.users.iter().any(|k| given(k)), given("password")) {
             (true, false) => out.push(
                 self.diagnostic(
                     Rule::IncompleteCredentials,

@@ -1,0 +1,153 @@
+//! Every validation rule has fixtures under `tests/fixtures/rules/<CODE>/`:
+//! - `fail*/` cases, whose `expect` file lists exactly the findings validation must report,
+//!   one `file:line:column CODE key.path` per line;
+//! - `pass*/` cases, which must validate with no finding at all.
+//!
+//! A case directory holds any of `user-data.yaml`, `profile.yaml`, `forge.yaml`, `build.arg`
+//! (plus files those name). Settings are resolved without the process environment.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use forge::config::Inputs;
+use forge::diagnostic::Rule;
+use forge::validate::{self, Request};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules")
+}
+
+fn request(case: &Path) -> Request {
+    let existing = |name: &str| Some(case.join(name)).filter(|p| p.exists());
+    let text = |path: PathBuf| {
+        let text = fs::read_to_string(&path).unwrap();
+        (path, text)
+    };
+    Request {
+        user_data: existing("user-data.yaml"),
+        profile: existing("profile.yaml"),
+        settings: Inputs {
+            config: existing("forge.yaml").map(text),
+            arg: existing("build.arg").map(text),
+            env: Vec::new(),
+            sets: Vec::new(),
+        },
+        fix: false,
+    }
+}
+
+/// The findings of a case as `file:line:column CODE path`, file names relative to the case.
+fn findings(case: &Path) -> Vec<String> {
+    let outcome = validate::run(&request(case)).expect("fixture inputs are readable");
+    outcome
+        .report
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let file = d
+                .file
+                .strip_prefix(case)
+                .unwrap_or(&d.file)
+                .display()
+                .to_string();
+            format!(
+                "{file}:{}:{} {} {}",
+                d.pos.line,
+                d.pos.column,
+                d.rule.code(),
+                d.path
+            )
+        })
+        .collect()
+}
+
+fn cases(rule: Rule, prefix: &str) -> Vec<PathBuf> {
+    let dir = fixtures().join(rule.code());
+    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|_| {
+            panic!(
+                "rule {} has no fixture directory {}",
+                rule.code(),
+                dir.display()
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn every_rule_has_a_failing_and_a_passing_fixture() {
+    for rule in Rule::ALL {
+        assert!(
+            !cases(*rule, "fail").is_empty(),
+            "{} has no failing fixture",
+            rule.code()
+        );
+        assert!(
+            !cases(*rule, "pass").is_empty(),
+            "{} has no passing fixture",
+            rule.code()
+        );
+    }
+}
+
+#[test]
+fn failing_fixtures_report_exactly_what_they_expect() {
+    let mut mismatches = Vec::new();
+    for rule in Rule::ALL {
+        for case in cases(*rule, "fail") {
+            let expected: Vec<String> = fs::read_to_string(case.join("expect"))
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.trim_end().to_string())
+                .collect();
+            let found: Vec<String> = findings(&case)
+                .into_iter()
+                .map(|f| f.trim_end().to_string())
+                .collect();
+            assert!(
+                expected.iter().any(|e| e.contains(rule.code())),
+                "{} expects no {}",
+                case.display(),
+                rule.code()
+            );
+            if found != expected {
+                mismatches.push(format!(
+                    "{}\n  expected {expected:?}\n  found    {found:?}",
+                    case.display()
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
+}
+
+#[test]
+fn passing_fixtures_are_clean() {
+    let mut dirty = Vec::new();
+    for rule in Rule::ALL {
+        for case in cases(*rule, "pass") {
+            let found = findings(&case);
+            if !found.is_empty() {
+                dirty.push(format!("{}: {found:?}", case.display()));
+            }
+        }
+    }
+    assert!(dirty.is_empty(), "\n{}", dirty.join("\n"));
+}
+
+#[test]
+fn severities_follow_the_catalog() {
+    for rule in Rule::ALL {
+        for case in cases(*rule, "fail") {
+            let outcome = validate::run(&request(&case)).unwrap();
+            for d in &outcome.report.diagnostics {
+                assert_eq!(d.severity, d.rule.severity(), "{}", case.display());
+            }
+        }
+    }
+}
