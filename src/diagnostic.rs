@@ -258,15 +258,19 @@ impl Report {
     pub fn render_text(&self, redactor: &Redactor) -> String {
         let mut out = String::new();
         for d in &self.diagnostics {
+            let path = if d.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", d.path)
+            };
             let _ = writeln!(
                 out,
-                "{}:{}:{}: {}[{}]: {}: {}",
+                "{}:{}:{}: {}[{}]: {path}{}",
                 d.file.display(),
                 d.pos.line,
                 d.pos.column,
                 d.severity.as_str(),
                 d.rule.code(),
-                d.path,
                 d.message
             );
             if let Some(line) = self.source_line(&d.file, d.pos.line) {

@@ -133,27 +133,17 @@ fn unquote(value: &str) -> &str {
     v
 }
 
-/// Passwords in `scheme://user:password@host` URLs.
+/// Passwords in `[scheme://]user:password@host` URLs (a forgotten scheme must not leak either).
 fn url_passwords(line: &str) -> Vec<&str> {
-    let mut found = Vec::new();
-    let mut rest = line;
-    while let Some(start) = rest.find("://") {
-        let after = &rest[start + 3..];
-        let end = after
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        if let Some(at) = authority.rfind('@') {
-            if let Some(colon) = authority[..at].find(':') {
-                let password = &authority[colon + 1..at];
-                if !password.is_empty() {
-                    found.push(password);
-                }
-            }
-        }
-        rest = &after[end..];
-    }
-    found
+    line.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '=')
+        .filter_map(|token| {
+            let authority = token.split_once("://").map_or(token, |(_, rest)| rest);
+            let authority = authority.split('/').next().unwrap_or_default();
+            let (userinfo, _) = authority.rsplit_once('@')?;
+            let (_, password) = userinfo.split_once(':')?;
+            Some(password).filter(|p| !p.is_empty())
+        })
+        .collect()
 }
 
 /// `scheme://user:****@host` for display.

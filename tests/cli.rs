@@ -1,0 +1,287 @@
+//! The `forge` command line as users see it: exit codes, text and JSON output, `--fix`,
+//! `forge schema`, `forge config show`, `forge rules`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn rules_fixture(rule: &str, case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rules")
+        .join(rule)
+        .join(case)
+}
+
+/// `forge` with a clean environment: no FORGE_* variable leaks in from the developer's shell.
+fn forge() -> Command {
+    let mut cmd = Command::cargo_bin("forge").unwrap();
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FORGE_")) {
+        cmd.env_remove(key);
+    }
+    cmd
+}
+
+fn json_of(output: &[u8]) -> Value {
+    serde_json::from_slice(output)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
+}
+
+#[test]
+fn a_clean_user_data_exits_0() {
+    forge()
+        .args(["validate", "--user-data"])
+        .arg(rules_fixture("UD001", "pass/user-data.yaml"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("no problems found"));
+}
+
+#[test]
+fn errors_exit_1_with_compiler_style_text() {
+    let file = rules_fixture("SCHEMA001", "fail/user-data.yaml");
+    let expected_head = format!(
+        "{}:6:5: error[SCHEMA001]: stylus.registryCredentials.password: expected string, got null",
+        file.display()
+    );
+    forge()
+        .args(["validate", "--user-data"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(expected_head))
+        .stdout(predicate::str::contains(
+            "6 |     password:\n  |     ^^^^^^^^",
+        ))
+        .stdout(predicate::str::contains("= help: the key has no value"))
+        .stdout(predicate::str::contains("1 error, 0 warnings"));
+}
+
+#[test]
+fn warnings_alone_exit_0() {
+    forge()
+        .args(["validate", "--user-data"])
+        .arg(rules_fixture("SCHEMA004", "fail/user-data.yaml"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "warning[SCHEMA004]: stylus.registryCredentails: unknown key",
+        ))
+        .stdout(predicate::str::contains(
+            "did you mean `registryCredentials`?",
+        ));
+}
+
+#[test]
+fn json_output_is_one_object_with_counts() {
+    let output = forge()
+        .args(["validate", "--format", "json", "--user-data"])
+        .arg(rules_fixture("SCHEMA001", "fail/user-data.yaml"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let report = json_of(&output);
+    assert_eq!(report["errors"], 1);
+    assert_eq!(report["warnings"], 0);
+    let d = &report["diagnostics"][0];
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["code"], "SCHEMA001");
+    assert_eq!(d["path"], "stylus.registryCredentials.password");
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(6), Some(5))
+    );
+    assert_eq!(d["message"], "expected string, got null");
+}
+
+#[test]
+fn arg_diagnostics_use_the_variable_name_as_path() {
+    let output = forge()
+        .args(["validate", "--format", "json", "--arg"])
+        .arg(rules_fixture("CFG006", "fail/build.arg"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let d = &json_of(&output)["diagnostics"][0];
+    assert_eq!(
+        (d["code"].as_str(), d["path"].as_str()),
+        (Some("CFG006"), Some("CUSTOM_TAG"))
+    );
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(2), Some(12))
+    );
+}
+
+#[test]
+fn a_missing_file_exits_2_and_names_it() {
+    forge()
+        .args(["validate", "--user-data", "/nonexistent/user-data.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot read user-data file `/nonexistent/user-data.yaml`",
+        ));
+}
+
+#[test]
+fn validate_without_inputs_is_a_usage_error() {
+    forge()
+        .arg("validate")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("required"));
+    forge()
+        .args(["validate", "--set", "no-equals-sign", "--arg", "x"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn fix_encodes_alphanumeric_passwords_and_keeps_everything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("user-data.yaml");
+    let original = "#cloud-config\n# site registry\nstylus:\n  registryCredentials:\n    domain: 10.10.254.254:8000/spectro-images  # lab\n    username: ubuntu\n    password: Abc123def456   # rotated monthly\n    insecure: true\n";
+    fs::write(&file, original).unwrap();
+    forge()
+        .args(["validate", "--fix", "--user-data"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("no problems found"))
+        .stderr(predicate::str::contains("fixed 1 problem"));
+    assert_eq!(
+        fs::read_to_string(dir.path().join("user-data.yaml.bak")).unwrap(),
+        original
+    );
+    let fixed = fs::read_to_string(&file).unwrap();
+    let expected = original.replace(
+        "    password: Abc123def456   # rotated monthly\n",
+        "    password: \"QWJjMTIzZGVmNDU2\"   # rotated monthly\n    encodedPassword: true\n",
+    );
+    assert_eq!(fixed, expected);
+}
+
+#[test]
+fn fix_flips_an_existing_encoded_password_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ud.yaml");
+    fs::write(&file, "#cloud-config\nstylus:\n  externalRegistries:\n    registries:\n      - domain: r.example.com\n        encodedPassword: false\n        username: a\n        password: 'Plain1'\n").unwrap();
+    forge()
+        .args(["validate", "--fix", "--user-data"])
+        .arg(&file)
+        .assert()
+        .code(0);
+    let fixed = fs::read_to_string(&file).unwrap();
+    assert!(
+        fixed.contains(
+            "        encodedPassword: true\n        username: a\n        password: \"UGxhaW4x\"\n"
+        ),
+        "{fixed}"
+    );
+}
+
+#[test]
+fn fix_adds_a_missing_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ud.yaml");
+    fs::write(&file, "stylus:\n  debug: true\n").unwrap();
+    forge()
+        .args(["validate", "--fix", "--user-data"])
+        .arg(&file)
+        .assert()
+        .code(0);
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        "#cloud-config\nstylus:\n  debug: true\n"
+    );
+}
+
+#[test]
+fn user_data_schema_is_json_schema_2020_12() {
+    let output = forge()
+        .args(["schema", "user-data"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let schema = json_of(&output);
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(schema["properties"]["stylus"]["$ref"], "#/$defs/Stylus");
+    let registry = &schema["$defs"]["Registry"];
+    assert_eq!(registry["required"], serde_json::json!(["domain"]));
+    assert_eq!(registry["properties"]["password"]["writeOnly"], true);
+    assert_eq!(registry["additionalProperties"], false);
+    assert_eq!(registry["properties"]["insecure"]["type"], "boolean");
+}
+
+#[test]
+fn config_show_names_every_setting_and_its_source() {
+    let arg = rules_fixture("CFG001", "pass/build.arg");
+    let output = forge()
+        .args(["config", "show", "--format", "json", "--arg"])
+        .arg(&arg)
+        .args(["--set", "custom_tag=edge1"])
+        .env("FORGE_ARCH", "arm64")
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json_of(&output);
+    let settings = &doc["settings"];
+    assert_eq!(settings["IMAGE_REPO"]["value"], "ubuntu");
+    assert_eq!(
+        settings["IMAGE_REPO"]["source"],
+        format!("{}:5", arg.display())
+    );
+    assert_eq!(settings["CUSTOM_TAG"]["value"], "edge1");
+    assert_eq!(settings["CUSTOM_TAG"]["source"], "--set");
+    assert_eq!(settings["ARCH"]["source"], "env FORGE_ARCH");
+    assert_eq!(settings["PE_VERSION"]["source"], "default");
+    assert_eq!(settings["BASE_IMAGE"]["value"], Value::Null);
+    let first = doc["k8s_versions"][0].as_str().unwrap();
+    assert_eq!(
+        doc["provider_images"][0],
+        format!("ttl.sh/ubuntu:k3s-{first}-v4.7.16-edge1")
+    );
+}
+
+#[test]
+fn config_show_text_is_a_table_and_errors_exit_1() {
+    forge()
+        .args(["config", "show", "--arg"])
+        .arg(rules_fixture("CFG008", "fail/build.arg"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_match(r"(?m)^ARCH\s+x86_64\s+\S+build\.arg:9$").unwrap())
+        .stderr(predicate::str::contains(
+            "error[CFG008]: ARCH: ARCH `x86_64` must be amd64 or arm64 (x86_64 is amd64)",
+        ));
+}
+
+#[test]
+fn rules_lists_the_whole_catalog() {
+    let output = forge()
+        .args(["rules", "--format", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let rules = json_of(&output);
+    assert_eq!(
+        rules.as_array().unwrap().len(),
+        forge::diagnostic::Rule::ALL.len()
+    );
+}
