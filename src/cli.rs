@@ -20,7 +20,7 @@ use crate::validate::{self, Request};
 #[command(
     name = "forge",
     version,
-    about = "Build orchestrator for Palette edge hosts: validates inputs, builds provider images and installer ISOs"
+    about = "Build orchestrator for Palette edge hosts. This version validates the build inputs: settings, user-data and cluster profiles"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -240,7 +240,9 @@ fn config_show(args: &SettingsArgs, format: Format) -> Result<u8> {
                     Some(s) => ("(empty)".to_string(), s.origin.to_string()),
                     None => ("(unset)".to_string(), String::new()),
                 };
-                out.push_str(&format!("{:width$}  {:40}  {}\n", def.name, value, source));
+                let row = format!("{:width$}  {:40}  {}", def.name, value, source);
+                out.push_str(row.trim_end());
+                out.push('\n');
             }
             out.push_str(&format!(
                 "\nKubernetes versions: {}\n",
