@@ -220,8 +220,7 @@ fn config_show(args: &SettingsArgs, format: Format) -> Result<u8> {
                     )
                 })
                 .collect();
-            let report: serde_json::Value =
-                serde_json::from_str(&outcome.report.render_json(redactor))?;
+            let report = outcome.report.to_json(redactor);
             let doc = json!({"settings": values, "k8s_versions": versions, "provider_images": images, "diagnostics": report["diagnostics"]});
             out.push_str(&serde_json::to_string_pretty(&doc)?);
             out.push('\n');

@@ -312,6 +312,13 @@ impl Report {
 
     /// One JSON object: `{"diagnostics":[...],"errors":N,"warnings":N}`.
     pub fn render_json(&self, redactor: &Redactor) -> String {
+        let json =
+            serde_json::to_string_pretty(&self.to_json(redactor)).expect("report serializes");
+        redactor.redact(&json)
+    }
+
+    /// The report as a JSON value, messages redacted.
+    pub fn to_json(&self, redactor: &Redactor) -> serde_json::Value {
         let report = JsonReport {
             diagnostics: self
                 .diagnostics
@@ -330,8 +337,7 @@ impl Report {
             errors: self.errors(),
             warnings: self.warnings(),
         };
-        let json = serde_json::to_string_pretty(&report).expect("report serializes");
-        redactor.redact(&json)
+        serde_json::to_value(report).expect("report serializes")
     }
 
     fn source_line(&self, file: &Path, line: usize) -> Option<&str> {

@@ -40,22 +40,12 @@ pub struct Profile {
 
 /// Read the packs of a profile: `packs:` at the top, or Palette's `spec.template.packs`.
 pub fn parse(file: &Path, text: &str) -> Profile {
-    let mut diagnostics = Vec::new();
-    let document = match yaml::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                Rule::YamlSyntax,
-                file,
-                "",
-                e.pos,
-                format!("invalid YAML: {}", e.message),
-            ));
-            return Profile {
-                packs: Vec::new(),
-                diagnostics,
-            };
-        }
+    let (document, mut diagnostics) = yaml::parse_file(file, text);
+    let Some(document) = document else {
+        return Profile {
+            packs: Vec::new(),
+            diagnostics,
+        };
     };
     let root = &document.root;
     let (list_path, list) = match [
@@ -89,13 +79,7 @@ pub fn parse(file: &Path, text: &str) -> Profile {
             ) => match yaml::parse_embedded(v) {
                 Ok(doc) => Some(doc),
                 Err(e) => {
-                    diagnostics.push(Diagnostic::new(
-                        Rule::YamlSyntax,
-                        file,
-                        join(&path, "values"),
-                        e.pos,
-                        format!("invalid YAML in pack values: {}", e.message),
-                    ));
+                    diagnostics.push(e.diagnostic(file, &join(&path, "values")));
                     None
                 }
             },

@@ -8,7 +8,7 @@ use schemars::transform::RecursiveTransform;
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value as Json};
 
-use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule};
+use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule, Severity};
 use crate::yaml::{index, join, Node, Value};
 
 /// A 2020-12 schema for `T`, shaped for configuration files: optional keys are absent rather
@@ -205,7 +205,7 @@ impl<'a> Checker<'a> {
             if trial
                 .diagnostics
                 .iter()
-                .all(|d| d.rule.severity() != crate::diagnostic::Severity::Error)
+                .all(|d| d.rule.severity() != Severity::Error)
             {
                 out.diagnostics.extend(trial.diagnostics);
                 out.secrets.extend(trial.secrets);

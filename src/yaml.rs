@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
-use crate::diagnostic::Pos;
+use std::path::Path;
+
+use crate::diagnostic::{Diagnostic, Pos, Rule};
 
 /// A parsed value with its position.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +65,16 @@ pub struct Document {
 }
 
 impl Node {
+    fn new(value: Value, span: &Span, style: Option<ScalarStyle>) -> Node {
+        Node {
+            value,
+            pos: pos(span),
+            start: span.start.index(),
+            end: span.end.index(),
+            style,
+        }
+    }
+
     /// The JSON Schema name of this value's type: `null`, `boolean`, `integer`, `number`,
     /// `string`, `array` or `object`.
     pub fn type_name(&self) -> &'static str {
@@ -253,25 +265,13 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => continue,
             Event::SequenceStart(anchor, _) => {
-                let node = Node {
-                    value: Value::Seq(Vec::new()),
-                    pos: here,
-                    start: span.start.index(),
-                    end: span.end.index(),
-                    style: None,
-                };
+                let node = Node::new(Value::Seq(Vec::new()), &span, None);
                 stack.push(Frame::Seq { node, anchor });
                 continue;
             }
             Event::MappingStart(anchor, _) => {
                 let path = current_path(&stack);
-                let node = Node {
-                    value: Value::Map(Vec::new()),
-                    pos: here,
-                    start: span.start.index(),
-                    end: span.end.index(),
-                    style: None,
-                };
+                let node = Node::new(Value::Map(Vec::new()), &span, None);
                 stack.push(Frame::Map {
                     node,
                     anchor,
@@ -313,13 +313,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                     (_, ScalarStyle::Plain) => resolve_plain(&text),
                     _ => Value::Str(text.to_string()),
                 };
-                let node = Node {
-                    value,
-                    pos: here,
-                    start: span.start.index(),
-                    end: span.end.index(),
-                    style: Some(style),
-                };
+                let node = Node::new(value, &span, Some(style));
                 (node, anchor)
             }
         };
@@ -389,6 +383,49 @@ fn current_path(stack: &[Frame]) -> String {
         }
     }
     path
+}
+
+/// Parse an input file: the document (if it is valid YAML) and the findings of parsing, a
+/// syntax error (YAML001) or keys defined twice (YAML002).
+pub fn parse_file(file: &Path, text: &str) -> (Option<Document>, Vec<Diagnostic>) {
+    match parse(text) {
+        Ok(doc) => {
+            let duplicates = doc
+                .duplicates
+                .iter()
+                .map(|dup| duplicate_diagnostic(file, dup))
+                .collect();
+            (Some(doc), duplicates)
+        }
+        Err(e) => (None, vec![e.diagnostic(file, "")]),
+    }
+}
+
+fn duplicate_diagnostic(file: &Path, dup: &Duplicate) -> Diagnostic {
+    Diagnostic::new(
+        Rule::DuplicateKey,
+        file,
+        dup.path.clone(),
+        dup.pos,
+        "key defined twice in the same mapping",
+    )
+    .help(format!(
+        "the first definition is at line {}; keep one",
+        dup.first.line
+    ))
+}
+
+impl SyntaxError {
+    /// The finding for this error, at `path` (empty for a whole file).
+    pub fn diagnostic(&self, file: &Path, path: &str) -> Diagnostic {
+        Diagnostic::new(
+            Rule::YamlSyntax,
+            file,
+            path,
+            self.pos,
+            format!("invalid YAML: {}", self.message),
+        )
+    }
 }
 
 /// Parse YAML held in a string value of another document (a pack's `values: |` block), with

@@ -29,6 +29,11 @@ fn json_of(output: &[u8]) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
 }
 
+/// Run forge, check its exit code and parse its stdout as JSON.
+fn json_stdout(cmd: &mut Command, code: i32) -> Value {
+    json_of(&cmd.assert().code(code).get_output().stdout)
+}
+
 #[test]
 fn a_clean_user_data_exits_0() {
     forge()
@@ -76,15 +81,13 @@ fn warnings_alone_exit_0() {
 
 #[test]
 fn json_output_is_one_object_with_counts() {
-    let output = forge()
-        .args(["validate", "--format", "json", "--user-data"])
-        .arg(rules_fixture("SCHEMA001", "fail/user-data.yaml"))
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let report = json_of(&output);
+    let output = json_stdout(
+        forge()
+            .args(["validate", "--format", "json", "--user-data"])
+            .arg(rules_fixture("SCHEMA001", "fail/user-data.yaml")),
+        1,
+    );
+    let report = output;
     assert_eq!(report["errors"], 1);
     assert_eq!(report["warnings"], 0);
     let d = &report["diagnostics"][0];
@@ -100,15 +103,13 @@ fn json_output_is_one_object_with_counts() {
 
 #[test]
 fn arg_diagnostics_use_the_variable_name_as_path() {
-    let output = forge()
-        .args(["validate", "--format", "json", "--arg"])
-        .arg(rules_fixture("CFG006", "fail/build.arg"))
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let d = &json_of(&output)["diagnostics"][0];
+    let output = json_stdout(
+        forge()
+            .args(["validate", "--format", "json", "--arg"])
+            .arg(rules_fixture("CFG006", "fail/build.arg")),
+        1,
+    );
+    let d = &output["diagnostics"][0];
     assert_eq!(
         (d["code"].as_str(), d["path"].as_str()),
         (Some("CFG006"), Some("CUSTOM_TAG"))
@@ -205,14 +206,8 @@ fn fix_adds_a_missing_header() {
 
 #[test]
 fn user_data_schema_is_json_schema_2020_12() {
-    let output = forge()
-        .args(["schema", "user-data"])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let schema = json_of(&output);
+    let output = json_stdout(forge().args(["schema", "user-data"]), 0);
+    let schema = output;
     assert_eq!(
         schema["$schema"],
         "https://json-schema.org/draft/2020-12/schema"
@@ -228,17 +223,15 @@ fn user_data_schema_is_json_schema_2020_12() {
 #[test]
 fn config_show_names_every_setting_and_its_source() {
     let arg = rules_fixture("CFG001", "pass/build.arg");
-    let output = forge()
-        .args(["config", "show", "--format", "json", "--arg"])
-        .arg(&arg)
-        .args(["--set", "custom_tag=edge1"])
-        .env("FORGE_ARCH", "arm64")
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let doc = json_of(&output);
+    let output = json_stdout(
+        forge()
+            .args(["config", "show", "--format", "json", "--arg"])
+            .arg(&arg)
+            .args(["--set", "custom_tag=edge1"])
+            .env("FORGE_ARCH", "arm64"),
+        0,
+    );
+    let doc = output;
     let settings = &doc["settings"];
     assert_eq!(settings["IMAGE_REPO"]["value"], "ubuntu");
     assert_eq!(
@@ -272,14 +265,8 @@ fn config_show_text_is_a_table_and_errors_exit_1() {
 
 #[test]
 fn rules_lists_the_whole_catalog() {
-    let output = forge()
-        .args(["rules", "--format", "json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let rules = json_of(&output);
+    let output = json_stdout(forge().args(["rules", "--format", "json"]), 0);
+    let rules = output;
     assert_eq!(
         rules.as_array().unwrap().len(),
         forge::diagnostic::Rule::ALL.len()

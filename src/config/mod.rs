@@ -364,19 +364,9 @@ fn unknown(file: &Path, name: &str, pos: Pos) -> Diagnostic {
 }
 
 fn apply_config_file(r: &mut Resolved, path: &Path, text: &str) {
-    let doc = match yaml::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            r.diagnostics.push(Diagnostic::new(
-                Rule::YamlSyntax,
-                path,
-                "",
-                e.pos,
-                format!("invalid YAML: {}", e.message),
-            ));
-            return;
-        }
-    };
+    let (doc, findings) = yaml::parse_file(path, text);
+    r.diagnostics.extend(findings);
+    let Some(doc) = doc else { return };
     if doc.root.value == Value::Null {
         return;
     }
@@ -394,7 +384,10 @@ fn apply_config_file(r: &mut Resolved, path: &Path, text: &str) {
         else {
             continue;
         };
-        if rejected.iter().any(|p| p.starts_with(&entry.key)) {
+        if rejected
+            .iter()
+            .any(|p| p == &entry.key || p.starts_with(&format!("{}[", entry.key)))
+        {
             continue;
         }
         let value = match &entry.value.value {

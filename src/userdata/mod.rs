@@ -44,38 +44,15 @@ pub fn validate(file: &Path, text: &str) -> Validation {
                 .fix(vec![Edit::replace(0, 0, format!("{HEADER}\n"))]),
         );
     }
-    let document = match yaml::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                Rule::YamlSyntax,
-                file,
-                "",
-                e.pos,
-                format!("invalid YAML: {}", e.message),
-            ));
-            return Validation {
-                diagnostics,
-                secrets: Vec::new(),
-                document: None,
-            };
-        }
+    let (document, findings) = yaml::parse_file(file, text);
+    diagnostics.extend(findings);
+    let Some(document) = document else {
+        return Validation {
+            diagnostics,
+            secrets: Vec::new(),
+            document: None,
+        };
     };
-    for dup in &document.duplicates {
-        diagnostics.push(
-            Diagnostic::new(
-                Rule::DuplicateKey,
-                file,
-                dup.path.clone(),
-                dup.pos,
-                "key defined twice in the same mapping",
-            )
-            .help(format!(
-                "the first definition is at line {}; keep one",
-                dup.first.line
-            )),
-        );
-    }
     let mut secrets = Vec::new();
     if document.root.value != yaml::Value::Null {
         let schema = schema();
