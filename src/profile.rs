@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::diagnostic::{Diagnostic, Pos, Rule};
+use crate::diagnostic::{Diagnostic, Rule};
 use crate::userdata::credentials::{Credentials, Keys};
 use crate::userdata::ExternalRegistry;
 use crate::yaml::{self, index, join, Document, Node, Value};
@@ -20,7 +20,6 @@ const ALWAYS_PULL: &str = "AlwaysPullImages";
 pub struct Pack {
     pub name: String,
     pub path: String,
-    pub pos: Pos,
     pub values: Option<Document>,
 }
 
@@ -94,12 +93,7 @@ pub fn parse(file: &Path, text: &str) -> Profile {
             .and_then(Node::as_str)
             .unwrap_or_default()
             .to_string();
-        packs.push(Pack {
-            name,
-            path,
-            pos: node.pos,
-            values,
-        });
+        packs.push(Pack { name, path, values });
     }
     Profile { packs, diagnostics }
 }

@@ -77,7 +77,12 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         redactor.scan(text);
         report.add_source(path, text);
     }
-    for (_, value) in &request.settings.sets {
+    let env = request
+        .settings
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with(config::ENV_PREFIX));
+    for (_, value) in request.settings.sets.iter().chain(env) {
         redactor.scan(value);
     }
     let settings = config::resolve(&request.settings);

@@ -195,16 +195,35 @@ fn settings_output_never_prints_a_secret() {
         &output,
         "config show --set",
     );
-    let output = forge()
-        .args(["config", "show"])
-        .env("FORGE_HTTP_PROXY", "http://u:EnvSecret77@proxy:1")
-        .output()
-        .unwrap();
-    assert_no_secret(
-        &["EnvSecret77".to_string()],
-        &String::from_utf8_lossy(&output.stdout),
-        "config show with FORGE_HTTP_PROXY",
-    );
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    for (var, value) in [
+        ("FORGE_HTTP_PROXY", "http://u:EnvSecret77@proxy:1"),
+        ("FORGE_IMAGE_REGISTRY", "https://u:EnvSecret77@reg.local"),
+    ] {
+        for args in [
+            &["config", "show"][..],
+            &["validate", "--format", "json"],
+            &["validate"],
+        ] {
+            let out = forge()
+                .args(args)
+                .arg("--arg")
+                .arg(empty.path())
+                .env(var, value)
+                .output()
+                .unwrap();
+            let output = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_no_secret(
+                &["EnvSecret77".to_string()],
+                &output,
+                &format!("{args:?} with {var}"),
+            );
+        }
+    }
 }
 
 #[test]
