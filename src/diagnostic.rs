@@ -79,6 +79,8 @@ rules! {
     ProviderCredentialsOverridden = "PR004", Warning, "the user-data registry replaces the profile's provider credentials";
     SeveralProviderRegistries = "PR005", Error, "more than one private provider registry";
     NoPacks = "PR006", Error, "the cluster profile lists no packs";
+    UnresolvedTemplate = "PR007", Error, "an image or system.uri uses a {{ .spectro... }} value the profile does not define";
+    BadImageReference = "IMG001", Error, "an image reference (in a profile, a list file or an argument) is not valid";
     ArgSyntax = "CFG001", Error, "a .arg line is not KEY=VALUE";
     UnknownSetting = "CFG002", Warning, "a setting forge does not know (probably a typo)";
     UnsupportedSetting = "CFG003", Warning, "a CanvOS setting forge does not implement (ignored)";

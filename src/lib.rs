@@ -5,8 +5,10 @@
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod engine;
 pub mod profile;
 pub mod reference;
+pub mod registry;
 pub mod schema;
 pub mod secret;
 pub mod userdata;

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use crate::diagnostic::{Diagnostic, Rule};
+use crate::diagnostic::{Diagnostic, Pos, Rule};
+use crate::reference::Reference;
 use crate::userdata::credentials::{Credentials, Keys};
 use crate::userdata::ExternalRegistry;
 use crate::yaml::{self, index, join, Document, Node, Value};
@@ -19,9 +20,23 @@ const ALWAYS_PULL: &str = "AlwaysPullImages";
 /// One pack of the profile, with its values parsed (they are usually a YAML string).
 pub struct Pack {
     pub name: String,
+    /// `layer` (or `type`): `os`, `k8s`, `cni`, `csi`, `addon`, ...
+    pub layer: String,
+    /// `tag` (or `version`): for the Kubernetes pack, the Kubernetes version.
+    pub version: Option<String>,
     pub path: String,
     pub values: Option<Document>,
 }
+
+/// An image the profile references, templates resolved, and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileImage {
+    pub image: String,
+    pub path: String,
+    pub pos: Pos,
+}
+
+const TEMPLATE_DEPTH: usize = 8;
 
 impl Pack {
     /// The local Harbor (Harbor Edge-Native Config) or primary registry (Registry Connect) pack.
@@ -88,12 +103,18 @@ pub fn parse(file: &Path, text: &str) -> Profile {
             }),
             None => None,
         };
-        let name = node
-            .get("name")
-            .and_then(Node::as_str)
-            .unwrap_or_default()
-            .to_string();
-        packs.push(Pack { name, path, values });
+        let text = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| node.get(k).and_then(Node::as_str))
+                .map(str::to_string)
+        };
+        packs.push(Pack {
+            name: text(&["name"]).unwrap_or_default(),
+            layer: text(&["layer", "type"]).unwrap_or_default(),
+            version: text(&["tag", "version"]),
+            path,
+            values,
+        });
     }
     Profile { packs, diagnostics }
 }
@@ -116,7 +137,8 @@ impl Profile {
             .collect()
     }
 
-    /// Every rule that involves the profile, against the user-data's external registry if any.
+    /// The profile's own rules and its compatibility with the user-data's external registry.
+    /// Image findings come from [`Profile::images`].
     pub fn check(
         &self,
         file: &Path,
@@ -207,6 +229,125 @@ impl Profile {
             }
         }
         out
+    }
+}
+
+impl Profile {
+    /// Every image the profile references: each pack's `pack.content.images` and the OS pack's
+    /// `options.system.uri`, with `{{ .spectro... }}` templates resolved, in profile order.
+    pub fn images(&self, file: &Path) -> (Vec<ProfileImage>, Vec<Diagnostic>) {
+        let mut images: Vec<ProfileImage> = Vec::new();
+        let mut diagnostics = Vec::new();
+        for pack in &self.packs {
+            let Some(values) = &pack.values else { continue };
+            let values_path = join(&pack.path, "values");
+            let mut found: Vec<(String, &Node)> = Vec::new();
+            let list_path = join(&join(&join(&values_path, "pack"), "content"), "images");
+            for (i, item) in values
+                .root
+                .at(&["pack", "content", "images"])
+                .map(Node::items)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let (path, node) = match item.get("image") {
+                    Some(image) => (join(&index(&list_path, i), "image"), image),
+                    None => (index(&list_path, i), item),
+                };
+                found.push((path, node));
+            }
+            if let Some(entry) = values
+                .root
+                .get("options")
+                .and_then(|o| o.entry("system.uri"))
+            {
+                found.push((
+                    join(&join(&values_path, "options"), "system.uri"),
+                    &entry.value,
+                ));
+            }
+            for (path, node) in found {
+                let Some(raw) = node.as_str() else { continue };
+                let image = match self.resolve(raw, 0) {
+                    Ok(image) => image,
+                    Err(missing) => {
+                        diagnostics.push(
+                            Diagnostic::new(Rule::UnresolvedTemplate, file, path, node.pos, format!("cannot resolve `{{{{ {missing} }}}}` in `{raw}`"))
+                                .help("define the option in the pack's options, or the Kubernetes version as the k8s pack's tag"),
+                        );
+                        continue;
+                    }
+                };
+                if let Err(e) = Reference::parse(&image) {
+                    diagnostics.push(Diagnostic::new(
+                        Rule::BadImageReference,
+                        file,
+                        path,
+                        node.pos,
+                        format!("image `{image}` {e}"),
+                    ));
+                    continue;
+                }
+                if !images.iter().any(|i| i.image == image) {
+                    images.push(ProfileImage {
+                        image,
+                        path,
+                        pos: node.pos,
+                    });
+                }
+            }
+        }
+        (images, diagnostics)
+    }
+
+    /// Expand `{{ .spectro.pack.NAME.options.KEY }}` and
+    /// `{{ .spectro.system.kubernetes.version }}`; `Err` names the first unknown variable.
+    fn resolve(&self, text: &str, depth: usize) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            let close = rest[open..]
+                .find("}}")
+                .map(|c| open + c)
+                .ok_or_else(|| rest[open..].to_string())?;
+            let variable = rest[open + 2..close].trim();
+            let value = self
+                .lookup(variable)
+                .filter(|_| depth < TEMPLATE_DEPTH)
+                .ok_or_else(|| variable.to_string())?;
+            out.push_str(&rest[..open]);
+            out.push_str(&self.resolve(&value, depth + 1)?);
+            rest = &rest[close + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn lookup(&self, variable: &str) -> Option<String> {
+        if variable == ".spectro.system.kubernetes.version" {
+            return self
+                .packs
+                .iter()
+                .find(|p| p.layer == "k8s")?
+                .version
+                .clone();
+        }
+        let (pack, key) = variable
+            .strip_prefix(".spectro.pack.")?
+            .split_once(".options.")?;
+        let values = self
+            .packs
+            .iter()
+            .find(|p| p.name == pack)?
+            .values
+            .as_ref()?;
+        values
+            .root
+            .get("options")?
+            .get(key)?
+            .as_str()
+            .map(str::to_string)
     }
 }
 

@@ -1,6 +1,6 @@
-//! The OCI reference grammar forge needs: registry locations (`host[:port][/path]`, as in
-//! `IMAGE_REGISTRY` and user-data `domain` keys), with the distribution rules for hosts and
-//! path components, and the registries whose authentication the edge agent cannot do.
+//! The OCI image-reference grammar: full references (`host[:port]/path[:tag][@digest]`) and
+//! their canonical form, registry locations (`host[:port][/path]`, as in `IMAGE_REGISTRY` and
+//! user-data `domain` keys), and the registries whose authentication the edge agent cannot do.
 
 use std::fmt;
 
@@ -164,6 +164,166 @@ fn is_path_component(component: &str) -> bool {
     true
 }
 
+/// Docker Hub, the registry of references without a host.
+pub const DOCKER_HUB: &str = "docker.io";
+const MAX_TAG: usize = 128;
+const MAX_NAME: usize = 255;
+
+/// A parsed image reference. `host` is `host[:port]`; `path` the repository path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    pub host: String,
+    pub path: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("is empty")]
+    Empty,
+    #[error("contains whitespace")]
+    Whitespace,
+    #[error("has a scheme `{0}://`; an image reference has none")]
+    Scheme(String),
+    #[error("registry host: {0}")]
+    Host(DomainError),
+    #[error("repository path component `{0}` must be lowercase letters and digits separated by `.`, `_`, `__` or `-`")]
+    Path(String),
+    #[error("repository name is longer than 255 characters")]
+    NameTooLong,
+    #[error("tag `{0}` must be 1 to 128 characters of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`")]
+    Tag(String),
+    #[error("digest `{0}` must be sha256:<64 hex> or sha512:<128 hex>")]
+    Digest(String),
+}
+
+impl Reference {
+    /// Parse a reference as Docker does: the first component is a registry host when it has a
+    /// `.` or a `:` or is `localhost`; otherwise the image is on Docker Hub.
+    pub fn parse(text: &str) -> Result<Reference, ReferenceError> {
+        if text.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if text.contains(char::is_whitespace) {
+            return Err(ReferenceError::Whitespace);
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(ReferenceError::Scheme(scheme.to_string()));
+        }
+        let (rest, digest) = match text.split_once('@') {
+            Some((rest, digest)) => {
+                check_digest(digest)?;
+                (rest, Some(digest.to_string()))
+            }
+            None => (text, None),
+        };
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(colon) => {
+                let tag = &rest[last_slash + colon + 1..];
+                check_tag(tag)?;
+                (&rest[..last_slash + colon], Some(tag.to_string()))
+            }
+            None => (rest, None),
+        };
+        let (host, path) = match name.split_once('/') {
+            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => {
+                let domain = parse_domain(first).map_err(ReferenceError::Host)?;
+                (domain.authority(), path.to_string())
+            }
+            _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        for component in path.split('/') {
+            if !is_path_component(component) {
+                return Err(ReferenceError::Path(component.to_string()));
+            }
+        }
+        if host.len() + 1 + path.len() > MAX_NAME {
+            return Err(ReferenceError::NameTooLong);
+        }
+        let path = if host == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        Ok(Reference {
+            host,
+            path,
+            tag,
+            digest,
+        })
+    }
+
+    /// The canonical form: host always present, `latest` when neither tag nor digest is given.
+    pub fn canonical(&self) -> Reference {
+        let mut canonical = self.clone();
+        if canonical.tag.is_none() && canonical.digest.is_none() {
+            canonical.tag = Some("latest".into());
+        }
+        canonical
+    }
+
+    /// `host/path`, the repository.
+    pub fn repository(&self) -> String {
+        format!("{}/{}", self.host, self.path)
+    }
+
+    /// What to ask the registry for: the digest when there is one, else the tag.
+    pub fn manifest_reference(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.path)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+fn check_tag(tag: &str) -> Result<(), ReferenceError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= MAX_TAG
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ReferenceError::Tag(tag.to_string()))
+    }
+}
+
+fn check_digest(digest: &str) -> Result<(), ReferenceError> {
+    let hex_of = |len: usize, hex: &str| {
+        hex.len() == len
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    };
+    let ok = match digest.split_once(':') {
+        Some(("sha256", hex)) => hex_of(64, hex),
+        Some(("sha512", hex)) => hex_of(128, hex),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ReferenceError::Digest(digest.to_string()))
+    }
+}
+
 /// Why the edge agent cannot authenticate to a registry, when it cannot: the agent only does
 /// basic username/password authentication.
 pub fn token_auth_reason(domain: &Domain, username: Option<&str>) -> Option<String> {
@@ -244,5 +404,81 @@ mod tests {
             Some("_json_key")
         )
         .is_none());
+    }
+
+    #[test]
+    fn canonicalizes_references() {
+        let sha = format!("sha256:{}", "a".repeat(64));
+        let cases = [
+            ("nginx:1.25", "docker.io/library/nginx:1.25"),
+            ("nginx", "docker.io/library/nginx:latest"),
+            ("bitnami/redis", "docker.io/bitnami/redis:latest"),
+            (
+                "quay.io/kairos/core-ubuntu-20-lts-rke2:v1.25.2-rke2r1",
+                "quay.io/kairos/core-ubuntu-20-lts-rke2:v1.25.2-rke2r1",
+            ),
+            ("localhost/app", "localhost/app:latest"),
+            ("localhost:5000/a/b:1", "localhost:5000/a/b:1"),
+            (
+                "10.10.254.254:8000/spectro-images/app:v1",
+                "10.10.254.254:8000/spectro-images/app:v1",
+            ),
+            ("[::1]:5000/app:1", "[::1]:5000/app:1"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                Reference::parse(input).unwrap().canonical().to_string(),
+                expected,
+                "{input}"
+            );
+        }
+        let with_digest = Reference::parse(&format!("alpine@{sha}"))
+            .unwrap()
+            .canonical();
+        assert_eq!(
+            with_digest.to_string(),
+            format!("docker.io/library/alpine@{sha}")
+        );
+        let both = Reference::parse(&format!("gcr.io/p/app:1.0@{sha}")).unwrap();
+        assert_eq!(
+            (both.tag.as_deref(), both.manifest_reference()),
+            (Some("1.0"), sha.as_str())
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_references_precisely() {
+        let cases = [
+            ("", ReferenceError::Empty),
+            ("Nginx", ReferenceError::Path("Nginx".into())),
+            ("quay.io/Kairos/core", ReferenceError::Path("Kairos".into())),
+            ("nginx:", ReferenceError::Tag("".into())),
+            ("nginx:-bad", ReferenceError::Tag("-bad".into())),
+            (
+                "nginx@sha256:abc",
+                ReferenceError::Digest("sha256:abc".into()),
+            ),
+            (
+                "https://quay.io/app",
+                ReferenceError::Scheme("https".into()),
+            ),
+            (
+                "my_reg.io/app",
+                ReferenceError::Host(DomainError::Underscore("my_reg.io".into())),
+            ),
+            ("a//b", ReferenceError::Path("".into())),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(Reference::parse(input), Err(expected), "{input:?}");
+        }
+        assert!(matches!(
+            Reference::parse(&format!("app:{}", "t".repeat(129))),
+            Err(ReferenceError::Tag(_))
+        ));
+        assert!(Reference::parse(&format!("app:{}", "t".repeat(128))).is_ok());
+        assert_eq!(
+            Reference::parse(&format!("r.io/{}", "a".repeat(260))),
+            Err(ReferenceError::NameTooLong)
+        );
     }
 }

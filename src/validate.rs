@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Resolved};
 use crate::diagnostic::{apply_edits, Edit, Report};
-use crate::profile;
+use crate::diagnostic::{Diagnostic, Pos, Rule};
+use crate::profile::{self, ProfileImage};
+use crate::reference::Reference;
 use crate::secret::Redactor;
 use crate::userdata;
+use crate::yaml::Document;
 
 /// Problems that stop a run before any rule is checked (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,10 @@ pub struct Request {
     pub user_data: Option<PathBuf>,
     pub profile: Option<PathBuf>,
     pub settings: config::Inputs,
+    /// Images named on the command line, in order.
+    pub images: Vec<String>,
+    /// A file listing images, one per line (`#` comments).
+    pub image_list: Option<PathBuf>,
     /// Apply mechanical fixes to the user-data file (after writing `FILE.bak`).
     pub fix: bool,
 }
@@ -67,6 +74,10 @@ pub struct Outcome {
     pub redactor: Redactor,
     pub settings: Resolved,
     pub fixed: Option<Fixed>,
+    /// The user-data document, when one was given and is valid YAML.
+    pub user_data: Option<Document>,
+    /// The requested images, valid ones only, in order: command line, list file, profile.
+    pub images: Vec<Reference>,
 }
 
 /// Validate everything the request names.
@@ -90,6 +101,7 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
 
     let mut fixed = None;
     let mut external = None;
+    let mut user_data = None;
     let user_data_path = request.user_data.clone().unwrap_or_default();
     if let Some(path) = &request.user_data {
         let mut text = read("user-data file", path)?;
@@ -121,23 +133,78 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
             .document
             .as_ref()
             .and_then(|d| userdata::external_registry(&d.root));
+        user_data = validation.document.take();
         report.add_source(path, &text);
         report.extend(validation.diagnostics);
     }
+    let mut profile_images: Vec<ProfileImage> = Vec::new();
     if let Some(path) = &request.profile {
         let text = read("cluster profile", path)?;
         redactor.scan(&text);
         report.add_source(path, &text);
         let parsed = profile::parse(path, &text);
         report.extend(parsed.check(path, &text, external.as_ref(), &user_data_path));
+        let (images, findings) = parsed.images(path);
+        report.extend(findings);
+        profile_images = images;
     }
+    let images = requested_images(request, &profile_images, &mut report)?;
     report.sort();
     Ok(Outcome {
         report,
         redactor,
         settings,
         fixed,
+        user_data,
+        images,
     })
+}
+
+/// The images a request names, parsed, without repeats: command-line arguments, then the list
+/// file, then the profile's. Invalid references are IMG001 findings.
+fn requested_images(
+    request: &Request,
+    profile: &[ProfileImage],
+    report: &mut Report,
+) -> Result<Vec<Reference>, Error> {
+    let mut found: Vec<(String, PathBuf, Pos)> = request
+        .images
+        .iter()
+        .map(|i| (i.clone(), PathBuf::from("<arguments>"), Pos::new(1, 1)))
+        .collect();
+    if let Some(path) = &request.image_list {
+        let text = read("image list", path)?;
+        report.add_source(path, &text);
+        for (n, line) in text.lines().enumerate() {
+            let image = line.split('#').next().unwrap_or_default().trim();
+            if !image.is_empty() {
+                let column = line.find(image).unwrap_or(0) + 1;
+                found.push((image.to_string(), path.clone(), Pos::new(n + 1, column)));
+            }
+        }
+    }
+    let profile_path = request.profile.clone().unwrap_or_default();
+    found.extend(
+        profile
+            .iter()
+            .map(|i| (i.image.clone(), profile_path.clone(), i.pos)),
+    );
+    let mut images: Vec<Reference> = Vec::new();
+    for (text, file, pos) in found {
+        match Reference::parse(&text) {
+            Ok(reference) if !images.contains(&reference) => images.push(reference),
+            Ok(_) => {}
+            Err(e) => report.extend([Diagnostic::new(
+                Rule::BadImageReference,
+                &file,
+                "",
+                pos,
+                format!("image `{text}` {e}"),
+            )
+            .width(text.chars().count())]),
+        }
+    }
+    Ok(images)
 }
 
 /// Write `FILE.bak` with the old text, then replace FILE with the new text. Both writes are

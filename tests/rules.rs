@@ -32,7 +32,7 @@ fn request(case: &Path) -> Request {
             env: Vec::new(),
             sets: Vec::new(),
         },
-        fix: false,
+        ..Request::default()
     }
 }
 

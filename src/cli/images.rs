@@ -1,0 +1,387 @@
+//! `forge images rewrite`, `forge registry check`, `forge registry sync`: where the edge host
+//! pulls each image from, whether it is there, and putting it there.
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::{Exit, Format};
+use crate::engine;
+use crate::registry::client::Retry;
+use crate::registry::credentials::DockerCredentials;
+use crate::registry::rewrite::{Rewrite, Rewriter};
+use crate::registry::sync::{human, Synced, Syncer};
+use crate::registry::{self, Policy, Pool, Presence};
+use crate::secret::Redactor;
+use crate::validate::{self, Request};
+
+#[derive(Subcommand)]
+pub(super) enum ImagesCommand {
+    /// Print each image's rewritten reference (FROM -> TO).
+    Rewrite(ImagesArgs),
+}
+
+#[derive(Subcommand)]
+pub(super) enum RegistryCommand {
+    /// Check that every rewritten reference exists; exit 1 listing what is missing.
+    Check(CheckArgs),
+    /// Copy every image to its rewritten location.
+    Sync(SyncArgs),
+}
+
+/// Which images, and the user-data that says where they are pulled from.
+#[derive(Args)]
+pub(super) struct ImagesArgs {
+    /// Edge installer user-data (#cloud-config) with the external registry settings.
+    #[arg(long, value_name = "FILE")]
+    user_data: PathBuf,
+    /// Cluster profile: adds every image its packs reference, and the OS pack's system.uri.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+    /// File listing images, one per line (# comments).
+    #[arg(long, value_name = "LIST")]
+    from_file: Option<PathBuf>,
+    /// Images (references as in a pack: nginx:1.25, quay.io/org/app@sha256:...).
+    #[arg(value_name = "IMAGE")]
+    images: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// How to reach registries beyond what the user-data says.
+#[derive(Args)]
+pub(super) struct AccessArgs {
+    /// Extra CA certificate (PEM) to trust for every registry; repeatable.
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Vec<PathBuf>,
+    /// Username for registries the user-data gives no credentials for.
+    #[arg(long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read that user's password from standard input (never pass it as an argument).
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+}
+
+#[derive(Args)]
+pub(super) struct CheckArgs {
+    #[command(flatten)]
+    images: ImagesArgs,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Source {
+    /// The local Docker Engine (the image as tagged there, by its original reference).
+    Docker,
+    /// The image's original registry.
+    Registry,
+}
+
+#[derive(Args)]
+pub(super) struct SyncArgs {
+    #[command(flatten)]
+    images: ImagesArgs,
+    #[command(flatten)]
+    access: AccessArgs,
+    /// Where the images come from.
+    #[arg(long, value_enum)]
+    from: Source,
+    /// Copy only this platform of a multi-platform image (e.g. linux/amd64).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// Blobs copied at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+}
+
+/// The validated inputs of an image command.
+struct Prepared {
+    rewrites: Vec<Rewrite>,
+    rewriter: Rewriter,
+    redactor: Redactor,
+}
+
+/// Validate the inputs and rewrite every requested image; problems are printed and stop the
+/// command with exit code 1.
+fn prepare(args: &ImagesArgs) -> Result<Prepared> {
+    let request = Request {
+        user_data: Some(args.user_data.clone()),
+        profile: args.profile.clone(),
+        images: args.images.clone(),
+        image_list: args.from_file.clone(),
+        ..Request::default()
+    };
+    let outcome = validate::run(&request).context("the inputs could not be read")?;
+    if !outcome.report.diagnostics.is_empty() {
+        eprint!("{}", outcome.report.render_text(&outcome.redactor));
+    }
+    if outcome.report.errors() > 0 {
+        return Err(Exit(1).into());
+    }
+    if outcome.images.is_empty() {
+        bail!("no images: give IMAGE arguments, --from-file LIST or --profile FILE");
+    }
+    let document = outcome
+        .user_data
+        .as_ref()
+        .context("user-data was not parsed")?;
+    let rewriter = Rewriter::from_user_data(&document.root);
+    let mut rewrites = Vec::new();
+    let mut failed = false;
+    for image in &outcome.images {
+        match rewriter.rewrite(image) {
+            Ok(r) => rewrites.push(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(Exit(1).into());
+    }
+    Ok(Prepared {
+        rewrites,
+        rewriter,
+        redactor: outcome.redactor,
+    })
+}
+
+pub(super) fn rewrite(args: ImagesArgs) -> Result<u8> {
+    let Prepared {
+        rewrites, redactor, ..
+    } = prepare(&args)?;
+    let out = match args.format {
+        Format::Json => {
+            let list: Vec<_> = rewrites.iter().map(|r| json!({"from": r.from.to_string(), "to": r.to.to_string(), "registry": r.registry})).collect();
+            serde_json::to_string_pretty(&list)?
+        }
+        Format::Text => rewrites
+            .iter()
+            .map(|r| format!("{} -> {}", r.from, r.to))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    println!("{}", redactor.redact(&out));
+    Ok(0)
+}
+
+fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy> {
+    let credentials = match &access.username {
+        Some(user) => {
+            let mut password = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            Some((
+                user.clone(),
+                password.trim_end_matches(['\n', '\r']).to_string(),
+            ))
+        }
+        None => None,
+    };
+    let extra_ca = access
+        .registry_ca
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read CA certificate `{}`", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Policy {
+        declared: rewriter.registries.clone(),
+        docker: DockerCredentials::load()?,
+        credentials,
+        extra_ca,
+        retry: Retry::default(),
+    })
+}
+
+/// Run a registry job on a runtime, stopping cleanly (temporary files removed) on Ctrl-C
+/// with exit code 130.
+fn run_async<T>(job: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            result = job => result,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted");
+                Err(Exit(130).into())
+            }
+        }
+    })
+}
+
+pub(super) fn check(args: CheckArgs) -> Result<u8> {
+    let Prepared {
+        rewrites,
+        rewriter,
+        mut redactor,
+    } = prepare(&args.images)?;
+    let policy = policy(&rewriter, &args.access)?;
+    if let Some((_, password)) = &policy.credentials {
+        redactor.add(password);
+    }
+    let pool = Pool::new(policy);
+    let results = run_async(async { Ok(registry::check(&pool, &rewrites).await) })?;
+    let out = match args.images.format {
+        Format::Json => {
+            let list: Vec<_> = rewrites
+                .iter()
+                .zip(&results)
+                .map(|(r, p)| {
+                    let (digest, media_type, error) = match p {
+                        Presence::Present(f) => (Some(f.digest.clone()), Some(f.media_type.clone()), None),
+                        Presence::Unauthorized(e) | Presence::Failed(e) => (None, None, Some(e.clone())),
+                        Presence::Missing => (None, None, None),
+                    };
+                    json!({"from": r.from.to_string(), "image": r.to.to_string(), "status": p.label(), "digest": digest, "media_type": media_type, "error": error})
+                })
+                .collect();
+            serde_json::to_string_pretty(&list)?
+        }
+        Format::Text => {
+            let width = rewrites
+                .iter()
+                .map(|r| r.to.to_string().len())
+                .max()
+                .unwrap_or(0);
+            let mut lines = vec![format!("{:12}  {:width$}  DIGEST", "STATUS", "IMAGE")];
+            for (r, p) in rewrites.iter().zip(&results) {
+                let detail = match p {
+                    Presence::Present(f) => f.digest.clone(),
+                    Presence::Missing => String::new(),
+                    Presence::Unauthorized(e) | Presence::Failed(e) => e.clone(),
+                };
+                lines.push(
+                    format!("{:12}  {:width$}  {detail}", p.label(), r.to.to_string())
+                        .trim_end()
+                        .to_string(),
+                );
+            }
+            lines.join("\n")
+        }
+    };
+    println!("{}", redactor.redact(&out));
+    let absent: Vec<String> = rewrites
+        .iter()
+        .zip(&results)
+        .filter(|(_, p)| !matches!(p, Presence::Present(_)))
+        .map(|(r, p)| format!("{}: {}", p.label(), r.to))
+        .collect();
+    if absent.is_empty() {
+        return Ok(0);
+    }
+    eprintln!(
+        "{} of {} images are not available:\n  {}",
+        absent.len(),
+        rewrites.len(),
+        redactor.redact(&absent.join("\n  "))
+    );
+    Ok(1)
+}
+
+pub(super) fn sync(args: SyncArgs) -> Result<u8> {
+    let Prepared {
+        rewrites,
+        rewriter,
+        mut redactor,
+    } = prepare(&args.images)?;
+    let policy = policy(&rewriter, &args.access)?;
+    if let Some((_, password)) = &policy.credentials {
+        redactor.add(password);
+    }
+    let pool = Pool::new(policy);
+    let log = |line: &str| eprintln!("  {}", redactor.redact(line));
+    let syncer = Syncer::new(&pool, args.platform.clone(), usize::from(args.jobs), &log)?;
+    let job = async {
+        let docker = match args.from {
+            Source::Docker => Some(engine::connect().await?),
+            Source::Registry => None,
+        };
+        let mut done = Vec::new();
+        for (i, rewrite) in rewrites.iter().enumerate() {
+            eprintln!("{} -> {}", rewrite.from, rewrite.to);
+            let synced = match &docker {
+                None => syncer.from_registry(rewrite).await?,
+                Some(docker) => {
+                    let local = rewrite.from.to_string();
+                    let id = engine::image_id(docker, &local).await?;
+                    if syncer.has_config(rewrite, &id).await? {
+                        done.push((rewrite.clone(), None));
+                        continue;
+                    }
+                    let dir = syncer.scratch().join(format!("image-{i}"));
+                    tokio::fs::create_dir_all(&dir).await?;
+                    let image = engine::export(docker, &local, &dir).await?;
+                    let synced = syncer.from_files(rewrite, &image).await?;
+                    tokio::fs::remove_dir_all(&dir).await?;
+                    synced
+                }
+            };
+            done.push((rewrite.clone(), Some(synced)));
+        }
+        Ok::<_, anyhow::Error>(done)
+    };
+    let done = run_async(job)?;
+    let out = match args.images.format {
+        Format::Json => serde_json::to_string_pretty(
+            &done
+                .iter()
+                .map(|(r, s)| sync_json(r, s.as_ref()))
+                .collect::<Vec<_>>(),
+        )?,
+        Format::Text => done
+            .iter()
+            .map(|(r, s)| sync_line(r, s.as_ref()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    println!("{}", redactor.redact(&out));
+    Ok(0)
+}
+
+fn counts(s: &Synced) -> [u64; 4] {
+    use std::sync::atomic::Ordering::Relaxed;
+    [
+        s.stats.uploaded.load(Relaxed),
+        s.stats.uploaded_bytes.load(Relaxed),
+        s.stats.present.load(Relaxed),
+        s.stats.mounted.load(Relaxed),
+    ]
+}
+
+fn sync_line(rewrite: &Rewrite, synced: Option<&Synced>) -> String {
+    match synced {
+        Some(s) if !s.up_to_date => {
+            let [uploaded, bytes, present, mounted] = counts(s);
+            format!(
+                "synced {} {}: {uploaded} blobs uploaded ({}), {present} already there, {mounted} mounted, in {:.1} s",
+                rewrite.to, s.digest, human(bytes), s.seconds
+            )
+        }
+        Some(s) => format!("up to date {} {}", rewrite.to, s.digest),
+        None => format!("up to date {}", rewrite.to),
+    }
+}
+
+fn sync_json(rewrite: &Rewrite, synced: Option<&Synced>) -> serde_json::Value {
+    let up_to_date = synced.is_none_or(|s| s.up_to_date);
+    let [uploaded, bytes, present, mounted] = synced.map(counts).unwrap_or_default();
+    json!({
+        "from": rewrite.from.to_string(),
+        "to": rewrite.to.to_string(),
+        "digest": synced.map(|s| s.digest.clone()),
+        "up_to_date": up_to_date,
+        "blobs_uploaded": uploaded,
+        "bytes_uploaded": bytes,
+        "blobs_present": present,
+        "blobs_mounted": mounted,
+        "seconds": synced.map(|s| s.seconds),
+    })
+}

@@ -1,0 +1,178 @@
+//! The command line: argument parsing (clap), the subcommands, output formats and exit codes
+//! (0 clean or warnings only, 1 errors found, 2 usage or I/O problems). Errors get their
+//! context here; every byte printed passes through the secret redactor.
+
+mod images;
+mod inputs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Inputs};
+use crate::userdata;
+use crate::validate;
+
+#[derive(Parser)]
+#[command(
+    name = "forge",
+    version,
+    about = "Build orchestrator for Palette edge hosts: validates build inputs, shows where the edge host pulls each image from, and checks and fills registries"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check user-data, build settings and a cluster profile before a build.
+    Validate(ValidateArgs),
+    /// Inspect the resolved build settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a JSON Schema (2020-12) for editors such as yaml-language-server.
+    Schema {
+        #[arg(value_enum)]
+        document: SchemaDocument,
+    },
+    /// Show where the edge host will pull each image from.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
+    /// Check and fill the registries the edge host pulls from.
+    #[command(subcommand)]
+    Registry(images::RegistryCommand),
+    /// List every validation rule with its code and severity.
+    Rules {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every setting, its value and where it came from.
+    Show {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SchemaDocument {
+    /// The edge installer user-data (`#cloud-config` with `stylus`).
+    UserData,
+    /// forge.yaml build settings.
+    Config,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Where build settings come from (precedence: defaults < --config < --arg < FORGE_* env < --set).
+#[derive(Args)]
+struct SettingsArgs {
+    /// forge.yaml build settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// CanvOS .arg file (KEY=VALUE lines).
+    #[arg(long, value_name = "FILE")]
+    arg: Option<PathBuf>,
+    /// Override one setting; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("inputs").multiple(true).required(true).args(["user_data", "profile", "config", "arg"]))]
+struct ValidateArgs {
+    /// Edge installer user-data (#cloud-config).
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    /// Cluster profile YAML (packs with their values).
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Rewrite mechanical fixes into the user-data file (the original is kept as FILE.bak).
+    #[arg(long)]
+    fix: bool,
+}
+
+fn parse_set(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err("expected KEY=VALUE".into()),
+    }
+}
+
+impl SettingsArgs {
+    fn inputs(&self) -> Result<Inputs> {
+        let read = |what, path: &Option<PathBuf>| -> Result<Option<(PathBuf, String)>> {
+            path.as_ref()
+                .map(|p| Ok((p.clone(), validate::read(what, p)?)))
+                .transpose()
+        };
+        Ok(Inputs {
+            config: read("settings file", &self.config)?,
+            arg: read(".arg file", &self.arg)?,
+            env: std::env::vars().collect(),
+            sets: self.sets.clone(),
+        })
+    }
+}
+
+/// Stop with this exit code; what needed saying has been printed.
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+struct Exit(u8);
+
+/// Run the command line and return the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(Exit(code)) => ExitCode::from(*code),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Validate(args) => inputs::validate(args),
+        Command::Config(ConfigCommand::Show { settings, format }) => {
+            inputs::config_show(&settings, format)
+        }
+        Command::Images(images::ImagesCommand::Rewrite(args)) => images::rewrite(args),
+        Command::Registry(images::RegistryCommand::Check(args)) => images::check(args),
+        Command::Registry(images::RegistryCommand::Sync(args)) => images::sync(args),
+        Command::Schema { document } => {
+            let schema = match document {
+                SchemaDocument::UserData => userdata::schema(),
+                SchemaDocument::Config => config::schema(),
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(0)
+        }
+        Command::Rules { format } => {
+            inputs::rules(format);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Registry credentials from the Docker client configuration: `$DOCKER_CONFIG/config.json`
+//! (default `~/.docker/config.json`), its `auths`, and the `credHelpers` / `credsStore`
+//! helpers (`docker-credential-NAME get`, the host on standard input, never in arguments).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt as _;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DockerConfig {
+    #[serde(default)]
+    auths: HashMap<String, AuthEntry>,
+    #[serde(default)]
+    cred_helpers: HashMap<String, String>,
+    creds_store: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HelperAnswer {
+    username: String,
+    secret: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("cannot read Docker config `{path}`: {detail}")]
+    Config { path: PathBuf, detail: String },
+    #[error("credential helper docker-credential-{helper} failed for {host}: {detail}")]
+    Helper {
+        helper: String,
+        host: String,
+        detail: String,
+    },
+}
+
+/// The Docker client configuration, if there is one.
+pub struct DockerCredentials {
+    config: DockerConfig,
+}
+
+/// Where the Docker config lives.
+pub fn config_path() -> Option<PathBuf> {
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+        None => {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker/config.json"))
+        }
+    }
+}
+
+impl DockerCredentials {
+    /// Load the config; a missing file means no credentials.
+    pub fn load() -> Result<DockerCredentials, CredentialsError> {
+        let Some(path) = config_path().filter(|p| p.exists()) else {
+            return Ok(DockerCredentials {
+                config: DockerConfig::default(),
+            });
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| CredentialsError::Config {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let config = serde_json::from_str(&text).map_err(|e| CredentialsError::Config {
+            path,
+            detail: e.to_string(),
+        })?;
+        Ok(DockerCredentials { config })
+    }
+
+    /// Username and password for `host` (`host[:port]`), if configured.
+    pub async fn lookup(&self, host: &str) -> Result<Option<(String, String)>, CredentialsError> {
+        let keys = keys_for(host);
+        if let Some(helper) = keys.iter().find_map(|k| self.config.cred_helpers.get(k)) {
+            return run_helper(helper, host).await;
+        }
+        for key in &keys {
+            if let Some(entry) = self.config.auths.get(key) {
+                if let Some(found) = decode(entry) {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        match &self.config.creds_store {
+            Some(store) => run_helper(store, host).await,
+            None => Ok(None),
+        }
+    }
+}
+
+/// The spellings of a host that Docker configs use as keys.
+fn keys_for(host: &str) -> Vec<String> {
+    let mut keys = vec![
+        host.to_string(),
+        format!("https://{host}"),
+        format!("http://{host}"),
+        format!("https://{host}/v1/"),
+        format!("https://{host}/v2/"),
+    ];
+    if host == "docker.io" || host == "registry-1.docker.io" || host == "index.docker.io" {
+        keys.insert(0, "https://index.docker.io/v1/".to_string());
+    }
+    keys
+}
+
+fn decode(entry: &AuthEntry) -> Option<(String, String)> {
+    if let (Some(user), Some(password)) = (&entry.username, &entry.password) {
+        return Some((user.clone(), password.clone()));
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(entry.auth.as_deref()?)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+async fn run_helper(
+    helper: &str,
+    host: &str,
+) -> Result<Option<(String, String)>, CredentialsError> {
+    let program = format!("docker-credential-{helper}");
+    let error = |detail: String| CredentialsError::Helper {
+        helper: helper.to_string(),
+        host: host.to_string(),
+        detail,
+    };
+    let mut child = tokio::process::Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| error(format!("cannot run {program}: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(host.as_bytes())
+            .await
+            .map_err(|e| error(e.to_string()))?;
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stdout).to_lowercase();
+        if said.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(error(format!("exit status {}", output.status)));
+    }
+    let answer: HelperAnswer =
+        serde_json::from_slice(&output.stdout).map_err(|_| error("unreadable answer".into()))?;
+    Ok(Some((answer.username, answer.secret)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_auth_entries() {
+        let entry = AuthEntry {
+            auth: Some(base64::engine::general_purpose::STANDARD.encode("bob:pa:ss")),
+            ..AuthEntry::default()
+        };
+        assert_eq!(decode(&entry), Some(("bob".into(), "pa:ss".into())));
+        let entry = AuthEntry {
+            username: Some("u".into()),
+            password: Some("p".into()),
+            ..AuthEntry::default()
+        };
+        assert_eq!(decode(&entry), Some(("u".into(), "p".into())));
+    }
+
+    #[test]
+    fn docker_hub_has_its_legacy_key() {
+        assert_eq!(keys_for("docker.io")[0], "https://index.docker.io/v1/");
+        assert_eq!(keys_for("r.local:5000")[0], "r.local:5000");
+    }
+}

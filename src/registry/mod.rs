@@ -1,0 +1,129 @@
+//! Registries: the rewrite rules the edge agent applies (single external registry prefix,
+//! mapping rules), and the OCI distribution client forge uses to check and fill registries
+//! with the same credentials, CA certificates and `insecure` settings as the edge host.
+
+pub mod client;
+pub mod credentials;
+pub mod rewrite;
+pub mod sync;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use client::{Access, Error, Found, Registry, Retry};
+use credentials::DockerCredentials;
+use rewrite::{Declared, Rewrite};
+
+/// Where credentials and trust come from, for registries forge talks to.
+pub struct Policy {
+    pub declared: Vec<Declared>,
+    pub docker: DockerCredentials,
+    /// `--username` / `--password-stdin`: used for the target registries.
+    pub credentials: Option<(String, String)>,
+    /// `--registry-ca`: trusted for every registry.
+    pub extra_ca: Vec<String>,
+    pub retry: Retry,
+}
+
+impl Policy {
+    /// The access for `host`: a registry the user-data declares brings its credentials,
+    /// certificates and `insecure`; credentials given on the command line come next, then
+    /// the Docker config.
+    pub async fn access(&self, host: &str) -> Result<Access, Error> {
+        let declared = self.declared.iter().find(|d| d.domain.authority() == host);
+        let mut certificates: Vec<String> =
+            declared.map(|d| d.certificates.clone()).unwrap_or_default();
+        certificates.extend(self.extra_ca.iter().cloned());
+        let from_user_data =
+            declared.and_then(|d| Some((d.username.clone()?, d.password.clone()?)));
+        let credentials = match from_user_data.or_else(|| self.credentials.clone()) {
+            Some(c) => Some(c),
+            None => self
+                .docker
+                .lookup(host)
+                .await
+                .map_err(|e| Error::Protocol {
+                    registry: host.to_string(),
+                    detail: e.to_string(),
+                })?,
+        };
+        Ok(Access {
+            credentials,
+            certificates,
+            insecure: declared.is_some_and(|d| d.insecure),
+        })
+    }
+}
+
+/// Connections to registries, opened once per host.
+pub struct Pool {
+    policy: Policy,
+    open: Mutex<HashMap<String, Arc<Registry>>>,
+}
+
+impl Pool {
+    pub fn new(policy: Policy) -> Pool {
+        Pool {
+            policy,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn get(&self, host: &str) -> Result<Arc<Registry>, Error> {
+        let mut open = self.open.lock().await;
+        if let Some(r) = open.get(host) {
+            return Ok(r.clone());
+        }
+        let access = self.policy.access(host).await?;
+        let registry = Arc::new(Registry::connect(host, access, self.policy.retry).await?);
+        open.insert(host.to_string(), registry.clone());
+        Ok(registry)
+    }
+}
+
+/// What `forge registry check` found for one image.
+#[derive(Debug)]
+pub enum Presence {
+    Present(Found),
+    Missing,
+    Unauthorized(String),
+    Failed(String),
+}
+
+impl Presence {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Presence::Present(_) => "present",
+            Presence::Missing => "missing",
+            Presence::Unauthorized(_) => "unauthorized",
+            Presence::Failed(_) => "error",
+        }
+    }
+}
+
+/// Whether each rewritten reference exists (manifest HEAD; Docker and OCI manifests and
+/// indexes all count).
+pub async fn check(pool: &Pool, rewrites: &[Rewrite]) -> Vec<Presence> {
+    let mut results = Vec::new();
+    for rewrite in rewrites {
+        let to = &rewrite.to;
+        let outcome = async {
+            pool.get(&to.host)
+                .await?
+                .manifest_head(&to.path, to.manifest_reference())
+                .await
+        }
+        .await;
+        results.push(match outcome {
+            Ok(Some(found)) => Presence::Present(found),
+            Ok(None) => Presence::Missing,
+            Err(e @ (Error::Unauthorized { .. } | Error::Forbidden { .. })) => {
+                Presence::Unauthorized(e.to_string())
+            }
+            Err(e) => Presence::Failed(e.to_string()),
+        });
+    }
+    results
+}

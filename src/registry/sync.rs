@@ -1,0 +1,489 @@
+//! Copying images to their rewritten location: from a source registry or from local files
+//! (an image exported from the Docker Engine). Blobs the target already has are skipped,
+//! blobs in another repository of the same registry are mounted, the rest stream through a
+//! temporary file; manifests go last and are verified by digest. A re-run finds the target
+//! manifest already in place and does nothing else.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{stream, StreamExt as _, TryStreamExt as _};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::client::{Error, Registry};
+use super::rewrite::Rewrite;
+use super::Pool;
+use crate::reference::Reference;
+
+const INDEX_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// A content descriptor, as manifests list them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The parts of a manifest or index that copying needs.
+#[derive(Debug, Default, Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Registry(#[from] Error),
+    #[error("{0} does not exist in its source registry")]
+    NotFound(String),
+    #[error("{image} has no manifest for platform {platform} (it has {available})")]
+    Platform {
+        image: String,
+        platform: String,
+        available: String,
+    },
+    #[error("{image}: unreadable manifest ({detail})")]
+    Manifest { image: String, detail: String },
+    #[error("temporary files: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counters of one copy.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub uploaded: AtomicU64,
+    pub uploaded_bytes: AtomicU64,
+    pub present: AtomicU64,
+    pub mounted: AtomicU64,
+}
+
+/// The result of copying one image.
+#[derive(Debug)]
+pub struct Synced {
+    pub rewrite: Rewrite,
+    /// Digest of the top manifest at the target.
+    pub digest: String,
+    /// The target already had it: nothing was copied.
+    pub up_to_date: bool,
+    pub stats: Stats,
+    pub seconds: f64,
+}
+
+/// An image held in local files (exported from the Docker Engine): its manifest and blobs.
+pub struct LocalImage {
+    pub media_type: String,
+    pub manifest: Vec<u8>,
+    /// Digest → file holding the blob.
+    pub blobs: HashMap<String, PathBuf>,
+}
+
+/// Where blobs come from.
+enum Blobs<'a> {
+    Registry {
+        registry: Arc<Registry>,
+        repository: String,
+    },
+    Files(&'a HashMap<String, PathBuf>),
+}
+
+/// One image being copied: where to, where from, and its counters.
+struct Job<'j> {
+    target: &'j Registry,
+    repository: &'j str,
+    blobs: &'j Blobs<'j>,
+    stats: &'j Stats,
+    image: &'j Reference,
+}
+
+/// Copies images, remembering which blobs each target registry has where (for mounts).
+pub struct Syncer<'a> {
+    pool: &'a Pool,
+    platform: Option<String>,
+    jobs: usize,
+    known: Mutex<HashMap<(String, String), String>>,
+    scratch: tempfile::TempDir,
+    progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl<'a> Syncer<'a> {
+    /// `platform` (`os/arch[/variant]`) copies one platform of an index; `jobs` blobs move at
+    /// once; `progress` receives one line per blob moved.
+    pub fn new(
+        pool: &'a Pool,
+        platform: Option<String>,
+        jobs: usize,
+        progress: &'a (dyn Fn(&str) + Sync),
+    ) -> Result<Self, SyncError> {
+        Ok(Syncer {
+            pool,
+            platform,
+            jobs: jobs.max(1),
+            known: Mutex::new(HashMap::new()),
+            scratch: tempfile::tempdir()?,
+            progress,
+        })
+    }
+
+    /// Copy `rewrite.from` from its registry to `rewrite.to`.
+    pub async fn from_registry(&self, rewrite: &Rewrite) -> Result<Synced, SyncError> {
+        let started = Instant::now();
+        let from = &rewrite.from;
+        let source = self.pool.get(&from.host).await?;
+        let (media_type, bytes, digest) = source
+            .manifest_get(&from.path, from.manifest_reference())
+            .await?
+            .ok_or_else(|| SyncError::NotFound(from.to_string()))?;
+        let blobs = Blobs::Registry {
+            registry: source.clone(),
+            repository: from.path.clone(),
+        };
+        let (media_type, bytes, digest) =
+            match (&self.platform, INDEX_TYPES.contains(&media_type.as_str())) {
+                (Some(platform), true) => {
+                    let child = self.choose_platform(from, &bytes, platform)?;
+                    source
+                        .manifest_get(&from.path, &child.digest)
+                        .await?
+                        .ok_or_else(|| {
+                            SyncError::NotFound(format!("{}@{}", from.repository(), child.digest))
+                        })?
+                }
+                _ => (media_type, bytes, digest),
+            };
+        self.push(rewrite, &media_type, &bytes, &digest, &blobs, started)
+            .await
+    }
+
+    /// Copy a local image to `rewrite.to`.
+    pub async fn from_files(
+        &self,
+        rewrite: &Rewrite,
+        image: &LocalImage,
+    ) -> Result<Synced, SyncError> {
+        let digest = super::client::sha256_digest(&image.manifest);
+        self.push(
+            rewrite,
+            &image.media_type,
+            &image.manifest,
+            &digest,
+            &Blobs::Files(&image.blobs),
+            Instant::now(),
+        )
+        .await
+    }
+
+    /// Whether `rewrite.to` already holds an image whose config has this digest (for a Docker
+    /// image, its ID): then there is nothing to export or copy.
+    pub async fn has_config(
+        &self,
+        rewrite: &Rewrite,
+        config_digest: &str,
+    ) -> Result<bool, SyncError> {
+        let to = &rewrite.to;
+        let target = self.pool.get(&to.host).await?;
+        let Some((_, bytes, _)) = target
+            .manifest_get(&to.path, to.manifest_reference())
+            .await?
+        else {
+            return Ok(false);
+        };
+        let manifest: Manifest = serde_json::from_slice(&bytes).unwrap_or_default();
+        Ok(manifest.config.is_some_and(|c| c.digest == config_digest))
+    }
+
+    /// A scratch directory for one image's files, removed with the syncer.
+    pub fn scratch(&self) -> &std::path::Path {
+        self.scratch.path()
+    }
+
+    fn choose_platform(
+        &self,
+        image: &Reference,
+        index: &[u8],
+        wanted: &str,
+    ) -> Result<Descriptor, SyncError> {
+        let manifest: Manifest =
+            serde_json::from_slice(index).map_err(|e| SyncError::Manifest {
+                image: image.to_string(),
+                detail: e.to_string(),
+            })?;
+        let matches = |p: &Platform| {
+            let text = p.to_string();
+            text == wanted
+                || (p.variant.is_some() && format!("{}/{}", p.os, p.architecture) == wanted)
+        };
+        manifest
+            .manifests
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(matches))
+            .cloned()
+            .ok_or_else(|| SyncError::Platform {
+                image: image.to_string(),
+                platform: wanted.to_string(),
+                available: manifest
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    async fn push(
+        &self,
+        rewrite: &Rewrite,
+        media_type: &str,
+        bytes: &[u8],
+        digest: &str,
+        blobs: &Blobs<'_>,
+        started: Instant,
+    ) -> Result<Synced, SyncError> {
+        let to = &rewrite.to;
+        let target = self.pool.get(&to.host).await?;
+        let stats = Stats::default();
+        let existing = target
+            .manifest_head(&to.path, to.manifest_reference())
+            .await?;
+        let up_to_date = existing.is_some_and(|found| found.digest == digest);
+        if !up_to_date {
+            let job = Job {
+                target: &target,
+                repository: &to.path,
+                blobs,
+                stats: &stats,
+                image: &rewrite.from,
+            };
+            self.copy_manifest(&job, media_type, bytes).await?;
+            target
+                .manifest_put(
+                    &to.path,
+                    to.tag.as_deref().unwrap_or(digest),
+                    media_type,
+                    bytes,
+                )
+                .await?;
+            let stored = target
+                .manifest_head(&to.path, to.manifest_reference())
+                .await?;
+            if stored.as_ref().map(|f| f.digest.as_str()) != Some(digest) {
+                return Err(Error::DigestMismatch {
+                    registry: to.host.clone(),
+                    what: to.to_string(),
+                    expected: digest.to_string(),
+                    actual: stored.map_or("nothing".into(), |f| f.digest),
+                }
+                .into());
+            }
+        }
+        Ok(Synced {
+            rewrite: rewrite.clone(),
+            digest: digest.to_string(),
+            up_to_date,
+            stats,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Copy what a manifest refers to (children of an index, or config and layers), then the
+    /// children manifests themselves by digest. The caller puts the top manifest.
+    async fn copy_manifest(
+        &self,
+        job: &Job<'_>,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), SyncError> {
+        let Job {
+            target,
+            repository,
+            blobs,
+            image,
+            ..
+        } = *job;
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| SyncError::Manifest {
+                image: image.to_string(),
+                detail: e.to_string(),
+            })?;
+        if INDEX_TYPES.contains(&media_type) || !manifest.manifests.is_empty() {
+            let Blobs::Registry {
+                registry,
+                repository: source_repo,
+            } = blobs
+            else {
+                return Err(SyncError::Manifest {
+                    image: image.to_string(),
+                    detail: "a local image cannot be an index".into(),
+                });
+            };
+            for child in &manifest.manifests {
+                if target
+                    .manifest_head(repository, &child.digest)
+                    .await?
+                    .is_some()
+                {
+                    continue;
+                }
+                let (child_type, child_bytes, _) = registry
+                    .manifest_get(source_repo, &child.digest)
+                    .await?
+                    .ok_or_else(|| SyncError::NotFound(format!("{image}@{}", child.digest)))?;
+                Box::pin(self.copy_manifest(job, &child_type, &child_bytes)).await?;
+                target
+                    .manifest_put(repository, &child.digest, &child_type, &child_bytes)
+                    .await?;
+            }
+            return Ok(());
+        }
+        let all: Vec<&Descriptor> = manifest.config.iter().chain(&manifest.layers).collect();
+        stream::iter(all.into_iter().map(|d| self.copy_blob(job, d)))
+            .buffer_unordered(self.jobs)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn copy_blob(&self, job: &Job<'_>, blob: &Descriptor) -> Result<(), SyncError> {
+        let Job {
+            target,
+            repository,
+            blobs,
+            stats,
+            ..
+        } = *job;
+        let key = (target.host().to_string(), blob.digest.clone());
+        let short = &blob.digest[..blob.digest.len().min(19)];
+        if target.blob_exists(repository, &blob.digest).await? {
+            stats.present.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let same_registry = match blobs {
+                Blobs::Registry {
+                    registry,
+                    repository: from,
+                } if registry.host() == target.host() => Some(from.clone()),
+                _ => None,
+            };
+            let known = self.known.lock().await.get(&key).cloned();
+            let elsewhere = known.or(same_registry).filter(|r| r != repository);
+            let mounted = match elsewhere {
+                Some(from) => target.blob_mount(repository, &blob.digest, &from).await?,
+                None => false,
+            };
+            if mounted {
+                stats.mounted.fetch_add(1, Ordering::Relaxed);
+                (self.progress)(&format!(
+                    "mounted  {short} {} into {}/{repository}",
+                    human(blob.size),
+                    target.host()
+                ));
+            } else {
+                let started = Instant::now();
+                let file = match blobs {
+                    Blobs::Files(files) => files
+                        .get(&blob.digest)
+                        .cloned()
+                        .ok_or_else(|| SyncError::NotFound(blob.digest.clone()))?,
+                    Blobs::Registry {
+                        registry,
+                        repository: from,
+                    } => {
+                        let file = self.scratch.path().join(blob.digest.replace(':', "-"));
+                        registry
+                            .blob_download(from, &blob.digest, &file, &|_| ())
+                            .await?;
+                        file
+                    }
+                };
+                let size = tokio::fs::metadata(&file).await?.len();
+                target
+                    .blob_upload(repository, &blob.digest, &file, size)
+                    .await?;
+                if matches!(blobs, Blobs::Registry { .. }) {
+                    let _ = tokio::fs::remove_file(&file).await;
+                }
+                stats.uploaded.fetch_add(1, Ordering::Relaxed);
+                stats.uploaded_bytes.fetch_add(size, Ordering::Relaxed);
+                let rate = size as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                (self.progress)(&format!(
+                    "uploaded {short} {} to {}/{repository} ({}/s)",
+                    human(size),
+                    target.host(),
+                    human(rate as u64)
+                ));
+            }
+        }
+        self.known.lock().await.insert(key, repository.to_string());
+        Ok(())
+    }
+}
+
+/// `12.3 MiB`.
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_sizes() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+
+    #[test]
+    fn platforms_print_like_docker() {
+        let p = Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        };
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+    }
+}
