@@ -47,7 +47,7 @@ pub async fn connect() -> Result<Docker, EngineError> {
         host: host(),
         detail,
     };
-    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(short(&e)))?;
     docker.ping().await.map_err(|e| unreachable(short(&e)))?;
     docker
         .negotiate_version()
@@ -57,9 +57,9 @@ pub async fn connect() -> Result<Docker, EngineError> {
 
 fn short(e: &bollard::errors::Error) -> String {
     let text = e.to_string();
-    if text.contains("No such file")
-        || text.contains("Connection refused")
-        || text.contains("connection refused")
+    if ["No such file", "Socket not found", "onnection refused"]
+        .iter()
+        .any(|s| text.contains(s))
     {
         "no engine is listening".into()
     } else {

@@ -157,6 +157,7 @@ pub struct Registry {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+const INSECURE_PROBE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn client(access: &Access, verify: bool) -> Result<reqwest::Client, String> {
@@ -210,14 +211,19 @@ impl Registry {
             retry,
             tokens: Mutex::new(HashMap::new()),
         };
-        match registry.ping().await {
-            Err(Error::Tls { .. } | Error::Connect { .. } | Error::Protocol { .. })
-                if registry.access.insecure =>
-            {
+        if !registry.access.insecure {
+            registry.ping().await?;
+            return Ok(registry);
+        }
+        // An insecure registry may speak TLS (unverified) or plain HTTP: probe TLS briefly.
+        match tokio::time::timeout(INSECURE_PROBE, registry.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(Error::Unauthorized { .. } | Error::Forbidden { .. }))
+            | Ok(Err(Error::Dns { .. })) => registry.ping().await?,
+            Ok(Err(_)) | Err(_) => {
                 registry.base = format!("http://{host}");
                 registry.ping().await?;
             }
-            other => other?,
         }
         Ok(registry)
     }
@@ -350,7 +356,9 @@ impl Registry {
                 Err(e) => e,
             };
             attempt += 1;
-            if !error.transient() || attempt >= self.retry.attempts {
+            // A streamed upload cannot be replayed into the same session: its caller restarts it.
+            let replayable = !matches!(body, Body::File { .. });
+            if !replayable || !error.transient() || attempt >= self.retry.attempts {
                 return Err(error);
             }
             tokio::time::sleep(self.retry.delay(attempt)).await;
@@ -795,8 +803,20 @@ impl Registry {
                 self.expect_created(&response, &start)
             }
             .await;
+            // A session the registry dropped (cut connection) answers 404: start a new one.
+            let lost_session = |e: &Error| {
+                matches!(
+                    e,
+                    Error::Status {
+                        status: StatusCode::NOT_FOUND,
+                        ..
+                    }
+                )
+            };
             match result {
-                Err(e) if e.transient() && attempt + 1 < self.retry.attempts => {
+                Err(e)
+                    if (e.transient() || lost_session(&e)) && attempt + 1 < self.retry.attempts =>
+                {
                     attempt += 1;
                     tokio::time::sleep(self.retry.delay(attempt)).await;
                 }

@@ -1,0 +1,693 @@
+//! `forge registry check` and `forge registry sync` against real registries: Debian's
+//! `docker-registry` with htpasswd auth and TLS from a CA generated here, a plain-HTTP one for
+//! `insecure`, images put there with `skopeo` and verified with `skopeo` too, a fault-injecting
+//! proxy, and the Docker Engine as a source.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use support::{FaultProxy, Layout, Pki, Registry, Skopeo, PASSWORD, USER};
+
+/// The components these tests need.
+fn components() -> bool {
+    support::have(&["docker-registry", "skopeo", "htpasswd"])
+}
+
+/// A test workspace: temporary files and an empty Docker config (no host credentials leak in).
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new() -> Work {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("docker")).unwrap();
+        Work { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Docker-config credentials for source registries.
+    fn docker_login(&self, hosts: &[String]) {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+        let auths: serde_json::Map<String, Value> = hosts
+            .iter()
+            .map(|h| (h.clone(), serde_json::json!({ "auth": auth })))
+            .collect();
+        std::fs::write(
+            self.path("docker/config.json"),
+            serde_json::json!({ "auths": auths }).to_string(),
+        )
+        .unwrap();
+    }
+
+    fn forge(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::cargo_bin("forge").unwrap();
+        cmd.env("DOCKER_CONFIG", self.path("docker"))
+            .env_remove("HTTPS_PROXY")
+            .env_remove("HTTP_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("http_proxy");
+        let out = cmd.args(args).output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !all.contains(PASSWORD),
+            "the registry password leaked:\n{all}"
+        );
+        out
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+fn indent_pem(pem: &str, spaces: usize) -> String {
+    pem.trim()
+        .lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(spaces)))
+        .collect()
+}
+
+/// User-data with one external registry.
+fn single_registry(domain: &str, password: &str, ca: Option<&str>, insecure: bool) -> String {
+    let mut text = format!("#cloud-config\nstylus:\n  registryCredentials:\n    domain: {domain}\n    username: {USER}\n    password: \"{password}\"\n");
+    if let Some(ca) = ca {
+        text.push_str("    certificates:\n      - |\n");
+        text.push_str(&indent_pem(ca, 8));
+    }
+    if insecure {
+        text.push_str("    insecure: true\n");
+    }
+    text
+}
+
+/// User-data mapping `from` to `to`, with `to`'s registry declared.
+fn mapping(target: &str, ca: Option<&str>, insecure: bool, rules: &[(&str, &str)]) -> String {
+    let mut text = format!("#cloud-config\nstylus:\n  externalRegistries:\n    registries:\n      - domain: {target}\n        username: {USER}\n        password: \"{PASSWORD}\"\n");
+    if let Some(ca) = ca {
+        text.push_str("        certificates:\n          - |\n");
+        text.push_str(&indent_pem(ca, 12));
+    }
+    if insecure {
+        text.push_str("        insecure: true\n");
+    }
+    text.push_str("    registryMappingRules:\n");
+    for (from, to) in rules {
+        text.push_str(&format!("      \"{from}\": \"{to}\"\n"));
+    }
+    text
+}
+
+/// A layout with one single-platform image per tag; images share `shared` layers.
+fn layout(dir: &Path, tags: &[&str], shared: usize, size: usize) -> Layout {
+    let mut layout = Layout::new(dir);
+    for (i, tag) in tags.iter().enumerate() {
+        let mut layers: Vec<Value> = (0..shared).map(|s| layout.layer(s as u64, size)).collect();
+        layers.push(layout.layer(1000 + i as u64, size / 4));
+        layout.image(tag, "amd64", layers);
+    }
+    layout.finish();
+    layout
+}
+
+#[test]
+fn check_reports_present_and_missing_images() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let registry = Registry::start(Some(&pki), true);
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[registry.host()]);
+    let image = layout(&work.path("oci"), &["v1"], 1, 4096);
+    let target = format!("{}/mirror/docker.io/library/app:v1", registry.host());
+    skopeo.push(&image.dir, "v1", &target, true);
+    let ud = work.write(
+        "ud.yaml",
+        &single_registry(
+            &format!("{}/mirror", registry.host()),
+            PASSWORD,
+            Some(&pki.ca_pem),
+            false,
+        ),
+    );
+
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--format",
+        "json",
+        "--user-data",
+        ud.to_str().unwrap(),
+        "app:v1",
+        "app:v2",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(report[0]["image"], target);
+    assert_eq!(report[0]["status"], "present");
+    assert_eq!(
+        report[0]["digest"].as_str(),
+        skopeo.digest(&target, true).as_deref()
+    );
+    assert_eq!(report[1]["status"], "missing");
+    let missing = format!(
+        "missing: {}/mirror/docker.io/library/app:v2",
+        registry.host()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&missing),
+        "{}",
+        text(&out)
+    );
+
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        ud.to_str().unwrap(),
+        "app:v1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("present       {target}  sha256:")),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_wrong_password_is_a_clear_401_without_the_secret() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let registry = Registry::start(Some(&pki), true);
+    let wrong = "Wr0ng!Passw0rd";
+    let ud = work.write(
+        "ud.yaml",
+        &single_registry(&registry.host(), wrong, Some(&pki.ca_pem), false),
+    );
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        ud.to_str().unwrap(),
+        "app:v1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    let expected = format!("{}: authentication failed (401 Unauthorized, realm \"forge-test\") as `{USER}`; check the username and password", registry.host());
+    assert!(all.contains(&expected), "{all}");
+    assert!(!all.contains(wrong), "{all}");
+}
+
+#[test]
+fn an_untrusted_certificate_fails_clearly_and_the_ca_fixes_it() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let registry = Registry::start(Some(&pki), true);
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[registry.host()]);
+    let image = layout(&work.path("oci"), &["v1"], 1, 1024);
+    skopeo.push(
+        &image.dir,
+        "v1",
+        &format!("{}/docker.io/library/app:v1", registry.host()),
+        true,
+    );
+    let ud = work.write(
+        "ud.yaml",
+        &single_registry(&registry.host(), PASSWORD, None, false),
+    );
+
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        ud.to_str().unwrap(),
+        "app:v1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "TLS verification failed (the certificate is signed by an unknown authority)"
+        ),
+        "{}",
+        text(&out)
+    );
+
+    let ca = work.write("ca.pem", &pki.ca_pem);
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--registry-ca",
+        ca.to_str().unwrap(),
+        "--user-data",
+        ud.to_str().unwrap(),
+        "app:v1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn insecure_allows_a_plain_http_registry_and_only_it() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let registry = Registry::start(None, false);
+    let skopeo = Skopeo::new(None, &[]);
+    let image = layout(&work.path("oci"), &["v1"], 1, 1024);
+    skopeo.push(
+        &image.dir,
+        "v1",
+        &format!("{}/docker.io/library/app:v1", registry.host()),
+        false,
+    );
+
+    let insecure = work.write(
+        "insecure.yaml",
+        &format!(
+            "#cloud-config\nstylus:\n  registryCredentials:\n    domain: {}\n    insecure: true\n",
+            registry.host()
+        ),
+    );
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        insecure.to_str().unwrap(),
+        "app:v1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let strict = work.write(
+        "strict.yaml",
+        &format!(
+            "#cloud-config\nstylus:\n  registryCredentials:\n    domain: {}\n",
+            registry.host()
+        ),
+    );
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        strict.to_str().unwrap(),
+        "app:v1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("the server does not speak TLS (an HTTP-only registry needs insecure: true)"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn sync_from_a_registry_copies_verifies_shares_layers_and_is_idempotent() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let (source, target) = (
+        Registry::start(Some(&pki), true),
+        Registry::start(Some(&pki), true),
+    );
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[source.host(), target.host()]);
+    let images = layout(&work.path("oci"), &["a", "b"], 2, 512 * 1024);
+    for tag in ["a", "b"] {
+        skopeo.push(
+            &images.dir,
+            tag,
+            &format!("{}/team/{tag}:v1", source.host()),
+            true,
+        );
+    }
+    work.docker_login(&[source.host()]);
+    let ca = work.write("ca.pem", &pki.ca_pem);
+    let from = format!("{}/team", source.host());
+    let to = format!("{}/mirror", target.host());
+    let ud = work.write(
+        "ud.yaml",
+        &mapping(&target.host(), Some(&pki.ca_pem), false, &[(&from, &to)]),
+    );
+    let refs = [format!("{from}/a:v1"), format!("{from}/b:v1")];
+    let args = |format: &str| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "registry",
+            "sync",
+            "--from",
+            "registry",
+            "--format",
+            format,
+            "--registry-ca",
+            ca.to_str().unwrap(),
+            "--user-data",
+            ud.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(refs.iter().cloned());
+        a
+    };
+    let run =
+        |format: &str| work.forge(&args(format).iter().map(String::as_str).collect::<Vec<_>>());
+
+    let out = run("json");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = json(&out);
+    for (i, tag) in ["a", "b"].iter().enumerate() {
+        let copied = format!("{to}/{tag}:v1");
+        assert_eq!(report[i]["to"], copied);
+        assert_eq!(
+            skopeo.digest(&copied, true),
+            skopeo.digest(&format!("{from}/{tag}:v1"), true)
+        );
+        assert_eq!(
+            report[i]["digest"].as_str(),
+            skopeo.digest(&copied, true).as_deref()
+        );
+    }
+    // Image a brings config + 3 layers; b shares 2 layers with a, mounted across repositories.
+    assert_eq!(
+        (
+            report[0]["blobs_uploaded"].as_u64(),
+            report[0]["blobs_mounted"].as_u64()
+        ),
+        (Some(4), Some(0))
+    );
+    assert_eq!(
+        (
+            report[1]["blobs_uploaded"].as_u64(),
+            report[1]["blobs_mounted"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+
+    let again = run("json");
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    for item in json(&again).as_array().unwrap() {
+        assert_eq!(item["up_to_date"], true);
+        assert_eq!(item["blobs_uploaded"], 0);
+    }
+}
+
+#[test]
+fn sync_copies_a_whole_index_or_one_platform_of_it() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let (source, target) = (
+        Registry::start(Some(&pki), true),
+        Registry::start(Some(&pki), true),
+    );
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[source.host(), target.host()]);
+    let mut multi = Layout::new(&work.path("oci"));
+    let amd = vec![multi.layer(1, 2048)];
+    let arm = vec![multi.layer(2, 2048)];
+    multi.image("x-amd64", "amd64", amd);
+    multi.image("x-arm64", "arm64", arm);
+    multi.index("x", &["x-amd64", "x-arm64"]);
+    multi.finish();
+    let from = format!("{}/multi", source.host());
+    skopeo.push(&multi.dir, "x", &format!("{from}/x:1"), true);
+    work.docker_login(&[source.host()]);
+    let ca = work.write("ca.pem", &pki.ca_pem);
+    let sync = |ud: &Path, platform: Option<&str>| {
+        let mut args = vec![
+            "registry",
+            "sync",
+            "--from",
+            "registry",
+            "--registry-ca",
+            ca.to_str().unwrap(),
+            "--user-data",
+            ud.to_str().unwrap(),
+        ];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        let image = format!("{from}/x:1");
+        args.push(&image);
+        work.forge(&args)
+    };
+
+    let all = work.write(
+        "all.yaml",
+        &mapping(
+            &target.host(),
+            Some(&pki.ca_pem),
+            false,
+            &[(&from, &format!("{}/all", target.host()))],
+        ),
+    );
+    let out = sync(&all, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        skopeo.digest(&format!("{}/all/x:1", target.host()), true),
+        skopeo.digest(&format!("{from}/x:1"), true)
+    );
+
+    let one = work.write(
+        "one.yaml",
+        &mapping(
+            &target.host(),
+            Some(&pki.ca_pem),
+            false,
+            &[(&from, &format!("{}/arm", target.host()))],
+        ),
+    );
+    let out = sync(&one, Some("linux/arm64"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let arm_digest = skopeo.field(&format!("{from}/x:1"), true, "/manifests/1/digest");
+    assert_eq!(
+        skopeo.field(
+            &format!("{from}/x:1"),
+            true,
+            "/manifests/1/platform/architecture"
+        ),
+        "arm64"
+    );
+    assert_eq!(
+        skopeo.digest(&format!("{}/arm/x:1", target.host()), true),
+        Some(arm_digest)
+    );
+
+    let out = sync(&one, Some("linux/s390x"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("has no manifest for platform linux/s390x (it has linux/amd64, linux/arm64)"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn sync_completes_through_resets_and_503s() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let source = Registry::start(Some(&pki), true);
+    let backend = Registry::start(None, false);
+    let proxy = FaultProxy::start(backend.port, 0.2);
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[source.host()]);
+    let tags = ["p", "q", "r"];
+    let images = layout(&work.path("oci"), &tags, 2, 1536 * 1024);
+    for tag in tags {
+        skopeo.push(
+            &images.dir,
+            tag,
+            &format!("{}/team/{tag}:v1", source.host()),
+            true,
+        );
+    }
+    work.docker_login(&[source.host()]);
+    let ca = work.write("ca.pem", &pki.ca_pem);
+    let from = format!("{}/team", source.host());
+    let flaky = format!("127.0.0.1:{}", proxy.port);
+    let ud = work.write(
+        "ud.yaml",
+        &mapping(&flaky, None, true, &[(&from, &format!("{flaky}/mirror"))]),
+    );
+    let mut args = vec![
+        "registry".to_string(),
+        "sync".into(),
+        "--from".into(),
+        "registry".into(),
+        "--registry-ca".into(),
+        ca.display().to_string(),
+        "--user-data".into(),
+        ud.display().to_string(),
+    ];
+    args.extend(tags.iter().map(|t| format!("{from}/{t}:v1")));
+    let out = work.forge(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let injected = proxy.faults.injected();
+    assert!(injected >= 5, "the proxy injected only {injected} faults");
+    let verify = Skopeo::new(None, &[]);
+    for tag in tags {
+        let copied = verify.digest(&format!("{}/mirror/{tag}:v1", backend.host()), false);
+        assert_eq!(
+            copied,
+            skopeo.digest(&format!("{from}/{tag}:v1"), true),
+            "{tag}"
+        );
+    }
+}
+
+#[test]
+fn sync_from_the_docker_engine_pushes_the_local_image() {
+    if !components() || !support::have_docker() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let target = Registry::start(Some(&pki), true);
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[target.host()]);
+    let rootfs = work.path("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(
+        rootfs.join("etc/forge-test"),
+        format!(
+            "synced from the engine {:?}\n",
+            std::time::SystemTime::now()
+        ),
+    )
+    .unwrap();
+    let tarball = work.path("rootfs.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let name = "forge-test/sync-app:v1";
+    let imported = std::process::Command::new("docker")
+        .args(["import", tarball.to_str().unwrap(), name])
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let id = String::from_utf8(
+        std::process::Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Id}}", name])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+
+    let ud = work.write(
+        "ud.yaml",
+        &single_registry(
+            &format!("{}/mirror", target.host()),
+            PASSWORD,
+            Some(&pki.ca_pem),
+            false,
+        ),
+    );
+    let out = work.forge(&[
+        "registry",
+        "sync",
+        "--from",
+        "docker",
+        "--user-data",
+        ud.to_str().unwrap(),
+        name,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let copied = format!("{}/mirror/docker.io/{name}", target.host());
+    assert_eq!(skopeo.field(&copied, true, "/config/digest"), id.trim());
+
+    let again = work.forge(&[
+        "registry",
+        "sync",
+        "--from",
+        "docker",
+        "--user-data",
+        ud.to_str().unwrap(),
+        name,
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&format!("up to date {copied}")),
+        "{}",
+        text(&again)
+    );
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", name])
+        .output();
+}
+
+#[test]
+fn an_unreachable_docker_engine_is_explained() {
+    let work = Work::new();
+    let ud = work.write(
+        "ud.yaml",
+        "#cloud-config\nstylus:\n  registryCredentials:\n    domain: 127.0.0.1:9/mirror\n",
+    );
+    let mut cmd = Command::cargo_bin("forge").unwrap();
+    let out = cmd
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args([
+            "registry",
+            "sync",
+            "--from",
+            "docker",
+            "--user-data",
+            ud.to_str().unwrap(),
+            "app:v1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot reach the Docker Engine at unix:///nonexistent/docker.sock (no engine is listening); start it"),
+        "{}",
+        text(&out)
+    );
+}

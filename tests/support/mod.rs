@@ -1,0 +1,530 @@
+//! Real components for tests and benchmarks: Debian's `docker-registry` on 127.0.0.1 (TLS from
+//! a CA generated here, htpasswd auth, or plain HTTP), OCI image layouts written here and
+//! pushed with `skopeo`, and a loopback proxy that injects faults. A missing component skips
+//! a test on a developer machine and fails it when `CI=true`.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Whether the commands exist; when one is missing, `false` locally and a panic under CI=true.
+pub fn have(commands: &[&str]) -> bool {
+    let missing: Vec<&str> = commands
+        .iter()
+        .copied()
+        .filter(|c| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {c}"))
+                .stdout(Stdio::null())
+                .status()
+                .map_or(true, |s| !s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and required components are missing: {missing:?}");
+    }
+    eprintln!("skipping: missing {missing:?} (install them, or run .ci/run)");
+    false
+}
+
+/// Whether a Docker Engine answers; same CI rule as [`have`].
+pub fn have_docker() -> bool {
+    if !have(&["docker"]) {
+        return false;
+    }
+    let ok = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and no Docker Engine answers `docker info`");
+    }
+    if !ok {
+        eprintln!("skipping: no Docker Engine is running");
+    }
+    ok
+}
+
+/// A CA and a server certificate for 127.0.0.1 / localhost.
+pub struct Pki {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Pki {
+    pub fn generate() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "forge test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// A running `docker-registry`.
+pub struct Registry {
+    pub port: u16,
+    pub tls: bool,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+pub const USER: &str = "forge-tester";
+pub const PASSWORD: &str = "Reg1stry!Secret";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Registry {
+    /// Start a registry: TLS with `pki` when given, htpasswd auth when `auth`.
+    pub fn start(pki: Option<&Pki>, auth: bool) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(pki) = pki {
+            std::fs::write(dir.path().join("cert.pem"), &pki.cert_pem).unwrap();
+            std::fs::write(dir.path().join("key.pem"), &pki.key_pem).unwrap();
+            config.push_str(&format!(
+                "  tls:\n    certificate: {0}/cert.pem\n    key: {0}/key.pem\n",
+                dir.path().display()
+            ));
+        }
+        if auth {
+            let mut htpasswd = Command::new("htpasswd")
+                .args(["-Bin", USER])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            htpasswd
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(PASSWORD.as_bytes())
+                .unwrap();
+            let out = htpasswd.wait_with_output().unwrap();
+            std::fs::write(dir.path().join("htpasswd"), out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: forge-test\n    path: {}/htpasswd\n",
+                dir.path().display()
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        wait_for_port(port);
+        Registry {
+            port,
+            tls: pki.is_some(),
+            dir,
+            child,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// skopeo with a certificate directory and an auth file, so no secret is on its command line.
+pub struct Skopeo {
+    dir: tempfile::TempDir,
+}
+
+impl Skopeo {
+    pub fn new(ca_pem: Option<&str>, hosts: &[String]) -> Skopeo {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        if let Some(ca) = ca_pem {
+            std::fs::write(dir.path().join("certs/ca.crt"), ca).unwrap();
+        }
+        let auths: serde_json::Map<String, serde_json::Value> = hosts
+            .iter()
+            .map(|h| {
+                use base64::Engine as _;
+                let auth =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+                (h.clone(), serde_json::json!({ "auth": auth }))
+            })
+            .collect();
+        std::fs::write(
+            dir.path().join("auth.json"),
+            serde_json::json!({ "auths": auths }).to_string(),
+        )
+        .unwrap();
+        Skopeo { dir }
+    }
+
+    fn tls_args(&self, flag: &str, tls: bool) -> Vec<String> {
+        if tls {
+            vec![
+                format!("--{flag}-cert-dir"),
+                self.dir.path().join("certs").display().to_string(),
+            ]
+        } else {
+            vec![format!("--{flag}-tls-verify=false")]
+        }
+    }
+
+    /// Push an OCI layout (`--all` images of an index) to `docker://dest`.
+    pub fn push(&self, layout: &Path, tag: &str, dest: &str, tls: bool) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--all", "--quiet"])
+            .args(self.tls_args("dest", tls))
+            .arg("--dest-authfile")
+            .arg(self.dir.path().join("auth.json"));
+        cmd.arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{dest}"));
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The raw manifest (or index) of `docker://image`, if it exists.
+    pub fn raw(&self, image: &str, tls: bool) -> Option<Vec<u8>> {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .args(
+                self.tls_args("src", tls)
+                    .iter()
+                    .map(|a| a.replace("--src-", "--")),
+            )
+            .arg("--authfile")
+            .arg(self.dir.path().join("auth.json"))
+            .arg(format!("docker://{image}"))
+            .output()
+            .unwrap();
+        out.status.success().then_some(out.stdout)
+    }
+
+    /// The manifest digest of `docker://image` (the index digest for a multi-platform image).
+    pub fn digest(&self, image: &str, tls: bool) -> Option<String> {
+        self.raw(image, tls).map(|raw| sha(&raw))
+    }
+
+    /// A field of the manifest of `docker://image`, by JSON pointer.
+    pub fn field(&self, image: &str, tls: bool, pointer: &str) -> String {
+        let raw = self
+            .raw(image, tls)
+            .unwrap_or_else(|| panic!("{image} does not exist"));
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        manifest
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{image} has no {pointer}"))
+            .to_string()
+    }
+}
+
+/// An OCI image layout under construction: blobs, image manifests, an index.
+pub struct Layout {
+    pub dir: PathBuf,
+    manifests: Vec<serde_json::Value>,
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl Layout {
+    pub fn new(dir: &Path) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout {
+            dir: dir.to_path_buf(),
+            manifests: Vec::new(),
+        }
+    }
+
+    fn blob(&self, bytes: &[u8]) -> serde_json::Value {
+        let digest = sha(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&digest[7..]), bytes).unwrap();
+        serde_json::json!({ "digest": digest, "size": bytes.len() })
+    }
+
+    /// A layer blob of `size` pseudo-random bytes from `seed` (same seed, same blob).
+    pub fn layer(&self, seed: u64, size: usize) -> serde_json::Value {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) as u8
+            })
+            .collect();
+        let mut d = self.blob(&data);
+        d["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+        d
+    }
+
+    /// An image manifest with these layers, added under `tag` (and for `arch`).
+    pub fn image(&mut self, tag: &str, arch: &str, layers: Vec<serde_json::Value>) -> String {
+        let config = serde_json::json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l["digest"].clone()).collect::<Vec<_>>()}, "config": {}});
+        let mut config = self.blob(config.to_string().as_bytes());
+        config["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+        let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": layers});
+        let mut d = self.blob(manifest.to_string().as_bytes());
+        d["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+        d["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
+        self.manifests.push(d.clone());
+        d["digest"].as_str().unwrap().to_string()
+    }
+
+    /// A multi-platform index of the manifests tagged `members`, itself tagged `tag`.
+    pub fn index(&mut self, tag: &str, members: &[&str]) -> String {
+        let children: Vec<serde_json::Value> = self
+            .manifests
+            .iter()
+            .filter(|m| {
+                members.contains(
+                    &m["annotations"]["org.opencontainers.image.ref.name"]
+                        .as_str()
+                        .unwrap(),
+                )
+            })
+            .map(|m| {
+                let mut m = m.clone();
+                m.as_object_mut().unwrap().remove("annotations");
+                m
+            })
+            .collect();
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children});
+        let mut d = self.blob(index.to_string().as_bytes());
+        d["mediaType"] = "application/vnd.oci.image.index.v1+json".into();
+        d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
+        self.manifests.push(d.clone());
+        d["digest"].as_str().unwrap().to_string()
+    }
+
+    /// Write `index.json` listing everything tagged so far.
+    pub fn finish(&self) {
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": self.manifests});
+        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
+    }
+}
+
+/// Counters of a [`FaultProxy`].
+#[derive(Default)]
+pub struct Faults {
+    pub requests: AtomicU64,
+    pub resets: AtomicU64,
+    pub unavailable: AtomicU64,
+    pub cut: AtomicU64,
+}
+
+impl Faults {
+    pub fn injected(&self) -> u64 {
+        [&self.resets, &self.unavailable, &self.cut]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// A loopback HTTP proxy in front of a plain-HTTP registry. Each request is, with equal odds
+/// within `share`: reset before an answer, answered 503, or cut in the middle of its body;
+/// the others are forwarded. Every exchange ends its connection, so each request gets a fresh
+/// roll. A fixed seed keeps runs comparable.
+pub struct FaultProxy {
+    pub port: u16,
+    pub faults: Arc<Faults>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    pub fn start(backend: u16, share: f64) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let faults = Arc::new(Faults::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s) = (faults.clone(), stop.clone());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let mut seed: u64 = 0x5eed;
+            let mut next = move || {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 11) as f64 / (1u64 << 53) as f64
+            };
+            while !s.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let (roll, cut) = (next(), next());
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    let _ = exchange(client, backend, roll / share.max(1e-9), cut, &f);
+                });
+            }
+        });
+        FaultProxy { port, faults, stop }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Read an HTTP message head; returns it and any body bytes read past it.
+fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = data.split_off(end + 4);
+            return Ok((String::from_utf8_lossy(&data).into_owned(), rest));
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 || (data.is_empty() && buf[0] == 0x16) {
+            // End of stream, or a TLS handshake this plain-HTTP server cannot answer.
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The head with `Connection: close` in place of any Connection header.
+fn closing(head: &str) -> String {
+    let mut lines: Vec<&str> = head
+        .trim_end()
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}
+
+/// One request: `fault` below 1/3, 2/3, 1 picks reset, 503 or a cut body; above 1 forwards.
+fn exchange(
+    mut client: TcpStream,
+    backend: u16,
+    fault: f64,
+    cut: f64,
+    faults: &Faults,
+) -> std::io::Result<()> {
+    let (head, mut body) = read_head(&mut client)?;
+    faults.requests.fetch_add(1, Ordering::Relaxed);
+    if fault < 1.0 / 3.0 {
+        faults.resets.fetch_add(1, Ordering::Relaxed);
+        return client.shutdown(Shutdown::Both);
+    }
+    if fault < 2.0 / 3.0 {
+        faults.unavailable.fetch_add(1, Ordering::Relaxed);
+        client.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return client.shutdown(Shutdown::Both);
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let limit = if fault < 1.0 {
+        (length as f64 * cut) as usize
+    } else {
+        usize::MAX
+    };
+    let mut server = TcpStream::connect(("127.0.0.1", backend))?;
+    server.write_all(closing(&head).as_bytes())?;
+    let mut sent = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    while sent < length {
+        if body.is_empty() {
+            let n = client.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+        let take = body.len().min(length - sent);
+        if sent + take > limit {
+            faults.cut.fetch_add(1, Ordering::Relaxed);
+            let _ = server.shutdown(Shutdown::Both);
+            return client.shutdown(Shutdown::Both);
+        }
+        server.write_all(&body[..take])?;
+        body.drain(..take);
+        sent += take;
+    }
+    if fault < 1.0 {
+        // A request without a body is cut by dropping the answer.
+        faults.cut.fetch_add(1, Ordering::Relaxed);
+        let _ = server.shutdown(Shutdown::Both);
+        return client.shutdown(Shutdown::Both);
+    }
+    let (response, rest) = read_head(&mut server)?;
+    client.write_all(closing(&response).as_bytes())?;
+    client.write_all(&rest)?;
+    std::io::copy(&mut server, &mut client)?;
+    client.shutdown(Shutdown::Both)
+}
