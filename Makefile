@@ -4,7 +4,7 @@
 CARGO ?= cargo
 FORGE := target/release/forge
 
-.PHONY: build test lint fmt example
+.PHONY: build test lint fmt example bench
 
 build:
 	$(CARGO) build --release --locked
@@ -23,3 +23,7 @@ fmt:
 example: build
 	$(FORGE) validate --config examples/forge.yaml --user-data examples/user-data.yaml --profile examples/profile.yaml
 	$(FORGE) config show --config examples/forge.yaml
+
+# Benchmarks with real components (registries on 127.0.0.1); results in target/bench/.
+bench:
+	$(CARGO) bench --locked --bench registry_sync

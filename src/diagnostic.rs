@@ -81,6 +81,7 @@ rules! {
     NoPacks = "PR006", Error, "the cluster profile lists no packs";
     UnresolvedTemplate = "PR007", Error, "an image or system.uri uses a {{ .spectro... }} value the profile does not define";
     BadImageReference = "IMG001", Error, "an image reference (in a profile, a list file or an argument) is not valid";
+    UnpullableRewrite = "IMG002", Error, "the external registry rewrite turns an image into a reference the agent cannot pull";
     ArgSyntax = "CFG001", Error, "a .arg line is not KEY=VALUE";
     UnknownSetting = "CFG002", Warning, "a setting forge does not know (probably a typo)";
     UnsupportedSetting = "CFG003", Warning, "a CanvOS setting forge does not implement (ignored)";
@@ -285,7 +286,11 @@ impl Report {
                     out,
                     "{gutter} | {}{}",
                     " ".repeat(d.pos.column.saturating_sub(1)),
-                    "^".repeat(d.width)
+                    "^".repeat(
+                        d.width
+                            .min((line.chars().count() + 1).saturating_sub(d.pos.column))
+                            .max(1)
+                    )
                 );
             }
             if let Some(help) = &d.help {

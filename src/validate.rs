@@ -11,6 +11,7 @@ use crate::diagnostic::{apply_edits, Edit, Report};
 use crate::diagnostic::{Diagnostic, Pos, Rule};
 use crate::profile::{self, ProfileImage};
 use crate::reference::Reference;
+use crate::registry::rewrite::{Rewrite, Rewriter};
 use crate::secret::Redactor;
 use crate::userdata;
 use crate::yaml::Document;
@@ -78,6 +79,10 @@ pub struct Outcome {
     pub user_data: Option<Document>,
     /// The requested images, valid ones only, in order: command line, list file, profile.
     pub images: Vec<Reference>,
+    /// The user-data's rewrite rules, when user-data was given and is valid YAML.
+    pub rewriter: Option<Rewriter>,
+    /// Each requested image and where the edge host pulls it from (with a rewriter).
+    pub rewrites: Vec<Rewrite>,
 }
 
 /// Validate everything the request names.
@@ -148,7 +153,11 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         report.extend(findings);
         profile_images = images;
     }
-    let images = requested_images(request, &profile_images, &mut report)?;
+    let rewriter = user_data
+        .as_ref()
+        .map(|d| Rewriter::from_user_data(&d.root));
+    let (images, rewrites) =
+        requested_images(request, &profile_images, rewriter.as_ref(), &mut report)?;
     report.sort();
     Ok(Outcome {
         report,
@@ -157,20 +166,31 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         fixed,
         user_data,
         images,
+        rewriter,
+        rewrites,
     })
 }
 
 /// The images a request names, parsed, without repeats: command-line arguments, then the list
-/// file, then the profile's. Invalid references are IMG001 findings.
+/// file, then the profile's; and their rewrites when there is a rewriter. Invalid references
+/// are IMG001 findings, rewrites the agent could not pull IMG002.
 fn requested_images(
     request: &Request,
     profile: &[ProfileImage],
+    rewriter: Option<&Rewriter>,
     report: &mut Report,
-) -> Result<Vec<Reference>, Error> {
-    let mut found: Vec<(String, PathBuf, Pos)> = request
+) -> Result<(Vec<Reference>, Vec<Rewrite>), Error> {
+    let mut found: Vec<(String, PathBuf, String, Pos)> = request
         .images
         .iter()
-        .map(|i| (i.clone(), PathBuf::from("<arguments>"), Pos::new(1, 1)))
+        .map(|i| {
+            (
+                i.clone(),
+                PathBuf::from("<arguments>"),
+                String::new(),
+                Pos::new(1, 1),
+            )
+        })
         .collect();
     if let Some(path) = &request.image_list {
         let text = read("image list", path)?;
@@ -179,7 +199,12 @@ fn requested_images(
             let image = line.split('#').next().unwrap_or_default().trim();
             if !image.is_empty() {
                 let column = line.find(image).unwrap_or(0) + 1;
-                found.push((image.to_string(), path.clone(), Pos::new(n + 1, column)));
+                found.push((
+                    image.to_string(),
+                    path.clone(),
+                    String::new(),
+                    Pos::new(n + 1, column),
+                ));
             }
         }
     }
@@ -187,24 +212,37 @@ fn requested_images(
     found.extend(
         profile
             .iter()
-            .map(|i| (i.image.clone(), profile_path.clone(), i.pos)),
+            .map(|i| (i.image.clone(), profile_path.clone(), i.path.clone(), i.pos)),
     );
     let mut images: Vec<Reference> = Vec::new();
-    for (text, file, pos) in found {
-        match Reference::parse(&text) {
-            Ok(reference) if !images.contains(&reference) => images.push(reference),
-            Ok(_) => {}
-            Err(e) => report.extend([Diagnostic::new(
-                Rule::BadImageReference,
-                &file,
-                "",
-                pos,
-                format!("image `{text}` {e}"),
-            )
-            .width(text.chars().count())]),
+    let mut rewrites = Vec::new();
+    for (text, file, path, pos) in found {
+        let width = text.chars().count();
+        let reference = match Reference::parse(&text) {
+            Ok(reference) if !images.contains(&reference) => reference,
+            Ok(_) => continue,
+            Err(e) => {
+                report.extend([Diagnostic::new(
+                    Rule::BadImageReference,
+                    &file,
+                    path.clone(),
+                    pos,
+                    format!("image `{text}` {e}"),
+                )
+                .width(width)]);
+                continue;
+            }
+        };
+        match rewriter.map(|r| r.rewrite(&reference)) {
+            Some(Ok(rewrite)) => rewrites.push(rewrite),
+            Some(Err(e)) => report.extend([Diagnostic::new(Rule::UnpullableRewrite, &file, path, pos, e.to_string())
+                .width(width)
+                .help("the agent prefixes every image with the external registry's domain; reference the image at its original location (the external registry holds the prefixed copy that `forge registry sync` makes)")]),
+            None => {}
         }
+        images.push(reference);
     }
-    Ok(images)
+    Ok((images, rewrites))
 }
 
 /// Write `FILE.bak` with the old text, then replace FILE with the new text. Both writes are

@@ -272,3 +272,84 @@ fn rules_lists_the_whole_catalog() {
         forge::diagnostic::Rule::ALL.len()
     );
 }
+
+fn images_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/images")
+        .join(name)
+}
+
+#[test]
+fn images_rewrite_prints_from_and_to_in_input_order() {
+    let expected = [
+        "docker.io/library/nginx:1.25 -> example.registry.com/hub/nginx:1.25",
+        "us-docker.pkg.dev/palette-images/edge/stylus:v4.7.16 -> example.registry.com/palette-images/edge/stylus:v4.7.16",
+        "quay.io/tigera/operator:v1.36.5 -> mirror.example.net/tigera/operator:v1.36.5",
+        "ghcr.io/org/app:2.0 -> ghcr.io/org/app:2.0",
+        "example.io/my-images/example-custom-os:v1.4.5 -> example.io/my-images/example-custom-os:v1.4.5",
+    ];
+    forge()
+        .args(["images", "rewrite", "--user-data"])
+        .arg(images_fixture("user-data.yaml"))
+        .arg("--from-file")
+        .arg(images_fixture("images.txt"))
+        .arg("--profile")
+        .arg(rules_fixture("PR002", "pass/profile.yaml"))
+        .arg("nginx:1.25")
+        .assert()
+        .code(0)
+        .stdout(format!("{}\n", expected.join("\n")));
+}
+
+#[test]
+fn images_rewrite_json_names_the_registry_whose_credentials_apply() {
+    let output = json_stdout(
+        forge()
+            .args(["images", "rewrite", "--format", "json", "--user-data"])
+            .arg(images_fixture("user-data.yaml"))
+            .args(["nginx", "quay.io/tigera/operator:v1"]),
+        0,
+    );
+    assert_eq!(
+        output,
+        serde_json::json!([
+            {"from": "docker.io/library/nginx:latest", "to": "example.registry.com/hub/nginx:latest", "registry": "example.registry.com"},
+            {"from": "quay.io/tigera/operator:v1", "to": "mirror.example.net/tigera/operator:v1", "registry": null}
+        ])
+    );
+}
+
+#[test]
+fn images_rewrite_reports_bad_references_with_their_position() {
+    let list = images_fixture("bad-images.txt");
+    forge()
+        .args(["images", "rewrite", "--user-data"])
+        .arg(images_fixture("user-data.yaml"))
+        .arg("--from-file")
+        .arg(&list)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "{}:2:3: error[IMG001]: image `quay.io/Tigera/operator:v1` repository path component `Tigera` must be lowercase",
+            list.display()
+        )));
+}
+
+#[test]
+fn images_rewrite_needs_valid_user_data_and_some_images() {
+    forge()
+        .args(["images", "rewrite", "--user-data"])
+        .arg(rules_fixture("REG007", "fail/user-data.yaml"))
+        .arg("nginx")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("error[REG007]"));
+    forge()
+        .args(["images", "rewrite", "--user-data"])
+        .arg(images_fixture("user-data.yaml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no images: give IMAGE arguments, --from-file LIST or --profile FILE",
+        ));
+}

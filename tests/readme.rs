@@ -70,6 +70,8 @@ fn quoted_outputs_match_what_forge_prints() {
     for command in [
         "forge validate --user-data examples/broken-user-data.yaml",
         "forge validate --format json --user-data tests/fixtures/rules/SCHEMA001/fail/user-data.yaml",
+        "forge images rewrite --user-data examples/user-data.yaml --profile examples/profile.yaml",
+        "forge images rewrite --format json --user-data tests/fixtures/images/user-data.yaml nginx quay.io/tigera/operator:v1",
     ] {
         let quoted = quoted_output(&readme, command).join("\n");
         assert_eq!(quoted.trim_end(), run(command).trim_end(), "README output of `{command}` is stale");

@@ -125,27 +125,9 @@ fn prepare(args: &ImagesArgs) -> Result<Prepared> {
     if outcome.images.is_empty() {
         bail!("no images: give IMAGE arguments, --from-file LIST or --profile FILE");
     }
-    let document = outcome
-        .user_data
-        .as_ref()
-        .context("user-data was not parsed")?;
-    let rewriter = Rewriter::from_user_data(&document.root);
-    let mut rewrites = Vec::new();
-    let mut failed = false;
-    for image in &outcome.images {
-        match rewriter.rewrite(image) {
-            Ok(r) => rewrites.push(r),
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return Err(Exit(1).into());
-    }
+    let rewriter = outcome.rewriter.context("user-data was not parsed")?;
     Ok(Prepared {
-        rewrites,
+        rewrites: outcome.rewrites,
         rewriter,
         redactor: outcome.redactor,
     })

@@ -64,7 +64,7 @@ pub struct Rewrite {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {
-    #[error("rewriting `{from}` gives `{to}`, which is not a valid reference ({source}); the edge agent cannot pull it")]
+    #[error("rewriting `{from}` for the external registry gives `{to}`, which is not a valid reference ({source}); the edge agent cannot pull it")]
     Invalid {
         from: String,
         to: String,

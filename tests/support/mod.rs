@@ -237,6 +237,25 @@ impl Skopeo {
         );
     }
 
+    /// Copy `docker://src` to `docker://dest`, both over verified TLS.
+    pub fn copy(&self, src: &str, dest: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .args(self.tls_args("src", true))
+            .args(self.tls_args("dest", true))
+            .arg("--authfile")
+            .arg(self.dir.path().join("auth.json"))
+            .arg(format!("docker://{src}"))
+            .arg(format!("docker://{dest}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The raw manifest (or index) of `docker://image`, if it exists.
     pub fn raw(&self, image: &str, tls: bool) -> Option<Vec<u8>> {
         let out = Command::new("skopeo")
