@@ -83,6 +83,15 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The exit code is `code`, and the output (stdout and stderr) contains each of `needles`.
+fn assert_output(out: &Output, code: i32, needles: &[&str]) {
+    let all = text(out);
+    assert_eq!(out.status.code(), Some(code), "{all}");
+    for needle in needles {
+        assert!(all.contains(needle), "missing `{needle}` in\n{all}");
+    }
+}
+
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }
@@ -168,7 +177,7 @@ fn check_reports_present_and_missing_images() {
         "app:v1",
         "app:v2",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_output(&out, 1, &[]);
     let report = json(&out);
     assert_eq!(report[0]["image"], target);
     assert_eq!(report[0]["status"], "present");
@@ -194,12 +203,7 @@ fn check_reports_present_and_missing_images() {
         ud.to_str().unwrap(),
         "app:v1",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("present       {target}  sha256:")),
-        "{}",
-        text(&out)
-    );
+    assert_output(&out, 0, &[&format!("present       {target}  sha256:")]);
 }
 
 #[test]
@@ -222,11 +226,9 @@ fn a_wrong_password_is_a_clear_401_without_the_secret() {
         ud.to_str().unwrap(),
         "app:v1",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
     let expected = format!("{}: authentication failed (401 Unauthorized, realm \"forge-test\") as `{USER}`; check the username and password", registry.host());
-    assert!(all.contains(&expected), "{all}");
-    assert!(!all.contains(wrong), "{all}");
+    assert_output(&out, 1, &[&expected]);
+    assert!(!text(&out).contains(wrong), "{}", text(&out));
 }
 
 #[test]
@@ -257,13 +259,10 @@ fn an_untrusted_certificate_fails_clearly_and_the_ca_fixes_it() {
         ud.to_str().unwrap(),
         "app:v1",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains(
-            "TLS verification failed (the certificate is signed by an unknown authority)"
-        ),
-        "{}",
-        text(&out)
+    assert_output(
+        &out,
+        1,
+        &["TLS verification failed (the certificate is signed by an unknown authority)"],
     );
 
     let ca = work.write("ca.pem", &pki.ca_pem);
@@ -276,7 +275,7 @@ fn an_untrusted_certificate_fails_clearly_and_the_ca_fixes_it() {
         ud.to_str().unwrap(),
         "app:v1",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_output(&out, 0, &[]);
 }
 
 #[test]
@@ -309,7 +308,7 @@ fn insecure_allows_a_plain_http_registry_and_only_it() {
         insecure.to_str().unwrap(),
         "app:v1",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_output(&out, 0, &[]);
 
     let strict = work.write(
         "strict.yaml",
@@ -325,12 +324,10 @@ fn insecure_allows_a_plain_http_registry_and_only_it() {
         strict.to_str().unwrap(),
         "app:v1",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out)
-            .contains("the server does not speak TLS (an HTTP-only registry needs insecure: true)"),
-        "{}",
-        text(&out)
+    assert_output(
+        &out,
+        1,
+        &["the server does not speak TLS (an HTTP-only registry needs insecure: true)"],
     );
 }
 
@@ -386,7 +383,7 @@ fn sync_from_a_registry_copies_verifies_shares_layers_and_is_idempotent() {
         |format: &str| work.forge(&args(format).iter().map(String::as_str).collect::<Vec<_>>());
 
     let out = run("json");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_output(&out, 0, &[]);
     let report = json(&out);
     for (i, tag) in ["a", "b"].iter().enumerate() {
         let copied = format!("{to}/{tag}:v1");
@@ -417,7 +414,7 @@ fn sync_from_a_registry_copies_verifies_shares_layers_and_is_idempotent() {
     );
 
     let again = run("json");
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_output(&again, 0, &[]);
     for item in json(&again).as_array().unwrap() {
         assert_eq!(item["up_to_date"], true);
         assert_eq!(item["blobs_uploaded"], 0);
@@ -476,7 +473,7 @@ fn sync_copies_a_whole_index_or_one_platform_of_it() {
         ),
     );
     let out = sync(&all, None);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_output(&out, 0, &[]);
     assert_eq!(
         skopeo.digest(&format!("{}/all/x:1", target.host()), true),
         skopeo.digest(&format!("{from}/x:1"), true)
@@ -492,7 +489,7 @@ fn sync_copies_a_whole_index_or_one_platform_of_it() {
         ),
     );
     let out = sync(&one, Some("linux/arm64"));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_output(&out, 0, &[]);
     let arm_digest = skopeo.field(&format!("{from}/x:1"), true, "/manifests/1/digest");
     assert_eq!(
         skopeo.field(
@@ -508,12 +505,10 @@ fn sync_copies_a_whole_index_or_one_platform_of_it() {
     );
 
     let out = sync(&one, Some("linux/s390x"));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out)
-            .contains("has no manifest for platform linux/s390x (it has linux/amd64, linux/arm64)"),
-        "{}",
-        text(&out)
+    assert_output(
+        &out,
+        2,
+        &["has no manifest for platform linux/s390x (it has linux/amd64, linux/arm64)"],
     );
 }
 
@@ -558,7 +553,7 @@ fn sync_completes_through_resets_and_503s() {
     ];
     args.extend(tags.iter().map(|t| format!("{from}/{t}:v1")));
     let out = work.forge(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_output(&out, 0, &[]);
 
     let injected = proxy.faults.injected();
     assert!(injected >= 5, "the proxy injected only {injected} faults");
@@ -639,7 +634,7 @@ fn sync_from_the_docker_engine_pushes_the_local_image() {
         ud.to_str().unwrap(),
         name,
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_output(&out, 0, &[]);
     let copied = format!("{}/mirror/docker.io/{name}", target.host());
     assert_eq!(skopeo.field(&copied, true, "/config/digest"), id.trim());
 
@@ -652,12 +647,7 @@ fn sync_from_the_docker_engine_pushes_the_local_image() {
         ud.to_str().unwrap(),
         name,
     ]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-    assert!(
-        String::from_utf8_lossy(&again.stdout).contains(&format!("up to date {copied}")),
-        "{}",
-        text(&again)
-    );
+    assert_output(&again, 0, &[&format!("up to date {copied}")]);
     let _ = std::process::Command::new("docker")
         .args(["rmi", name])
         .output();
@@ -684,10 +674,5 @@ fn an_unreachable_docker_engine_is_explained() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("cannot reach the Docker Engine at unix:///nonexistent/docker.sock (no engine is listening); start it"),
-        "{}",
-        text(&out)
-    );
+    assert_output(&out, 2, &["cannot reach the Docker Engine at unix:///nonexistent/docker.sock (no engine is listening); start it"]);
 }

@@ -152,6 +152,21 @@ pub(super) fn rewrite(args: ImagesArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Validated inputs and a pool of registry connections that use the user-data's credentials
+/// and certificates, the command-line ones, and the Docker config.
+fn connect(images: &ImagesArgs, access: &AccessArgs) -> Result<(Vec<Rewrite>, Redactor, Pool)> {
+    let Prepared {
+        rewrites,
+        rewriter,
+        mut redactor,
+    } = prepare(images)?;
+    let policy = policy(&rewriter, access)?;
+    if let Some((_, password)) = &policy.credentials {
+        redactor.add(password);
+    }
+    Ok((rewrites, redactor, Pool::new(policy)))
+}
+
 fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy> {
     let credentials = match &access.username {
         Some(user) => {
@@ -200,16 +215,7 @@ fn run_async<T>(job: impl std::future::Future<Output = Result<T>>) -> Result<T> 
 }
 
 pub(super) fn check(args: CheckArgs) -> Result<u8> {
-    let Prepared {
-        rewrites,
-        rewriter,
-        mut redactor,
-    } = prepare(&args.images)?;
-    let policy = policy(&rewriter, &args.access)?;
-    if let Some((_, password)) = &policy.credentials {
-        redactor.add(password);
-    }
-    let pool = Pool::new(policy);
+    let (rewrites, redactor, pool) = connect(&args.images, &args.access)?;
     let results = run_async(async { Ok(registry::check(&pool, &rewrites).await) })?;
     let out = match args.images.format {
         Format::Json => {
@@ -269,16 +275,7 @@ pub(super) fn check(args: CheckArgs) -> Result<u8> {
 }
 
 pub(super) fn sync(args: SyncArgs) -> Result<u8> {
-    let Prepared {
-        rewrites,
-        rewriter,
-        mut redactor,
-    } = prepare(&args.images)?;
-    let policy = policy(&rewriter, &args.access)?;
-    if let Some((_, password)) = &policy.credentials {
-        redactor.add(password);
-    }
-    let pool = Pool::new(policy);
+    let (rewrites, redactor, pool) = connect(&args.images, &args.access)?;
     let log = |line: &str| eprintln!("  {}", redactor.redact(line));
     let syncer = Syncer::new(&pool, args.platform.clone(), usize::from(args.jobs), &log)?;
     let job = async {

@@ -516,26 +516,39 @@ impl Registry {
         })
     }
 
-    /// `HEAD` a manifest (image, index or list, Docker or OCI): `None` when it is missing.
-    pub async fn manifest_head(
+    /// Ask for a manifest (any of [`MANIFEST_TYPES`]): `None` when it is missing.
+    async fn manifest_request(
         &self,
+        method: Method,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<Found>, Error> {
+    ) -> Result<Option<(Response, String)>, Error> {
         let path = format!("/v2/{repository}/manifests/{reference}");
         let response = self
             .request(
-                Method::HEAD,
+                method,
                 &path,
                 &pull(repository),
                 Self::manifest_accept(),
                 Body::Empty,
             )
             .await?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
+        Ok((response.status() != StatusCode::NOT_FOUND).then_some((response, path)))
+    }
+
+    /// `HEAD` a manifest (image, index or list, Docker or OCI): `None` when it is missing.
+    pub async fn manifest_head(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Found>, Error> {
+        match self
+            .manifest_request(Method::HEAD, repository, reference)
+            .await?
+        {
+            Some((response, path)) => self.found(&response, &path).map(Some),
+            None => Ok(None),
         }
-        self.found(&response, &path).map(Some)
     }
 
     /// `GET` a manifest: its media type, bytes and digest (verified when asked by digest).
@@ -544,19 +557,12 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<(String, Vec<u8>, String)>, Error> {
-        let path = format!("/v2/{repository}/manifests/{reference}");
-        let response = self
-            .request(
-                Method::GET,
-                &path,
-                &pull(repository),
-                Self::manifest_accept(),
-                Body::Empty,
-            )
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let Some((response, path)) = self
+            .manifest_request(Method::GET, repository, reference)
+            .await?
+        else {
             return Ok(None);
-        }
+        };
         let media_type = response
             .headers()
             .get(CONTENT_TYPE)
