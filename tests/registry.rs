@@ -10,7 +10,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use support::{FaultProxy, Layout, Pki, Registry, Skopeo, PASSWORD, USER};
+use support::{Auth, FaultProxy, Layout, Pki, Registry, Skopeo, TokenServer, PASSWORD, USER};
 
 /// The components these tests need.
 fn components() -> bool {
@@ -54,8 +54,39 @@ impl Work {
         .unwrap();
     }
 
+    /// A `docker-credential-forgetest` helper on PATH answering for `host`, and a Docker config
+    /// that names it (under `credHelpers` or as `credsStore`).
+    fn credential_helper(&self, host: &str, store: bool) {
+        let bin = self.path("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let script = format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r host\nif [ \"$host\" = \"{host}\" ]; then printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$host\"; else echo 'credentials not found in native keychain'; exit 1; fi\n"
+        );
+        let helper = bin.join("docker-credential-forgetest");
+        std::fs::write(&helper, script).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = if store {
+            serde_json::json!({"credsStore": "forgetest"})
+        } else {
+            serde_json::json!({"credHelpers": {host: "forgetest"}})
+        };
+        std::fs::write(self.path("docker/config.json"), config.to_string()).unwrap();
+    }
+
     fn forge(&self, args: &[&str]) -> Output {
+        self.forge_with_stdin(args, "")
+    }
+
+    fn forge_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
         let mut cmd = Command::cargo_bin("forge").unwrap();
+        cmd.write_stdin(stdin.to_string());
+        let path = format!(
+            "{}:{}",
+            self.path("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env("PATH", path);
         cmd.env("DOCKER_CONFIG", self.path("docker"))
             .env_remove("HTTPS_PROXY")
             .env_remove("HTTP_PROXY")
@@ -675,4 +706,149 @@ fn an_unreachable_docker_engine_is_explained() {
         .output()
         .unwrap();
     assert_output(&out, 2, &["cannot reach the Docker Engine at unix:///nonexistent/docker.sock (no engine is listening); start it"]);
+}
+
+#[test]
+fn bearer_token_registries_work_through_the_challenge_flow() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let tokens = TokenServer::start();
+    let registry = Registry::start_with(Some(&pki), Auth::Token(&tokens));
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[registry.host()]);
+    let images = layout(&work.path("oci"), &["a", "b"], 1, 64 * 1024);
+    let from = format!("{}/team", registry.host());
+    for tag in ["a", "b"] {
+        skopeo.push(&images.dir, tag, &format!("{from}/{tag}:v1"), true);
+    }
+    let before = tokens.issued.load(std::sync::atomic::Ordering::Relaxed);
+    let ud = work.write(
+        "ud.yaml",
+        &mapping(
+            &registry.host(),
+            Some(&pki.ca_pem),
+            false,
+            &[(&from, &format!("{}/mirror", registry.host()))],
+        ),
+    );
+    let refs = [format!("{from}/a:v1"), format!("{from}/b:v1")];
+    let sync = work.forge(&[
+        "registry",
+        "sync",
+        "--from",
+        "registry",
+        "--format",
+        "json",
+        "--user-data",
+        ud.to_str().unwrap(),
+        &refs[0],
+        &refs[1],
+    ]);
+    assert_output(&sync, 0, &[]);
+    let report = json(&sync);
+    // Same registry: every blob is mounted from the source repository, which takes a token
+    // scoped to two repositories; nothing is uploaded.
+    for image in report.as_array().unwrap() {
+        assert_eq!(
+            (
+                image["blobs_mounted"].as_u64(),
+                image["blobs_uploaded"].as_u64()
+            ),
+            (Some(3), Some(0)),
+            "{image}"
+        );
+    }
+    let check = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        ud.to_str().unwrap(),
+        &refs[0],
+        &refs[1],
+    ]);
+    assert_output(&check, 0, &["present"]);
+    assert!(
+        tokens.issued.load(std::sync::atomic::Ordering::Relaxed) > before,
+        "forge fetched no token"
+    );
+
+    let wrong = work.write(
+        "wrong.yaml",
+        &mapping(
+            &registry.host(),
+            Some(&pki.ca_pem),
+            false,
+            &[(&from, &format!("{}/mirror", registry.host()))],
+        )
+        .replace(PASSWORD, "Not!TheRightOne"),
+    );
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        wrong.to_str().unwrap(),
+        &refs[0],
+    ]);
+    assert_output(
+        &out,
+        1,
+        &["authentication failed (401 Unauthorized, realm \"http://127.0.0.1:"],
+    );
+}
+
+#[test]
+fn credentials_come_from_docker_credential_helpers() {
+    if !components() {
+        return;
+    }
+    let pki = Pki::generate();
+    let registry = Registry::start(Some(&pki), true);
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[registry.host()]);
+    let work = Work::new();
+    let image = layout(&work.path("oci"), &["v1"], 1, 1024);
+    skopeo.push(
+        &image.dir,
+        "v1",
+        &format!("{}/docker.io/library/app:v1", registry.host()),
+        true,
+    );
+    let ca = work.write("ca.pem", &pki.ca_pem);
+    // The user-data names the registry without credentials: they come from the helper.
+    let ud = work.write(
+        "ud.yaml",
+        &format!(
+            "#cloud-config\nstylus:\n  registryCredentials:\n    domain: {}\n",
+            registry.host()
+        ),
+    );
+    for store in [false, true] {
+        work.credential_helper(&registry.host(), store);
+        let out = work.forge(&[
+            "registry",
+            "check",
+            "--registry-ca",
+            ca.to_str().unwrap(),
+            "--user-data",
+            ud.to_str().unwrap(),
+            "app:v1",
+        ]);
+        assert_output(&out, 0, &["present"]);
+    }
+    std::fs::write(work.path("docker/config.json"), "{}").unwrap();
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--registry-ca",
+        ca.to_str().unwrap(),
+        "--user-data",
+        ud.to_str().unwrap(),
+        "app:v1",
+    ]);
+    assert_output(
+        &out,
+        1,
+        &["authentication failed (401 Unauthorized, realm \"forge-test\") (no credentials given)"],
+    );
 }

@@ -86,6 +86,15 @@ impl Pki {
     }
 }
 
+/// How a test registry authenticates.
+pub enum Auth<'a> {
+    Anonymous,
+    /// htpasswd with [`USER`] / [`PASSWORD`].
+    Htpasswd,
+    /// Bearer tokens from this token service.
+    Token(&'a TokenServer),
+}
+
 /// A running `docker-registry`.
 pub struct Registry {
     pub port: u16,
@@ -116,6 +125,18 @@ fn wait_for_port(port: u16) {
 impl Registry {
     /// Start a registry: TLS with `pki` when given, htpasswd auth when `auth`.
     pub fn start(pki: Option<&Pki>, auth: bool) -> Registry {
+        Registry::start_with(
+            pki,
+            if auth {
+                Auth::Htpasswd
+            } else {
+                Auth::Anonymous
+            },
+        )
+    }
+
+    /// Start a registry with any kind of authentication.
+    pub fn start_with(pki: Option<&Pki>, auth: Auth<'_>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = format!(
@@ -130,7 +151,15 @@ impl Registry {
                 dir.path().display()
             ));
         }
-        if auth {
+        if let Auth::Token(server) = &auth {
+            std::fs::write(dir.path().join("token-ca.pem"), &server.ca_pem).unwrap();
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}/token-ca.pem\n",
+                server.port,
+                dir.path().display()
+            ));
+        }
+        if let Auth::Htpasswd = auth {
             let mut htpasswd = Command::new("htpasswd")
                 .args(["-Bin", USER])
                 .stdin(Stdio::piped())
@@ -546,4 +575,144 @@ fn exchange(
     client.write_all(&rest)?;
     std::io::copy(&mut server, &mut client)?;
     client.shutdown(Shutdown::Both)
+}
+
+pub const TOKEN_SERVICE: &str = "forge-test-registry";
+pub const TOKEN_ISSUER: &str = "forge-test-issuer";
+
+/// A bearer-token service as registries use: `GET /token?service=..&scope=..` with basic
+/// credentials ([`USER`] / [`PASSWORD`]) answers an ES256 JWT granting the scopes, signed by a
+/// key whose certificate (`x5c`) chains to `ca_pem`.
+pub struct TokenServer {
+    pub port: u16,
+    pub ca_pem: String,
+    pub issued: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    pub fn start() -> TokenServer {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "forge test token CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "forge test token signer");
+        let cert = params.signed_by(&key, &ca).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (issued, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (i, s) = (issued.clone(), stop.clone());
+        let x5c = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(cert.der())
+        };
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok((head, _)) = read_head(&mut client) else {
+                    continue;
+                };
+                let response = match token_for(&head, &key, &x5c) {
+                    Some(jwt) => {
+                        i.fetch_add(1, Ordering::Relaxed);
+                        let body = serde_json::json!({ "token": jwt, "expires_in": 300 }).to_string();
+                        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                    }
+                    None => "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                };
+                let _ = client.write_all(response.as_bytes());
+                let _ = client.shutdown(Shutdown::Both);
+            }
+        });
+        TokenServer {
+            port,
+            ca_pem: ca.pem(),
+            issued,
+            stop,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The JWT for a token request, or `None` when its basic credentials are wrong.
+fn token_for(head: &str, key: &rcgen::KeyPair, x5c: &str) -> Option<String> {
+    use base64::Engine as _;
+    use rcgen::SigningKey as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let expected = format!("basic {}", b64.encode(format!("{USER}:{PASSWORD}")));
+    let authorized = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("authorization:")
+            && l[14..].trim().eq_ignore_ascii_case(&expected)
+    });
+    if !authorized {
+        return None;
+    }
+    let target = head.split_whitespace().nth(1)?;
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let access: Vec<serde_json::Value> = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("scope="))
+        .map(|scope| scope.replace("%3A", ":").replace("%2C", ",").replace("%2F", "/"))
+        .filter_map(|scope| {
+            let mut parts = scope.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": USER, "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        url.encode(header.to_string()),
+        url.encode(claims.to_string())
+    );
+    let der = key.sign(signing_input.as_bytes()).ok()?;
+    Some(format!(
+        "{signing_input}.{}",
+        url.encode(ecdsa_der_to_raw(&der))
+    ))
+}
+
+/// An ASN.1 `SEQUENCE { r INTEGER, s INTEGER }` ECDSA P-256 signature as JWS wants it: r || s.
+fn ecdsa_der_to_raw(der: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(64);
+    let mut i = 2;
+    for _ in 0..2 {
+        let len = der[i + 1] as usize;
+        let int = &der[i + 2..i + 2 + len];
+        let int = &int[int.len().saturating_sub(32)..];
+        raw.extend(std::iter::repeat_n(0u8, 32 - int.len()));
+        raw.extend_from_slice(int);
+        i += 2 + len;
+    }
+    raw
 }
