@@ -218,8 +218,10 @@ impl Registry {
         // An insecure registry may speak TLS (unverified) or plain HTTP: probe TLS briefly.
         match tokio::time::timeout(INSECURE_PROBE, registry.ping()).await {
             Ok(Ok(())) => {}
-            Ok(Err(Error::Unauthorized { .. } | Error::Forbidden { .. }))
-            | Ok(Err(Error::Dns { .. })) => registry.ping().await?,
+            // It answered over TLS, or cannot be found at all: the error stands.
+            Ok(Err(
+                e @ (Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Dns { .. }),
+            )) => return Err(e),
             Ok(Err(_)) | Err(_) => {
                 registry.base = format!("http://{host}");
                 registry.ping().await?;
