@@ -86,6 +86,10 @@ pub enum Error {
     Forbidden { registry: String, what: String },
     #[error("{registry}: TLS verification failed ({detail}); give the registry's CA certificate (user-data `certificates`, or --registry-ca), or set insecure: true if it really is untrusted")]
     Tls { registry: String, detail: String },
+    #[error(
+        "{registry}: the server does not speak TLS (an HTTP-only registry needs insecure: true)"
+    )]
+    NotTls { registry: String },
     #[error("{registry}: cannot resolve the host name ({detail})")]
     Dns { registry: String, detail: String },
     #[error("{registry}: cannot connect ({detail})")]
@@ -255,6 +259,16 @@ impl Registry {
                 registry,
                 detail: tls_reason(&detail),
             }
+        } else if [
+            "invalid http version",
+            "wrong version number",
+            "invalid content type",
+            "received corrupt message",
+        ]
+        .iter()
+        .any(|m| lower.contains(m))
+        {
+            Error::NotTls { registry }
         } else if lower.contains("dns error")
             || lower.contains("failed to lookup")
             || lower.contains("name or service not known")
@@ -268,13 +282,6 @@ impl Registry {
                 "connection refused".to_string()
             } else if lower.contains("reset") {
                 "connection reset".to_string()
-            } else if lower.contains("invalid http version")
-                || lower.contains("wrong version number")
-                || lower.contains("invalid content type")
-                || lower.contains("received corrupt message")
-            {
-                "the server does not speak TLS (an HTTP-only registry needs insecure: true)"
-                    .to_string()
             } else {
                 detail.chars().take(200).collect()
             };
