@@ -4,7 +4,7 @@
 CARGO ?= cargo
 FORGE := target/release/forge
 
-.PHONY: build test lint fmt example bench
+.PHONY: build test lint fmt fixtures example bench
 
 build:
 	$(CARGO) build --release --locked
@@ -19,10 +19,15 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# Validate the shipped example: build settings, user-data and cluster profile together.
-example: build
+# Images the offline example builds from, made from Debian packages (cached by tag).
+fixtures:
+	examples/offline/fixtures.sh
+
+# The main job on the shipped example: validate everything, then build the base, provider and
+# installer images from the fixtures on the local Docker Engine (outputs in build/).
+example: build fixtures
 	$(FORGE) validate --config examples/forge.yaml --user-data examples/user-data.yaml --profile examples/profile.yaml
-	$(FORGE) config show --config examples/forge.yaml
+	$(FORGE) build --config examples/offline/forge.yaml --user-data examples/user-data.yaml
 
 # Benchmarks with real components (registries on 127.0.0.1); results in target/bench/.
 bench:

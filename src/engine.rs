@@ -1,6 +1,8 @@
 //! The Docker Engine, through bollard: connecting (`DOCKER_HOST`, API version negotiated),
-//! inspecting images, and exporting an image into files ready to push as an OCI image
-//! (config, gzip layers, manifest), streamed through disk rather than memory.
+//! building images from a context streamed as tar (`.dockerignore` honoured, intermediate
+//! containers always removed), inspecting images, and exporting an image into files ready to
+//! push as an OCI image (config, gzip layers, manifest), streamed through disk rather than
+//! memory.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -8,7 +10,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use bollard::Docker;
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -27,6 +29,8 @@ pub enum EngineError {
     NoSuchImage(String),
     #[error("Docker Engine: {0}")]
     Api(String),
+    #[error("building {image} failed: {message}\n{tail}")]
+    Build { image: String, message: String, tail: String },
     #[error("exported image `{image}` is malformed: {detail}")]
     Export { image: String, detail: String },
     #[error("{what}: {source}")]
@@ -78,6 +82,121 @@ pub async fn image_id(docker: &Docker, image: &str) -> Result<String, EngineErro
         }) => Err(EngineError::NoSuchImage(image.to_string())),
         Err(e) => Err(EngineError::Api(e.to_string())),
     }
+}
+
+/// The labels of a local image, `None` when the engine does not have it.
+pub async fn labels(docker: &Docker, image: &str) -> Result<Option<HashMap<String, String>>, EngineError> {
+    match docker.inspect_image(image).await {
+        Ok(inspect) => Ok(Some(inspect.config.and_then(|c| c.labels).unwrap_or_default())),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        Err(e) => Err(EngineError::Api(e.to_string())),
+    }
+}
+
+/// What to build: the context directory (with its Dockerfile), the tag, labels and build
+/// arguments (proxies: Docker keeps its predefined proxy arguments out of the history).
+pub struct Build<'a> {
+    pub context: &'a Path,
+    pub tag: &'a str,
+    pub labels: HashMap<String, String>,
+    pub build_args: HashMap<String, String>,
+}
+
+/// Lines of build output kept for the error message.
+const TAIL_LINES: usize = 20;
+
+/// Build an image with the classic builder; `on_line` receives each output line. Returns the
+/// image ID.
+pub async fn build(docker: &Docker, build: Build<'_>, on_line: &(dyn Fn(&str) + Sync)) -> Result<String, EngineError> {
+    let (writer, reader) = tokio::io::duplex(1 << 20);
+    let context = build.context.to_path_buf();
+    let packer = tokio::task::spawn_blocking(move || write_context_tar(&context, tokio_util::io::SyncIoBridge::new(writer)));
+    let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(reader));
+    let options = bollard::query_parameters::BuildImageOptions {
+        dockerfile: "Dockerfile".into(),
+        t: Some(build.tag.to_string()),
+        rm: true,
+        forcerm: true,
+        labels: Some(build.labels),
+        buildargs: Some(build.build_args),
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(body));
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut id = None;
+    let mut failure = None;
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| EngineError::Build { image: build.tag.to_string(), message: e.to_string(), tail: String::new() })?;
+        if let Some(text) = info.stream.as_deref() {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                on_line(line);
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line.to_string());
+            }
+        }
+        if let Some(detail) = info.error_detail {
+            failure = Some(detail.message.unwrap_or_default());
+        }
+        if let Some(aux) = info.aux.and_then(|a| a.id) {
+            id = Some(aux);
+        }
+    }
+    packer.await.map_err(|e| EngineError::Api(e.to_string()))?.map_err(|source| EngineError::Io { what: format!("build context of {}", build.tag), source })?;
+    let tail_text = tail.iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n");
+    if let Some(message) = failure {
+        return Err(EngineError::Build { image: build.tag.to_string(), message, tail: tail_text });
+    }
+    match id {
+        Some(id) => Ok(id),
+        None => image_id(docker, build.tag).await,
+    }
+}
+
+/// Write `dir` as a tar stream, leaving out what its `.dockerignore` excludes.
+fn write_context_tar(dir: &Path, out: impl Write) -> std::io::Result<()> {
+    let ignore = dockerignore(dir)?;
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry.path().strip_prefix(dir).expect("below the context root");
+        if rel != Path::new("Dockerfile") && ignore(rel) {
+            continue;
+        }
+        tar.append_path_with_name(entry.path(), rel)?;
+    }
+    tar.into_inner()?.flush()
+}
+
+/// The `.dockerignore` of a context as a predicate on relative paths (last match wins; `!`
+/// re-includes; a pattern also covers everything below a matching directory).
+fn dockerignore(dir: &Path) -> std::io::Result<Box<dyn Fn(&Path) -> bool + Send>> {
+    let text = match std::fs::read_to_string(dir.join(".dockerignore")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Box::new(|_| false)),
+        Err(e) => return Err(e),
+    };
+    let mut rules: Vec<(globset::GlobMatcher, bool)> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (pattern, include) = match line.strip_prefix('!') {
+            Some(p) => (p.trim(), true),
+            None => (line, false),
+        };
+        let pattern = pattern.trim_start_matches("./").trim_start_matches('/');
+        let glob = globset::GlobBuilder::new(pattern).literal_separator(true).build().map_err(std::io::Error::other)?;
+        rules.push((glob.compile_matcher(), include));
+    }
+    Ok(Box::new(move |path: &Path| {
+        let mut excluded = false;
+        for (matcher, include) in &rules {
+            if path.ancestors().any(|a| !a.as_os_str().is_empty() && matcher.is_match(a)) {
+                excluded = !include;
+            }
+        }
+        excluded
+    }))
 }
 
 /// `docker save` layout: `manifest.json` lists the config and the layer tar files.
@@ -213,6 +332,18 @@ fn compress(raw: &Path, gz: &Path) -> std::io::Result<(String, String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dockerignore_excludes_and_reincludes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "# build junk\n*.log\nsecrets\n!secrets/README\n").unwrap();
+        let ignored = dockerignore(dir.path()).unwrap();
+        assert!(ignored(Path::new("debug.log")));
+        assert!(!ignored(Path::new("notes/debug.log")), "`*` does not cross directories");
+        assert!(ignored(Path::new("secrets/key.pem")));
+        assert!(!ignored(Path::new("secrets/README")));
+        assert!(!ignored(Path::new("Dockerfile")));
+    }
 
     #[test]
     fn compression_is_deterministic_and_hashes_both_forms() {

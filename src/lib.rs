@@ -2,13 +2,17 @@
 //! installer user-data and the cluster profile, and (in later stages) builds provider images
 //! and the installer ISO. See DESIGN.md in the shared notes for the pipeline.
 
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod engine;
+pub mod plan;
 pub mod profile;
 pub mod reference;
 pub mod registry;
+pub mod render;
+pub mod report;
 pub mod schema;
 pub mod secret;
 pub mod userdata;

@@ -53,7 +53,7 @@ pub(super) struct ImagesArgs {
 
 /// How to reach registries beyond what the user-data says.
 #[derive(Args)]
-pub(super) struct AccessArgs {
+pub(in crate::cli) struct AccessArgs {
     /// Extra CA certificate (PEM) to trust for every registry; repeatable.
     #[arg(long, value_name = "FILE")]
     registry_ca: Vec<PathBuf>,
@@ -167,7 +167,7 @@ fn connect(images: &ImagesArgs, access: &AccessArgs) -> Result<(Vec<Rewrite>, Re
     Ok((rewrites, redactor, Pool::new(policy)))
 }
 
-fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy> {
+pub(super) fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy> {
     let credentials = match &access.username {
         Some(user) => {
             let mut password = String::new();
@@ -201,7 +201,7 @@ fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy> {
 
 /// Run a registry job on a runtime, stopping cleanly (temporary files removed) on Ctrl-C
 /// with exit code 130.
-fn run_async<T>(job: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(super) fn run_async<T>(job: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         tokio::select! {

@@ -2,6 +2,7 @@
 //! (0 clean or warnings only, 1 errors found, 2 usage or I/O problems). Errors get their
 //! context here; every byte printed passes through the secret redactor.
 
+mod build;
 mod images;
 mod inputs;
 
@@ -28,6 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build the base, provider and installer images on the Docker Engine (validation first).
+    Build(Box<build::BuildArgs>),
     /// Check user-data, build settings and a cluster profile before a build.
     Validate(ValidateArgs),
     /// Inspect the resolved build settings.
@@ -155,6 +158,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
+        Command::Build(args) => build::build(*args),
         Command::Validate(args) => inputs::validate(args),
         Command::Config(ConfigCommand::Show { settings, format }) => {
             inputs::config_show(&settings, format)

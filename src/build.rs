@@ -1,0 +1,195 @@
+//! Running a plan on the Docker Engine: the base image, then the provider images `--jobs` at a
+//! time, then the installer image; a step whose image already carries the same input hash is
+//! reused; provider images are pushed through the registry client when asked; the manifest and
+//! the profile snippet are written at the end.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard::Docker;
+use futures_util::{stream, StreamExt as _, TryStreamExt as _};
+use serde_json::json;
+
+use crate::config::Resolved;
+use crate::engine::{self, EngineError};
+use crate::plan::{Kind, Plan, Step, INPUT_HASH_LABEL};
+use crate::reference::Reference;
+use crate::registry::rewrite::Rewrite;
+use crate::registry::sync::{SyncError, Syncer};
+use crate::render::{context, write_context, RenderError, Templates};
+use crate::report::{write_output, Progress};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("pushing {image}: {source}")]
+    Push { image: String, source: SyncError },
+    #[error("{0}")]
+    Host(String),
+    #[error("writing {path}: {source}")]
+    Output { path: PathBuf, source: std::io::Error },
+}
+
+/// An image the build made (or found already built).
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub step: Step,
+    pub image_id: String,
+    pub size: u64,
+    pub cached: bool,
+    /// Manifest digest in the registry, when pushed.
+    pub digest: Option<String>,
+}
+
+/// The build arguments every step gets: the proxies, which Docker keeps out of image history.
+pub fn build_args(settings: &Resolved) -> HashMap<String, String> {
+    let mut args = HashMap::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"] {
+        if let Some(value) = settings.get(name) {
+            args.insert(name.to_string(), value.to_string());
+            args.insert(name.to_ascii_lowercase(), value.to_string());
+        }
+    }
+    args
+}
+
+/// The checks that stop a build before anything runs: the engine's architecture and its
+/// free disk space against a rough need of the plan.
+pub async fn check_host(docker: &Docker, settings: &Resolved, plan: &Plan) -> Result<(), BuildError> {
+    let info = docker.info().await.map_err(|e| EngineError::Api(e.to_string()))?;
+    let engine_arch = info.architecture.unwrap_or_default();
+    let wanted = settings.get("ARCH").unwrap_or("amd64");
+    let native = match engine_arch.as_str() {
+        "x86_64" | "amd64" => "amd64",
+        "aarch64" | "arm64" => "arm64",
+        other => other,
+    };
+    if wanted != native {
+        return Err(BuildError::Host(format!(
+            "ARCH={wanted} artifacts need a {wanted} Docker Engine, and this one runs on {engine_arch}; build on a {wanted} host (point DOCKER_HOST at one) or set ARCH={native}"
+        )));
+    }
+    let local = std::env::var("DOCKER_HOST").map_or(true, |h| h.starts_with("unix://"));
+    if let (true, Some(root)) = (local, info.docker_root_dir) {
+        let need = disk_need(docker, plan).await;
+        if let Ok(free) = fs4::available_space(&root) {
+            if free < need {
+                return Err(BuildError::Host(format!(
+                    "the Docker data root {root} has {} free, and this build needs about {}; free space (docker system prune) or move the data root",
+                    crate::registry::sync::human(free),
+                    crate::registry::sync::human(need)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// About what the plan writes: its source images once more per step, 1 GiB when unknown.
+async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
+    let mut need = 0;
+    for step in &plan.steps {
+        let from = step.dockerfile.lines().filter_map(|l| l.strip_prefix("FROM ")).map(|l| l.split_whitespace().next().unwrap_or_default());
+        for image in from {
+            need += match docker.inspect_image(image).await {
+                Ok(i) => i.size.unwrap_or(0).max(0) as u64 / 4,
+                Err(_) => 1 << 28,
+            };
+        }
+    }
+    need.max(1 << 30)
+}
+
+/// Build every step of the plan.
+pub async fn run(docker: &Docker, plan: &Plan, args: &HashMap<String, String>, jobs: usize, progress: &Progress) -> Result<Vec<Built>, BuildError> {
+    let scratch = tempfile::tempdir().map_err(|source| BuildError::Output { path: std::env::temp_dir(), source })?;
+    let dir = scratch.path();
+    let mut built = vec![build_step(docker, &plan.steps[0], args, dir, progress).await?];
+    let providers = plan.steps.iter().filter(|s| matches!(s.kind, Kind::Provider { .. }));
+    let mut provider_images: Vec<Built> =
+        stream::iter(providers.map(|step| build_step(docker, step, args, dir, progress))).buffered(jobs.max(1)).try_collect().await?;
+    built.append(&mut provider_images);
+    if let Some(installer) = plan.steps.iter().find(|s| s.kind == Kind::Installer) {
+        built.push(build_step(docker, installer, args, dir, progress).await?);
+    }
+    Ok(built)
+}
+
+async fn build_step(docker: &Docker, step: &Step, args: &HashMap<String, String>, scratch: &Path, progress: &Progress) -> Result<Built, BuildError> {
+    let name = step.name();
+    let existing = engine::labels(docker, &step.tag).await?;
+    let cached = existing.as_ref().and_then(|l| l.get(INPUT_HASH_LABEL)) == Some(&step.input_hash);
+    progress.start(&name, &step.tag);
+    if !cached {
+        let dir = scratch.join(step.input_hash.replace(':', "-"));
+        write_context(&dir, &step.dockerfile, &step.files)?;
+        let build = engine::Build { context: &dir, tag: &step.tag, labels: step.labels.clone().into_iter().collect(), build_args: args.clone() };
+        let result = engine::build(docker, build, &|line| progress.line(&name, line)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = result {
+            progress.finish(&name, "failed", &step.tag);
+            return Err(e.into());
+        }
+    }
+    let inspect = docker.inspect_image(&step.tag).await.map_err(|e| EngineError::Api(e.to_string()))?;
+    progress.finish(&name, if cached { "cached" } else { "built" }, &step.tag);
+    Ok(Built {
+        step: step.clone(),
+        image_id: inspect.id.unwrap_or_default(),
+        size: inspect.size.unwrap_or(0).max(0) as u64,
+        cached,
+        digest: None,
+    })
+}
+
+/// Push the provider images to their registry; fills in their digests.
+pub async fn push(docker: &Docker, syncer: &Syncer<'_>, built: &mut [Built], progress: &Progress) -> Result<(), BuildError> {
+    for (i, image) in built.iter_mut().enumerate().filter(|(_, b)| matches!(b.step.kind, Kind::Provider { .. })) {
+        let push_error = |source: SyncError| BuildError::Push { image: image.step.tag.clone(), source };
+        let reference = Reference::parse(&image.step.tag).map_err(|e| BuildError::Host(format!("{}: {e}", image.step.tag)))?;
+        let target = Rewrite { from: reference.clone(), to: reference, registry: None };
+        let name = format!("push {}", image.step.name());
+        progress.start(&name, &image.step.tag);
+        let dir = syncer.scratch().join(format!("push-{i}"));
+        std::fs::create_dir_all(&dir).map_err(|source| BuildError::Output { path: dir.clone(), source })?;
+        let local = engine::export(docker, &image.step.tag, &dir).await?;
+        let synced = syncer.from_files(&target, &local).await.map_err(push_error)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        progress.finish(&name, if synced.up_to_date { "up to date" } else { "pushed" }, &synced.digest);
+        image.digest = Some(synced.digest);
+    }
+    Ok(())
+}
+
+/// Write `manifest.json` and `profile-snippet.yaml` to `dir`; returns the snippet.
+pub fn write_outputs(dir: &Path, settings: &Resolved, templates: &Templates, built: &[Built]) -> Result<String, BuildError> {
+    let output_error = |path: PathBuf| move |source| BuildError::Output { path, source };
+    let artifacts: Vec<_> = built
+        .iter()
+        .map(|b| {
+            let mut inputs = json!({"input_hash": b.step.input_hash});
+            if let Kind::Provider { version } = &b.step.kind {
+                inputs["k8s_distribution"] = json!(settings.get("K8S_DISTRIBUTION"));
+                inputs["k8s_version"] = json!(version);
+            }
+            json!({
+                "kind": b.step.kind.label(),
+                "reference": b.step.tag,
+                "image_id": b.image_id,
+                "digest": b.digest,
+                "size": b.size,
+                "cached": b.cached,
+                "inputs": inputs,
+            })
+        })
+        .collect();
+    let manifest = json!({"forge_version": env!("CARGO_PKG_VERSION"), "artifacts": artifacts});
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
+    write_output(dir, "manifest.json", &text).map_err(output_error(dir.join("manifest.json")))?;
+    let snippet = templates.render("profile-snippet.yaml", &context(settings))?;
+    write_output(dir, "profile-snippet.yaml", &snippet).map_err(output_error(dir.join("profile-snippet.yaml")))?;
+    Ok(snippet)
+}

@@ -1,0 +1,164 @@
+//! `forge build`: validate, plan, check the host, build on the Docker Engine, push, report.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::images::{policy, run_async, AccessArgs};
+use super::{Exit, Format, SettingsArgs};
+use crate::build::{self, build_args};
+use crate::plan::{self, Kind, Plan};
+use crate::reference::Reference;
+use crate::registry::sync::Syncer;
+use crate::registry::Pool;
+use crate::render::Templates;
+use crate::report::{Mode, Progress};
+use crate::validate::{self, Outcome, Request};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressArg {
+    /// Spinners on a terminal, lines otherwise.
+    Auto,
+    Tty,
+    Plain,
+}
+
+#[derive(Args)]
+pub(super) struct BuildArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Edge installer user-data (#cloud-config); validated before anything is built.
+    #[arg(long, value_name = "FILE")]
+    user_data: PathBuf,
+    /// Cluster profile, checked against the user-data.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+    /// Directory whose templates replace the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// Overlays directory (its files/ go into the installer image). Default: ./overlays if present.
+    #[arg(long, value_name = "DIR")]
+    overlays: Option<PathBuf>,
+    /// CA certificates added to the images' trust store. Default: ./certs if present.
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
+    /// Push the provider images to IMAGE_REGISTRY.
+    #[arg(long)]
+    push: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+    /// Provider images built at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    jobs: u16,
+    /// Where manifest.json and profile-snippet.yaml go.
+    #[arg(long, value_name = "DIR", default_value = "build")]
+    output: PathBuf,
+    /// Print the plan (steps, tags, where the edge host pulls from) and build nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    progress: ProgressArg,
+    /// `json`: one event per line on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn existing(flag: &Option<PathBuf>, default: &str) -> Option<PathBuf> {
+    flag.clone().or_else(|| Some(PathBuf::from(default)).filter(|p| p.is_dir()))
+}
+
+pub(super) fn build(args: BuildArgs) -> Result<u8> {
+    let request = Request { user_data: Some(args.user_data.clone()), profile: args.profile.clone(), settings: args.settings.inputs()?, ..Request::default() };
+    let outcome = validate::run(&request).context("the inputs could not be read")?;
+    if !outcome.report.diagnostics.is_empty() {
+        eprint!("{}", outcome.report.render_text(&outcome.redactor));
+    }
+    if outcome.report.errors() > 0 {
+        eprintln!("validation failed: nothing was built");
+        return Err(Exit(1).into());
+    }
+    let templates = Templates::load(args.templates.as_deref())?;
+    let empty = tempfile::tempdir()?;
+    let (certs, overlays) = (existing(&args.certs, "certs"), existing(&args.overlays, "overlays"));
+    let inputs = plan::Inputs { settings: &outcome.settings, templates: &templates, certs: certs.as_deref(), overlays: overlays.as_deref(), empty: empty.path() };
+    let plan = match plan::plan(&inputs) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(Exit(1).into());
+        }
+    };
+    if args.dry_run {
+        print_plan(&plan, &outcome, args.format)?;
+        return Ok(0);
+    }
+    let mode = match (args.format, args.progress) {
+        (Format::Json, _) => Mode::Json,
+        (_, ProgressArg::Tty) => Mode::Tty,
+        (_, ProgressArg::Plain) => Mode::Plain,
+        (_, ProgressArg::Auto) => Mode::auto(),
+    };
+    let progress = Progress::new(mode, outcome.redactor.clone());
+    let push_policy = if args.push { Some(policy(outcome.rewriter.as_ref().context("user-data was not parsed")?, &args.access)?) } else { None };
+    let pool = push_policy.map(Pool::new);
+    let log = |line: &str| progress.line("push", line);
+    let job = async {
+        let docker = crate::engine::connect().await?;
+        build::check_host(&docker, &outcome.settings, &plan).await?;
+        let mut built = build::run(&docker, &plan, &build_args(&outcome.settings), usize::from(args.jobs), &progress).await?;
+        if let Some(pool) = &pool {
+            let syncer = Syncer::new(pool, None, 4, &log)?;
+            build::push(&docker, &syncer, &mut built, &progress).await?;
+        }
+        Ok::<_, anyhow::Error>(built)
+    };
+    let built = run_async(job)?;
+    let snippet = build::write_outputs(&args.output, &outcome.settings, &templates, &built)?;
+    let manifest = args.output.join("manifest.json");
+    match args.format {
+        Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": args.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>()})),
+        Format::Text => {
+            let mut out = String::new();
+            for b in built.iter().filter(|b| b.step.kind != Kind::Base) {
+                out.push_str(&format!("{:9}  {}{}\n", b.step.kind.label(), b.step.tag, b.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default()));
+            }
+            out.push_str(&format!("\nwrote {} and {}\n\nOS pack values for the cluster profile:\n\n{snippet}", manifest.display(), args.output.join("profile-snippet.yaml").display()));
+            print!("{}", outcome.redactor.redact(&out));
+        }
+    }
+    Ok(0)
+}
+
+/// `--dry-run`: the steps, their images, and where the edge host will pull provider images from.
+fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
+    let pulled_from = |tag: &str| -> Option<String> {
+        let reference = Reference::parse(tag).ok()?;
+        let rewriter = outcome.rewriter.as_ref()?;
+        rewriter.rewrite(&reference).ok().map(|r| r.to.to_string()).filter(|to| to != &reference.canonical().to_string())
+    };
+    let text = match format {
+        Format::Json => {
+            let steps: Vec<_> = plan
+                .steps
+                .iter()
+                .map(|s| json!({"step": s.name(), "kind": s.kind.label(), "image": s.tag, "input_hash": s.input_hash, "edge_pulls_from": if matches!(s.kind, Kind::Provider { .. }) { pulled_from(&s.tag) } else { None }}))
+                .collect();
+            serde_json::to_string_pretty(&json!({"steps": steps}))?
+        }
+        Format::Text => {
+            let width = plan.steps.iter().map(|s| s.name().len()).max().unwrap_or(0);
+            let mut lines = Vec::new();
+            for s in &plan.steps {
+                lines.push(format!("{:width$}  {}", s.name(), s.tag));
+                if let Some(to) = pulled_from(&s.tag).filter(|_| matches!(s.kind, Kind::Provider { .. })) {
+                    lines.push(format!("{:width$}    edge host pulls {to}", ""));
+                }
+            }
+            lines.join("\n")
+        }
+    };
+    println!("{}", outcome.redactor.redact(&text));
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! What a build tells: progress (spinners on a TTY, timestamped lines otherwise, one JSON event
+//! per line with `--format json`), and the outputs it leaves — `manifest.json` and
+//! `profile-snippet.yaml` — each written whole under a temporary name, then renamed.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::secret::Redactor;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Tty,
+    Plain,
+    Json,
+}
+
+impl Mode {
+    /// `auto`: spinners when stderr is a terminal, lines otherwise.
+    pub fn auto() -> Mode {
+        if std::io::stderr().is_terminal() { Mode::Tty } else { Mode::Plain }
+    }
+}
+
+/// Progress of a build, safe to share between concurrent steps. Everything shown is redacted.
+pub struct Progress {
+    mode: Mode,
+    started: Instant,
+    redactor: Redactor,
+    bars: MultiProgress,
+    active: Mutex<Vec<(String, ProgressBar)>>,
+}
+
+impl Progress {
+    pub fn new(mode: Mode, redactor: Redactor) -> Progress {
+        Progress { mode, started: Instant::now(), redactor, bars: MultiProgress::new(), active: Mutex::new(Vec::new()) }
+    }
+
+    fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    fn plain(&self, step: &str, text: &str) {
+        eprintln!("[{:7.1}s] {step}: {}", self.elapsed(), self.redactor.redact(text));
+    }
+
+    /// One JSON event on stdout.
+    pub fn event(&self, event: &str, fields: Value) {
+        if self.mode != Mode::Json {
+            return;
+        }
+        let mut object = json!({"event": event, "elapsed": (self.elapsed() * 10.0).round() / 10.0});
+        if let (Some(target), Some(extra)) = (object.as_object_mut(), fields.as_object()) {
+            target.extend(extra.clone());
+        }
+        let line = self.redactor.redact(&object.to_string());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+
+    pub fn start(&self, step: &str, image: &str) {
+        match self.mode {
+            Mode::Json => self.event("step-started", json!({"step": step, "image": image})),
+            Mode::Plain => self.plain(step, &format!("building {image}")),
+            Mode::Tty => {
+                let bar = self.bars.add(ProgressBar::new_spinner());
+                bar.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}").expect("valid template"));
+                bar.set_prefix(step.to_string());
+                bar.set_message(self.redactor.redact(image));
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                self.active.lock().expect("progress lock").push((step.to_string(), bar));
+            }
+        }
+    }
+
+    /// A line of build output.
+    pub fn line(&self, step: &str, line: &str) {
+        match self.mode {
+            Mode::Json => self.event("log", json!({"step": step, "line": line})),
+            Mode::Plain => self.plain(step, line),
+            Mode::Tty => {
+                if let Some((_, bar)) = self.active.lock().expect("progress lock").iter().find(|(s, _)| s == step) {
+                    bar.set_message(self.redactor.redact(line));
+                }
+            }
+        }
+    }
+
+    /// A step ended: `outcome` is `built`, `cached`, `pushed` or `failed`.
+    pub fn finish(&self, step: &str, outcome: &str, detail: &str) {
+        match self.mode {
+            Mode::Json => self.event("step-finished", json!({"step": step, "outcome": outcome, "detail": detail})),
+            Mode::Plain => self.plain(step, &format!("{outcome} {detail}")),
+            Mode::Tty => {
+                let mut active = self.active.lock().expect("progress lock");
+                if let Some(i) = active.iter().position(|(s, _)| s == step) {
+                    let (_, bar) = active.remove(i);
+                    let mark = if outcome == "failed" { "✗" } else { "✓" };
+                    bar.finish_with_message(format!("{mark} {outcome} {}", self.redactor.redact(detail)));
+                }
+            }
+        }
+    }
+}
+
+/// Write `text` to `dir/name` whole: a temporary file in `dir`, then a rename.
+pub fn write_output(dir: &Path, name: &str, text: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut staged = tempfile::Builder::new().prefix(&format!(".{name}.")).tempfile_in(dir)?;
+    staged.write_all(text.as_bytes())?;
+    staged.as_file().sync_all()?;
+    let path = dir.join(name);
+    staged.persist(&path).map_err(|e| e.error)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_appear_whole_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_output(&dir.path().join("build"), "manifest.json", "{}\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("build")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["manifest.json"]);
+    }
+}
