@@ -30,5 +30,7 @@ example: build fixtures
 	$(FORGE) build --config examples/offline/forge.yaml --user-data examples/user-data.yaml
 
 # Benchmarks with real components (registries on 127.0.0.1); results in target/bench/.
-bench:
+bench: fixtures
 	$(CARGO) bench --locked --bench registry_sync
+	K8S_VERSIONS="1.30.11 1.31.7 1.32.3 1.33.1" examples/offline/fixtures.sh
+	$(CARGO) bench --locked --bench build

@@ -26,11 +26,17 @@ pub enum BuildError {
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error("pushing {image}: {source}")]
-    Push { image: String, source: SyncError },
+    Push {
+        image: String,
+        source: Box<SyncError>,
+    },
     #[error("{0}")]
     Host(String),
     #[error("writing {path}: {source}")]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// An image the build made (or found already built).
@@ -42,6 +48,8 @@ pub struct Built {
     pub cached: bool,
     /// Manifest digest in the registry, when pushed.
     pub digest: Option<String>,
+    /// Bytes uploaded by the push (blobs the registry already had are not sent).
+    pub pushed_bytes: Option<u64>,
 }
 
 /// The build arguments every step gets: the proxies, which Docker keeps out of image history.
@@ -58,8 +66,15 @@ pub fn build_args(settings: &Resolved) -> HashMap<String, String> {
 
 /// The checks that stop a build before anything runs: the engine's architecture and its
 /// free disk space against a rough need of the plan.
-pub async fn check_host(docker: &Docker, settings: &Resolved, plan: &Plan) -> Result<(), BuildError> {
-    let info = docker.info().await.map_err(|e| EngineError::Api(e.to_string()))?;
+pub async fn check_host(
+    docker: &Docker,
+    settings: &Resolved,
+    plan: &Plan,
+) -> Result<(), BuildError> {
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| EngineError::Api(e.to_string()))?;
     let engine_arch = info.architecture.unwrap_or_default();
     let wanted = settings.get("ARCH").unwrap_or("amd64");
     let native = match engine_arch.as_str() {
@@ -92,7 +107,11 @@ pub async fn check_host(docker: &Docker, settings: &Resolved, plan: &Plan) -> Re
 async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
     let mut need = 0;
     for step in &plan.steps {
-        let from = step.dockerfile.lines().filter_map(|l| l.strip_prefix("FROM ")).map(|l| l.split_whitespace().next().unwrap_or_default());
+        let from = step
+            .dockerfile
+            .lines()
+            .filter_map(|l| l.strip_prefix("FROM "))
+            .map(|l| l.split_whitespace().next().unwrap_or_default());
         for image in from {
             need += match docker.inspect_image(image).await {
                 Ok(i) => i.size.unwrap_or(0).max(0) as u64 / 4,
@@ -104,13 +123,28 @@ async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
 }
 
 /// Build every step of the plan.
-pub async fn run(docker: &Docker, plan: &Plan, args: &HashMap<String, String>, jobs: usize, progress: &Progress) -> Result<Vec<Built>, BuildError> {
-    let scratch = tempfile::tempdir().map_err(|source| BuildError::Output { path: std::env::temp_dir(), source })?;
+pub async fn run(
+    docker: &Docker,
+    plan: &Plan,
+    args: &HashMap<String, String>,
+    jobs: usize,
+    progress: &Progress,
+) -> Result<Vec<Built>, BuildError> {
+    let scratch = tempfile::tempdir().map_err(|source| BuildError::Output {
+        path: std::env::temp_dir(),
+        source,
+    })?;
     let dir = scratch.path();
     let mut built = vec![build_step(docker, &plan.steps[0], args, dir, progress).await?];
-    let providers = plan.steps.iter().filter(|s| matches!(s.kind, Kind::Provider { .. }));
+    let providers = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::Provider { .. }));
     let mut provider_images: Vec<Built> =
-        stream::iter(providers.map(|step| build_step(docker, step, args, dir, progress))).buffered(jobs.max(1)).try_collect().await?;
+        stream::iter(providers.map(|step| build_step(docker, step, args, dir, progress)))
+            .buffered(jobs.max(1))
+            .try_collect()
+            .await?;
     built.append(&mut provider_images);
     if let Some(installer) = plan.steps.iter().find(|s| s.kind == Kind::Installer) {
         built.push(build_step(docker, installer, args, dir, progress).await?);
@@ -118,15 +152,26 @@ pub async fn run(docker: &Docker, plan: &Plan, args: &HashMap<String, String>, j
     Ok(built)
 }
 
-async fn build_step(docker: &Docker, step: &Step, args: &HashMap<String, String>, scratch: &Path, progress: &Progress) -> Result<Built, BuildError> {
+async fn build_step(
+    docker: &Docker,
+    step: &Step,
+    args: &HashMap<String, String>,
+    scratch: &Path,
+    progress: &Progress,
+) -> Result<Built, BuildError> {
     let name = step.name();
     let existing = engine::labels(docker, &step.tag).await?;
     let cached = existing.as_ref().and_then(|l| l.get(INPUT_HASH_LABEL)) == Some(&step.input_hash);
-    progress.start(&name, &step.tag);
     if !cached {
+        progress.start(&name, &step.tag);
         let dir = scratch.join(step.input_hash.replace(':', "-"));
         write_context(&dir, &step.dockerfile, &step.files)?;
-        let build = engine::Build { context: &dir, tag: &step.tag, labels: step.labels.clone().into_iter().collect(), build_args: args.clone() };
+        let build = engine::Build {
+            context: &dir,
+            tag: &step.tag,
+            labels: step.labels.clone().into_iter().collect(),
+            build_args: args.clone(),
+        };
         let result = engine::build(docker, build, &|line| progress.line(&name, line)).await;
         let _ = std::fs::remove_dir_all(&dir);
         if let Err(e) = result {
@@ -134,7 +179,10 @@ async fn build_step(docker: &Docker, step: &Step, args: &HashMap<String, String>
             return Err(e.into());
         }
     }
-    let inspect = docker.inspect_image(&step.tag).await.map_err(|e| EngineError::Api(e.to_string()))?;
+    let inspect = docker
+        .inspect_image(&step.tag)
+        .await
+        .map_err(|e| EngineError::Api(e.to_string()))?;
     progress.finish(&name, if cached { "cached" } else { "built" }, &step.tag);
     Ok(Built {
         step: step.clone(),
@@ -142,30 +190,74 @@ async fn build_step(docker: &Docker, step: &Step, args: &HashMap<String, String>
         size: inspect.size.unwrap_or(0).max(0) as u64,
         cached,
         digest: None,
+        pushed_bytes: None,
     })
 }
 
 /// Push the provider images to their registry; fills in their digests.
-pub async fn push(docker: &Docker, syncer: &Syncer<'_>, built: &mut [Built], progress: &Progress) -> Result<(), BuildError> {
-    for (i, image) in built.iter_mut().enumerate().filter(|(_, b)| matches!(b.step.kind, Kind::Provider { .. })) {
-        let push_error = |source: SyncError| BuildError::Push { image: image.step.tag.clone(), source };
-        let reference = Reference::parse(&image.step.tag).map_err(|e| BuildError::Host(format!("{}: {e}", image.step.tag)))?;
-        let target = Rewrite { from: reference.clone(), to: reference, registry: None };
+pub async fn push(
+    docker: &Docker,
+    syncer: &Syncer<'_>,
+    built: &mut [Built],
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    let layers = engine::LayerCache::new(&syncer.scratch().join("layers"));
+    for (i, image) in built
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, b)| matches!(b.step.kind, Kind::Provider { .. }))
+    {
+        let push_error = |source: SyncError| BuildError::Push {
+            image: image.step.tag.clone(),
+            source: Box::new(source),
+        };
+        let reference = Reference::parse(&image.step.tag)
+            .map_err(|e| BuildError::Host(format!("{}: {e}", image.step.tag)))?;
+        let target = Rewrite {
+            from: reference.clone(),
+            to: reference,
+            registry: None,
+        };
         let name = format!("push {}", image.step.name());
         progress.start(&name, &image.step.tag);
         let dir = syncer.scratch().join(format!("push-{i}"));
-        std::fs::create_dir_all(&dir).map_err(|source| BuildError::Output { path: dir.clone(), source })?;
-        let local = engine::export(docker, &image.step.tag, &dir).await?;
-        let synced = syncer.from_files(&target, &local).await.map_err(push_error)?;
+        std::fs::create_dir_all(&dir).map_err(|source| BuildError::Output {
+            path: dir.clone(),
+            source,
+        })?;
+        let local = engine::export(docker, &image.step.tag, &dir, &layers).await?;
+        let synced = syncer
+            .from_files(&target, &local)
+            .await
+            .map_err(push_error)?;
         let _ = std::fs::remove_dir_all(&dir);
-        progress.finish(&name, if synced.up_to_date { "up to date" } else { "pushed" }, &synced.digest);
+        progress.finish(
+            &name,
+            if synced.up_to_date {
+                "up to date"
+            } else {
+                "pushed"
+            },
+            &synced.digest,
+        );
+        image.pushed_bytes = Some(
+            synced
+                .stats
+                .uploaded_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         image.digest = Some(synced.digest);
     }
     Ok(())
 }
 
 /// Write `manifest.json` and `profile-snippet.yaml` to `dir`; returns the snippet.
-pub fn write_outputs(dir: &Path, settings: &Resolved, templates: &Templates, built: &[Built]) -> Result<String, BuildError> {
+pub fn write_outputs(
+    dir: &Path,
+    settings: &Resolved,
+    templates: &Templates,
+    built: &[Built],
+) -> Result<String, BuildError> {
     let output_error = |path: PathBuf| move |source| BuildError::Output { path, source };
     let artifacts: Vec<_> = built
         .iter()
@@ -180,6 +272,7 @@ pub fn write_outputs(dir: &Path, settings: &Resolved, templates: &Templates, bui
                 "reference": b.step.tag,
                 "image_id": b.image_id,
                 "digest": b.digest,
+                "pushed_bytes": b.pushed_bytes,
                 "size": b.size,
                 "cached": b.cached,
                 "inputs": inputs,
@@ -190,6 +283,7 @@ pub fn write_outputs(dir: &Path, settings: &Resolved, templates: &Templates, bui
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
     write_output(dir, "manifest.json", &text).map_err(output_error(dir.join("manifest.json")))?;
     let snippet = templates.render("profile-snippet.yaml", &context(settings))?;
-    write_output(dir, "profile-snippet.yaml", &snippet).map_err(output_error(dir.join("profile-snippet.yaml")))?;
+    write_output(dir, "profile-snippet.yaml", &snippet)
+        .map_err(output_error(dir.join("profile-snippet.yaml")))?;
     Ok(snippet)
 }

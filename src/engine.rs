@@ -1,4 +1,5 @@
-//! The Docker Engine, through bollard: connecting (`DOCKER_HOST`, API version negotiated),
+//! The Docker Engine, through bollard: connecting (`DOCKER_HOST` unix or tcp, TLS with
+//! `DOCKER_TLS_VERIFY` / `DOCKER_CERT_PATH`, API version negotiated),
 //! building images from a context streamed as tar (`.dockerignore` honoured, intermediate
 //! containers always removed), inspecting images, and exporting an image into files ready to
 //! push as an OCI image (config, gzip layers, manifest), streamed through disk rather than
@@ -7,7 +8,8 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -30,7 +32,11 @@ pub enum EngineError {
     #[error("Docker Engine: {0}")]
     Api(String),
     #[error("building {image} failed: {message}\n{tail}")]
-    Build { image: String, message: String, tail: String },
+    Build {
+        image: String,
+        message: String,
+        tail: String,
+    },
     #[error("exported image `{image}` is malformed: {detail}")]
     Export { image: String, detail: String },
     #[error("{what}: {source}")]
@@ -51,7 +57,15 @@ pub async fn connect() -> Result<Docker, EngineError> {
         host: host(),
         detail,
     };
-    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(short(&e)))?;
+    // As the Docker CLI: DOCKER_TLS_VERIFY selects TLS with the client certificates in
+    // DOCKER_CERT_PATH (key.pem, cert.pem, ca.pem).
+    let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
+    let docker = if tls {
+        Docker::connect_with_ssl_defaults()
+    } else {
+        Docker::connect_with_defaults()
+    }
+    .map_err(|e| unreachable(short(&e)))?;
     docker.ping().await.map_err(|e| unreachable(short(&e)))?;
     docker
         .negotiate_version()
@@ -85,10 +99,17 @@ pub async fn image_id(docker: &Docker, image: &str) -> Result<String, EngineErro
 }
 
 /// The labels of a local image, `None` when the engine does not have it.
-pub async fn labels(docker: &Docker, image: &str) -> Result<Option<HashMap<String, String>>, EngineError> {
+pub async fn labels(
+    docker: &Docker,
+    image: &str,
+) -> Result<Option<HashMap<String, String>>, EngineError> {
     match docker.inspect_image(image).await {
-        Ok(inspect) => Ok(Some(inspect.config.and_then(|c| c.labels).unwrap_or_default())),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        Ok(inspect) => Ok(Some(
+            inspect.config.and_then(|c| c.labels).unwrap_or_default(),
+        )),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
         Err(e) => Err(EngineError::Api(e.to_string())),
     }
 }
@@ -107,10 +128,16 @@ const TAIL_LINES: usize = 20;
 
 /// Build an image with the classic builder; `on_line` receives each output line. Returns the
 /// image ID.
-pub async fn build(docker: &Docker, build: Build<'_>, on_line: &(dyn Fn(&str) + Sync)) -> Result<String, EngineError> {
+pub async fn build(
+    docker: &Docker,
+    build: Build<'_>,
+    on_line: &(dyn Fn(&str) + Sync),
+) -> Result<String, EngineError> {
     let (writer, reader) = tokio::io::duplex(1 << 20);
     let context = build.context.to_path_buf();
-    let packer = tokio::task::spawn_blocking(move || write_context_tar(&context, tokio_util::io::SyncIoBridge::new(writer)));
+    let packer = tokio::task::spawn_blocking(move || {
+        write_context_tar(&context, tokio_util::io::SyncIoBridge::new(writer))
+    });
     let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(reader));
     let options = bollard::query_parameters::BuildImageOptions {
         dockerfile: "Dockerfile".into(),
@@ -126,7 +153,17 @@ pub async fn build(docker: &Docker, build: Build<'_>, on_line: &(dyn Fn(&str) + 
     let mut id = None;
     let mut failure = None;
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| EngineError::Build { image: build.tag.to_string(), message: e.to_string(), tail: String::new() })?;
+        let info = match item {
+            Ok(info) => info,
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                failure = Some(error);
+                break;
+            }
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+        };
         if let Some(text) = info.stream.as_deref() {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 on_line(line);
@@ -143,10 +180,24 @@ pub async fn build(docker: &Docker, build: Build<'_>, on_line: &(dyn Fn(&str) + 
             id = Some(aux);
         }
     }
-    packer.await.map_err(|e| EngineError::Api(e.to_string()))?.map_err(|source| EngineError::Io { what: format!("build context of {}", build.tag), source })?;
-    let tail_text = tail.iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n");
+    packer
+        .await
+        .map_err(|e| EngineError::Api(e.to_string()))?
+        .map_err(|source| EngineError::Io {
+            what: format!("build context of {}", build.tag),
+            source,
+        })?;
+    let tail_text = tail
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     if let Some(message) = failure {
-        return Err(EngineError::Build { image: build.tag.to_string(), message, tail: tail_text });
+        return Err(EngineError::Build {
+            image: build.tag.to_string(),
+            message,
+            tail: tail_text,
+        });
     }
     match id {
         Some(id) => Ok(id),
@@ -161,7 +212,10 @@ fn write_context_tar(dir: &Path, out: impl Write) -> std::io::Result<()> {
     tar.follow_symlinks(false);
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let entry = entry.map_err(std::io::Error::other)?;
-        let rel = entry.path().strip_prefix(dir).expect("below the context root");
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("below the context root");
         if rel != Path::new("Dockerfile") && ignore(rel) {
             continue;
         }
@@ -172,26 +226,38 @@ fn write_context_tar(dir: &Path, out: impl Write) -> std::io::Result<()> {
 
 /// The `.dockerignore` of a context as a predicate on relative paths (last match wins; `!`
 /// re-includes; a pattern also covers everything below a matching directory).
-fn dockerignore(dir: &Path) -> std::io::Result<Box<dyn Fn(&Path) -> bool + Send>> {
+type Ignore = Box<dyn Fn(&Path) -> bool + Send>;
+
+fn dockerignore(dir: &Path) -> std::io::Result<Ignore> {
     let text = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Box::new(|_| false)),
         Err(e) => return Err(e),
     };
     let mut rules: Vec<(globset::GlobMatcher, bool)> = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let (pattern, include) = match line.strip_prefix('!') {
             Some(p) => (p.trim(), true),
             None => (line, false),
         };
         let pattern = pattern.trim_start_matches("./").trim_start_matches('/');
-        let glob = globset::GlobBuilder::new(pattern).literal_separator(true).build().map_err(std::io::Error::other)?;
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(std::io::Error::other)?;
         rules.push((glob.compile_matcher(), include));
     }
     Ok(Box::new(move |path: &Path| {
         let mut excluded = false;
         for (matcher, include) in &rules {
-            if path.ancestors().any(|a| !a.as_os_str().is_empty() && matcher.is_match(a)) {
+            if path
+                .ancestors()
+                .any(|a| !a.as_os_str().is_empty() && matcher.is_match(a))
+            {
                 excluded = !include;
             }
         }
@@ -209,7 +275,46 @@ struct SaveManifest {
 
 /// Export `image` from the engine into `dir` as an OCI image: config blob, gzip-compressed
 /// layers (deterministic, so a re-export gives the same digests) and manifest.
-pub async fn export(docker: &Docker, image: &str, dir: &Path) -> Result<LocalImage, EngineError> {
+/// Compressed layers of one run, by diff ID, so that images sharing layers (provider images
+/// over one base) compress them once.
+#[derive(Clone)]
+pub struct LayerCache {
+    dir: PathBuf,
+    known: Arc<Mutex<HashMap<String, Compressed>>>,
+}
+
+/// A compressed layer: its file, digest and size.
+#[derive(Clone)]
+struct Compressed {
+    path: PathBuf,
+    digest: String,
+    size: u64,
+}
+
+impl LayerCache {
+    /// Keep the compressed layers in `dir` (which must outlive the pushes).
+    pub fn new(dir: &Path) -> LayerCache {
+        LayerCache {
+            dir: dir.to_path_buf(),
+            known: Arc::default(),
+        }
+    }
+
+    fn get(&self, diff_id: &str) -> Option<Compressed> {
+        self.known
+            .lock()
+            .expect("layer cache lock")
+            .get(diff_id)
+            .cloned()
+    }
+}
+
+pub async fn export(
+    docker: &Docker,
+    image: &str,
+    dir: &Path,
+    layers: &LayerCache,
+) -> Result<LocalImage, EngineError> {
     image_id(docker, image).await?;
     let unpacked = dir.join("export");
     let stream = docker.export_image(image).map_err(std::io::Error::other);
@@ -223,14 +328,14 @@ pub async fn export(docker: &Docker, image: &str, dir: &Path) -> Result<LocalIma
             what: format!("exporting `{image}`"),
             source,
         })?;
-    let dir = dir.to_path_buf();
     let image = image.to_string();
-    tokio::task::spawn_blocking(move || assemble(&image, &unpacked, &dir))
+    let layers = layers.clone();
+    tokio::task::spawn_blocking(move || assemble(&image, &unpacked, &layers))
         .await
         .map_err(|e| EngineError::Api(e.to_string()))?
 }
 
-fn assemble(image: &str, unpacked: &Path, dir: &Path) -> Result<LocalImage, EngineError> {
+fn assemble(image: &str, unpacked: &Path, cache: &LayerCache) -> Result<LocalImage, EngineError> {
     let malformed = |detail: String| EngineError::Export {
         image: image.to_string(),
         detail,
@@ -259,16 +364,43 @@ fn assemble(image: &str, unpacked: &Path, dir: &Path) -> Result<LocalImage, Engi
     let config_digest = crate::registry::client::sha256_digest(&config);
     let mut blobs = HashMap::from([(config_digest.clone(), config_path)]);
     let mut layers = Vec::new();
+    std::fs::create_dir_all(&cache.dir).map_err(io(&cache.dir))?;
     for (i, layer) in saved.layers.iter().enumerate() {
         let raw = unpacked.join(layer);
-        let gz = dir.join(format!("layer-{i}.tar.gz"));
-        let (diff_id, digest, size) = compress(&raw, &gz).map_err(io(&raw))?;
-        if diff_ids.get(i).is_some_and(|expected| *expected != diff_id) {
-            return Err(malformed(format!(
-                "layer {i} has diff ID {diff_id}, the config says {}",
-                diff_ids[i]
-            )));
-        }
+        let known = diff_ids.get(i).and_then(|d| cache.get(d));
+        let Compressed {
+            path: gz,
+            digest,
+            size,
+        } = match known {
+            Some(entry) => entry,
+            None => {
+                let staged = cache.dir.join(format!(
+                    ".{image_hash}-{i}.tar.gz",
+                    image_hash = &crate::registry::client::sha256_digest(image.as_bytes())[7..19]
+                ));
+                let (diff_id, digest, size) = compress(&raw, &staged).map_err(io(&raw))?;
+                if diff_ids.get(i).is_some_and(|expected| *expected != diff_id) {
+                    return Err(malformed(format!(
+                        "layer {i} has diff ID {diff_id}, the config says {}",
+                        diff_ids[i]
+                    )));
+                }
+                let gz = cache.dir.join(format!("{}.tar.gz", &diff_id[7..]));
+                std::fs::rename(&staged, &gz).map_err(io(&gz))?;
+                let entry = Compressed {
+                    path: gz,
+                    digest,
+                    size,
+                };
+                cache
+                    .known
+                    .lock()
+                    .expect("layer cache lock")
+                    .insert(diff_id, entry.clone());
+                entry
+            }
+        };
         std::fs::remove_file(&raw).map_err(io(&raw))?;
         layers.push(json!({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}));
         blobs.insert(digest, gz);
@@ -336,10 +468,17 @@ mod tests {
     #[test]
     fn dockerignore_excludes_and_reincludes() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".dockerignore"), "# build junk\n*.log\nsecrets\n!secrets/README\n").unwrap();
+        std::fs::write(
+            dir.path().join(".dockerignore"),
+            "# build junk\n*.log\nsecrets\n!secrets/README\n",
+        )
+        .unwrap();
         let ignored = dockerignore(dir.path()).unwrap();
         assert!(ignored(Path::new("debug.log")));
-        assert!(!ignored(Path::new("notes/debug.log")), "`*` does not cross directories");
+        assert!(
+            !ignored(Path::new("notes/debug.log")),
+            "`*` does not cross directories"
+        );
         assert!(ignored(Path::new("secrets/key.pem")));
         assert!(!ignored(Path::new("secrets/README")));
         assert!(!ignored(Path::new("Dockerfile")));

@@ -12,11 +12,26 @@ use crate::yaml;
 /// The templates forge knows, with their built-in text.
 const TEMPLATES: &[(&str, &str)] = &[
     ("sources.yaml", include_str!("../templates/sources.yaml")),
-    ("base.Dockerfile", include_str!("../templates/base.Dockerfile")),
-    ("user.Dockerfile", include_str!("../templates/user.Dockerfile")),
-    ("provider.Dockerfile", include_str!("../templates/provider.Dockerfile")),
-    ("installer.Dockerfile", include_str!("../templates/installer.Dockerfile")),
-    ("profile-snippet.yaml", include_str!("../templates/profile-snippet.yaml")),
+    (
+        "base.Dockerfile",
+        include_str!("../templates/base.Dockerfile"),
+    ),
+    (
+        "user.Dockerfile",
+        include_str!("../templates/user.Dockerfile"),
+    ),
+    (
+        "provider.Dockerfile",
+        include_str!("../templates/provider.Dockerfile"),
+    ),
+    (
+        "installer.Dockerfile",
+        include_str!("../templates/installer.Dockerfile"),
+    ),
+    (
+        "profile-snippet.yaml",
+        include_str!("../templates/profile-snippet.yaml"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +39,15 @@ pub enum RenderError {
     #[error("template `{name}`: {detail}")]
     Template { name: String, detail: String },
     #[error("cannot read `{path}`: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the build context `{path}`: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where each layer of the images comes from.
@@ -52,7 +73,10 @@ fn tera_error(name: &str, e: tera::Error) -> RenderError {
         detail.push_str(&s.to_string());
         source = s.source();
     }
-    RenderError::Template { name: name.to_string(), detail }
+    RenderError::Template {
+        name: name.to_string(),
+        detail,
+    }
 }
 
 impl Templates {
@@ -62,27 +86,40 @@ impl Templates {
         tera.autoescape_on(vec![]);
         for (name, builtin) in TEMPLATES {
             let text = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(path) => std::fs::read_to_string(&path).map_err(|source| RenderError::Read { path, source })?,
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|source| RenderError::Read { path, source })?,
                 None => builtin.to_string(),
             };
-            tera.add_raw_template(name, &text).map_err(|e| tera_error(name, e))?;
+            tera.add_raw_template(name, &text)
+                .map_err(|e| tera_error(name, e))?;
         }
         Ok(Templates { tera })
     }
 
     pub fn render(&self, name: &str, context: &Context) -> Result<String, RenderError> {
-        self.tera.render(name, context).map_err(|e| tera_error(name, e))
+        self.tera
+            .render(name, context)
+            .map_err(|e| tera_error(name, e))
     }
 
     /// `sources.yaml` rendered, each entry overridden by its setting (BASE_IMAGE, ...).
     pub fn sources(&self, settings: &Resolved) -> Result<Sources, RenderError> {
         let text = self.render("sources.yaml", &context(settings))?;
-        let doc = yaml::parse(&text).map_err(|e| RenderError::Template { name: "sources.yaml".into(), detail: format!("line {}: {}", e.pos.line, e.message) })?;
+        let doc = yaml::parse(&text).map_err(|e| RenderError::Template {
+            name: "sources.yaml".into(),
+            detail: format!("line {}: {}", e.pos.line, e.message),
+        })?;
         let pick = |key: &str, setting: &str| {
             settings
                 .get(setting)
                 .map(str::to_string)
-                .unwrap_or_else(|| doc.root.get(key).and_then(yaml::Node::as_str).unwrap_or_default().to_string())
+                .unwrap_or_else(|| {
+                    doc.root
+                        .get(key)
+                        .and_then(yaml::Node::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                })
         };
         Ok(Sources {
             base_image: pick("base_image", "BASE_IMAGE"),
@@ -97,13 +134,20 @@ impl Templates {
 pub fn context(settings: &Resolved) -> Context {
     let mut context = Context::new();
     for def in SETTINGS {
-        context.insert(def.name.to_ascii_lowercase(), settings.get(def.name).unwrap_or_default());
+        context.insert(
+            def.name.to_ascii_lowercase(),
+            settings.get(def.name).unwrap_or_default(),
+        );
     }
     context
 }
 
 /// Write a build context: the Dockerfile and each `(path in context, source file or directory)`.
-pub fn write_context(dir: &Path, dockerfile: &str, files: &[(String, PathBuf)]) -> Result<(), RenderError> {
+pub fn write_context(
+    dir: &Path,
+    dockerfile: &str,
+    files: &[(String, PathBuf)],
+) -> Result<(), RenderError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| RenderError::Write { path, source }
@@ -114,14 +158,24 @@ pub fn write_context(dir: &Path, dockerfile: &str, files: &[(String, PathBuf)]) 
         let target = dir.join(dest);
         if src.is_dir() {
             for entry in walkdir::WalkDir::new(src).follow_links(false) {
-                let entry = entry.map_err(|e| RenderError::Read { path: src.clone(), source: e.into() })?;
-                let rel = entry.path().strip_prefix(src).expect("walkdir stays below its root");
+                let entry = entry.map_err(|e| RenderError::Read {
+                    path: src.clone(),
+                    source: e.into(),
+                })?;
+                let rel = entry
+                    .path()
+                    .strip_prefix(src)
+                    .expect("walkdir stays below its root");
                 let out = target.join(rel);
                 let file_type = entry.file_type();
                 if file_type.is_dir() {
                     std::fs::create_dir_all(&out).map_err(write_err(&out))?;
                 } else if file_type.is_symlink() {
-                    let link = std::fs::read_link(entry.path()).map_err(|source| RenderError::Read { path: entry.path().to_path_buf(), source })?;
+                    let link =
+                        std::fs::read_link(entry.path()).map_err(|source| RenderError::Read {
+                            path: entry.path().to_path_buf(),
+                            source,
+                        })?;
                     std::os::unix::fs::symlink(link, &out).map_err(write_err(&out))?;
                 } else {
                     std::fs::copy(entry.path(), &out).map_err(write_err(&out))?;
@@ -131,7 +185,10 @@ pub fn write_context(dir: &Path, dockerfile: &str, files: &[(String, PathBuf)]) 
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(write_err(parent))?;
             }
-            std::fs::copy(src, &target).map_err(|source| RenderError::Read { path: src.clone(), source })?;
+            std::fs::copy(src, &target).map_err(|source| RenderError::Read {
+                path: src.clone(),
+                source,
+            })?;
         }
     }
     Ok(())
@@ -144,10 +201,22 @@ mod tests {
 
     #[test]
     fn sources_default_to_the_canvos_images_and_settings_override_them() {
-        let settings = resolve(&Inputs { sets: vec![("K8S_DISTRIBUTION".into(), "k3s".into()), ("AGENT_IMAGE".into(), "local/agent:1".into())], ..Inputs::default() });
+        let settings = resolve(&Inputs {
+            sets: vec![
+                ("K8S_DISTRIBUTION".into(), "k3s".into()),
+                ("AGENT_IMAGE".into(), "local/agent:1".into()),
+            ],
+            ..Inputs::default()
+        });
         let sources = Templates::load(None).unwrap().sources(&settings).unwrap();
-        assert_eq!(sources.base_image, "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v3.5.9");
-        assert_eq!(sources.provider_image, "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-k3s:v4.7.1");
+        assert_eq!(
+            sources.base_image,
+            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v3.5.9"
+        );
+        assert_eq!(
+            sources.provider_image,
+            "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-k3s:v4.7.1"
+        );
         assert_eq!(sources.agent_image, "local/agent:1");
         assert_eq!(sources.k8s_image, "");
     }
@@ -155,11 +224,26 @@ mod tests {
     #[test]
     fn a_template_directory_replaces_single_templates() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("user.Dockerfile"), "RUN echo {{ custom_tag }}\n").unwrap();
+        std::fs::write(
+            dir.path().join("user.Dockerfile"),
+            "RUN echo {{ custom_tag }}\n",
+        )
+        .unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
-        let settings = resolve(&Inputs { sets: vec![("CUSTOM_TAG".into(), "demo".into())], ..Inputs::default() });
-        assert_eq!(templates.render("user.Dockerfile", &context(&settings)).unwrap(), "RUN echo demo\n");
+        let settings = resolve(&Inputs {
+            sets: vec![("CUSTOM_TAG".into(), "demo".into())],
+            ..Inputs::default()
+        });
+        assert_eq!(
+            templates
+                .render("user.Dockerfile", &context(&settings))
+                .unwrap(),
+            "RUN echo demo\n"
+        );
         std::fs::write(dir.path().join("base.Dockerfile"), "FROM {{ oops").unwrap();
-        assert!(matches!(Templates::load(Some(dir.path())), Err(RenderError::Template { .. })));
+        assert!(matches!(
+            Templates::load(Some(dir.path())),
+            Err(RenderError::Template { .. })
+        ));
     }
 }

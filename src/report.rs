@@ -23,7 +23,11 @@ pub enum Mode {
 impl Mode {
     /// `auto`: spinners when stderr is a terminal, lines otherwise.
     pub fn auto() -> Mode {
-        if std::io::stderr().is_terminal() { Mode::Tty } else { Mode::Plain }
+        if std::io::stderr().is_terminal() {
+            Mode::Tty
+        } else {
+            Mode::Plain
+        }
     }
 }
 
@@ -38,15 +42,28 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(mode: Mode, redactor: Redactor) -> Progress {
-        Progress { mode, started: Instant::now(), redactor, bars: MultiProgress::new(), active: Mutex::new(Vec::new()) }
+        Progress {
+            mode,
+            started: Instant::now(),
+            redactor,
+            bars: MultiProgress::new(),
+            active: Mutex::new(Vec::new()),
+        }
     }
 
     fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
 
+    /// A timestamped line on stderr; a closed stderr loses the line rather than the build.
     fn plain(&self, step: &str, text: &str) {
-        eprintln!("[{:7.1}s] {step}: {}", self.elapsed(), self.redactor.redact(text));
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "[{:7.1}s] {step}: {}",
+            self.elapsed(),
+            self.redactor.redact(text)
+        );
     }
 
     /// One JSON event on stdout.
@@ -69,11 +86,17 @@ impl Progress {
             Mode::Plain => self.plain(step, &format!("building {image}")),
             Mode::Tty => {
                 let bar = self.bars.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}").expect("valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+                        .expect("valid template"),
+                );
                 bar.set_prefix(step.to_string());
                 bar.set_message(self.redactor.redact(image));
                 bar.enable_steady_tick(std::time::Duration::from_millis(120));
-                self.active.lock().expect("progress lock").push((step.to_string(), bar));
+                self.active
+                    .lock()
+                    .expect("progress lock")
+                    .push((step.to_string(), bar));
             }
         }
     }
@@ -84,7 +107,13 @@ impl Progress {
             Mode::Json => self.event("log", json!({"step": step, "line": line})),
             Mode::Plain => self.plain(step, line),
             Mode::Tty => {
-                if let Some((_, bar)) = self.active.lock().expect("progress lock").iter().find(|(s, _)| s == step) {
+                if let Some((_, bar)) = self
+                    .active
+                    .lock()
+                    .expect("progress lock")
+                    .iter()
+                    .find(|(s, _)| s == step)
+                {
                     bar.set_message(self.redactor.redact(line));
                 }
             }
@@ -94,14 +123,20 @@ impl Progress {
     /// A step ended: `outcome` is `built`, `cached`, `pushed` or `failed`.
     pub fn finish(&self, step: &str, outcome: &str, detail: &str) {
         match self.mode {
-            Mode::Json => self.event("step-finished", json!({"step": step, "outcome": outcome, "detail": detail})),
+            Mode::Json => self.event(
+                "step-finished",
+                json!({"step": step, "outcome": outcome, "detail": detail}),
+            ),
             Mode::Plain => self.plain(step, &format!("{outcome} {detail}")),
             Mode::Tty => {
                 let mut active = self.active.lock().expect("progress lock");
-                if let Some(i) = active.iter().position(|(s, _)| s == step) {
-                    let (_, bar) = active.remove(i);
-                    let mark = if outcome == "failed" { "✗" } else { "✓" };
-                    bar.finish_with_message(format!("{mark} {outcome} {}", self.redactor.redact(detail)));
+                let mark = if outcome == "failed" { "✗" } else { "✓" };
+                let message = format!("{mark} {outcome} {}", self.redactor.redact(detail));
+                match active.iter().position(|(s, _)| s == step) {
+                    Some(i) => active.remove(i).1.finish_with_message(message),
+                    None => {
+                        let _ = self.bars.println(format!("  {step} {message}"));
+                    }
                 }
             }
         }
@@ -111,7 +146,9 @@ impl Progress {
 /// Write `text` to `dir/name` whole: a temporary file in `dir`, then a rename.
 pub fn write_output(dir: &Path, name: &str, text: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let mut staged = tempfile::Builder::new().prefix(&format!(".{name}.")).tempfile_in(dir)?;
+    let mut staged = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempfile_in(dir)?;
     staged.write_all(text.as_bytes())?;
     staged.as_file().sync_all()?;
     let path = dir.join(name);
@@ -128,7 +165,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write_output(&dir.path().join("build"), "manifest.json", "{}\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("build")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("build"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["manifest.json"]);
     }
 }

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::images::{policy, run_async, AccessArgs};
 use super::{Exit, Format, SettingsArgs};
-use crate::build::{self, build_args};
+use crate::build::{self, build_args, BuildError};
+use crate::engine::EngineError;
 use crate::plan::{self, Kind, Plan};
 use crate::reference::Reference;
 use crate::registry::sync::Syncer;
@@ -66,11 +67,17 @@ pub(super) struct BuildArgs {
 }
 
 fn existing(flag: &Option<PathBuf>, default: &str) -> Option<PathBuf> {
-    flag.clone().or_else(|| Some(PathBuf::from(default)).filter(|p| p.is_dir()))
+    flag.clone()
+        .or_else(|| Some(PathBuf::from(default)).filter(|p| p.is_dir()))
 }
 
 pub(super) fn build(args: BuildArgs) -> Result<u8> {
-    let request = Request { user_data: Some(args.user_data.clone()), profile: args.profile.clone(), settings: args.settings.inputs()?, ..Request::default() };
+    let request = Request {
+        user_data: Some(args.user_data.clone()),
+        profile: args.profile.clone(),
+        settings: args.settings.inputs()?,
+        ..Request::default()
+    };
     let outcome = validate::run(&request).context("the inputs could not be read")?;
     if !outcome.report.diagnostics.is_empty() {
         eprint!("{}", outcome.report.render_text(&outcome.redactor));
@@ -81,8 +88,17 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
     }
     let templates = Templates::load(args.templates.as_deref())?;
     let empty = tempfile::tempdir()?;
-    let (certs, overlays) = (existing(&args.certs, "certs"), existing(&args.overlays, "overlays"));
-    let inputs = plan::Inputs { settings: &outcome.settings, templates: &templates, certs: certs.as_deref(), overlays: overlays.as_deref(), empty: empty.path() };
+    let (certs, overlays) = (
+        existing(&args.certs, "certs"),
+        existing(&args.overlays, "overlays"),
+    );
+    let inputs = plan::Inputs {
+        settings: &outcome.settings,
+        templates: &templates,
+        certs: certs.as_deref(),
+        overlays: overlays.as_deref(),
+        empty: empty.path(),
+    };
     let plan = match plan::plan(&inputs) {
         Ok(plan) => plan,
         Err(e) => {
@@ -101,20 +117,48 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         (_, ProgressArg::Auto) => Mode::auto(),
     };
     let progress = Progress::new(mode, outcome.redactor.clone());
-    let push_policy = if args.push { Some(policy(outcome.rewriter.as_ref().context("user-data was not parsed")?, &args.access)?) } else { None };
+    let push_policy = if args.push {
+        Some(policy(
+            outcome
+                .rewriter
+                .as_ref()
+                .context("user-data was not parsed")?,
+            &args.access,
+        )?)
+    } else {
+        None
+    };
     let pool = push_policy.map(Pool::new);
     let log = |line: &str| progress.line("push", line);
     let job = async {
         let docker = crate::engine::connect().await?;
         build::check_host(&docker, &outcome.settings, &plan).await?;
-        let mut built = build::run(&docker, &plan, &build_args(&outcome.settings), usize::from(args.jobs), &progress).await?;
+        let mut built = build::run(
+            &docker,
+            &plan,
+            &build_args(&outcome.settings),
+            usize::from(args.jobs),
+            &progress,
+        )
+        .await?;
         if let Some(pool) = &pool {
             let syncer = Syncer::new(pool, None, 4, &log)?;
             build::push(&docker, &syncer, &mut built, &progress).await?;
         }
         Ok::<_, anyhow::Error>(built)
     };
-    let built = run_async(job)?;
+    let built = match run_async(job) {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<BuildError>(),
+                Some(BuildError::Engine(EngineError::Build { .. }))
+            ) =>
+        {
+            eprintln!("error: {}", outcome.redactor.redact(&e.to_string()));
+            return Err(Exit(1).into());
+        }
+        other => other?,
+    };
     let snippet = build::write_outputs(&args.output, &outcome.settings, &templates, &built)?;
     let manifest = args.output.join("manifest.json");
     match args.format {
@@ -136,7 +180,11 @@ fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
     let pulled_from = |tag: &str| -> Option<String> {
         let reference = Reference::parse(tag).ok()?;
         let rewriter = outcome.rewriter.as_ref()?;
-        rewriter.rewrite(&reference).ok().map(|r| r.to.to_string()).filter(|to| to != &reference.canonical().to_string())
+        rewriter
+            .rewrite(&reference)
+            .ok()
+            .map(|r| r.to.to_string())
+            .filter(|to| to != &reference.canonical().to_string())
     };
     let text = match format {
         Format::Json => {
@@ -152,7 +200,9 @@ fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
             let mut lines = Vec::new();
             for s in &plan.steps {
                 lines.push(format!("{:width$}  {}", s.name(), s.tag));
-                if let Some(to) = pulled_from(&s.tag).filter(|_| matches!(s.kind, Kind::Provider { .. })) {
+                if let Some(to) =
+                    pulled_from(&s.tag).filter(|_| matches!(s.kind, Kind::Provider { .. }))
+                {
                     lines.push(format!("{:width$}    edge host pulls {to}", ""));
                 }
             }

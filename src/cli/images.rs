@@ -1,7 +1,7 @@
 //! `forge images rewrite`, `forge registry check`, `forge registry sync`: where the edge host
 //! pulls each image from, whether it is there, and putting it there.
 
-use std::io::BufRead as _;
+use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
@@ -276,8 +276,11 @@ pub(super) fn check(args: CheckArgs) -> Result<u8> {
 
 pub(super) fn sync(args: SyncArgs) -> Result<u8> {
     let (rewrites, redactor, pool) = connect(&args.images, &args.access)?;
-    let log = |line: &str| eprintln!("  {}", redactor.redact(line));
+    let log = |line: &str| {
+        let _ = writeln!(std::io::stderr().lock(), "  {}", redactor.redact(line));
+    };
     let syncer = Syncer::new(&pool, args.platform.clone(), usize::from(args.jobs), &log)?;
+    let layers = engine::LayerCache::new(&syncer.scratch().join("layers"));
     let job = async {
         let docker = match args.from {
             Source::Docker => Some(engine::connect().await?),
@@ -297,7 +300,7 @@ pub(super) fn sync(args: SyncArgs) -> Result<u8> {
                     }
                     let dir = syncer.scratch().join(format!("image-{i}"));
                     tokio::fs::create_dir_all(&dir).await?;
-                    let image = engine::export(docker, &local, &dir).await?;
+                    let image = engine::export(docker, &local, &dir, &layers).await?;
                     let synced = syncer.from_files(rewrite, &image).await?;
                     tokio::fs::remove_dir_all(&dir).await?;
                     synced
