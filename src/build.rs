@@ -84,7 +84,7 @@ pub async fn check_host(
     };
     if wanted != native {
         return Err(BuildError::Host(format!(
-            "ARCH={wanted} artifacts need a {wanted} Docker Engine, and this one runs on {engine_arch}; build on a {wanted} host (point DOCKER_HOST at one) or set ARCH={native}"
+            "ARCH={wanted} artifacts need an {wanted} Docker Engine, and this one runs on {engine_arch}; build on an {wanted} host (point DOCKER_HOST at one) or set ARCH={native}"
         )));
     }
     let local = std::env::var("DOCKER_HOST").map_or(true, |h| h.starts_with("unix://"));

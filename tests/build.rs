@@ -430,3 +430,30 @@ fn push_sends_the_provider_images_to_a_tls_registry() {
         );
     }
 }
+
+#[test]
+fn an_engine_of_another_architecture_is_refused_before_building() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() {
+        return;
+    }
+    let out = forge(&[
+        "--set",
+        "ARCH=arm64",
+        "--output",
+        tempfile::tempdir().unwrap().path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "ARCH=arm64 artifacts need an arm64 Docker Engine, and this one runs on x86_64"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains("building"),
+        "nothing was built: {}",
+        text(&out)
+    );
+}
