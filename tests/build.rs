@@ -457,3 +457,92 @@ fn an_engine_of_another_architecture_is_refused_before_building() {
         text(&out)
     );
 }
+
+#[test]
+fn a_tls_docker_host_is_reached_with_client_certificates() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() || !support::have(&["stunnel4"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::generate();
+    let certs = work.path().join("client");
+    std::fs::create_dir_all(&certs).unwrap();
+    for (name, pem) in [
+        ("ca.pem", &pki.ca_pem),
+        ("cert.pem", &pki.client_cert_pem),
+        ("key.pem", &pki.client_key_pem),
+    ] {
+        std::fs::write(certs.join(name), pem).unwrap();
+    }
+    std::fs::write(work.path().join("server.pem"), &pki.cert_pem).unwrap();
+    std::fs::write(work.path().join("server.key"), &pki.key_pem).unwrap();
+    let port = support::free_port();
+    // TLS in front of the engine's socket, as dockerd --tlsverify would serve it: client
+    // certificates signed by the CA are required.
+    let config = format!(
+        "foreground = yes\npid =\n[docker]\naccept = 127.0.0.1:{port}\nconnect = /var/run/docker.sock\ncert = {0}/server.pem\nkey = {0}/server.key\nCAfile = {0}/client/ca.pem\nverifyChain = yes\nrequireCert = yes\n",
+        work.path().display()
+    );
+    std::fs::write(work.path().join("stunnel.conf"), config).unwrap();
+    let mut proxy = Command::new("stunnel4")
+        .arg(work.path().join("stunnel.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_for_port(port);
+    let host = format!("tcp://127.0.0.1:{port}");
+    let out = forge_cmd(&["--output", work.path().join("out").to_str().unwrap()])
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &certs)
+        .output()
+        .unwrap();
+    let without_tls = forge_cmd(&["--output", work.path().join("out").to_str().unwrap()])
+        .env("DOCKER_HOST", &host)
+        .output()
+        .unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(work.path().join("out/manifest.json").exists());
+    assert_eq!(
+        without_tls.status.code(),
+        Some(2),
+        "plain HTTP to a TLS endpoint must fail: {}",
+        text(&without_tls)
+    );
+}
+
+#[test]
+fn json_progress_is_one_event_per_line() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() {
+        return;
+    }
+    let out = forge(&[
+        "--format",
+        "json",
+        "--output",
+        tempfile::tempdir().unwrap().path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let finished: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "step-finished")
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        finished,
+        ["base", "provider 1.32.3", "provider 1.33.1", "installer"]
+    );
+    let done = events.last().unwrap();
+    assert_eq!(done["event"], "done");
+    assert_eq!(done["images"].as_array().unwrap().len(), 4);
+}

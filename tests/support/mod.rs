@@ -58,11 +58,13 @@ pub fn have_docker() -> bool {
     ok
 }
 
-/// A CA and a server certificate for 127.0.0.1 / localhost.
+/// A CA, a server certificate for 127.0.0.1 / localhost, and a client certificate.
 pub struct Pki {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
 impl Pki {
@@ -78,10 +80,18 @@ impl Pki {
         let params =
             CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
         let cert = params.signed_by(&key, &ca).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "forge test client");
+        let client_cert = client.signed_by(&client_key, &ca).unwrap();
         Pki {
             ca_pem: ca.pem(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            client_cert_pem: client_cert.pem(),
+            client_key_pem: client_key.serialize_pem(),
         }
     }
 }
@@ -106,7 +116,7 @@ pub struct Registry {
 pub const USER: &str = "forge-tester";
 pub const PASSWORD: &str = "Reg1stry!Secret";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -114,7 +124,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16) {
+pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "port {port} did not open");
