@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use support::{Pki, Registry, Skopeo, PASSWORD, USER};
@@ -24,8 +24,8 @@ fn build(versions: &[&str], work: &Path, extra: &[String]) -> f64 {
     )
     .unwrap();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
             "build",
             "--config",
@@ -42,20 +42,8 @@ fn build(versions: &[&str], work: &Path, extra: &[String]) -> f64 {
         .arg(&templates)
         .arg("--output")
         .arg(work.join(format!("out-{}", versions.len())))
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .args(extra);
+    let out = support::output_with_stdin(&mut cmd, &format!("{PASSWORD}\n"));
     assert!(
         out.status.success(),
         "{}",

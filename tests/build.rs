@@ -378,7 +378,7 @@ fn push_sends_the_provider_images_to_a_tls_registry() {
     let ca = work.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let set_registry = format!("--set=IMAGE_REGISTRY={}/edge", registry.host());
-    let mut child = forge_cmd(&[
+    let mut cmd = forge_cmd(&[
         &set_registry,
         "--push",
         "--registry-ca",
@@ -388,20 +388,8 @@ fn push_sends_the_provider_images_to_a_tls_registry() {
         "--password-stdin",
         "--output",
         work.path().join("out").to_str().unwrap(),
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    ]);
+    let out = support::output_with_stdin(&mut cmd, &format!("{PASSWORD}\n"));
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains(PASSWORD));
     let manifest: Value = serde_json::from_str(

@@ -58,6 +58,23 @@ pub fn have_docker() -> bool {
     ok
 }
 
+/// Run `cmd` with `input` on its standard input; its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// A CA, a server certificate for 127.0.0.1 / localhost, and a client certificate.
 pub struct Pki {
     pub ca_pem: String,
