@@ -53,11 +53,9 @@ fn main() {
     // forge: credentials for the source from a Docker config, for the target from user-data.
     let docker = work.path().join("docker");
     std::fs::create_dir_all(&docker).unwrap();
-    use base64::Engine as _;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     std::fs::write(
         docker.join("config.json"),
-        serde_json::json!({"auths": {source.host(): {"auth": auth}}}).to_string(),
+        support::auth_file(&[source.host()]),
     )
     .unwrap();
     let ca = work.path().join("ca.pem");

@@ -41,17 +41,7 @@ impl Work {
 
     /// Docker-config credentials for source registries.
     fn docker_login(&self, hosts: &[String]) {
-        use base64::Engine as _;
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-        let auths: serde_json::Map<String, Value> = hosts
-            .iter()
-            .map(|h| (h.clone(), serde_json::json!({ "auth": auth })))
-            .collect();
-        std::fs::write(
-            self.path("docker/config.json"),
-            serde_json::json!({ "auths": auths }).to_string(),
-        )
-        .unwrap();
+        std::fs::write(self.path("docker/config.json"), support::auth_file(hosts)).unwrap();
     }
 
     /// A `docker-credential-forgetest` helper on PATH answering for `host`, and a Docker config

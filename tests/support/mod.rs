@@ -84,15 +84,19 @@ pub struct Pki {
     pub client_key_pem: String,
 }
 
+/// A self-signed CA named `name`.
+fn test_ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
 impl Pki {
     pub fn generate() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "forge test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let ca = test_ca("forge test CA");
         let key = KeyPair::generate().unwrap();
         let params =
             CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
@@ -236,6 +240,17 @@ impl Drop for Registry {
     }
 }
 
+/// A Docker config / containers auth file logging [`USER`] in to each of `hosts`.
+pub fn auth_file(hosts: &[String]) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let auths: serde_json::Map<String, serde_json::Value> = hosts
+        .iter()
+        .map(|h| (h.clone(), serde_json::json!({ "auth": auth })))
+        .collect();
+    serde_json::json!({ "auths": auths }).to_string()
+}
+
 /// skopeo with a certificate directory and an auth file, so no secret is on its command line.
 pub struct Skopeo {
     dir: tempfile::TempDir,
@@ -248,20 +263,7 @@ impl Skopeo {
         if let Some(ca) = ca_pem {
             std::fs::write(dir.path().join("certs/ca.crt"), ca).unwrap();
         }
-        let auths: serde_json::Map<String, serde_json::Value> = hosts
-            .iter()
-            .map(|h| {
-                use base64::Engine as _;
-                let auth =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-                (h.clone(), serde_json::json!({ "auth": auth }))
-            })
-            .collect();
-        std::fs::write(
-            dir.path().join("auth.json"),
-            serde_json::json!({ "auths": auths }).to_string(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("auth.json"), auth_file(hosts)).unwrap();
         Skopeo { dir }
     }
 
@@ -619,13 +621,8 @@ pub struct TokenServer {
 
 impl TokenServer {
     pub fn start() -> TokenServer {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "forge test token CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let ca = test_ca("forge test token CA");
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
