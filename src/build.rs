@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::config::Resolved;
 use crate::engine::{self, EngineError};
+use crate::iso::Mastered;
 use crate::plan::{Kind, Plan, Step, INPUT_HASH_LABEL};
 use crate::reference::Reference;
 use crate::registry::rewrite::Rewrite;
@@ -257,6 +258,7 @@ pub fn write_outputs(
     settings: &Resolved,
     templates: &Templates,
     built: &[Built],
+    iso: Option<&Mastered>,
 ) -> Result<String, BuildError> {
     let output_error = |path: PathBuf| move |source| BuildError::Output { path, source };
     let artifacts: Vec<_> = built
@@ -278,6 +280,22 @@ pub fn write_outputs(
                 "inputs": inputs,
             })
         })
+        .chain(iso.map(|iso| {
+            json!({
+                "kind": "iso",
+                "path": iso.path,
+                "sha256": iso.sha256,
+                "size": iso.size,
+                "checksum_file": iso.checksum_path,
+                "inputs": {
+                    "image": built.iter().find(|b| b.step.kind == Kind::Installer).map(|b| &b.step.tag),
+                    "rootfs_bytes": iso.rootfs_bytes,
+                    "squashfs_compression": settings.get("SQUASHFS_COMPRESSION"),
+                    "efi_loader": iso.efi_loader,
+                    "content_bundles": iso.bundles.iter().map(|b| json!({"source": b.source, "size": b.size, "iso_paths": b.parts})).collect::<Vec<_>>(),
+                },
+            })
+        }))
         .collect();
     let manifest = json!({"forge_version": env!("CARGO_PKG_VERSION"), "artifacts": artifacts});
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod engine;
+pub mod iso;
 pub mod plan;
 pub mod profile;
 pub mod reference;

@@ -32,6 +32,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "profile-snippet.yaml",
         include_str!("../templates/profile-snippet.yaml"),
     ),
+    ("grub.cfg", include_str!("../templates/grub.cfg")),
+    (
+        "iso-tools.Dockerfile",
+        include_str!("../templates/iso-tools.Dockerfile"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use super::images::{policy, run_async, AccessArgs};
 use super::{Exit, Format, SettingsArgs};
 use crate::build::{self, build_args, BuildError};
 use crate::engine::EngineError;
+use crate::iso::{self, IsoError, ToolPlace};
 use crate::plan::{self, Kind, Plan};
 use crate::reference::Reference;
 use crate::registry::sync::Syncer;
@@ -24,6 +25,12 @@ enum ProgressArg {
     Auto,
     Tty,
     Plain,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum IsoTools {
+    Container,
+    Host,
 }
 
 #[derive(Args)]
@@ -48,12 +55,22 @@ pub(super) struct BuildArgs {
     /// Push the provider images to IMAGE_REGISTRY.
     #[arg(long)]
     push: bool,
+    /// Build the images only, no installer ISO.
+    #[arg(long)]
+    no_iso: bool,
+    /// Where the ISO tools (squashfs-tools, xorriso, GRUB, mtools, dosfstools) run: in a
+    /// builder container forge builds, or on this machine.
+    #[arg(long, value_enum, default_value_t = IsoTools::Container)]
+    iso_tools: IsoTools,
+    /// Directory searched for content bundles (content-*/*.zst).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    content_dir: PathBuf,
     #[command(flatten)]
     access: AccessArgs,
     /// Provider images built at once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     jobs: u16,
-    /// Where manifest.json and profile-snippet.yaml go.
+    /// Where the ISO, its checksum, manifest.json and profile-snippet.yaml go.
     #[arg(long, value_name = "DIR", default_value = "build")]
     output: PathBuf,
     /// Print the plan (steps, tags, where the edge host pulls from) and build nothing.
@@ -117,6 +134,12 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         (_, ProgressArg::Auto) => Mode::auto(),
     };
     let progress = Progress::new(mode, outcome.redactor.clone());
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(v.trim().parse::<u64>().with_context(|| {
+            format!("SOURCE_DATE_EPOCH `{v}` must be a number of seconds since 1970-01-01 UTC")
+        })?),
+        _ => None,
+    };
     let push_policy = if args.push {
         Some(policy(
             outcome
@@ -133,21 +156,43 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
     let job = async {
         let docker = crate::engine::connect().await?;
         build::check_host(&docker, &outcome.settings, &plan).await?;
+        let build_args = build_args(&outcome.settings);
         let mut built = build::run(
             &docker,
             &plan,
-            &build_args(&outcome.settings),
+            &build_args,
             usize::from(args.jobs),
             &progress,
         )
         .await?;
+        let iso = match built.iter().find(|b| b.step.kind == Kind::Installer) {
+            Some(installer) if !args.no_iso => {
+                let spec = iso::Spec {
+                    image: &installer.step.tag,
+                    user_data: &args.user_data,
+                    settings: &outcome.settings,
+                    templates: &templates,
+                    overlays: overlays.as_deref(),
+                    content_dir: &args.content_dir,
+                    output: &args.output,
+                    source_date_epoch,
+                    tools: match args.iso_tools {
+                        IsoTools::Container => ToolPlace::Container,
+                        IsoTools::Host => ToolPlace::Host,
+                    },
+                    build_args: &build_args,
+                };
+                Some(iso::master(&docker, &spec, &progress).await?)
+            }
+            _ => None,
+        };
         if let Some(pool) = &pool {
             let syncer = Syncer::new(pool, None, 4, &log)?;
             build::push(&docker, &syncer, &mut built, &progress).await?;
         }
-        Ok::<_, anyhow::Error>(built)
+        Ok::<_, anyhow::Error>((built, iso))
     };
-    let built = match run_async(job) {
+    let (built, iso) = match run_async(job) {
         Err(e)
             if matches!(
                 e.downcast_ref::<BuildError>(),
@@ -157,16 +202,32 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
             eprintln!("error: {}", outcome.redactor.redact(&e.to_string()));
             return Err(Exit(1).into());
         }
+        Err(e) if e.downcast_ref::<IsoError>().is_some() => {
+            eprintln!(
+                "error: mastering the ISO: {}",
+                outcome.redactor.redact(&e.to_string())
+            );
+            return Err(Exit(1).into());
+        }
         other => other?,
     };
-    let snippet = build::write_outputs(&args.output, &outcome.settings, &templates, &built)?;
+    let snippet = build::write_outputs(
+        &args.output,
+        &outcome.settings,
+        &templates,
+        &built,
+        iso.as_ref(),
+    )?;
     let manifest = args.output.join("manifest.json");
     match args.format {
-        Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": args.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>()})),
+        Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": args.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>(), "iso": iso.as_ref().map(|i| json!({"path": i.path, "sha256": i.sha256, "size": i.size}))})),
         Format::Text => {
             let mut out = String::new();
             for b in built.iter().filter(|b| b.step.kind != Kind::Base) {
                 out.push_str(&format!("{:9}  {}{}\n", b.step.kind.label(), b.step.tag, b.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default()));
+            }
+            if let Some(iso) = &iso {
+                out.push_str(&format!("{:9}  {} ({}, sha256 {})\n", "iso", iso.path.display(), crate::registry::sync::human(iso.size), iso.sha256));
             }
             out.push_str(&format!("\nwrote {} and {}\n\nOS pack values for the cluster profile:\n\n{snippet}", manifest.display(), args.output.join("profile-snippet.yaml").display()));
             print!("{}", outcome.redactor.redact(&out));

@@ -5,6 +5,7 @@
 mod build;
 mod images;
 mod inputs;
+mod iso;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,8 +30,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the base, provider and installer images on the Docker Engine (validation first).
+    /// Build the images on the Docker Engine and master the installer ISO (validation first).
     Build(Box<build::BuildArgs>),
+    /// Show what an installer ISO holds: label, boot entries, partitions, files, user-data.
+    Inspect(iso::InspectArgs),
+    /// Boot an installer ISO in QEMU (BIOS and UEFI; CD, disk, USB) and watch its console.
+    Verify(iso::VerifyArgs),
     /// Check user-data, build settings and a cluster profile before a build.
     Validate(ValidateArgs),
     /// Inspect the resolved build settings.
@@ -160,6 +165,8 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Build(args) => build::build(*args),
         Command::Validate(args) => inputs::validate(args),
+        Command::Inspect(args) => iso::inspect(args),
+        Command::Verify(args) => iso::verify(args),
         Command::Config(ConfigCommand::Show { settings, format }) => {
             inputs::config_show(&settings, format)
         }

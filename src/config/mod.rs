@@ -72,6 +72,10 @@ pub const SETTINGS: &[Def] = &[
     def("CLUSTERCONFIG", Kind::File, None, "Cluster definition archive (spc.tgz) embedded in the ISO. The file must exist."),
     def("EDGE_CUSTOM_CONFIG", Kind::File, None, "Extra configuration embedded in the images and the ISO. The file must exist."),
     def("FORCE_INTERACTIVE_INSTALL", Kind::Bool, Some("false"), "Make the interactive installer the default boot entry."),
+    def("ISO_KERNEL_ARGS", Kind::Text, None, "Extra kernel arguments of every boot entry of the installer ISO."),
+    def("SQUASHFS_COMPRESSION", Kind::Text, Some("gzip"), "Compression of the ISO's rootfs.squashfs: gzip, xz, zstd, lz4, lzo or lzma."),
+    def("CONTENT_PART_SIZE", Kind::Text, Some("4095MiB"), "Content bundles larger than this are split into parts on the ISO (ISO 9660 files stay below 4 GiB); bytes or K/M/GiB."),
+    def("ISO_TOOLS_IMAGE", Kind::Text, Some("debian:bookworm-slim"), "Base of the builder image whose tools master the ISO (apt-based)."),
     def("FIPS_ENABLED", Kind::Bool, Some("false"), "Build FIPS images. Not together with UPDATE_KERNEL."),
     def("UPDATE_KERNEL", Kind::Bool, Some("false"), "Upgrade the kernel of the base image. Not together with FIPS_ENABLED."),
 ];
@@ -114,7 +118,28 @@ pub const K8S_DISTRIBUTIONS: &[&str] = &[
     "nodeadm",
     "canonical",
 ];
+pub const SQUASHFS_COMPRESSIONS: &[&str] = &["gzip", "xz", "zstd", "lz4", "lzo", "lzma"];
 pub const ENV_PREFIX: &str = "FORGE_";
+/// Content bundle parts: at least 1 MiB, at most 4095 MiB (an ISO 9660 file stays below 4 GiB).
+const MIN_PART_SIZE: u64 = 1 << 20;
+const MAX_PART_SIZE: u64 = 4095 << 20;
+
+/// A size: bytes, or a number with K, M, G (or KiB, MiB, GiB; all powers of 1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim().trim_end_matches("iB").trim_end_matches('B') {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -518,6 +543,26 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
         Rule::UnknownK8sDistribution,
         &mut out,
     );
+    check_choice(
+        r,
+        "SQUASHFS_COMPRESSION",
+        SQUASHFS_COMPRESSIONS,
+        Rule::BadSettingValue,
+        &mut out,
+    );
+    if let Some(v) = r
+        .get("CONTENT_PART_SIZE")
+        .filter(|v| parse_size(v).is_none_or(|n| !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&n)))
+    {
+        out.push(
+            r.diag(
+                Rule::BadSettingValue,
+                "CONTENT_PART_SIZE",
+                format!("CONTENT_PART_SIZE `{v}` must be a size from 1MiB to 4095MiB"),
+            )
+            .help("bytes, or a number with K, M, G, KiB, MiB or GiB (powers of 1024), e.g. 2GiB"),
+        );
+    }
     for d in SETTINGS.iter().filter(|d| d.kind == Kind::Bool) {
         if let Some(v) = r
             .get(d.name)

@@ -3,7 +3,10 @@
 //! building images from a context streamed as tar (`.dockerignore` honoured, intermediate
 //! containers always removed), inspecting images, and exporting an image into files ready to
 //! push as an OCI image (config, gzip layers, manifest), streamed through disk rather than
-//! memory.
+//! memory; the containers forge runs for itself (`container`).
+
+mod container;
+pub use container::{Container, Finished};
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -31,6 +34,8 @@ pub enum EngineError {
     NoSuchImage(String),
     #[error("Docker Engine: {0}")]
     Api(String),
+    #[error("`{path}` does not exist in the container")]
+    NoSuchPath { path: String },
     #[error("building {image} failed: {message}\n{tail}")]
     Build {
         image: String,

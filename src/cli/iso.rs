@@ -1,0 +1,241 @@
+//! `forge inspect ISO` and `forge verify ISO`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, ValueEnum};
+use futures_util::{stream, StreamExt as _};
+use regex::Regex;
+
+use super::images::run_async;
+use super::{Exit, Format};
+use crate::iso::inspect::inspect as read_report;
+use crate::iso::verify::{self, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
+use crate::secret::Redactor;
+
+#[derive(Args)]
+pub(super) struct InspectArgs {
+    /// The installer ISO.
+    iso: PathBuf,
+    /// Compare the ISO's /config.yaml with this user-data file.
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    /// Also print /config.yaml, secrets masked.
+    #[arg(long)]
+    show_config: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub(super) fn inspect(args: InspectArgs) -> Result<u8> {
+    let user_data = args
+        .user_data
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let report = read_report(&args.iso, user_data.as_deref())
+        .with_context(|| format!("cannot read {}", args.iso.display()))?;
+    let mut redactor = Redactor::new();
+    if let Some(config) = &report.config {
+        redactor.scan(config);
+        let validation = crate::userdata::validate(Path::new("/config.yaml"), config);
+        validation.secrets.iter().for_each(|s| redactor.add(s));
+    }
+    let text = match args.format {
+        Format::Json => {
+            let mut value = serde_json::to_value(&report)?;
+            if args.show_config {
+                value["config"] = report.config.clone().into();
+            }
+            serde_json::to_string_pretty(&value)? + "\n"
+        }
+        Format::Text => {
+            let mut text = report.render_text();
+            if let (true, Some(config)) = (args.show_config, &report.config) {
+                text.push_str("\n/config.yaml:\n");
+                text.push_str(config);
+            }
+            text
+        }
+    };
+    print!("{}", redactor.redact(&text));
+    Ok(if report.problems.is_empty() { 0 } else { 1 })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FirmwareArg {
+    Bios,
+    Uefi,
+    All,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MediaArg {
+    Cdrom,
+    Disk,
+    Usb,
+    All,
+}
+
+#[derive(Args)]
+pub(super) struct VerifyArgs {
+    /// The installer ISO.
+    iso: PathBuf,
+    #[command(flatten)]
+    boot: BootArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// How to boot; shared by `forge verify` and `forge build --verify`.
+#[derive(Args)]
+pub(super) struct BootArgs {
+    /// Firmware: SeaBIOS, OVMF (UEFI), or both.
+    #[arg(long, value_enum, default_value_t = FirmwareArg::All)]
+    firmware: FirmwareArg,
+    /// How the ISO is attached: CD, virtio disk (the USB-stick path through the hybrid MBR),
+    /// USB mass storage, or each of them.
+    #[arg(long, value_enum, default_value_t = MediaArg::Cdrom)]
+    media: MediaArg,
+    /// Accelerator. `auto`: KVM on bare metal, TCG in a virtual machine (nested KVM is
+    /// unreliable) or without /dev/kvm; a KVM boot that errors or stalls is redone with TCG.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    accel: Accel,
+    /// Pass when the serial console matches this regular expression. Default: the system
+    /// reached the squashfs root (systemd's `Welcome to ...!` after the initramfs).
+    #[arg(long, value_name = "REGEX")]
+    expect: Option<String>,
+    /// Seconds each boot may take.
+    #[arg(long, value_name = "S", default_value_t = 600)]
+    timeout: u64,
+    /// Where the serial console of each boot is saved. Default: ISO_DIR/<iso name>.verify/
+    #[arg(long, value_name = "DIR")]
+    log: Option<PathBuf>,
+    /// Boots run at once. Default: the number of CPUs.
+    #[arg(long)]
+    boot_jobs: Option<usize>,
+}
+
+pub(super) fn verify(args: VerifyArgs) -> Result<u8> {
+    let outcomes = run_async(boot_all(&args.iso, &args.boot))?;
+    report(&outcomes, args.format)
+}
+
+/// Boot `iso` every way `args` asks for.
+pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>> {
+    let firmwares: &[Firmware] = match args.firmware {
+        FirmwareArg::Bios => &[Firmware::Bios],
+        FirmwareArg::Uefi => &[Firmware::Uefi],
+        FirmwareArg::All => &[Firmware::Bios, Firmware::Uefi],
+    };
+    let medias: &[Media] = match args.media {
+        MediaArg::Cdrom => &[Media::Cdrom],
+        MediaArg::Disk => &[Media::Disk],
+        MediaArg::Usb => &[Media::Usb],
+        MediaArg::All => &[Media::Cdrom, Media::Disk, Media::Usb],
+    };
+    let boots: Vec<Boot> = firmwares
+        .iter()
+        .flat_map(|f| {
+            medias.iter().map(|m| Boot {
+                firmware: *f,
+                media: *m,
+            })
+        })
+        .collect();
+    if !iso.is_file() {
+        anyhow::bail!(
+            "{} does not exist; build it with `forge build` first",
+            iso.display()
+        );
+    }
+    verify::preflight(&boots)?;
+    let expect = match &args.expect {
+        Some(re) => Expect::Regex(
+            Regex::new(re)
+                .with_context(|| format!("--expect `{re}` is not a valid regular expression"))?,
+        ),
+        None => Expect::SquashfsRoot,
+    };
+    let log_dir = args.log.clone().unwrap_or_else(|| {
+        let stem = iso
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        iso.with_file_name(format!("{stem}.verify"))
+    });
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let options = Options {
+        iso,
+        accel: args.accel,
+        expect,
+        timeout: Duration::from_secs(args.timeout),
+        log_dir: &log_dir,
+        memory_mib: 1536,
+    };
+    let jobs = args
+        .boot_jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    if args.accel == Accel::Auto {
+        let (accel, why) = verify::auto_choice();
+        note(&format!("accelerator: {accel} ({why})"));
+    }
+    let runs = boots.iter().map(|boot| {
+        let options = &options;
+        async move {
+            note(&format!("booting {:?} {:?}", boot.firmware, boot.media).to_lowercase());
+            verify::run(options, boot, &|line| note(line)).await
+        }
+    });
+    let outcomes: Vec<Outcome> = stream::iter(runs)
+        .buffered(jobs)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    Ok(outcomes)
+}
+
+fn note(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Print the outcomes; exit 1 when any boot failed.
+pub(super) fn report(outcomes: &[Outcome], format: Format) -> Result<u8> {
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(outcomes)? + "\n",
+        Format::Text => {
+            let mut out = String::new();
+            for o in outcomes {
+                out.push_str(&format!(
+                    "{:4}  {:5}  {:3}  {:6}  {:6.1}s  {}{}\n",
+                    format!("{:?}", o.firmware).to_lowercase(),
+                    format!("{:?}", o.media).to_lowercase(),
+                    o.accel,
+                    if o.passed { "passed" } else { "FAILED" },
+                    o.seconds,
+                    o.log.display(),
+                    o.fallback
+                        .as_deref()
+                        .map(|f| format!("  ({f}; TCG used)"))
+                        .unwrap_or_default()
+                ));
+                if let Some(failure) = &o.failure {
+                    out.push_str(&format!("{failure}\n"));
+                }
+            }
+            out
+        }
+    };
+    print!("{text}");
+    if outcomes.iter().all(|o| o.passed) {
+        Ok(0)
+    } else {
+        Err(Exit(1).into())
+    }
+}

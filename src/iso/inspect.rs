@@ -1,0 +1,221 @@
+//! `forge inspect`: what an installer ISO holds, read natively (see `read`): label, El Torito
+//! entries, system area, the live files and their sizes, the overlay files and content
+//! bundles, and the sha256 of `/config.yaml` (compared with a user-data file when given).
+
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use super::master::{CLUSTER_CONFIG, CONTENT_DIR, LABEL};
+use super::read::{BootEntry, Iso, Partition, ReadError};
+
+/// Files forge itself writes; the rest of the tree came from `overlays/files-iso/`.
+const FORGE_FILES: &[&str] = &[
+    "/config.yaml",
+    "/rootfs.squashfs",
+    "/boot/kernel",
+    "/boot/initrd",
+    "/boot/grub2/grub.cfg",
+    "/boot/grub/grub.cfg",
+    "/EFI/BOOT/grub.cfg",
+    "/boot/grub/i386-pc/eltorito.img",
+    "/.edge_custom_config.yaml",
+    CLUSTER_CONFIG,
+];
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub iso: String,
+    pub size: u64,
+    pub label: String,
+    pub label_ok: bool,
+    pub el_torito: Vec<BootEntry>,
+    pub mbr: Vec<Partition>,
+    pub mbr_boot_code: bool,
+    pub gpt: Vec<Partition>,
+    pub esp: bool,
+    pub files: Vec<File>,
+    pub overlay_files: Vec<File>,
+    pub content_bundles: Vec<File>,
+    pub config_sha256: Option<String>,
+    /// Whether `/config.yaml` equals the `--user-data` file, when one was given.
+    pub config_matches: Option<bool>,
+    /// Problems found (a missing live file, a wrong label, ...).
+    pub problems: Vec<String>,
+    #[serde(skip)]
+    pub config: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct File {
+    pub path: String,
+    pub size: u64,
+}
+
+/// Read `iso`; compare its `/config.yaml` with `user_data` when given.
+pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError> {
+    let mut image = Iso::open(iso)?;
+    let file = |path: &str| {
+        image.get(path).filter(|e| !e.dir).map(|e| File {
+            path: path.to_string(),
+            size: e.size,
+        })
+    };
+    let mut problems = Vec::new();
+    let files: Vec<File> = [
+        "/boot/kernel",
+        "/boot/initrd",
+        "/rootfs.squashfs",
+        "/config.yaml",
+        "/boot/grub2/grub.cfg",
+    ]
+    .iter()
+    .filter_map(|p| {
+        let found = file(p);
+        if found.is_none() {
+            problems.push(format!("{p} is missing"));
+        }
+        found
+    })
+    .collect();
+    let overlay_files = image
+        .entries
+        .iter()
+        .filter(|e| {
+            !e.dir
+                && !FORGE_FILES.contains(&e.path.as_str())
+                && !e.path.starts_with(&format!("{CONTENT_DIR}/"))
+        })
+        .map(|e| File {
+            path: e.path.clone(),
+            size: e.size,
+        })
+        .collect();
+    let content_bundles = image
+        .entries
+        .iter()
+        .filter(|e| !e.dir && e.path.starts_with(&format!("{CONTENT_DIR}/")))
+        .map(|e| File {
+            path: e.path.clone(),
+            size: e.size,
+        })
+        .collect();
+    let config = image.read("/config.yaml")?;
+    let config_sha256 = config.as_ref().map(|c| hex::encode(Sha256::digest(c)));
+    let config_matches = user_data.map(|u| config.as_deref() == Some(u));
+    if config_matches == Some(false) {
+        problems.push("/config.yaml differs from the given user-data".into());
+    }
+    let label_ok = image.label == LABEL;
+    if !label_ok {
+        problems.push(format!(
+            "the volume label is `{}`, the live initrd looks for `{LABEL}`",
+            image.label
+        ));
+    }
+    let esp = image.gpt.iter().chain(&image.mbr).any(|p| p.efi_system);
+    for (platform, what) in [("BIOS", "BIOS"), ("UEFI", "UEFI")] {
+        if !image.boot.iter().any(|b| b.platform == platform) {
+            problems.push(format!("no El Torito {what} boot entry"));
+        }
+    }
+    if !esp {
+        problems.push("no EFI system partition in the GPT or MBR".into());
+    }
+    Ok(Report {
+        iso: iso.display().to_string(),
+        size: image.size,
+        label: image.label.clone(),
+        label_ok,
+        el_torito: image.boot.clone(),
+        mbr: image.mbr.clone(),
+        mbr_boot_code: image.mbr_boot_code,
+        gpt: image.gpt.clone(),
+        esp,
+        files,
+        overlay_files,
+        content_bundles,
+        config_sha256,
+        config_matches,
+        problems,
+        config: config.map(|c| String::from_utf8_lossy(&c).into_owned()),
+    })
+}
+
+impl Report {
+    pub fn render_text(&self) -> String {
+        let human = crate::registry::sync::human;
+        let mut out = vec![
+            format!("ISO          {} ({})", self.iso, human(self.size)),
+            format!(
+                "label        {}{}",
+                self.label,
+                if self.label_ok {
+                    ""
+                } else {
+                    "  (expected COS_LIVE)"
+                }
+            ),
+        ];
+        for b in &self.el_torito {
+            out.push(format!(
+                "El Torito    {:4}  emulation {}  {} sectors at {}{}",
+                b.platform,
+                b.emulation,
+                b.load_sectors,
+                b.lba,
+                b.file
+                    .as_deref()
+                    .map(|f| format!("  {f}"))
+                    .unwrap_or_else(|| "  (appended partition)".into())
+            ));
+        }
+        out.push(format!(
+            "MBR          {}{}",
+            if self.mbr_boot_code {
+                "boot code (hybrid)"
+            } else {
+                "no boot code"
+            },
+            self.mbr
+                .iter()
+                .map(|p| format!(", partition {} type {}", p.number, p.kind))
+                .collect::<String>()
+        ));
+        for p in &self.gpt {
+            out.push(format!(
+                "GPT          partition {} {:12} {}{}",
+                p.number,
+                p.name,
+                human(p.sectors * 512),
+                if p.efi_system {
+                    "  EFI system partition"
+                } else {
+                    ""
+                }
+            ));
+        }
+        for f in &self.files {
+            out.push(format!("file         {:24} {}", f.path, human(f.size)));
+        }
+        for f in &self.overlay_files {
+            out.push(format!("overlay      {:24} {}", f.path, human(f.size)));
+        }
+        for f in &self.content_bundles {
+            out.push(format!("content      {:24} {}", f.path, human(f.size)));
+        }
+        if let Some(sha) = &self.config_sha256 {
+            let verdict = match self.config_matches {
+                Some(true) => "  (equals the user-data)",
+                Some(false) => "  (DIFFERS from the user-data)",
+                None => "",
+            };
+            out.push(format!("config.yaml  sha256 {sha}{verdict}"));
+        }
+        for p in &self.problems {
+            out.push(format!("problem      {p}"));
+        }
+        out.join("\n") + "\n"
+    }
+}

@@ -1,0 +1,645 @@
+//! Mastering the installer ISO (DESIGN.md §5): stage the tree (user-data, kernel, initrd, grub
+//! menu and stubs, overlays, cluster config, content bundles), then, through a [`Runner`],
+//! squashfs from the image's exported root filesystem, the BIOS El Torito GRUB image, the EFI
+//! system partition and xorriso; the ISO lands in the output directory only when complete.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bollard::Docker;
+use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+
+use super::image::{boot_files, efi_loader};
+use super::tools::Runner;
+use super::IsoError;
+use crate::config::{parse_size, setting_path, Resolved};
+use crate::engine::Container;
+use crate::registry::sync::human;
+use crate::render::{context, Templates};
+use crate::report::{write_output, Progress};
+
+/// The volume label the live initrd looks for (`root=live:CDLABEL=COS_LIVE`).
+pub const LABEL: &str = "COS_LIVE";
+/// Where content bundles and the cluster config go on the ISO.
+pub const CONTENT_DIR: &str = "/opt/spectrocloud/content";
+pub const CLUSTER_CONFIG: &str = "/opt/spectrocloud/clusterconfig/spc.tgz";
+/// `/EFI/BOOT/grub.cfg` and `/boot/grub/grub.cfg`: find the ISO, load the real menu.
+pub const STUB: &str = "search --no-floppy --file --set=root /boot/kernel\nset prefix=($root)/boot/grub2\nconfigfile $prefix/grub.cfg\n";
+/// The BIOS El Torito image inside the ISO.
+const ELTORITO: &str = "boot/grub/i386-pc/eltorito.img";
+/// GRUB modules built into the boot images (there is no module directory on the ISO).
+const COMMON_MODULES: &[&str] = &[
+    "iso9660",
+    "part_msdos",
+    "part_gpt",
+    "fat",
+    "normal",
+    "configfile",
+    "search",
+    "search_fs_file",
+    "search_label",
+    "echo",
+    "test",
+    "linux",
+    "serial",
+    "terminal",
+    "boot",
+    "all_video",
+];
+/// Paths forge writes itself; an overlay may not replace them.
+const RESERVED: &[&str] = &[
+    "config.yaml",
+    "rootfs.squashfs",
+    "boot/kernel",
+    "boot/initrd",
+    "boot/grub2/grub.cfg",
+    "boot/grub/grub.cfg",
+    "EFI/BOOT/grub.cfg",
+    ELTORITO,
+];
+
+/// Where the mastering tools run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolPlace {
+    Container,
+    Host,
+}
+
+/// What to master.
+pub struct Spec<'a> {
+    /// The installer image (its root filesystem becomes `rootfs.squashfs`).
+    pub image: &'a str,
+    pub user_data: &'a Path,
+    pub settings: &'a Resolved,
+    pub templates: &'a Templates,
+    /// The overlays directory; its `files-iso/` goes to the ISO root.
+    pub overlays: Option<&'a Path>,
+    /// Searched for `content-*/*.zst`.
+    pub content_dir: &'a Path,
+    pub output: &'a Path,
+    /// `SOURCE_DATE_EPOCH`: every date on the ISO, and the FAT serial and GPT GUIDs from it.
+    pub source_date_epoch: Option<u64>,
+    pub tools: ToolPlace,
+    pub build_args: &'a HashMap<String, String>,
+}
+
+/// A content bundle and where it went on the ISO.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub source: PathBuf,
+    pub size: u64,
+    /// ISO paths: the file itself, or its parts in order.
+    pub parts: Vec<String>,
+}
+
+/// The ISO made.
+#[derive(Debug, Clone)]
+pub struct Mastered {
+    pub path: PathBuf,
+    pub checksum_path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub rootfs_bytes: u64,
+    /// `image: PATH` for each EFI binary taken from the image, or `grub-mkimage`.
+    pub efi_loader: Vec<String>,
+    pub bundles: Vec<Bundle>,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> IsoError {
+    let what = what.into();
+    move |source| IsoError::Io { what, source }
+}
+
+/// Master the ISO of `spec`.
+pub async fn master(
+    docker: &Docker,
+    spec: &Spec<'_>,
+    progress: &Progress,
+) -> Result<Mastered, IsoError> {
+    let settings = spec.settings;
+    let name = format!(
+        "{}.iso",
+        settings.get("ISO_NAME").unwrap_or("palette-edge-installer")
+    );
+    let on_line = |line: &str| progress.line("iso", line);
+    std::fs::create_dir_all(spec.output)
+        .map_err(io(format!("creating {}", spec.output.display())))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".forge-iso-")
+        .tempdir()
+        .map_err(io("creating a staging directory"))?;
+    let root = staging.path();
+    let tree = root.join("tree");
+    let esp = root.join("esp/EFI/BOOT");
+    let scratch = root.join("scratch");
+    for dir in [
+        &tree.join("boot/grub/i386-pc"),
+        &tree.join("boot/grub2"),
+        &tree.join("EFI/BOOT"),
+        &esp,
+        &scratch,
+        &root.join("content"),
+    ] {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    progress.start("iso", &name);
+
+    let bundles = content_bundles(spec, &root.join("content"))?;
+    stage_tree(spec, &tree)?;
+    let image = Container::create(docker, spec.image, None).await?;
+    boot_files(&image, spec.image, &tree.join("boot"), &scratch).await?;
+    let loader = efi_loader(&image, spec.image, &esp, &scratch).await?;
+    std::fs::write(esp.join("grub.cfg"), STUB).map_err(io("staging the ESP"))?;
+    std::fs::remove_dir_all(&scratch).map_err(io("removing scratch files"))?;
+
+    let runner = match spec.tools {
+        ToolPlace::Host => Runner::host(root)?,
+        ToolPlace::Container => {
+            Runner::container(docker, spec.templates, settings, spec.build_args, &on_line).await?
+        }
+    };
+    runner.put(root).await?;
+    let env = tool_env(spec.source_date_epoch);
+
+    // The root filesystem, streamed from the engine into sqfstar.
+    let streamed = AtomicU64::new(0);
+    let report_every = 256 << 20;
+    let export = image.export().map(|chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        let before = streamed.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if (before + chunk.len() as u64) / report_every > before / report_every {
+            on_line(&format!(
+                "rootfs: {} read from {}",
+                human(before + chunk.len() as u64),
+                spec.image
+            ));
+        }
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let mut reader = tokio_util::io::StreamReader::new(export);
+    let compression = settings.get("SQUASHFS_COMPRESSION").unwrap_or("gzip");
+    runner
+        .run(
+            &argv(&[
+                "sqfstar",
+                "-quiet",
+                "-no-progress",
+                "-comp",
+                compression,
+                "-root-mode",
+                "755",
+                "-root-uid",
+                "0",
+                "-root-gid",
+                "0",
+                "tree/rootfs.squashfs",
+                ".dockerenv",
+            ]),
+            &env,
+            Some(&mut reader),
+            &on_line,
+        )
+        .await?;
+    drop(reader);
+    image.remove().await?;
+    let rootfs_bytes = streamed.load(Ordering::Relaxed);
+    on_line(&format!(
+        "rootfs: {} squashed ({compression})",
+        human(rootfs_bytes)
+    ));
+
+    // BIOS: GRUB's El Torito core image; its hybrid MBR comes from the tool environment.
+    let mut bios = argv(&[
+        "grub-mkimage",
+        "-O",
+        "i386-pc-eltorito",
+        "-p",
+        "/boot/grub",
+        "-o",
+        &format!("tree/{ELTORITO}"),
+        "biosdisk",
+    ]);
+    bios.extend(argv(COMMON_MODULES));
+    runner.run(&bios, &env, None, &on_line).await?;
+
+    // UEFI: the image's loader, else GRUB built with iso9660 support, on a FAT ESP.
+    let efi_loader = match &loader {
+        Some(loader) => loader
+            .files
+            .iter()
+            .map(|(_, source)| format!("image: {source}"))
+            .collect(),
+        None => {
+            let mut efi = argv(&[
+                "grub-mkimage",
+                "-O",
+                "x86_64-efi",
+                "-p",
+                "/EFI/BOOT",
+                "-o",
+                "esp/EFI/BOOT/bootx64.efi",
+                "efi_gop",
+            ]);
+            efi.extend(argv(COMMON_MODULES));
+            runner.run(&efi, &env, None, &on_line).await?;
+            vec!["grub-mkimage".to_string()]
+        }
+    };
+    let mut mkfs = argv(&["mkfs.vfat", "-C", "-n", "COS_GRUB"]);
+    if let Some(epoch) = spec.source_date_epoch {
+        mkfs.extend([
+            "--invariant".to_string(),
+            "-i".to_string(),
+            format!("{:08x}", epoch as u32),
+        ]);
+    }
+    mkfs.extend(["esp.img".to_string(), esp_kib(&esp)?.to_string()]);
+    runner.run(&mkfs, &env, None, &on_line).await?;
+    runner
+        .run(
+            &argv(&["mcopy", "-s", "-i", "esp.img", "esp/EFI", "::"]),
+            &env,
+            None,
+            &on_line,
+        )
+        .await?;
+
+    // The ISO, written next to its final name and renamed when complete.
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(spec.output)
+        .map_err(io(format!("creating a file in {}", spec.output.display())))?;
+    let xorriso = xorriso_args(
+        &runner.iso_path(partial.path()),
+        &bundles,
+        spec.source_date_epoch,
+    );
+    runner.run(&xorriso, &env, None, &on_line).await?;
+    runner.take_iso(partial.path()).await?;
+    runner.finish().await?;
+
+    let path = partial.path().to_path_buf();
+    let (sha256, size) = tokio::task::spawn_blocking(move || sha256_file(&path))
+        .await
+        .map_err(|e| IsoError::Tools(e.to_string()))?
+        .map_err(io("hashing the ISO"))?;
+    std::fs::set_permissions(partial.path(), std::fs::Permissions::from_mode(0o600))
+        .map_err(io("setting the ISO's mode"))?;
+    let dest = spec.output.join(&name);
+    partial.persist(&dest).map_err(|e| IsoError::Io {
+        what: format!("writing {}", dest.display()),
+        source: e.error,
+    })?;
+    let checksum_path = write_output(
+        spec.output,
+        &format!("{name}.sha256"),
+        &format!("{sha256}  {name}\n"),
+    )
+    .map_err(io(format!("writing {name}.sha256")))?;
+    progress.finish(
+        "iso",
+        "mastered",
+        &format!("{} ({})", dest.display(), human(size)),
+    );
+    Ok(Mastered {
+        path: dest,
+        checksum_path,
+        sha256,
+        size,
+        rootfs_bytes,
+        efi_loader,
+        bundles,
+    })
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// The tools' environment: UTC (FAT stores local times), and SOURCE_DATE_EPOCH, which
+/// sqfstar, mtools and xorriso honour.
+fn tool_env(epoch: Option<u64>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("TZ".to_string(), "UTC".to_string()),
+        ("LC_ALL".to_string(), "C".to_string()),
+    ];
+    if let Some(epoch) = epoch {
+        env.push(("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()));
+    }
+    env
+}
+
+/// The ESP's size in KiB: its files plus room for FAT metadata, at least 4 MiB, whole MiB;
+/// 8 MiB when GRUB is still to be built.
+fn esp_kib(esp: &Path) -> Result<u64, IsoError> {
+    let mut bytes = 0;
+    let mut has_loader = false;
+    for entry in std::fs::read_dir(esp).map_err(io("reading the ESP staging"))? {
+        let entry = entry.map_err(io("reading the ESP staging"))?;
+        has_loader |= entry.file_name() == "bootx64.efi";
+        bytes += entry
+            .metadata()
+            .map_err(io("reading the ESP staging"))?
+            .len();
+    }
+    if !has_loader {
+        return Ok(8192);
+    }
+    Ok((bytes / 1024 + 1024).div_ceil(1024).max(4) * 1024)
+}
+
+/// Copy the files forge puts on the ISO root into `tree`.
+fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
+    if let Some(files) = spec
+        .overlays
+        .map(|o| o.join("files-iso"))
+        .filter(|d| d.is_dir())
+    {
+        for entry in walkdir::WalkDir::new(&files)
+            .min_depth(1)
+            .sort_by_file_name()
+        {
+            let entry = entry.map_err(|e| IsoError::Io {
+                what: format!("reading {}", files.display()),
+                source: e.into(),
+            })?;
+            let rel = entry.path().strip_prefix(&files).expect("below files-iso");
+            if RESERVED.iter().any(|r| Path::new(r) == rel) {
+                return Err(IsoError::Overlay(format!(
+                    "{} would replace /{}, which forge writes itself; remove it (the boot menu comes from the grub.cfg template: use --templates DIR to change it)",
+                    entry.path().display(),
+                    rel.display()
+                )));
+            }
+            let target = tree.join(rel);
+            if entry.file_type().is_dir() {
+                std::fs::create_dir_all(&target)
+            } else {
+                std::fs::copy(entry.path(), &target).map(drop)
+            }
+            .map_err(io(format!("copying {}", entry.path().display())))?;
+        }
+    }
+    let copy = |from: &Path, to: &str| -> Result<(), IsoError> {
+        let target = tree.join(to);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
+        }
+        std::fs::copy(from, &target)
+            .map(drop)
+            .map_err(io(format!("copying {}", from.display())))
+    };
+    copy(spec.user_data, "config.yaml")?;
+    if let Some(s) = spec
+        .settings
+        .setting("CLUSTERCONFIG")
+        .filter(|s| !s.value.is_empty())
+    {
+        copy(&setting_path(s), CLUSTER_CONFIG.trim_start_matches('/'))?;
+    }
+    if let Some(s) = spec
+        .settings
+        .setting("EDGE_CUSTOM_CONFIG")
+        .filter(|s| !s.value.is_empty())
+    {
+        copy(&setting_path(s), ".edge_custom_config.yaml")?;
+    }
+    let interactive = spec
+        .settings
+        .get("FORCE_INTERACTIVE_INSTALL")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let mut ctx = context(spec.settings);
+    ctx.insert("label", LABEL);
+    ctx.insert(
+        "default_entry",
+        if interactive {
+            "interactive"
+        } else {
+            "installer"
+        },
+    );
+    let menu = spec.templates.render("grub.cfg", &ctx)?;
+    for (path, text) in [
+        ("boot/grub2/grub.cfg", menu.as_str()),
+        ("boot/grub/grub.cfg", STUB),
+        ("EFI/BOOT/grub.cfg", STUB),
+    ] {
+        std::fs::write(tree.join(path), text).map_err(io(format!("writing {path}")))?;
+    }
+    Ok(())
+}
+
+/// The content bundles (`content-*/*.zst` in the content directory), linked into `staged`
+/// and planned as whole files or parts of CONTENT_PART_SIZE.
+fn content_bundles(spec: &Spec<'_>, staged: &Path) -> Result<Vec<Bundle>, IsoError> {
+    let part = spec
+        .settings
+        .get("CONTENT_PART_SIZE")
+        .and_then(parse_size)
+        .unwrap_or(4095 << 20);
+    let listed = |dir: &Path| -> Result<Vec<PathBuf>, IsoError> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(format!("reading {}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        paths.sort();
+        Ok(paths)
+    };
+    let mut bundles: Vec<Bundle> = Vec::new();
+    let dirs = listed(spec.content_dir)?.into_iter().filter(|p| {
+        p.is_dir()
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("content-"))
+    });
+    for dir in dirs {
+        for file in listed(&dir)?
+            .into_iter()
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "zst"))
+        {
+            let name = file
+                .file_name()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned();
+            if let Some(other) = bundles
+                .iter()
+                .find(|b| b.source.file_name() == file.file_name())
+            {
+                return Err(IsoError::Content(format!(
+                    "{} and {} have the same name and would both be {CONTENT_DIR}/{name}; rename one",
+                    other.source.display(),
+                    file.display()
+                )));
+            }
+            let size = file
+                .metadata()
+                .map_err(io(format!("reading {}", file.display())))?
+                .len();
+            let parts = if size <= part {
+                vec![format!("{CONTENT_DIR}/{name}")]
+            } else {
+                (0..size.div_ceil(part))
+                    .map(|i| format!("{CONTENT_DIR}/{name}.part-{i:03}"))
+                    .collect()
+            };
+            let absolute =
+                std::fs::canonicalize(&file).map_err(io(format!("reading {}", file.display())))?;
+            std::os::unix::fs::symlink(&absolute, staged.join(&name))
+                .map_err(io("staging content bundles"))?;
+            bundles.push(Bundle {
+                source: file,
+                size,
+                parts,
+            });
+        }
+    }
+    Ok(bundles)
+}
+
+/// The xorriso command: label, tree, content bundles (cut into parts), ownership and modes,
+/// BIOS El Torito with GRUB's hybrid MBR, the ESP appended as GPT partition 2 and named by
+/// the UEFI El Torito entry.
+fn xorriso_args(out: &str, bundles: &[Bundle], epoch: Option<u64>) -> Vec<String> {
+    let mut args = argv(&[
+        "xorriso",
+        "-report_about",
+        "WARNING",
+        "-outdev",
+        out,
+        "-volid",
+        LABEL,
+        "-joliet",
+        "off",
+        "-padding",
+        "0",
+        "-map",
+        "tree",
+        "/",
+    ]);
+    for bundle in bundles {
+        let staged = format!(
+            "content/{}",
+            bundle
+                .source
+                .file_name()
+                .expect("a file name")
+                .to_string_lossy()
+        );
+        if let [whole] = bundle.parts.as_slice() {
+            args.extend(["-map".into(), staged, whole.clone()]);
+            continue;
+        }
+        let part = bundle.size.div_ceil(bundle.parts.len() as u64);
+        for (i, iso_path) in bundle.parts.iter().enumerate() {
+            let offset = part * i as u64;
+            let length = part.min(bundle.size - offset);
+            args.extend([
+                "-cut_out".into(),
+                staged.clone(),
+                offset.to_string(),
+                length.to_string(),
+                iso_path.clone(),
+            ]);
+        }
+    }
+    args.extend(argv(&[
+        "-chown_r",
+        "0",
+        "/",
+        "--",
+        "-chgrp_r",
+        "0",
+        "/",
+        "--",
+        "-chmod_r",
+        "a+r,go-w",
+        "/",
+        "--",
+        "-chmod",
+        "0600",
+        "/config.yaml",
+        "--",
+    ]));
+    if let Some(epoch) = epoch {
+        args.extend([
+            "-volume_date".into(),
+            "all_file_dates".into(),
+            format!("={epoch}"),
+        ]);
+    }
+    args.extend(argv(&[
+        "-boot_image",
+        "grub",
+        &format!("bin_path=/{ELTORITO}"),
+        "-boot_image",
+        "grub",
+        "grub2_mbr=/usr/lib/grub/i386-pc/boot_hybrid.img",
+        "-boot_image",
+        "grub",
+        "grub2_boot_info=on",
+        "-boot_image",
+        "any",
+        "partition_offset=16",
+        "-boot_image",
+        "any",
+        "cat_path=/boot/boot.catalog",
+        "-boot_image",
+        "any",
+        "cat_hidden=on",
+        "-boot_image",
+        "any",
+        "boot_info_table=on",
+        "-boot_image",
+        "any",
+        "platform_id=0x00",
+        "-boot_image",
+        "any",
+        "emul_type=no_emulation",
+        "-boot_image",
+        "any",
+        "load_size=2048",
+        "-append_partition",
+        "2",
+        "0xef",
+        "esp.img",
+        "-boot_image",
+        "any",
+        "next",
+        "-boot_image",
+        "any",
+        "efi_path=--interval:appended_partition_2:all::",
+        "-boot_image",
+        "any",
+        "platform_id=0xef",
+        "-boot_image",
+        "any",
+        "emul_type=no_emulation",
+        "-boot_image",
+        "any",
+        "appended_part_as=gpt",
+    ]));
+    args
+}
+
+/// sha256 (hex) and size of a file, read in 1 MiB blocks.
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    let mut size = 0;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}

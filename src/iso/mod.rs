@@ -1,0 +1,46 @@
+//! The installer ISO (DESIGN.md §5): mastering it from the installer image without
+//! privileges (`master`, with the tools in a builder container or on the host), reading it
+//! back (`inspect`), and booting it in QEMU (`verify`).
+
+mod image;
+pub mod inspect;
+pub mod master;
+mod read;
+mod tools;
+pub mod verify;
+
+pub use master::{master, Mastered, Spec, ToolPlace};
+
+use crate::engine::EngineError;
+use crate::render::RenderError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IsoError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{0}")]
+    Tools(String),
+    #[error("`{command}` failed (exit code {code}); its last output:\n{tail}")]
+    Command {
+        command: String,
+        code: i64,
+        tail: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the installer image {image} has no {what}: nothing matches {searched} (links are followed); the image must carry a kernel and an initrd, e.g. a kernel package and an initrd made by `dracut --add dmsquash-live`")]
+    NoBootFile {
+        image: String,
+        what: &'static str,
+        searched: String,
+    },
+    #[error("overlays: {0}")]
+    Overlay(String),
+    #[error("content bundles: {0}")]
+    Content(String),
+}

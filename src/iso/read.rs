@@ -1,0 +1,388 @@
+//! Reading an ISO image without mounting it or running xorriso: the ISO 9660 volume
+//! descriptors, the Rock Ridge directory tree, the El Torito boot catalog, and the MBR and GPT
+//! of the system area. Only headers and directories are read; file data only on request.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+const SECTOR: u64 = 2048;
+/// The EFI system partition type GUID as stored on disk.
+const ESP_TYPE: [u8; 16] = [
+    0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not an ISO 9660 image: {0}")]
+    Format(String),
+}
+
+/// A file or directory of the ISO.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Absolute, e.g. `/boot/kernel`.
+    pub path: String,
+    pub dir: bool,
+    pub size: u64,
+    /// Extents `(first sector, bytes)`: several for files above 4 GiB.
+    extents: Vec<(u32, u64)>,
+}
+
+/// An El Torito boot entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BootEntry {
+    /// `BIOS` (0x00), `UEFI` (0xef) or the platform ID in hex.
+    pub platform: String,
+    pub bootable: bool,
+    /// `none` (no emulation) or the emulated floppy / hard disk.
+    pub emulation: String,
+    pub load_sectors: u16,
+    pub lba: u32,
+    /// The ISO file at that sector, if any (the EFI image usually lives in partition 2).
+    pub file: Option<String>,
+}
+
+/// A partition of the MBR or GPT.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Partition {
+    pub number: u32,
+    /// MBR type in hex, or the GPT type GUID.
+    pub kind: String,
+    pub name: String,
+    pub start_sector: u64,
+    pub sectors: u64,
+    pub efi_system: bool,
+}
+
+/// What the image holds.
+pub struct Iso {
+    file: File,
+    pub label: String,
+    pub size: u64,
+    pub entries: Vec<Entry>,
+    pub boot: Vec<BootEntry>,
+    pub mbr: Vec<Partition>,
+    /// `true` when the MBR carries boot code (a hybrid image boots from a disk or USB stick).
+    pub mbr_boot_code: bool,
+    pub gpt: Vec<Partition>,
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl Iso {
+    pub fn open(path: &Path) -> Result<Iso, ReadError> {
+        let mut file = File::open(path)?;
+        let size = file.metadata()?.len();
+        let mut label = None;
+        let mut root = None;
+        let mut catalog = None;
+        for sector in 16..64 {
+            let vd = read_at(&mut file, sector * SECTOR, 2048)?;
+            if &vd[1..6] != b"CD001" {
+                return Err(ReadError::Format(format!(
+                    "no volume descriptor at sector {sector}"
+                )));
+            }
+            match vd[0] {
+                0 if vd[7..30].starts_with(b"EL TORITO SPECIFICATION") => {
+                    catalog = Some(le32(&vd, 71))
+                }
+                1 => {
+                    label = Some(String::from_utf8_lossy(&vd[40..72]).trim_end().to_string());
+                    root = Some(vd[156..190].to_vec());
+                }
+                255 => break,
+                _ => {}
+            }
+        }
+        let (Some(label), Some(root)) = (label, root) else {
+            return Err(ReadError::Format("no primary volume descriptor".into()));
+        };
+        let mut iso = Iso {
+            file,
+            label,
+            size,
+            entries: Vec::new(),
+            boot: Vec::new(),
+            mbr: Vec::new(),
+            mbr_boot_code: false,
+            gpt: Vec::new(),
+        };
+        let root_extent = (le32(&root, 2), u64::from(le32(&root, 10)));
+        iso.walk("", root_extent, 0)?;
+        iso.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        if let Some(catalog) = catalog {
+            iso.boot = iso.catalog(catalog)?;
+        }
+        iso.system_area()?;
+        Ok(iso)
+    }
+
+    /// The entry at `path`.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.path == path)
+    }
+
+    /// The whole content of the file at `path` (small files only: the caller decides).
+    pub fn read(&mut self, path: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        let Some(entry) = self.get(path).cloned() else {
+            return Ok(None);
+        };
+        let mut data = Vec::with_capacity(entry.size as usize);
+        for (lba, len) in &entry.extents {
+            data.extend(read_at(
+                &mut self.file,
+                u64::from(*lba) * SECTOR,
+                *len as usize,
+            )?);
+        }
+        Ok(Some(data))
+    }
+
+    fn walk(&mut self, dir: &str, (lba, len): (u32, u64), depth: usize) -> Result<(), ReadError> {
+        if depth > 64 {
+            return Err(ReadError::Format(format!(
+                "directories nested too deep at {dir}"
+            )));
+        }
+        let data = read_at(&mut self.file, u64::from(lba) * SECTOR, len as usize)?;
+        let mut at = 0;
+        let mut children: Vec<Entry> = Vec::new();
+        while at < data.len() {
+            let rec_len = data[at] as usize;
+            if rec_len == 0 {
+                // Records do not cross sectors: continue at the next one.
+                at = (at / SECTOR as usize + 1) * SECTOR as usize;
+                continue;
+            }
+            let record = &data[at..(at + rec_len).min(data.len())];
+            at += rec_len;
+            if record.len() < 34 {
+                break;
+            }
+            let name_len = record[32] as usize;
+            let raw_name = &record[33..33 + name_len];
+            if raw_name == [0] || raw_name == [1] {
+                continue;
+            }
+            let system_use = &record[(33 + name_len + (1 - name_len % 2)).min(record.len())..];
+            let name = self.rock_ridge_name(system_use)?.unwrap_or_else(|| {
+                let n = String::from_utf8_lossy(raw_name);
+                n.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('.')
+                    .to_lowercase()
+            });
+            let extent = (le32(record, 2), u64::from(le32(record, 10)));
+            let flags = record[25];
+            let path = format!("{dir}/{name}");
+            // A file above 4 GiB is several records of the same name (flag 0x80 on all but the last).
+            if let Some(last) = children.last_mut().filter(|c| c.path == path && !c.dir) {
+                last.extents.push(extent);
+                last.size += extent.1;
+                continue;
+            }
+            children.push(Entry {
+                path,
+                dir: flags & 2 != 0,
+                size: if flags & 2 != 0 { 0 } else { extent.1 },
+                extents: vec![extent],
+            });
+        }
+        for child in children {
+            if child.dir {
+                let (path, extent) = (child.path.clone(), child.extents[0]);
+                self.entries.push(child);
+                self.walk(&path, extent, depth + 1)?;
+            } else {
+                self.entries.push(child);
+            }
+        }
+        Ok(())
+    }
+
+    /// The Rock Ridge `NM` name in a system use area, following `CE` continuations.
+    fn rock_ridge_name(&mut self, area: &[u8]) -> Result<Option<String>, ReadError> {
+        let mut name = Vec::new();
+        let mut found = false;
+        let mut area = area.to_vec();
+        for _ in 0..16 {
+            let mut next = None;
+            let mut at = 0;
+            while at + 4 <= area.len() {
+                let (sig, len) = (&area[at..at + 2], area[at + 2] as usize);
+                if len < 4 || at + len > area.len() {
+                    break;
+                }
+                let body = &area[at..at + len];
+                match sig {
+                    b"NM" if len >= 5 => {
+                        found = true;
+                        name.extend_from_slice(&body[5..]);
+                    }
+                    b"CE" if len >= 28 => {
+                        next = Some((le32(body, 4), le32(body, 12), le32(body, 20)));
+                    }
+                    b"ST" => break,
+                    _ => {}
+                }
+                at += len;
+            }
+            let Some((block, offset, length)) = next else {
+                break;
+            };
+            area = read_at(
+                &mut self.file,
+                u64::from(block) * SECTOR + u64::from(offset),
+                length as usize,
+            )?;
+        }
+        Ok(found.then(|| String::from_utf8_lossy(&name).into_owned()))
+    }
+
+    fn catalog(&mut self, lba: u32) -> Result<Vec<BootEntry>, ReadError> {
+        let data = read_at(&mut self.file, u64::from(lba) * SECTOR, SECTOR as usize)?;
+        if data[0] != 1 || data[30..32] != [0x55, 0xaa] {
+            return Err(ReadError::Format(
+                "the El Torito boot catalog has no validation entry".into(),
+            ));
+        }
+        let mut platform = data[1];
+        let mut entries = Vec::new();
+        let mut at = 32;
+        while at + 32 <= data.len() {
+            let e = &data[at..at + 32];
+            at += 32;
+            match e[0] {
+                0x88 | 0x00 if e[1..].iter().any(|b| *b != 0) || e[0] == 0x88 => {
+                    let lba = le32(e, 8);
+                    entries.push(BootEntry {
+                        platform: match platform {
+                            0x00 => "BIOS".into(),
+                            0xef => "UEFI".into(),
+                            p => format!("0x{p:02x}"),
+                        },
+                        bootable: e[0] == 0x88,
+                        emulation: match e[1] & 0x0f {
+                            0 => "none".into(),
+                            4 => "hard disk".into(),
+                            _ => "floppy".into(),
+                        },
+                        load_sectors: u16::from_le_bytes([e[6], e[7]]),
+                        lba,
+                        file: self
+                            .entries
+                            .iter()
+                            .find(|f| !f.dir && f.extents[0].0 == lba)
+                            .map(|f| f.path.clone()),
+                    });
+                }
+                0x90 | 0x91 => platform = e[1],
+                _ => break,
+            }
+        }
+        Ok(entries)
+    }
+
+    fn system_area(&mut self) -> Result<(), ReadError> {
+        let mbr = read_at(&mut self.file, 0, 512)?;
+        if mbr[510..512] == [0x55, 0xaa] {
+            self.mbr_boot_code = mbr[..440].iter().any(|b| *b != 0);
+            for i in 0..4 {
+                let p = &mbr[446 + 16 * i..462 + 16 * i];
+                if p[4] != 0 {
+                    self.mbr.push(Partition {
+                        number: i as u32 + 1,
+                        kind: format!("0x{:02x}", p[4]),
+                        name: String::new(),
+                        start_sector: u64::from(le32(p, 8)),
+                        sectors: u64::from(le32(p, 12)),
+                        efi_system: p[4] == 0xef,
+                    });
+                }
+            }
+        }
+        let header = read_at(&mut self.file, 512, 92)?;
+        if &header[..8] != b"EFI PART" {
+            return Ok(());
+        }
+        let (table, count, size) = (
+            le64(&header, 72),
+            le32(&header, 80),
+            le32(&header, 84) as usize,
+        );
+        if size < 128 || count > 1024 {
+            return Err(ReadError::Format("malformed GPT header".into()));
+        }
+        let entries = read_at(&mut self.file, table * 512, count as usize * size)?;
+        for (i, e) in entries.chunks(size).enumerate() {
+            if e[..16].iter().all(|b| *b == 0) {
+                continue;
+            }
+            let name: Vec<u16> = e[56..128]
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .take_while(|c| *c != 0)
+                .collect();
+            let (first, last) = (le64(e, 32), le64(e, 40));
+            self.gpt.push(Partition {
+                number: i as u32 + 1,
+                kind: guid(&e[..16]),
+                name: String::from_utf16_lossy(&name),
+                start_sector: first,
+                sectors: last + 1 - first,
+                efi_system: e[..16] == ESP_TYPE,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A GUID in its usual text form (the first three fields are little-endian on disk).
+fn guid(b: &[u8]) -> String {
+    format!(
+        "{:08x}-{:04x}-{:04x}-{}-{}",
+        le32(b, 0),
+        u16::from_le_bytes([b[4], b[5]]),
+        u16::from_le_bytes([b[6], b[7]]),
+        hex::encode(&b[8..10]),
+        hex::encode(&b[10..16])
+    )
+    .to_uppercase()
+}
+
+fn read_at(file: &mut File, offset: u64, len: usize) -> Result<Vec<u8>, ReadError> {
+    let mut buf = vec![0; len];
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            ReadError::Format(format!("the file ends before byte {}", offset + len as u64))
+        } else {
+            ReadError::Io(e)
+        }
+    })?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guid;
+
+    #[test]
+    fn guids_read_mixed_endian() {
+        assert_eq!(
+            guid(&super::ESP_TYPE),
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! Where the mastering tools run: in a builder container (image built from
+//! `templates/iso-tools.Dockerfile`) or on the host. Both run the same command lines in a work
+//! directory laid out the same way; only the transport differs (files uploaded to and
+//! downloaded from the container as tar streams, never held in memory).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use bollard::Docker;
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _};
+
+use super::IsoError;
+use crate::engine::{self, Container};
+use crate::plan::{INPUT_HASH_LABEL, LOCAL_HOST};
+use crate::render::{write_context, Templates};
+
+/// The commands mastering needs, and the Debian packages holding them.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("sqfstar", "squashfs-tools"),
+    ("xorriso", "xorriso"),
+    ("grub-mkimage", "grub-common"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+];
+/// GRUB platform files the ISO needs from the tool environment.
+pub const GRUB_FILES: &[(&str, &str)] = &[
+    ("/usr/lib/grub/i386-pc/boot_hybrid.img", "grub-pc-bin"),
+    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
+];
+
+/// Where the work directory is in the builder container.
+const WORK: &str = "/forge";
+const TAIL_LINES: usize = 20;
+
+/// The place tools run.
+pub enum Runner {
+    /// On this machine, in `root` (the staging directory itself).
+    Host { root: PathBuf },
+    /// In a builder container; the staging directory is uploaded to `/forge`.
+    Container { container: Container },
+}
+
+impl Runner {
+    /// Tools on the host: every command and GRUB file must be there.
+    pub fn host(root: &Path) -> Result<Runner, IsoError> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut missing: Vec<&str> = COMMANDS
+            .iter()
+            .filter(|(cmd, _)| !std::env::split_paths(&path).any(|d| d.join(cmd).is_file()))
+            .map(|(_, pkg)| *pkg)
+            .collect();
+        missing.extend(
+            GRUB_FILES
+                .iter()
+                .filter(|(file, _)| !Path::new(file).is_file())
+                .map(|(_, pkg)| *pkg),
+        );
+        if !missing.is_empty() {
+            return Err(IsoError::Tools(format!(
+                "--iso-tools host needs {} on this machine (apt-get install {}); or leave out --iso-tools host to run them in the builder container",
+                missing.join(", "),
+                missing.join(" ")
+            )));
+        }
+        Ok(Runner::Host {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Tools in a builder container, started from the builder image (built when missing).
+    pub async fn container(
+        docker: &Docker,
+        templates: &Templates,
+        settings: &crate::config::Resolved,
+        build_args: &std::collections::HashMap<String, String>,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<Runner, IsoError> {
+        let image = builder_image(docker, templates, settings, build_args, on_line).await?;
+        let container = Container::create(
+            docker,
+            &image,
+            Some(vec!["sleep".into(), "infinity".into()]),
+        )
+        .await?;
+        container
+            .exec(
+                &["mkdir".into(), "-p".into(), WORK.into()],
+                "/",
+                &[],
+                None,
+                &|_| {},
+            )
+            .await?;
+        Ok(Runner::Container { container })
+    }
+
+    /// Copy the staging directory where the tools see it (a no-op on the host).
+    pub async fn put(&self, staging: &Path) -> Result<(), IsoError> {
+        let Runner::Container { container } = self else {
+            return Ok(());
+        };
+        let (writer, reader) = tokio::io::duplex(1 << 20);
+        let dir = staging.to_path_buf();
+        let packer = tokio::task::spawn_blocking(move || {
+            tar_dir(&dir, tokio_util::io::SyncIoBridge::new(writer))
+        });
+        let body = tokio_util::io::ReaderStream::new(reader).map(Result::unwrap_or_default);
+        let uploaded = container.upload(WORK, body).await;
+        packer
+            .await
+            .map_err(|e| IsoError::Tools(e.to_string()))?
+            .map_err(|source| IsoError::Io {
+                what: format!("uploading {}", staging.display()),
+                source,
+            })?;
+        Ok(uploaded?)
+    }
+
+    /// Run `argv` in the work directory; `stdin` is streamed to it. A non-zero exit is an
+    /// error carrying the last lines of output.
+    pub async fn run(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        stdin: Option<&mut (dyn AsyncRead + Unpin + Send)>,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), IsoError> {
+        let (code, tail) = match self {
+            Runner::Container { container } => {
+                let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let finished = container.exec(argv, WORK, &env, stdin, on_line).await?;
+                (finished.code, finished.tail)
+            }
+            Runner::Host { root } => run_host(root, argv, env, stdin, on_line).await?,
+        };
+        if code != 0 {
+            return Err(IsoError::Command {
+                command: argv.join(" "),
+                code,
+                tail,
+            });
+        }
+        Ok(())
+    }
+
+    /// Where xorriso writes the ISO: `dest` on the host, the work directory in a container.
+    pub fn iso_path(&self, dest: &Path) -> String {
+        match self {
+            Runner::Host { .. } => dest.display().to_string(),
+            Runner::Container { .. } => format!("{WORK}/out.iso"),
+        }
+    }
+
+    /// Bring the ISO written at `iso_path(dest)` to `dest`.
+    pub async fn take_iso(&self, dest: &Path) -> Result<(), IsoError> {
+        let Runner::Container { container } = self else {
+            return Ok(());
+        };
+        let stream = container.download(&format!("{WORK}/out.iso"));
+        let reader =
+            tokio_util::io::StreamReader::new(stream.map(|c| c.map_err(std::io::Error::other)));
+        let bridge = tokio_util::io::SyncIoBridge::new(reader);
+        let path = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut archive = tar::Archive::new(bridge);
+            let mut entry = archive
+                .entries()?
+                .next()
+                .ok_or_else(|| std::io::Error::other("empty archive"))??;
+            let mut out = std::fs::File::create(&path)?;
+            std::io::copy(&mut entry, &mut out)?;
+            out.sync_all()
+        })
+        .await
+        .map_err(|e| IsoError::Tools(e.to_string()))?
+        .map_err(|source| IsoError::Io {
+            what: format!(
+                "copying the ISO out of the builder container to {}",
+                dest.display()
+            ),
+            source,
+        })
+    }
+
+    /// Remove the builder container (dropping the runner does it too).
+    pub async fn finish(self) -> Result<(), IsoError> {
+        if let Runner::Container { container } = self {
+            container.remove().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn run_host(
+    root: &Path,
+    argv: &[String],
+    env: &[(String, String)],
+    stdin: Option<&mut (dyn AsyncRead + Unpin + Send)>,
+    on_line: &(dyn Fn(&str) + Sync),
+) -> Result<(i64, String), IsoError> {
+    let io = |source| IsoError::Io {
+        what: format!("running {}", argv[0]),
+        source,
+    };
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(root)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io)?;
+    let mut child_stdin = child.stdin.take();
+    let feed = async {
+        if let (Some(from), Some(to)) = (stdin, child_stdin.as_mut()) {
+            tokio::io::copy(from, to).await?;
+            to.shutdown().await?;
+        }
+        drop(child_stdin);
+        Ok::<_, std::io::Error>(())
+    };
+    let tail = std::sync::Mutex::new(VecDeque::new());
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (fed, _, _, status) = tokio::join!(
+        feed,
+        lines(stdout, &tail, on_line),
+        lines(stderr, &tail, on_line),
+        child.wait()
+    );
+    let status = status.map_err(io)?;
+    let code = status.code().map_or(-1, i64::from);
+    if let (Err(e), 0) = (fed, code) {
+        return Err(io(e));
+    }
+    let tail = tail.into_inner().expect("tail lock");
+    Ok((code, tail.into_iter().collect::<Vec<_>>().join("\n")))
+}
+
+/// Hand each non-empty line of `reader` to `on_line`, keeping the last ones in `tail`.
+async fn lines(
+    reader: impl AsyncRead + Unpin,
+    tail: &std::sync::Mutex<VecDeque<String>>,
+    on_line: &(dyn Fn(&str) + Sync),
+) {
+    let mut lines = tokio::io::BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        on_line(&line);
+        let mut tail = tail.lock().expect("tail lock");
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+/// The builder image: `iso-tools.Dockerfile` on ISO_TOOLS_IMAGE, tagged by its input hash and
+/// built only when the engine does not have that tag.
+async fn builder_image(
+    docker: &Docker,
+    templates: &Templates,
+    settings: &crate::config::Resolved,
+    build_args: &std::collections::HashMap<String, String>,
+    on_line: &(dyn Fn(&str) + Sync),
+) -> Result<String, IsoError> {
+    let dockerfile = templates.render("iso-tools.Dockerfile", &crate::render::context(settings))?;
+    let hash = crate::registry::client::sha256_digest(dockerfile.as_bytes());
+    let tag = format!("{LOCAL_HOST}/forge-iso-tools:{}", &hash[7..19]);
+    if engine::labels(docker, &tag).await?.is_some() {
+        return Ok(tag);
+    }
+    let scratch = tempfile::tempdir().map_err(|source| IsoError::Io {
+        what: "a temporary directory".into(),
+        source,
+    })?;
+    write_context(scratch.path(), &dockerfile, &[])?;
+    let build = engine::Build {
+        context: scratch.path(),
+        tag: &tag,
+        labels: [(INPUT_HASH_LABEL.to_string(), hash)].into(),
+        build_args: build_args.clone(),
+    };
+    engine::build(docker, build, on_line).await?;
+    Ok(tag)
+}
+
+/// `dir` as a tar stream, links followed, owned by root; modes and times as on disk.
+fn tar_dir(dir: &Path, out: impl std::io::Write) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(out);
+    for entry in walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry.path().strip_prefix(dir).expect("below the root");
+        let meta = entry.metadata().map_err(std::io::Error::other)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata(&meta);
+        header.set_uid(0);
+        header.set_gid(0);
+        if meta.is_dir() {
+            header.set_size(0);
+            tar.append_data(&mut header, rel, std::io::empty())?;
+        } else {
+            tar.append_data(&mut header, rel, std::fs::File::open(entry.path())?)?;
+        }
+    }
+    tar.into_inner()?.flush()
+}
