@@ -104,16 +104,19 @@ pub async fn check_host(
     Ok(())
 }
 
+/// The images a step's Dockerfile starts `FROM`.
+fn from_images(step: &Step) -> impl Iterator<Item = &str> {
+    step.dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .filter_map(|l| l.split_whitespace().next())
+}
+
 /// About what the plan writes: its source images once more per step, 1 GiB when unknown.
 async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
     let mut need = 0;
     for step in &plan.steps {
-        let from = step
-            .dockerfile
-            .lines()
-            .filter_map(|l| l.strip_prefix("FROM "))
-            .map(|l| l.split_whitespace().next().unwrap_or_default());
-        for image in from {
+        for image in from_images(step) {
             need += match docker.inspect_image(image).await {
                 Ok(i) => i.size.unwrap_or(0).max(0) as u64 / 4,
                 Err(_) => 1 << 28,
@@ -161,8 +164,9 @@ async fn build_step(
     progress: &Progress,
 ) -> Result<Built, BuildError> {
     let name = step.name();
+    let key = cache_key(docker, step).await?;
     let existing = engine::labels(docker, &step.tag).await?;
-    let cached = existing.as_ref().and_then(|l| l.get(INPUT_HASH_LABEL)) == Some(&step.input_hash);
+    let cached = existing.as_ref().and_then(|l| l.get(INPUT_HASH_LABEL)) == Some(&key);
     if !cached {
         progress.start(&name, &step.tag);
         let dir = scratch.join(step.input_hash.replace(':', "-"));
@@ -170,7 +174,12 @@ async fn build_step(
         let build = engine::Build {
             context: &dir,
             tag: &step.tag,
-            labels: step.labels.clone().into_iter().collect(),
+            labels: step
+                .labels
+                .clone()
+                .into_iter()
+                .chain([(INPUT_HASH_LABEL.to_string(), key)])
+                .collect(),
             build_args: args.clone(),
         };
         let result = engine::build(docker, build, &|line| progress.line(&name, line)).await;
@@ -193,6 +202,23 @@ async fn build_step(
         digest: None,
         pushed_bytes: None,
     })
+}
+
+/// The cache key of a step: its input hash and the IDs of the images it starts `FROM` (a base
+/// image retagged with new content invalidates the step); images the engine does not have yet
+/// count by reference.
+async fn cache_key(docker: &Docker, step: &Step) -> Result<String, BuildError> {
+    let mut key = step.input_hash.clone();
+    for from in from_images(step) {
+        let id = match engine::image_id(docker, from).await {
+            Ok(id) => id,
+            Err(EngineError::NoSuchImage(_)) => from.to_string(),
+            Err(e) => return Err(e.into()),
+        };
+        key.push('\n');
+        key.push_str(&id);
+    }
+    Ok(crate::registry::client::sha256_digest(key.as_bytes()))
 }
 
 /// Push the provider images to their registry; fills in their digests.

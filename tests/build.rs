@@ -12,81 +12,20 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Pki, Registry, Skopeo, PASSWORD, USER};
+use support::{containers, docker, ready, root, text, Pki, Registry, Skopeo, PASSWORD, USER};
 
 /// Builds share the engine: one at a time, so container counts mean something.
 static ENGINE: Mutex<()> = Mutex::new(());
 
-const FIXTURES: &[&str] = &[
-    "forge-fixtures/debian:bookworm",
-    "forge-fixtures/k3s:v1.32.3",
-    "forge-fixtures/k3s:v1.33.1",
-    "forge-fixtures/provider-k3s:v4.7.1",
-    "forge-fixtures/stylus:v4.7.16",
-];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The engine runs and the fixtures exist (built by `make fixtures`); under CI=true, missing
-/// ones fail the test.
-fn ready() -> bool {
-    if !support::have_docker() {
-        return false;
-    }
-    let missing: Vec<&&str> = FIXTURES
-        .iter()
-        .filter(|i| !docker(&["image", "inspect", i]).status.success())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and fixture images are missing (run make fixtures): {missing:?}"
-    );
-    eprintln!("skipping: fixture images missing, run `make fixtures`: {missing:?}");
-    false
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().unwrap()
-}
-
-fn containers() -> usize {
-    String::from_utf8(docker(&["ps", "-aq"]).stdout)
-        .unwrap()
-        .lines()
-        .count()
-}
-
+/// `forge build` of the offline example, images only (tests/iso.rs covers the ISO).
 fn forge_cmd(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
-    cmd.current_dir(root())
-        .args([
-            "build",
-            "--config",
-            "examples/offline/forge.yaml",
-            "--user-data",
-            "examples/user-data.yaml",
-            "--progress",
-            "plain",
-        ])
-        .args(args);
+    let mut cmd = support::forge_build(args);
+    cmd.arg("--no-iso");
     cmd
 }
 
 fn forge(args: &[&str]) -> Output {
     forge_cmd(args).output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn run_in(image: &str, script: &str) -> String {

@@ -10,7 +10,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use support::{Auth, FaultProxy, Layout, Pki, Registry, Skopeo, TokenServer, PASSWORD, USER};
+use support::{text, Auth, FaultProxy, Layout, Pki, Registry, Skopeo, TokenServer, PASSWORD, USER};
 
 /// The components these tests need.
 fn components() -> bool {
@@ -94,14 +94,6 @@ impl Work {
         );
         out
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The exit code is `code`, and the output (stdout and stderr) contains each of `needles`.

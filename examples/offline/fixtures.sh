@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds, into the local Docker Engine, the images the offline example needs, from Debian
-# packages only: a debootstrap base imported with `docker import`, and small stand-ins for the
-# Kubernetes distribution (one image per version, with versioned binaries), the Kairos provider
-# and the Palette agent. Idempotent: an image whose tag exists is kept.
+# packages only: a debootstrap base imported with `docker import`; a bootable live OS on it
+# (kernel, systemd, dracut initrd with dmsquash-live: live/Dockerfile) standing in for the
+# Kairos base image; and small stand-ins for the Kubernetes distribution (one image per
+# version, with versioned binaries), the Kairos provider and the Palette agent.
+# Idempotent: an image whose tag exists is kept.
 set -euo pipefail
 
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -26,6 +28,15 @@ else
     { tail -20 "$work/debootstrap.log"; exit 1; }
   rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
   import_dir "$base" "$work/rootfs"
+fi
+
+live=forge-fixtures/live:bookworm
+if have "$live"; then
+  echo "cached $live"
+else
+  docker build -q -t "$live" "$(dirname "$0")/live" >"$work/live.log" 2>&1 ||
+    { tail -20 "$work/live.log"; exit 1; }
+  echo "built $live"
 fi
 
 # A stand-in binary: a script that reports its name and version.

@@ -92,6 +92,8 @@ pub struct Spec<'a> {
 pub struct Bundle {
     pub source: PathBuf,
     pub size: u64,
+    /// Bytes per part when split.
+    pub part_size: u64,
     /// ISO paths: the file itself, or its parts in order.
     pub parts: Vec<String>,
 }
@@ -148,7 +150,10 @@ pub async fn master(
     }
     progress.start("iso", &name);
 
-    let bundles = content_bundles(spec, &root.join("content"))?;
+    // On the host xorriso reads the bundles where they are; a builder container gets them
+    // uploaded from links in the staging directory.
+    let host = spec.tools == ToolPlace::Host;
+    let bundles = content_bundles(spec, (!host).then(|| root.join("content")).as_deref())?;
     stage_tree(spec, &tree)?;
     let image = Container::create(docker, spec.image, None).await?;
     boot_files(&image, spec.image, &tree.join("boot"), &scratch).await?;
@@ -277,6 +282,7 @@ pub async fn master(
     let xorriso = xorriso_args(
         &runner.iso_path(partial.path()),
         &bundles,
+        host,
         spec.source_date_epoch,
     );
     runner.run(&xorriso, &env, None, &on_line).await?;
@@ -436,8 +442,8 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
 }
 
 /// The content bundles (`content-*/*.zst` in the content directory), linked into `staged`
-/// and planned as whole files or parts of CONTENT_PART_SIZE.
-fn content_bundles(spec: &Spec<'_>, staged: &Path) -> Result<Vec<Bundle>, IsoError> {
+/// when given, and planned as whole files or parts of CONTENT_PART_SIZE.
+fn content_bundles(spec: &Spec<'_>, staged: Option<&Path>) -> Result<Vec<Bundle>, IsoError> {
     let part = spec
         .settings
         .get("CONTENT_PART_SIZE")
@@ -490,11 +496,14 @@ fn content_bundles(spec: &Spec<'_>, staged: &Path) -> Result<Vec<Bundle>, IsoErr
             };
             let absolute =
                 std::fs::canonicalize(&file).map_err(io(format!("reading {}", file.display())))?;
-            std::os::unix::fs::symlink(&absolute, staged.join(&name))
-                .map_err(io("staging content bundles"))?;
+            if let Some(staged) = staged {
+                std::os::unix::fs::symlink(&absolute, staged.join(&name))
+                    .map_err(io("staging content bundles"))?;
+            }
             bundles.push(Bundle {
-                source: file,
+                source: absolute,
                 size,
+                part_size: part,
                 parts,
             });
         }
@@ -505,7 +514,7 @@ fn content_bundles(spec: &Spec<'_>, staged: &Path) -> Result<Vec<Bundle>, IsoErr
 /// The xorriso command: label, tree, content bundles (cut into parts), ownership and modes,
 /// BIOS El Torito with GRUB's hybrid MBR, the ESP appended as GPT partition 2 and named by
 /// the UEFI El Torito entry.
-fn xorriso_args(out: &str, bundles: &[Bundle], epoch: Option<u64>) -> Vec<String> {
+fn xorriso_args(out: &str, bundles: &[Bundle], host: bool, epoch: Option<u64>) -> Vec<String> {
     let mut args = argv(&[
         "xorriso",
         "-report_about",
@@ -523,22 +532,25 @@ fn xorriso_args(out: &str, bundles: &[Bundle], epoch: Option<u64>) -> Vec<String
         "/",
     ]);
     for bundle in bundles {
-        let staged = format!(
-            "content/{}",
-            bundle
-                .source
-                .file_name()
-                .expect("a file name")
-                .to_string_lossy()
-        );
+        let staged = if host {
+            bundle.source.display().to_string()
+        } else {
+            format!(
+                "content/{}",
+                bundle
+                    .source
+                    .file_name()
+                    .expect("a file name")
+                    .to_string_lossy()
+            )
+        };
         if let [whole] = bundle.parts.as_slice() {
             args.extend(["-map".into(), staged, whole.clone()]);
             continue;
         }
-        let part = bundle.size.div_ceil(bundle.parts.len() as u64);
         for (i, iso_path) in bundle.parts.iter().enumerate() {
-            let offset = part * i as u64;
-            let length = part.min(bundle.size - offset);
+            let offset = bundle.part_size * i as u64;
+            let length = bundle.part_size.min(bundle.size - offset);
             args.extend([
                 "-cut_out".into(),
                 staged.clone(),

@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,79 @@ pub fn have(commands: &[&str]) -> bool {
     }
     eprintln!("skipping: missing {missing:?} (install them, or run .ci/run)");
     false
+}
+
+/// The images `make fixtures` builds for the offline example.
+pub const FIXTURES: &[&str] = &[
+    "forge-fixtures/debian:bookworm",
+    "forge-fixtures/live:bookworm",
+    "forge-fixtures/k3s:v1.32.3",
+    "forge-fixtures/k3s:v1.33.1",
+    "forge-fixtures/provider-k3s:v4.7.1",
+    "forge-fixtures/stylus:v4.7.16",
+];
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The engine runs and the fixtures exist (built by `make fixtures`); under CI=true, missing
+/// ones fail the test.
+pub fn ready() -> bool {
+    if !have_docker() {
+        return false;
+    }
+    let missing: Vec<&&str> = FIXTURES
+        .iter()
+        .filter(|i| !docker(&["image", "inspect", i]).status.success())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and fixture images are missing (run make fixtures): {missing:?}"
+    );
+    eprintln!("skipping: fixture images missing, run `make fixtures`: {missing:?}");
+    false
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().unwrap()
+}
+
+/// How many containers the engine holds.
+pub fn containers() -> usize {
+    String::from_utf8(docker(&["ps", "-aq"]).stdout)
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// stdout and stderr of a finished command.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `forge build` of the offline example with `args` added.
+pub fn forge_build(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.current_dir(root())
+        .args([
+            "build",
+            "--config",
+            "examples/offline/forge.yaml",
+            "--user-data",
+            "examples/user-data.yaml",
+            "--progress",
+            "plain",
+        ])
+        .args(args);
+    cmd
 }
 
 /// Whether a Docker Engine answers; same CI rule as [`have`].
