@@ -34,3 +34,4 @@ bench: fixtures
 	$(CARGO) bench --locked --bench registry_sync
 	K8S_VERSIONS="1.30.11 1.31.7 1.32.3 1.33.1" examples/offline/fixtures.sh
 	$(CARGO) bench --locked --bench build
+	$(CARGO) bench --locked --bench iso

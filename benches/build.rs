@@ -1,6 +1,7 @@
 //! Benchmark: `forge build` of the offline example with 1 and with 4 provider versions (same
 //! base, rebuilt from scratch each time), and the bytes `--push` sends for 4 versions against
-//! the unique layer bytes in the registry. Run with `make bench` (it builds the fixtures).
+//! the unique layer bytes in the registry (images only; benches/iso.rs measures the ISO).
+//! Run with `make bench` (it builds the fixtures).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -36,6 +37,7 @@ fn build(versions: &[&str], work: &Path, extra: &[String]) -> f64 {
             "plain",
             "--jobs",
             "4",
+            "--no-iso",
         ])
         .arg(format!("--set=K8S_VERSION={}", versions.join(",")))
         .arg("--templates")

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::images::{policy, run_async, AccessArgs};
+use super::iso::{boot_all, report as boot_report, BootArgs};
 use super::{Exit, Format, SettingsArgs};
 use crate::build::{self, build_args, BuildError};
 use crate::engine::EngineError;
@@ -62,6 +63,11 @@ pub(super) struct BuildArgs {
     /// builder container forge builds, or on this machine.
     #[arg(long, value_enum, default_value_t = IsoTools::Container)]
     iso_tools: IsoTools,
+    /// Boot the ISO in QEMU after mastering it (see `forge verify`); a failed boot fails the build.
+    #[arg(long, conflicts_with = "no_iso")]
+    verify: bool,
+    #[command(flatten)]
+    boot: BootArgs,
     /// Directory searched for content bundles (content-*/*.zst).
     #[arg(long, value_name = "DIR", default_value = ".")]
     content_dir: PathBuf,
@@ -233,7 +239,13 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
             print!("{}", outcome.redactor.redact(&out));
         }
     }
-    Ok(0)
+    match (&iso, args.verify) {
+        (Some(iso), true) => {
+            let outcomes = run_async(boot_all(&iso.path, &args.boot))?;
+            boot_report(&outcomes, args.format)
+        }
+        _ => Ok(0),
+    }
 }
 
 /// `--dry-run`: the steps, their images, and where the edge host will pull provider images from.

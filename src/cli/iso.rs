@@ -208,7 +208,10 @@ fn note(line: &str) {
 /// Print the outcomes; exit 1 when any boot failed.
 pub(super) fn report(outcomes: &[Outcome], format: Format) -> Result<u8> {
     let text = match format {
-        Format::Json => serde_json::to_string_pretty(outcomes)? + "\n",
+        Format::Json => {
+            serde_json::to_string(&serde_json::json!({"event": "verify", "boots": outcomes}))?
+                + "\n"
+        }
         Format::Text => {
             let mut out = String::new();
             for o in outcomes {
