@@ -178,7 +178,7 @@ async fn build_step(
                 .labels
                 .clone()
                 .into_iter()
-                .chain([(INPUT_HASH_LABEL.to_string(), key)])
+                .chain([(INPUT_HASH_LABEL.to_string(), key.clone())])
                 .collect(),
             build_args: args.clone(),
         };
@@ -194,8 +194,11 @@ async fn build_step(
         .await
         .map_err(|e| EngineError::Api(e.to_string()))?;
     progress.finish(&name, if cached { "cached" } else { "built" }, &step.tag);
+    // The manifest records the full cache key, as the image's label does.
+    let mut step = step.clone();
+    step.input_hash = key;
     Ok(Built {
-        step: step.clone(),
+        step,
         image_id: inspect.id.unwrap_or_default(),
         size: inspect.size.unwrap_or(0).max(0) as u64,
         cached,

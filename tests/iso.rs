@@ -2,15 +2,17 @@
 //! (CD) in QEMU and reports the sha256 of the user-data it carries; xorriso sees BIOS and UEFI
 //! El Torito entries and a GPT EFI partition; the squashfs keeps capabilities, owners, hard
 //! links and device nodes; two builds give the same bytes; content bundles are split into
-//! parts that concatenate to the original; an image without a kernel is refused clearly.
+//! parts that concatenate to the original; an image without a kernel is refused clearly;
+//! Ctrl-C while mastering leaves nothing behind.
 
 mod support;
 
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -604,6 +606,60 @@ fn an_image_without_a_kernel_is_refused_naming_the_image_and_the_paths() {
     );
     assert_eq!(containers(), before, "a container was left behind");
     let left: Vec<_> = std::fs::read_dir(work.path().join("out"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "outputs left behind: {left:?}");
+}
+
+#[test]
+fn ctrl_c_while_mastering_leaves_no_container_staging_or_iso() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() || !have(TOOLS) {
+        return;
+    }
+    let staging = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".forge-iso-"))
+            .count()
+    };
+    let (before, staged_before) = (containers(), staging());
+    let work = tempfile::tempdir().unwrap();
+    let out_dir = work.path().join("out");
+    let mut child = forge_build(&["--output", out_dir.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in stderr.by_ref() {
+        if line.unwrap().contains("iso: building") {
+            break;
+        }
+    }
+    // Mastering has begun: wait for its containers, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while containers() == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let drain =
+        std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let sigint = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let status = child.wait().unwrap();
+    let rest = drain.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert_eq!(
+        containers(),
+        before,
+        "a container was left behind after Ctrl-C"
+    );
+    assert_eq!(staging(), staged_before, "staging files were left behind");
+    let left: Vec<_> = std::fs::read_dir(&out_dir)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "outputs left behind: {left:?}");
