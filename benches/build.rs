@@ -8,7 +8,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use support::{Pki, Registry, Skopeo, PASSWORD, USER};
@@ -25,21 +24,8 @@ fn build(versions: &[&str], work: &Path, extra: &[String]) -> f64 {
     )
     .unwrap();
     let started = Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--config",
-            "examples/offline/forge.yaml",
-            "--user-data",
-            "examples/user-data.yaml",
-            "--progress",
-            "plain",
-            "--jobs",
-            "4",
-            "--no-iso",
-        ])
-        .arg(format!("--set=K8S_VERSION={}", versions.join(",")))
+    let mut cmd = support::forge_build(&["--jobs", "4", "--no-iso"]);
+    cmd.arg(format!("--set=K8S_VERSION={}", versions.join(",")))
         .arg("--templates")
         .arg(&templates)
         .arg("--output")

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -233,31 +232,16 @@ fn ctrl_c_stops_the_build_and_leaves_no_container() {
         ),
     );
     let before = containers();
-    let mut child = forge_cmd(&[
-        "--templates",
-        templates.to_str().unwrap(),
-        "--output",
-        work.path().join("out").to_str().unwrap(),
-    ])
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in stderr.by_ref() {
-        if line.unwrap().contains("forge-long-step-") && containers() > before {
-            break;
-        }
-    }
-    let drain =
-        std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-    let sigint = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sigint.success());
-    let status = child.wait().unwrap();
-    let rest = drain.join().unwrap();
+    let (mut child, stderr) = support::spawn_until(
+        &mut forge_cmd(&[
+            "--templates",
+            templates.to_str().unwrap(),
+            "--output",
+            work.path().join("out").to_str().unwrap(),
+        ]),
+        |line| line.contains("forge-long-step-") && containers() > before,
+    );
+    let (status, rest) = support::interrupt(&mut child, stderr);
     assert_eq!(status.code(), Some(130), "{rest}");
     assert!(rest.contains("interrupted"), "{rest}");
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -7,10 +7,10 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -627,31 +627,16 @@ fn ctrl_c_while_mastering_leaves_no_container_staging_or_iso() {
     let (before, staged_before) = (containers(), staging());
     let work = tempfile::tempdir().unwrap();
     let out_dir = work.path().join("out");
-    let mut child = forge_build(&["--output", out_dir.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in stderr.by_ref() {
-        if line.unwrap().contains("iso: building") {
-            break;
-        }
-    }
+    let (mut child, stderr) = support::spawn_until(
+        &mut forge_build(&["--output", out_dir.to_str().unwrap()]),
+        |line| line.contains("iso: building"),
+    );
     // Mastering has begun: wait for its containers, then interrupt.
     let deadline = Instant::now() + Duration::from_secs(60);
     while containers() == before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let drain =
-        std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-    let sigint = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sigint.success());
-    let status = child.wait().unwrap();
-    let rest = drain.join().unwrap();
+    let (status, rest) = support::interrupt(&mut child, stderr);
     assert_eq!(status.code(), Some(130), "{rest}");
     assert_eq!(
         containers(),

@@ -94,6 +94,46 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// Start `cmd` with its stderr piped and read it until a line satisfies `until`; returns the
+/// child and the rest of its stderr.
+pub fn spawn_until(
+    cmd: &mut Command,
+    until: impl Fn(&str) -> bool,
+) -> (
+    Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead as _;
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in stderr.by_ref() {
+        if until(&line.unwrap()) {
+            break;
+        }
+    }
+    (child, stderr)
+}
+
+/// Send SIGINT to `child`, wait for it; returns its exit status and the rest of `stderr`.
+pub fn interrupt(
+    child: &mut Child,
+    stderr: impl Iterator<Item = std::io::Result<String>> + Send + 'static,
+) -> (std::process::ExitStatus, String) {
+    let drain =
+        std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let sigint = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let status = child.wait().unwrap();
+    (status, drain.join().unwrap())
+}
+
 /// `forge build` of the offline example with `args` added.
 pub fn forge_build(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
