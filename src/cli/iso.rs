@@ -11,7 +11,7 @@ use regex::Regex;
 use super::images::run_async;
 use super::{Exit, Format};
 use crate::iso::inspect::inspect as read_report;
-use crate::iso::verify::{self, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
+use crate::iso::verify::{self, name, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
 use crate::secret::Redactor;
 
 #[derive(Args)]
@@ -187,7 +187,11 @@ pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>
     let runs = boots.iter().map(|boot| {
         let options = &options;
         async move {
-            note(&format!("booting {:?} {:?}", boot.firmware, boot.media).to_lowercase());
+            note(&format!(
+                "booting {} {}",
+                name(boot.firmware),
+                name(boot.media)
+            ));
             verify::run(options, boot, &|line| note(line)).await
         }
     });
@@ -217,8 +221,8 @@ pub(super) fn report(outcomes: &[Outcome], format: Format) -> Result<u8> {
             for o in outcomes {
                 out.push_str(&format!(
                     "{:4}  {:5}  {:3}  {:6}  {:6.1}s  {}{}\n",
-                    format!("{:?}", o.firmware).to_lowercase(),
-                    format!("{:?}", o.media).to_lowercase(),
+                    name(o.firmware),
+                    name(o.media),
                     o.accel,
                     if o.passed { "passed" } else { "FAILED" },
                     o.seconds,

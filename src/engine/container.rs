@@ -2,8 +2,6 @@
 //! and tool containers that run commands through `exec`. Each is removed when its guard is
 //! dropped, also on errors and Ctrl-C.
 
-use std::collections::VecDeque;
-
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions,
@@ -14,10 +12,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWriteExt as _};
 
-use super::{image_id, EngineError};
-
-/// Lines of a command's output kept for its error message.
-const TAIL_LINES: usize = 20;
+use super::{image_id, EngineError, Tail};
 
 /// A container the engine holds for forge; removed (forcibly) on drop.
 pub struct Container {
@@ -30,7 +25,7 @@ pub struct Container {
 pub struct Finished {
     pub code: i64,
     /// The last lines of its output (stdout and stderr).
-    pub tail: String,
+    pub tail: Tail,
 }
 
 fn api(e: bollard::errors::Error) -> EngineError {
@@ -159,7 +154,7 @@ impl Container {
             }
             input.shutdown().await
         };
-        let mut tail = VecDeque::new();
+        let mut tail = Tail::default();
         let mut partial = String::new();
         let read = async {
             while let Some(chunk) = output.next().await {
@@ -171,10 +166,7 @@ impl Container {
                         continue;
                     }
                     on_line(line);
-                    if tail.len() == TAIL_LINES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line.to_string());
+                    tail.push(line);
                 }
             }
             Ok::<_, EngineError>(())
@@ -182,7 +174,7 @@ impl Container {
         let (fed, read) = tokio::join!(feed, read);
         read?;
         if !partial.trim().is_empty() {
-            tail.push_back(partial.trim().to_string());
+            tail.push(partial.trim());
         }
         let inspect = self.docker.inspect_exec(&exec.id).await.map_err(api)?;
         let code = inspect.exit_code.unwrap_or(-1);
@@ -192,10 +184,7 @@ impl Container {
                 source: e,
             });
         }
-        Ok(Finished {
-            code,
-            tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
-        })
+        Ok(Finished { code, tail })
     }
 
     /// Remove the container now.

@@ -128,8 +128,29 @@ pub struct Build<'a> {
     pub build_args: HashMap<String, String>,
 }
 
-/// Lines of build output kept for the error message.
-const TAIL_LINES: usize = 20;
+/// The last lines of a command's output, kept for its error message.
+#[derive(Debug, Default)]
+pub struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    const LINES: usize = 20;
+
+    pub fn push(&mut self, line: &str) {
+        if self.0.len() == Self::LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back(line.to_string());
+    }
+
+    /// The lines, each indented with `  | `.
+    pub fn render(&self) -> String {
+        self.0
+            .iter()
+            .map(|l| format!("  | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
 
 /// Build an image with the classic builder; `on_line` receives each output line. Returns the
 /// image ID.
@@ -154,7 +175,7 @@ pub async fn build(
         ..Default::default()
     };
     let mut stream = docker.build_image(options, None, Some(body));
-    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut tail = Tail::default();
     let mut id = None;
     let mut failure = None;
     while let Some(item) = stream.next().await {
@@ -172,10 +193,7 @@ pub async fn build(
         if let Some(text) = info.stream.as_deref() {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 on_line(line);
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line.to_string());
+                tail.push(line);
             }
         }
         if let Some(detail) = info.error_detail {
@@ -192,11 +210,7 @@ pub async fn build(
             what: format!("build context of {}", build.tag),
             source,
         })?;
-    let tail_text = tail
-        .iter()
-        .map(|l| format!("  | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let tail_text = tail.render();
     if let Some(message) = failure {
         return Err(EngineError::Build {
             image: build.tag.to_string(),

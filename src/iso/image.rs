@@ -79,11 +79,7 @@ pub async fn boot_files(
             scratch,
         )
         .await?;
-        let target = dir.join(dest);
-        std::fs::rename(&found, &target).map_err(|source| IsoError::Io {
-            what: format!("staging {}", target.display()),
-            source,
-        })?;
+        stage(&found, &dir.join(dest))?;
     }
     Ok(())
 }
@@ -95,37 +91,44 @@ pub async fn efi_loader(
     dir: &Path,
     scratch: &Path,
 ) -> Result<Option<EfiLoader>, IsoError> {
-    let mut found = Vec::new();
-    for candidates in [SHIM, GRUB_EFI] {
-        let mut hit = None;
-        for path in candidates {
-            match resolve(container, image, &BTreeMap::new(), path, scratch).await {
-                Ok(file) => {
-                    hit = Some((path.to_string(), file));
-                    break;
-                }
-                Err(IsoError::Engine(EngineError::NoSuchPath { .. })) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        found.push(hit);
-    }
-    let (shim, grub) = (found.remove(0), found.remove(0));
-    let files = match (shim, grub) {
-        (_, None) => return Ok(None),
-        (Some(shim), Some(grub)) => vec![("bootx64.efi", shim), ("grubx64.efi", grub)],
-        (None, Some(grub)) => vec![("bootx64.efi", grub)],
+    let Some(grub) = first_present(container, image, GRUB_EFI, scratch).await? else {
+        return Ok(None);
+    };
+    let files = match first_present(container, image, SHIM, scratch).await? {
+        Some(shim) => vec![("bootx64.efi", shim), ("grubx64.efi", grub)],
+        None => vec![("bootx64.efi", grub)],
     };
     let mut loader = EfiLoader { files: Vec::new() };
     for (name, (source, file)) in files {
-        let target = dir.join(name);
-        std::fs::rename(&file, &target).map_err(|source| IsoError::Io {
-            what: format!("staging {}", target.display()),
-            source,
-        })?;
+        stage(&file, &dir.join(name))?;
         loader.files.push((name.to_string(), source));
     }
     Ok(Some(loader))
+}
+
+/// The first of `candidates` the image has, copied into `scratch`: (image path, copy).
+async fn first_present(
+    container: &Container,
+    image: &str,
+    candidates: &[&str],
+    scratch: &Path,
+) -> Result<Option<(String, PathBuf)>, IsoError> {
+    for path in candidates {
+        match resolve(container, image, &BTreeMap::new(), path, scratch).await {
+            Ok(file) => return Ok(Some((path.to_string(), file))),
+            Err(IsoError::Engine(EngineError::NoSuchPath { .. })) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Move a file read from the image to its place in the staging tree.
+fn stage(file: &Path, target: &Path) -> Result<(), IsoError> {
+    std::fs::rename(file, target).map_err(|source| IsoError::Io {
+        what: format!("staging {}", target.display()),
+        source,
+    })
 }
 
 /// Follow `path` through symbolic links to a regular file, copied into `scratch`.

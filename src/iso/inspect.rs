@@ -7,22 +7,11 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::master::{CLUSTER_CONFIG, CONTENT_DIR, LABEL};
+use super::master::{CLUSTER_CONFIG, CONTENT_DIR, EDGE_CUSTOM_CONFIG, LABEL, RESERVED};
 use super::read::{BootEntry, Iso, Partition, ReadError};
 
-/// Files forge itself writes; the rest of the tree came from `overlays/files-iso/`.
-const FORGE_FILES: &[&str] = &[
-    "/config.yaml",
-    "/rootfs.squashfs",
-    "/boot/kernel",
-    "/boot/initrd",
-    "/boot/grub2/grub.cfg",
-    "/boot/grub/grub.cfg",
-    "/EFI/BOOT/grub.cfg",
-    "/boot/grub/i386-pc/eltorito.img",
-    "/.edge_custom_config.yaml",
-    CLUSTER_CONFIG,
-];
+/// A user-data file is a few KiB; more means this is not one.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -51,6 +40,12 @@ pub struct Report {
 pub struct File {
     pub path: String,
     pub size: u64,
+}
+
+/// Whether forge writes `path` itself (the rest of the tree came from `overlays/files-iso/`).
+fn forge_writes(path: &str) -> bool {
+    RESERVED.contains(&path.trim_start_matches('/'))
+        || [CLUSTER_CONFIG, EDGE_CUSTOM_CONFIG].contains(&path)
 }
 
 /// Read `iso`; compare its `/config.yaml` with `user_data` when given.
@@ -83,9 +78,7 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
         .entries
         .iter()
         .filter(|e| {
-            !e.dir
-                && !FORGE_FILES.contains(&e.path.as_str())
-                && !e.path.starts_with(&format!("{CONTENT_DIR}/"))
+            !e.dir && !forge_writes(&e.path) && !e.path.starts_with(&format!("{CONTENT_DIR}/"))
         })
         .map(|e| File {
             path: e.path.clone(),
@@ -101,7 +94,7 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
             size: e.size,
         })
         .collect();
-    let config = image.read("/config.yaml")?;
+    let config = image.read("/config.yaml", MAX_CONFIG_BYTES)?;
     let config_sha256 = config.as_ref().map(|c| hex::encode(Sha256::digest(c)));
     let config_matches = user_data.map(|u| config.as_deref() == Some(u));
     if config_matches == Some(false) {

@@ -50,8 +50,10 @@ const COMMON_MODULES: &[&str] = &[
     "boot",
     "all_video",
 ];
-/// Paths forge writes itself; an overlay may not replace them.
-const RESERVED: &[&str] = &[
+/// Where EDGE_CUSTOM_CONFIG goes on the ISO.
+pub const EDGE_CUSTOM_CONFIG: &str = "/.edge_custom_config.yaml";
+/// Paths (below the ISO root) forge always writes itself; an overlay may not replace them.
+pub const RESERVED: &[&str] = &[
     "config.yaml",
     "rootfs.squashfs",
     "boot/kernel",
@@ -414,7 +416,7 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
         .setting("EDGE_CUSTOM_CONFIG")
         .filter(|s| !s.value.is_empty())
     {
-        copy(&setting_path(s), ".edge_custom_config.yaml")?;
+        copy(&setting_path(s), EDGE_CUSTOM_CONFIG.trim_start_matches('/'))?;
     }
     let interactive = spec
         .settings

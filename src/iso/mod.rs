@@ -44,3 +44,9 @@ pub enum IsoError {
     #[error("content bundles: {0}")]
     Content(String),
 }
+
+/// Whether `cmd` is an executable file in a `PATH` directory.
+fn on_path(cmd: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| d.join(cmd).is_file())
+}

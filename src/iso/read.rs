@@ -7,6 +7,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 const SECTOR: u64 = 2048;
+/// Directories larger than this are taken for damage, not read.
+const MAX_DIR_BYTES: u64 = 64 << 20;
 /// The EFI system partition type GUID as stored on disk.
 const ESP_TYPE: [u8; 16] = [
     0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b,
@@ -132,11 +134,17 @@ impl Iso {
         self.entries.iter().find(|e| e.path == path)
     }
 
-    /// The whole content of the file at `path` (small files only: the caller decides).
-    pub fn read(&mut self, path: &str) -> Result<Option<Vec<u8>>, ReadError> {
+    /// The whole content of the file at `path`, refused above `max` bytes.
+    pub fn read(&mut self, path: &str, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
         let Some(entry) = self.get(path).cloned() else {
             return Ok(None);
         };
+        if entry.size > max {
+            return Err(ReadError::Format(format!(
+                "{path} holds {} bytes, more than the {max} expected",
+                entry.size
+            )));
+        }
         let mut data = Vec::with_capacity(entry.size as usize);
         for (lba, len) in &entry.extents {
             data.extend(read_at(
@@ -152,6 +160,11 @@ impl Iso {
         if depth > 64 {
             return Err(ReadError::Format(format!(
                 "directories nested too deep at {dir}"
+            )));
+        }
+        if len > MAX_DIR_BYTES {
+            return Err(ReadError::Format(format!(
+                "directory {dir}/ claims {len} bytes"
             )));
         }
         let data = read_at(&mut self.file, u64::from(lba) * SECTOR, len as usize)?;
@@ -170,7 +183,11 @@ impl Iso {
                 break;
             }
             let name_len = record[32] as usize;
-            let raw_name = &record[33..33 + name_len];
+            let Some(raw_name) = record.get(33..33 + name_len) else {
+                return Err(ReadError::Format(format!(
+                    "a record in {dir}/ is shorter than its name"
+                )));
+            };
             if raw_name == [0] || raw_name == [1] {
                 continue;
             }
@@ -231,7 +248,12 @@ impl Iso {
                         name.extend_from_slice(&body[5..]);
                     }
                     b"CE" if len >= 28 => {
-                        next = Some((le32(body, 4), le32(body, 12), le32(body, 20)));
+                        // A continuation area lies within one sector.
+                        next = Some((
+                            le32(body, 4),
+                            le32(body, 12),
+                            le32(body, 20).min(SECTOR as u32),
+                        ));
                     }
                     b"ST" => break,
                     _ => {}
@@ -264,7 +286,8 @@ impl Iso {
             let e = &data[at..at + 32];
             at += 32;
             match e[0] {
-                0x88 | 0x00 if e[1..].iter().any(|b| *b != 0) || e[0] == 0x88 => {
+                // An entry: bootable (0x88) or not (0x00); all zeros ends the catalog.
+                0x88 | 0x00 if e.iter().any(|b| *b != 0) => {
                     let lba = le32(e, 8);
                     entries.push(BootEntry {
                         platform: match platform {
@@ -321,7 +344,7 @@ impl Iso {
             le32(&header, 80),
             le32(&header, 84) as usize,
         );
-        if size < 128 || count > 1024 {
+        if !(128..=4096).contains(&size) || count > 1024 {
             return Err(ReadError::Format("malformed GPT header".into()));
         }
         let entries = read_at(&mut self.file, table * 512, count as usize * size)?;
@@ -340,7 +363,7 @@ impl Iso {
                 kind: guid(&e[..16]),
                 name: String::from_utf16_lossy(&name),
                 start_sector: first,
-                sectors: last + 1 - first,
+                sectors: (last + 1).saturating_sub(first),
                 efi_system: e[..16] == ESP_TYPE,
             });
         }
@@ -376,7 +399,22 @@ fn read_at(file: &mut File, offset: u64, len: usize) -> Result<Vec<u8>, ReadErro
 
 #[cfg(test)]
 mod tests {
-    use super::guid;
+    use super::{guid, Iso, ReadError};
+
+    #[test]
+    fn damaged_or_foreign_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short.iso");
+        std::fs::write(&short, vec![0u8; 1000]).unwrap();
+        assert!(
+            matches!(Iso::open(&short), Err(ReadError::Format(m)) if m.contains("ends before"))
+        );
+        let zeros = dir.path().join("zeros.iso");
+        std::fs::write(&zeros, vec![0u8; 64 * 2048]).unwrap();
+        assert!(
+            matches!(Iso::open(&zeros), Err(ReadError::Format(m)) if m.contains("no volume descriptor"))
+        );
+    }
 
     #[test]
     fn guids_read_mixed_endian() {

@@ -3,7 +3,6 @@
 //! directory laid out the same way; only the transport differs (files uploaded to and
 //! downloaded from the container as tar streams, never held in memory).
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -12,7 +11,7 @@ use futures_util::StreamExt as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _};
 
 use super::IsoError;
-use crate::engine::{self, Container};
+use crate::engine::{self, Container, Tail};
 use crate::plan::{INPUT_HASH_LABEL, LOCAL_HOST};
 use crate::render::{write_context, Templates};
 
@@ -32,7 +31,6 @@ pub const GRUB_FILES: &[(&str, &str)] = &[
 
 /// Where the work directory is in the builder container.
 const WORK: &str = "/forge";
-const TAIL_LINES: usize = 20;
 
 /// The place tools run.
 pub enum Runner {
@@ -45,10 +43,9 @@ pub enum Runner {
 impl Runner {
     /// Tools on the host: every command and GRUB file must be there.
     pub fn host(root: &Path) -> Result<Runner, IsoError> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
         let mut missing: Vec<&str> = COMMANDS
             .iter()
-            .filter(|(cmd, _)| !std::env::split_paths(&path).any(|d| d.join(cmd).is_file()))
+            .filter(|(cmd, _)| !super::on_path(cmd))
             .map(|(_, pkg)| *pkg)
             .collect();
         missing.extend(
@@ -139,7 +136,7 @@ impl Runner {
             return Err(IsoError::Command {
                 command: argv.join(" "),
                 code,
-                tail,
+                tail: tail.render(),
             });
         }
         Ok(())
@@ -199,7 +196,7 @@ async fn run_host(
     env: &[(String, String)],
     stdin: Option<&mut (dyn AsyncRead + Unpin + Send)>,
     on_line: &(dyn Fn(&str) + Sync),
-) -> Result<(i64, String), IsoError> {
+) -> Result<(i64, Tail), IsoError> {
     let io = |source| IsoError::Io {
         what: format!("running {}", argv[0]),
         source,
@@ -227,7 +224,7 @@ async fn run_host(
         drop(child_stdin);
         Ok::<_, std::io::Error>(())
     };
-    let tail = std::sync::Mutex::new(VecDeque::new());
+    let tail = std::sync::Mutex::new(Tail::default());
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let (fed, _, _, status) = tokio::join!(
@@ -241,14 +238,13 @@ async fn run_host(
     if let (Err(e), 0) = (fed, code) {
         return Err(io(e));
     }
-    let tail = tail.into_inner().expect("tail lock");
-    Ok((code, tail.into_iter().collect::<Vec<_>>().join("\n")))
+    Ok((code, tail.into_inner().expect("tail lock")))
 }
 
 /// Hand each non-empty line of `reader` to `on_line`, keeping the last ones in `tail`.
 async fn lines(
     reader: impl AsyncRead + Unpin,
-    tail: &std::sync::Mutex<VecDeque<String>>,
+    tail: &std::sync::Mutex<Tail>,
     on_line: &(dyn Fn(&str) + Sync),
 ) {
     let mut lines = tokio::io::BufReader::new(reader).lines();
@@ -258,11 +254,7 @@ async fn lines(
             continue;
         }
         on_line(&line);
-        let mut tail = tail.lock().expect("tail lock");
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
+        tail.lock().expect("tail lock").push(&line);
     }
 }
 

@@ -124,7 +124,7 @@ pub struct Options<'a> {
 
 /// Check QEMU (and OVMF when a UEFI boot is asked for) before booting anything.
 pub fn preflight(boots: &[Boot]) -> Result<(), VerifyError> {
-    if !on_path("qemu-system-x86_64") {
+    if !super::on_path("qemu-system-x86_64") {
         return Err(VerifyError::Missing(
             "forge verify needs qemu-system-x86_64 (apt-get install qemu-system-x86)".into(),
         ));
@@ -136,11 +136,6 @@ pub fn preflight(boots: &[Boot]) -> Result<(), VerifyError> {
         )));
     }
     Ok(())
-}
-
-fn on_path(cmd: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|d| d.join(cmd).is_file())
 }
 
 fn ovmf() -> Option<&'static str> {
@@ -184,7 +179,7 @@ pub async fn run(
     boot: &Boot,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<Outcome, VerifyError> {
-    let name = format!("{}-{}", label(boot.firmware), label(boot.media));
+    let name = format!("{}-{}", name(boot.firmware), name(boot.media));
     let log = options.log_dir.join(format!("{name}.log"));
     let started = Instant::now();
     let (first, _) = match options.accel {
@@ -233,10 +228,11 @@ pub async fn run(
     }
 }
 
-fn label<T: serde::Serialize>(value: T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
+/// The command-line name of a value: `bios`, `cdrom`, ...
+pub fn name(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
         .unwrap_or_default()
 }
 
