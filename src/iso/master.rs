@@ -17,6 +17,7 @@ use super::image::{boot_files, efi_loader};
 use super::tools::Runner;
 use super::IsoError;
 use crate::config::{parse_size, setting_path, Resolved};
+use crate::content;
 use crate::engine::Container;
 use crate::registry::sync::human;
 use crate::render::{context, Templates};
@@ -451,64 +452,44 @@ fn content_bundles(spec: &Spec<'_>, staged: Option<&Path>) -> Result<Vec<Bundle>
         .get("CONTENT_PART_SIZE")
         .and_then(parse_size)
         .unwrap_or(4095 << 20);
-    let listed = |dir: &Path| -> Result<Vec<PathBuf>, IsoError> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io(format!("reading {}", dir.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        paths.sort();
-        Ok(paths)
-    };
     let mut bundles: Vec<Bundle> = Vec::new();
-    let dirs = listed(spec.content_dir)?.into_iter().filter(|p| {
-        p.is_dir()
-            && p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("content-"))
-    });
-    for dir in dirs {
-        for file in listed(&dir)?
-            .into_iter()
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "zst"))
+    for file in content::find(spec.content_dir)? {
+        let name = file
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned();
+        if let Some(other) = bundles
+            .iter()
+            .find(|b| b.source.file_name() == file.file_name())
         {
-            let name = file
-                .file_name()
-                .expect("a file name")
-                .to_string_lossy()
-                .into_owned();
-            if let Some(other) = bundles
-                .iter()
-                .find(|b| b.source.file_name() == file.file_name())
-            {
-                return Err(IsoError::Content(format!(
-                    "{} and {} have the same name and would both be {CONTENT_DIR}/{name}; rename one",
-                    other.source.display(),
-                    file.display()
-                )));
-            }
-            let size = file
-                .metadata()
-                .map_err(io(format!("reading {}", file.display())))?
-                .len();
-            let parts = if size <= part {
-                vec![format!("{CONTENT_DIR}/{name}")]
-            } else {
-                (0..size.div_ceil(part))
-                    .map(|i| format!("{CONTENT_DIR}/{name}.part-{i:03}"))
-                    .collect()
-            };
-            let absolute =
-                std::fs::canonicalize(&file).map_err(io(format!("reading {}", file.display())))?;
-            if let Some(staged) = staged {
-                std::os::unix::fs::symlink(&absolute, staged.join(&name))
-                    .map_err(io("staging content bundles"))?;
-            }
-            bundles.push(Bundle {
-                source: absolute,
-                size,
-                part_size: part,
-                parts,
-            });
+            return Err(IsoError::Content(format!(
+                "{} and {} have the same name and would both be {CONTENT_DIR}/{name}; rename one",
+                other.source.display(),
+                file.display()
+            )));
         }
+        let size = file
+            .metadata()
+            .map_err(io(format!("reading {}", file.display())))?
+            .len();
+        let parts = if size <= part {
+            vec![format!("{CONTENT_DIR}/{name}")]
+        } else {
+            (0..size.div_ceil(part))
+                .map(|i| format!("{CONTENT_DIR}/{name}.part-{i:03}"))
+                .collect()
+        };
+        if let Some(staged) = staged {
+            std::os::unix::fs::symlink(&file, staged.join(&name))
+                .map_err(io("staging content bundles"))?;
+        }
+        bundles.push(Bundle {
+            source: file,
+            size,
+            part_size: part,
+            parts,
+        });
     }
     Ok(bundles)
 }

@@ -43,6 +43,8 @@ pub enum IsoError {
     Overlay(String),
     #[error("content bundles: {0}")]
     Content(String),
+    #[error(transparent)]
+    ContentDir(#[from] crate::content::ReadError),
 }
 
 /// Whether `cmd` is an executable file in a `PATH` directory.
