@@ -60,9 +60,11 @@ rules! {
     WrongType = "SCHEMA001", Error, "a value has the wrong type, or a key has no value";
     InvalidValue = "SCHEMA002", Error, "a value is outside what the key accepts (enumeration, range, format)";
     MissingKey = "SCHEMA003", Error, "a required key is missing";
-    UnknownKey = "SCHEMA004", Warning, "a key the model does not know (probably a typo)";
-    MissingHeader = "UD001", Error, "user-data does not start with #cloud-config";
-    StaticInterfaceIncomplete = "UD002", Error, "a static network interface has no ipAddress";
+    UnknownKey = "SCHEMA004", Warning, "a key the model does not know (probably a typo), or a stage name close to one the agent runs";
+    DeprecatedKey = "SCHEMA005", Warning, "a deprecated key (the warning names its replacement)";
+    MissingHeader = "UD001", Error, "the agent does not see a #cloud-config header in the first lines, so it skips the file";
+    StaticInterfaceIncomplete = "UD002", Error, "a static network interface has no ipAddress, or a bare one without mask";
+    UserDataTooLarge = "UD003", Error, "user-data of 2 MiB or more, which the agent skips";
     BadCertificate = "CERT001", Error, "a certificate entry is not a PEM X.509 certificate";
     ExpiredCertificate = "CERT002", Warning, "a certificate has expired or is not valid yet";
     BadRegistryDomain = "REG001", Error, "a registry domain is not host[:port][/path]";
@@ -80,6 +82,8 @@ rules! {
     SeveralProviderRegistries = "PR005", Error, "more than one private provider registry";
     NoPacks = "PR006", Error, "the cluster profile lists no packs";
     UnresolvedTemplate = "PR007", Error, "an image or system.uri uses a {{ .spectro... }} value the profile does not define";
+    ImageReplacementRulesWin = "PR008", Warning, "Registry Connect's imageReplacementRules take precedence over the user-data's registryMappingRules";
+    ContentBundleIgnored = "PR009", Error, "content bundles with an external registry but no primary registry pack: the host ignores the bundles";
     BadImageReference = "IMG001", Error, "an image reference (in a profile, a list file or an argument) is not valid";
     UnpullableRewrite = "IMG002", Error, "the external registry rewrite turns an image into a reference the agent cannot pull";
     ArgSyntax = "CFG001", Error, "a .arg line is not KEY=VALUE";

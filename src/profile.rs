@@ -2,7 +2,7 @@
 //! the Kubernetes pack's admission plugins, and the compatibility rules between a profile and
 //! the user-data's registries (the table of "Deployment with Custom Image Registries").
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Pos, Rule};
 use crate::reference::Reference;
@@ -16,6 +16,16 @@ const PROVIDER_KEYS: Keys = Keys {
     encoded: None,
 };
 const ALWAYS_PULL: &str = "AlwaysPullImages";
+/// Where the Registry Connect pack's values hold `imageReplacementRules`.
+const REPLACEMENT_RULES: [&str; 4] = ["charts", "registry-connect", "config", "registry"];
+
+/// What a profile is checked against: the user-data's external registry and the content
+/// bundles the ISO will carry.
+pub struct Against<'a> {
+    pub user_data: &'a Path,
+    pub external: Option<&'a ExternalRegistry>,
+    pub content_bundles: &'a [PathBuf],
+}
 
 /// One pack of the profile, with its values parsed (they are usually a YAML string).
 pub struct Pack {
@@ -137,15 +147,10 @@ impl Profile {
             .collect()
     }
 
-    /// The profile's own rules and its compatibility with the user-data's external registry.
-    /// Image findings come from [`Profile::images`].
-    pub fn check(
-        &self,
-        file: &Path,
-        text: &str,
-        external: Option<&ExternalRegistry>,
-        user_data: &Path,
-    ) -> Vec<Diagnostic> {
+    /// The profile's own rules and its compatibility with the user-data's external registry
+    /// and the content bundles. Image findings come from [`Profile::images`].
+    pub fn check(&self, file: &Path, text: &str, against: &Against<'_>) -> Vec<Diagnostic> {
+        let (external, user_data) = (against.external, against.user_data);
         let mut out = self.diagnostics.clone();
         let providers = self.provider_credentials();
         for creds in &providers {
@@ -204,6 +209,12 @@ impl Profile {
                 );
             }
         }
+        if let Some(ext) = external {
+            out.extend(self.replacement_rules_win(file, ext, user_data));
+            if primary.is_none() {
+                out.extend(ignored_bundles(file, ext, against));
+            }
+        }
         let reason = match (external, primary) {
             (Some(ext), _) => Some(format!(
                 "the user-data sets an external registry ({})",
@@ -233,6 +244,43 @@ impl Profile {
 }
 
 impl Profile {
+    /// Registry Connect's `imageReplacementRules` next to the user-data's
+    /// `registryMappingRules`: the pack's rules take precedence.
+    fn replacement_rules_win(
+        &self,
+        file: &Path,
+        external: &ExternalRegistry,
+        user_data: &Path,
+    ) -> Option<Diagnostic> {
+        let mapping = external.mapping_rules?;
+        let (pack, entry) = self.packs.iter().find_map(|pack| {
+            let registry = pack.values.as_ref()?.root.at(&REPLACEMENT_RULES)?;
+            let entry = registry.entry("imageReplacementRules")?;
+            let rules = match &entry.value.value {
+                Value::Str(text) => yaml::parse_embedded(&entry.value)
+                    .map(|doc| !doc.root.entries().is_empty())
+                    .unwrap_or(!text.trim().is_empty()),
+                _ => !entry.value.entries().is_empty(),
+            };
+            rules.then_some((pack, entry))
+        })?;
+        let path = REPLACEMENT_RULES
+            .iter()
+            .chain(&["imageReplacementRules"])
+            .fold(join(&pack.path, "values"), |path, key| join(&path, key));
+        Some(
+            Diagnostic::new(
+                Rule::ImageReplacementRulesWin,
+                file,
+                path,
+                entry.key_pos,
+                format!("Registry Connect's imageReplacementRules take precedence over the registryMappingRules of {} (line {}): the agent does not apply those", user_data.display(), mapping.line),
+            )
+            .width("imageReplacementRules".len())
+            .help("keep one set of rules: move the mapping rules into imageReplacementRules, or remove imageReplacementRules"),
+        )
+    }
+
     /// Every image the profile references: each pack's `pack.content.images` and the OS pack's
     /// `options.system.uri`, with `{{ .spectro... }}` templates resolved, in profile order.
     pub fn images(&self, file: &Path) -> (Vec<ProfileImage>, Vec<Diagnostic>) {
@@ -349,6 +397,35 @@ impl Profile {
             .as_str()
             .map(str::to_string)
     }
+}
+
+/// Content bundles the host will not use: an external registry to pull from and no primary
+/// registry pack to load the bundles into.
+fn ignored_bundles(
+    file: &Path,
+    ext: &ExternalRegistry,
+    against: &Against<'_>,
+) -> Option<Diagnostic> {
+    if !ext.declared || against.content_bundles.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = against
+        .content_bundles
+        .iter()
+        .filter_map(|b| b.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    Some(
+        Diagnostic::new(
+            Rule::ContentBundleIgnored,
+            against.user_data,
+            ext.path,
+            ext.pos,
+            format!("the content bundles ({}) will not be used: with an external registry and no primary registry pack (Harbor or Registry Connect) in {}, the edge host pulls every image from the external registry, and the deployment fails where one is missing there", names.join(", "), file.display()),
+        )
+        .width(ext.path.rsplit('.').next().unwrap_or_default().len())
+        .help("add the Registry Connect pack (with Harbor or Zot) to the profile, or build without the external registry or without the content bundles"),
+    )
 }
 
 /// Find `enable-admission-plugins` lists (as a key, or as a `enable-admission-plugins=...`

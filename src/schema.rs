@@ -62,9 +62,16 @@ pub struct Findings {
 }
 
 /// Validates YAML trees against one root schema.
+///
+/// Besides JSON Schema's keywords, the checker reads `deprecated` (the key is reported with its
+/// description, SCHEMA005) and two of forge's own: `x-consequence`, what the edge host does
+/// when a value below that key has the wrong type, added to those findings; and
+/// `x-type-name`, how a type error names the expected type.
 pub struct Checker<'a> {
     root: &'a Json,
     file: &'a Path,
+    /// The document's source, to quote values in advice.
+    text: &'a str,
 }
 
 /// Where a value is reported: its key path, and the position of its key (or of the value when
@@ -72,14 +79,30 @@ pub struct Checker<'a> {
 #[derive(Clone)]
 struct At {
     path: String,
+    /// The key, when the value has one.
+    key: Option<String>,
     pos: Pos,
     width: usize,
     secret: bool,
+    /// The nearest `x-consequence` above the value.
+    consequence: Option<String>,
+}
+
+impl At {
+    fn child(&self, path: String, key: Option<String>, pos: Pos, width: usize) -> At {
+        At {
+            path,
+            key,
+            pos,
+            width,
+            ..self.clone()
+        }
+    }
 }
 
 impl<'a> Checker<'a> {
-    pub fn new(root: &'a Json, file: &'a Path) -> Self {
-        Checker { root, file }
+    pub fn new(root: &'a Json, file: &'a Path, text: &'a str) -> Self {
+        Checker { root, file, text }
     }
 
     /// Check a whole document.
@@ -87,9 +110,11 @@ impl<'a> Checker<'a> {
         let mut findings = Findings::default();
         let at = At {
             path: String::new(),
+            key: None,
             pos: node.pos,
             width: 1,
             secret: false,
+            consequence: None,
         };
         self.walk(self.root, node, &at, &mut findings);
         findings
@@ -117,6 +142,11 @@ impl<'a> Checker<'a> {
         };
         let at = &At {
             secret: at.secret || obj.get("writeOnly") == Some(&Json::Bool(true)),
+            consequence: obj
+                .get("x-consequence")
+                .and_then(Json::as_str)
+                .map(str::to_string)
+                .or_else(|| at.consequence.clone()),
             ..at.clone()
         };
         if at.secret {
@@ -134,8 +164,11 @@ impl<'a> Checker<'a> {
         }
         if let Some(expected) = obj.get("type") {
             if !type_matches(expected, node) {
-                out.diagnostics
-                    .push(self.type_error(&describe_type(expected), node, at));
+                let name = obj
+                    .get("x-type-name")
+                    .and_then(Json::as_str)
+                    .map_or_else(|| describe_type(expected), str::to_string);
+                out.diagnostics.push(self.type_error(&name, node, at));
                 return;
             }
         }
@@ -167,12 +200,7 @@ impl<'a> Checker<'a> {
             Value::Seq(items) => {
                 if let Some(item_schema) = obj.get("items") {
                     for (i, item) in items.iter().enumerate() {
-                        let item_at = At {
-                            path: index(&at.path, i),
-                            pos: item.pos,
-                            width: 1,
-                            secret: at.secret,
-                        };
+                        let item_at = at.child(index(&at.path, i), None, item.pos, 1);
                         self.walk(item_schema, item, &item_at, out);
                     }
                 }
@@ -183,22 +211,60 @@ impl<'a> Checker<'a> {
 
     fn type_error(&self, expected: &str, node: &Node, at: &At) -> Diagnostic {
         let got = node.type_name();
+        let consequence = at
+            .consequence
+            .as_ref()
+            .map_or(String::new(), |c| format!(": {c}"));
         let diagnostic = self.error(
             Rule::WrongType,
             at,
-            format!("expected {expected}, got {got}"),
+            format!("expected {expected}, got {got}{consequence}"),
         );
-        match (expected, got) {
-            (_, "null") => diagnostic.help("the key has no value: give it one, or remove the key"),
-            ("string", "integer" | "number" | "boolean") => {
-                diagnostic.help("quote the value so that YAML reads it as a string")
+        let help = match (expected, got) {
+            (_, "null") if self.comment_after_key(at) => {
+                "`#` starts a YAML comment, so the key has no value: quote a value that begins with `#`".to_string()
             }
-            ("boolean", "string") => diagnostic.help("write true or false, without quotes"),
-            _ => diagnostic,
-        }
+            (_, "null") => "the key has no value: give it one, or remove the key".to_string(),
+            ("string", "integer" | "number" | "boolean") => match (&at.key, at.secret) {
+                (Some(key), false) => format!(
+                    "quote the value so that YAML reads it as a string: `{key}: \"{}\"`",
+                    self.source(node)
+                ),
+                _ => "quote the value so that YAML reads it as a string".to_string(),
+            },
+            ("boolean", _) => "write true or false, without quotes".to_string(),
+            ("array", _) => "write a list: one item per line, each starting with `- `".to_string(),
+            ("object", "array") => "write a mapping (`key: value` lines), not a list".to_string(),
+            (_, "array") => "give a single value here, not a list".to_string(),
+            _ => return diagnostic,
+        };
+        diagnostic.help(help)
     }
 
+    /// The source text of a scalar.
+    fn source(&self, node: &Node) -> String {
+        self.text
+            .chars()
+            .skip(node.start)
+            .take(node.end.saturating_sub(node.start))
+            .collect()
+    }
+
+    /// Whether a `#` comment follows the key on its line (`password: ####`).
+    fn comment_after_key(&self, at: &At) -> bool {
+        let Some(key) = &at.key else { return false };
+        self.text
+            .lines()
+            .nth(at.pos.line.saturating_sub(1))
+            .and_then(|line| line.split_once(&format!("{key}:")))
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('#'))
+    }
+
+    /// The first branch that accepts the value; failing that, for alternatives that are all
+    /// constants, an enumeration error; then the findings of the first branch of the value's
+    /// type (`"ntp://x"` is a wrong string, not a wrong type); last, a type error.
     fn walk_alternatives(&self, branches: &[Json], node: &Node, at: &At, out: &mut Findings) {
+        let mut of_type = None;
         for branch in branches {
             let mut trial = Findings::default();
             self.walk(branch, node, at, &mut trial);
@@ -211,6 +277,13 @@ impl<'a> Checker<'a> {
                 out.secrets.extend(trial.secrets);
                 return;
             }
+            let typed = self
+                .resolve(branch)
+                .get("type")
+                .is_some_and(|t| type_matches(t, node));
+            if typed && of_type.is_none() {
+                of_type = Some(trial);
+            }
         }
         let consts: Vec<&Json> = branches
             .iter()
@@ -219,6 +292,11 @@ impl<'a> Checker<'a> {
         if consts.len() == branches.len() {
             let allowed: Vec<Json> = consts.into_iter().cloned().collect();
             self.check_enum(&allowed, node, at, out);
+            return;
+        }
+        if let Some(trial) = of_type {
+            out.diagnostics.extend(trial.diagnostics);
+            out.secrets.extend(trial.secrets);
             return;
         }
         let mut names: Vec<String> = branches
@@ -266,18 +344,17 @@ impl<'a> Checker<'a> {
         };
         let min = obj.get("minimum").and_then(Json::as_f64);
         let max = obj.get("maximum").and_then(Json::as_f64);
-        if min.is_some_and(|m| value < m) || max.is_some_and(|m| value > m) {
-            let range = format!(
-                "{}..={}",
-                min.map_or("".into(), |m| m.to_string()),
-                max.map_or("".into(), |m| m.to_string())
-            );
-            out.diagnostics.push(self.error(
-                Rule::InvalidValue,
-                at,
-                format!("{value} is out of range {range}"),
-            ));
-        }
+        let bound = match (min, max) {
+            (Some(min), Some(max)) if value < min || value > max => format!("from {min} to {max}"),
+            (Some(min), None) if value < min => format!("at least {min}"),
+            (None, Some(max)) if value > max => format!("at most {max}"),
+            _ => return,
+        };
+        out.diagnostics.push(self.error(
+            Rule::InvalidValue,
+            at,
+            format!("{value} is out of range: it must be {bound}"),
+        ));
     }
 
     fn walk_object(&self, obj: &Map<String, Json>, node: &Node, at: &At, out: &mut Findings) {
@@ -288,14 +365,27 @@ impl<'a> Checker<'a> {
             .unwrap_or(&empty);
         let additional = obj.get("additionalProperties");
         for entry in node.entries() {
-            let entry_at = At {
-                path: join(&at.path, &entry.key),
-                pos: entry.key_pos,
-                width: entry.key.chars().count(),
-                secret: at.secret,
-            };
+            let entry_at = at.child(
+                join(&at.path, &entry.key),
+                Some(entry.key.clone()),
+                entry.key_pos,
+                entry.key.chars().count(),
+            );
             match (properties.get(&entry.key), additional) {
-                (Some(schema), _) => self.walk(schema, &entry.value, &entry_at, out),
+                (Some(schema), _) => {
+                    if schema.get("deprecated") == Some(&Json::Bool(true)) {
+                        let why = schema
+                            .get("description")
+                            .and_then(Json::as_str)
+                            .unwrap_or("remove it");
+                        out.diagnostics.push(self.error(
+                            Rule::DeprecatedKey,
+                            &entry_at,
+                            format!("`{}` is deprecated. {}", entry.key, why.replace('\n', " ")),
+                        ));
+                    }
+                    self.walk(schema, &entry.value, &entry_at, out)
+                }
                 (None, Some(Json::Bool(false))) => {
                     let mut d = self.error(
                         Rule::UnknownKey,
@@ -362,19 +452,9 @@ fn describe_type(expected: &Json) -> String {
 /// The `format` annotations forge's models use, checked for real.
 fn check_format(format: &str, text: &str) -> Result<(), String> {
     match format {
-        "ip" => text
-            .parse::<std::net::IpAddr>()
-            .map(drop)
-            .map_err(|_| "expected an IP address such as 192.168.1.10".into()),
-        "ip-or-prefix-length" => {
-            let ok = text.parse::<std::net::IpAddr>().is_ok()
-                || text.parse::<u8>().is_ok_and(|p| p <= 128);
-            if ok {
-                Ok(())
-            } else {
-                Err("expected a netmask such as 255.255.255.0 or a prefix length such as 24".into())
-            }
-        }
+        "ip" => ip(text).map(drop),
+        "ip-or-cidr" => ip_or_cidr(text),
+        "netmask" => netmask(text),
         "proxy-url" => {
             let rest = text
                 .strip_prefix("http://")
@@ -384,19 +464,11 @@ fn check_format(format: &str, text: &str) -> Result<(), String> {
                 _ => Err("expected http://host:port or https://host:port".into()),
             }
         }
-        "date" => {
-            let parts: Vec<&str> = text.split('-').collect();
-            let ok = parts.len() == 3
-                && [4, 2, 2]
-                    .iter()
-                    .zip(&parts)
-                    .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_digit()));
-            if ok {
-                Ok(())
-            } else {
-                Err("expected a date as YYYY-MM-DD".into())
-            }
-        }
+        "url" => match text.split_once("://") {
+            Some(("http" | "https", rest)) if !rest.is_empty() => Ok(()),
+            _ => Err("expected an http:// or https:// URL".into()),
+        },
+        "date" => date(text),
         "hostname-prefix" => {
             if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                 Ok(())
@@ -404,6 +476,226 @@ fn check_format(format: &str, text: &str) -> Result<(), String> {
                 Err("only letters, digits and '-' are allowed".into())
             }
         }
+        "edge-host-id" => edge_host_id(text),
+        "feature-gates" => feature_gates(text),
+        "absolute-path" if text.starts_with('/') => Ok(()),
+        "absolute-path" => Err("expected an absolute path, starting with /".into()),
+        "regex" => regex::Regex::new(text).map(drop).map_err(|e| {
+            let detail = e.to_string();
+            let last = detail.lines().last().unwrap_or_default().trim().to_string();
+            format!("not a regular expression: {last}")
+        }),
+        "host" => host(text),
+        "host-list" if text.contains(',') => text
+            .split(',')
+            .map(str::trim)
+            .try_for_each(|h| host(h).map_err(|e| format!("`{h}`: {e}"))),
+        "host-list" => host(text),
         _ => Ok(()),
+    }
+}
+
+fn ip(text: &str) -> Result<std::net::IpAddr, String> {
+    text.parse()
+        .map_err(|_| "expected an IP address such as 192.168.1.10".to_string())
+}
+
+/// An address, with or without a prefix length: `10.0.10.25` or `10.0.10.25/24`.
+fn ip_or_cidr(text: &str) -> Result<(), String> {
+    let Some((address, prefix)) = text.split_once('/') else {
+        return ip(text).map(drop);
+    };
+    let address = ip(address).map_err(|_| {
+        format!("expected an address with its prefix length such as 10.0.10.25/24, and `{address}` is not an IP address")
+    })?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(p) if p <= max => Ok(()),
+        _ => Err(format!(
+            "prefix length `{prefix}` is not a number from 0 to {max}"
+        )),
+    }
+}
+
+/// A dotted IPv4 netmask with contiguous ones, or a prefix length.
+fn netmask(text: &str) -> Result<(), String> {
+    if let Ok(prefix) = text.parse::<u8>() {
+        return if prefix <= 128 {
+            Ok(())
+        } else {
+            Err(format!("prefix length {prefix} is above 128"))
+        };
+    }
+    match text.parse::<std::net::Ipv4Addr>() {
+        Ok(mask) if u32::from(mask).leading_ones() + u32::from(mask).trailing_zeros() == 32 => {
+            Ok(())
+        }
+        Ok(_) => Err("not a netmask: its one bits must come first (255.255.255.0)".into()),
+        Err(_) => {
+            Err("expected a netmask such as 255.255.255.0 or a prefix length such as 24".into())
+        }
+    }
+}
+
+/// A calendar date, YYYY-MM-DD.
+fn date(text: &str) -> Result<(), String> {
+    let parts: Vec<&str> = text.split('-').collect();
+    let shaped = parts.len() == 3
+        && [4, 2, 2]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_digit()));
+    if !shaped {
+        return Err("expected a date as YYYY-MM-DD".into());
+    }
+    let [year, month, day] = [0, 1, 2].map(|i| parts[i].parse::<u32>().unwrap_or(0));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(format!("there is no month {month}")),
+    };
+    if (1..=days).contains(&day) {
+        Ok(())
+    } else {
+        Err(format!("month {month} of {year} has no day {day}"))
+    }
+}
+
+/// Characters the agent does not support in an edge host ID (installer reference, Device ID).
+const UNSUPPORTED_IN_HOST_ID: &str = "/?#&+%,$~!@*(){}|=;:<>'.^\"";
+const HOST_ID_MAX: usize = 128;
+
+/// An edge host ID: `$random`, or at most 128 characters without the unsupported ones.
+fn edge_host_id(text: &str) -> Result<(), String> {
+    if text == "$random" {
+        return Ok(());
+    }
+    let length = text.chars().count();
+    if length > HOST_ID_MAX {
+        return Err(format!(
+            "{length} characters; the agent cuts an edge host ID to {HOST_ID_MAX}, so hosts whose names differ only after that would share one"
+        ));
+    }
+    let mut bad: Vec<char> = text
+        .chars()
+        .filter(|c| UNSUPPORTED_IN_HOST_ID.contains(*c))
+        .collect();
+    bad.dedup();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = bad.iter().map(|c| format!("`{c}`")).collect();
+    Err(format!(
+        "{} not supported in an edge host ID (use letters, digits, `-` and `_`, or `$random`)",
+        listed.join(" ")
+    ))
+}
+
+/// The feature gates `stylus.featureGate` enables.
+const FEATURE_GATES: &[&str] = &["UserDataForm", "DisableWorkerNodeCapReconcile"];
+
+fn feature_gates(text: &str) -> Result<(), String> {
+    for gate in text.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        if !FEATURE_GATES.contains(&gate) {
+            let guess = did_you_mean(gate, FEATURE_GATES.iter().copied())
+                .map_or(String::new(), |g| format!(" (did you mean {g}?)"));
+            return Err(format!(
+                "unknown feature gate `{gate}`{guess}; known: {}",
+                FEATURE_GATES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A host name or IP address, without a scheme or port.
+fn host(text: &str) -> Result<(), String> {
+    let shaped = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+    if shaped && !text.contains("://") {
+        Ok(())
+    } else {
+        Err("expected a host name or IP address such as pool.ntp.org".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_format;
+
+    fn ok(format: &str, values: &[&str]) {
+        for v in values {
+            assert_eq!(check_format(format, v), Ok(()), "{format} {v}");
+        }
+    }
+
+    fn bad(format: &str, values: &[&str]) {
+        for v in values {
+            assert!(check_format(format, v).is_err(), "{format} {v}");
+        }
+    }
+
+    #[test]
+    fn addresses_take_an_optional_prefix_length_in_range() {
+        ok(
+            "ip-or-cidr",
+            &["10.0.10.25", "10.0.10.25/24", "10.0.10.25/0", "fd00::1/128"],
+        );
+        bad(
+            "ip-or-cidr",
+            &[
+                "10.0.10.25/33",
+                "fd00::1/129",
+                "10.0.10/24",
+                "10.0.10.25/",
+                "/24",
+            ],
+        );
+        ok(
+            "netmask",
+            &["255.255.255.0", "255.255.255.255", "0.0.0.0", "24"],
+        );
+        bad("netmask", &["255.0.255.0", "255.255.255.1", "129", "mask"]);
+    }
+
+    #[test]
+    fn dates_exist_on_the_calendar() {
+        ok("date", &["2030-12-31", "2028-02-29", "2000-02-29"]);
+        bad(
+            "date",
+            &[
+                "2030-02-29",
+                "1900-02-29",
+                "2030-13-01",
+                "2030-04-31",
+                "30-1-1",
+            ],
+        );
+    }
+
+    #[test]
+    fn edge_host_ids_follow_the_installer_reference() {
+        let longest = "a".repeat(128);
+        ok("edge-host-id", &["$random", "edge-1_a", &longest, ""]);
+        let too_long = "a".repeat(129);
+        bad("edge-host-id", &[&too_long, "a.b", "a:b", "a b(", "$x"]);
+    }
+
+    #[test]
+    fn feature_gates_are_the_documented_ones() {
+        ok(
+            "feature-gates",
+            &[
+                "",
+                "UserDataForm",
+                "UserDataForm, DisableWorkerNodeCapReconcile",
+            ],
+        );
+        bad("feature-gates", &["UserDataFrom", "UserDataForm,Other"]);
     }
 }

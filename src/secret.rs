@@ -10,14 +10,23 @@ pub const MASK: &str = "****";
 /// two-letter password does not blank out every word containing those letters.
 const MIN_SUBSTRING_LEN: usize = 3;
 
+/// Keys that name a password without holding one (a date, a flag).
+const NOT_SECRET_KEYS: &[&str] = &[
+    "passwordexpiry",
+    "encodedpassword",
+    "disablepasswordupdate",
+    "lock_passwd",
+];
+
 /// Whether a YAML key or a `.arg` variable name holds a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    [
-        "password", "passwd", "token", "secret", "apikey", "api_key", "pro_key",
-    ]
-    .iter()
-    .any(|s| key.contains(s))
+    !NOT_SECRET_KEYS.contains(&key.as_str())
+        && [
+            "password", "passwd", "token", "secret", "apikey", "api_key", "pro_key",
+        ]
+        .iter()
+        .any(|s| key.contains(s))
 }
 
 /// Collects secret values and removes them from text.

@@ -7,9 +7,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Resolved};
+use crate::content;
 use crate::diagnostic::{apply_edits, Edit, Report};
 use crate::diagnostic::{Diagnostic, Pos, Rule};
-use crate::profile::{self, ProfileImage};
+use crate::profile::{self, Against, ProfileImage};
 use crate::reference::Reference;
 use crate::registry::rewrite::{Rewrite, Rewriter};
 use crate::secret::Redactor;
@@ -30,6 +31,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Content(#[from] content::ReadError),
 }
 
 /// Read an input file as text.
@@ -56,6 +59,8 @@ pub struct Request {
     pub images: Vec<String>,
     /// A file listing images, one per line (`#` comments).
     pub image_list: Option<PathBuf>,
+    /// Where content bundles (`content-*/*.zst`) are looked for.
+    pub content_dir: Option<PathBuf>,
     /// Apply mechanical fixes to the user-data file (after writing `FILE.bak`).
     pub fix: bool,
 }
@@ -147,8 +152,20 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         let text = read("cluster profile", path)?;
         redactor.scan(&text);
         report.add_source(path, &text);
+        let content_bundles = match &request.content_dir {
+            Some(dir) => content::find(dir)?,
+            None => Vec::new(),
+        };
         let parsed = profile::parse(path, &text);
-        report.extend(parsed.check(path, &text, external.as_ref(), &user_data_path));
+        report.extend(parsed.check(
+            path,
+            &text,
+            &Against {
+                user_data: &user_data_path,
+                external: external.as_ref(),
+                content_bundles: &content_bundles,
+            },
+        ));
         let (images, findings) = parsed.images(path);
         report.extend(findings);
         profile_images = images;

@@ -204,6 +204,111 @@ fn fix_adds_a_missing_header() {
     );
 }
 
+/// `forge validate --fix` on a file with this text: the fixed text.
+fn fixed(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ud.yaml");
+    fs::write(&file, text).unwrap();
+    forge()
+        .args(["validate", "--fix", "--user-data"])
+        .arg(&file)
+        .assert()
+        .code(0);
+    fs::read_to_string(&file).unwrap()
+}
+
+#[test]
+fn fix_leaves_a_header_after_comments_alone() {
+    let text = "# store 42\n\n#cloud-config\nstylus:\n  debug: true\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ud.yaml");
+    fs::write(&file, text).unwrap();
+    forge()
+        .args(["validate", "--fix", "--user-data"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stdout("no problems found\n")
+        .stderr("");
+    assert_eq!(fs::read_to_string(&file).unwrap(), text);
+    assert!(!dir.path().join("ud.yaml.bak").exists());
+}
+
+#[test]
+fn fix_repairs_a_header_the_agent_would_not_see() {
+    assert_eq!(
+        fixed("# Cloud-Config\nstylus:\n  debug: true\n"),
+        "#cloud-config\nstylus:\n  debug: true\n"
+    );
+    assert_eq!(
+        fixed("\u{feff}#cloud-config\nstylus:\n  debug: true\n"),
+        "#cloud-config\nstylus:\n  debug: true\n"
+    );
+    let late = format!("{}#cloud-config\nstylus: {{}}\n", "#\n".repeat(9));
+    assert_eq!(fixed(&late), format!("#cloud-config\n{late}"));
+}
+
+#[test]
+fn an_integer_id_is_an_error_that_says_to_quote_it() {
+    let output = json_stdout(
+        forge()
+            .args(["validate", "--format", "json", "--user-data"])
+            .arg(rules_fixture(
+                "SCHEMA001",
+                "fail-project-uid/user-data.yaml",
+            )),
+        1,
+    );
+    let d = &output["diagnostics"][0];
+    assert_eq!(d["path"], "stylus.site.projectUid");
+    assert_eq!(
+        d["help"],
+        "quote the value so that YAML reads it as a string: `projectUid: \"12345677788\"`"
+    );
+}
+
+#[test]
+fn content_bundles_with_an_external_registry_need_a_primary_registry_pack() {
+    let case = rules_fixture("PR009", "fail");
+    let validate = |content_dir: Option<&Path>| {
+        let mut cmd = forge();
+        cmd.args(["validate", "--format", "json", "--user-data"])
+            .arg(case.join("user-data.yaml"))
+            .arg("--profile")
+            .arg(case.join("profile.yaml"));
+        if let Some(dir) = content_dir {
+            cmd.arg("--content-dir").arg(dir);
+        }
+        cmd
+    };
+    let output = json_stdout(&mut validate(Some(&case)), 1);
+    assert_eq!(output["diagnostics"][0]["code"], "PR009");
+    // Without bundles (no --content-dir) the same inputs are fine.
+    json_stdout(&mut validate(None), 0);
+    // A content directory that cannot be read is an I/O problem.
+    validate(Some(&case.join("missing")))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot read the content directory",
+        ));
+}
+
+#[test]
+fn deprecated_keys_are_marked_in_the_schema() {
+    let schema = json_stdout(forge().args(["schema", "user-data"]), 0);
+    let stylus = &schema["$defs"]["Stylus"]["properties"];
+    for key in [
+        "installationMode",
+        "imageOverride",
+        "emcServer",
+        "includeTui",
+    ] {
+        assert_eq!(stylus[key]["deprecated"], true, "{key}");
+    }
+    assert_eq!(stylus["managementMode"].get("deprecated"), None);
+}
+
 #[test]
 fn user_data_schema_is_json_schema_2020_12() {
     let output = json_stdout(forge().args(["schema", "user-data"]), 0);

@@ -34,11 +34,15 @@ fn check_user_data(text: &str) {
         .as_ref()
         .and_then(|d| userdata::external_registry(&d.root));
     let p = profile::parse(Path::new("p.yaml"), text);
+    let bundles = [std::path::PathBuf::from("content-x/images.zst")];
     p.check(
         Path::new("p.yaml"),
         text,
-        external.as_ref(),
-        Path::new("ud.yaml"),
+        &profile::Against {
+            user_data: Path::new("ud.yaml"),
+            external: external.as_ref(),
+            content_bundles: &bundles,
+        },
     );
 }
 

@@ -4,7 +4,13 @@
 //! - `pass*/` cases, which must validate with no finding at all.
 //!
 //! A case directory holds any of `user-data.yaml`, `profile.yaml`, `forge.yaml`, `build.arg`
-//! (plus files those name). Settings are resolved without the process environment.
+//! (plus files those name), and is the content directory (`content-*/*.zst`) of its case.
+//! Settings are resolved without the process environment.
+//!
+//! Each failing case also keeps `report.txt`, the text report exactly as `forge validate`
+//! prints it (paths relative to the case): what the user reads is part of the specification.
+//! `FORGE_BLESS=1 cargo test --test rules` rewrites them after a deliberate change; review the
+//! diff.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,6 +32,7 @@ fn request(case: &Path) -> Request {
     Request {
         user_data: existing("user-data.yaml"),
         profile: existing("profile.yaml"),
+        content_dir: Some(case.to_path_buf()),
         settings: Inputs {
             config: existing("forge.yaml").map(text),
             arg: existing("build.arg").map(text),
@@ -138,6 +145,32 @@ fn passing_fixtures_are_clean() {
         }
     }
     assert!(dirty.is_empty(), "\n{}", dirty.join("\n"));
+}
+
+#[test]
+fn failing_fixtures_print_their_report() {
+    let bless = std::env::var_os("FORGE_BLESS").is_some();
+    let mut stale = Vec::new();
+    for rule in Rule::ALL {
+        for case in cases(*rule, "fail") {
+            let outcome = validate::run(&request(&case)).unwrap();
+            let text = outcome
+                .report
+                .render_text(&outcome.redactor)
+                .replace(&format!("{}/", case.display()), "");
+            let snapshot = case.join("report.txt");
+            if bless {
+                fs::write(&snapshot, &text).unwrap();
+            } else if fs::read_to_string(&snapshot).ok().as_deref() != Some(text.as_str()) {
+                stale.push(format!("{}:\n{text}", snapshot.display()));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "reports differ from their snapshot (FORGE_BLESS=1 rewrites them):\n{}",
+        stale.join("\n")
+    );
 }
 
 #[test]

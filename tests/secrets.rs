@@ -156,7 +156,11 @@ fn cross_file_validation_never_prints_a_secret() {
         for format in ["text", "json"] {
             let output = output_of(
                 &["validate", "--format", format],
-                &[("--user-data", &ud), ("--profile", &profile)],
+                &[
+                    ("--user-data", &ud),
+                    ("--profile", &profile),
+                    ("--content-dir", dir),
+                ],
             );
             assert_no_secret(&secrets, &output, &format!("validate {}", dir.display()));
         }

@@ -98,6 +98,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
     let request = Request {
         user_data: Some(args.user_data.clone()),
         profile: args.profile.clone(),
+        content_dir: Some(args.content_dir.clone()),
         settings: args.settings.inputs()?,
         ..Request::default()
     };

@@ -15,6 +15,7 @@ pub(super) fn validate(args: ValidateArgs) -> Result<u8> {
     let request = Request {
         user_data: args.user_data,
         profile: args.profile,
+        content_dir: args.content_dir,
         settings: args.settings.inputs()?,
         fix: args.fix,
         ..Request::default()

@@ -107,6 +107,9 @@ struct ValidateArgs {
     /// Cluster profile YAML (packs with their values).
     #[arg(long, value_name = "FILE")]
     profile: Option<PathBuf>,
+    /// Directory searched for content bundles (content-*/*.zst), checked against the profile.
+    #[arg(long, value_name = "DIR")]
+    content_dir: Option<PathBuf>,
     #[command(flatten)]
     settings: SettingsArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]

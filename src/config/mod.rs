@@ -399,7 +399,7 @@ fn apply_config_file(r: &mut Resolved, path: &Path, text: &str) {
         return;
     }
     let schema = schema();
-    let findings = Checker::new(&schema, path).check(&doc.root);
+    let findings = Checker::new(&schema, path, text).check(&doc.root);
     let rejected: Vec<String> = findings
         .diagnostics
         .iter()

@@ -4,7 +4,9 @@
 pub mod certs;
 pub mod credentials;
 pub mod model;
+pub mod stages;
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Edit, Pos, Rule};
@@ -16,7 +18,13 @@ use credentials::{Credentials, USER_DATA_KEYS};
 /// The `$id` of the user-data schema.
 pub const SCHEMA_ID: &str = "urn:forge:schema:user-data";
 
-const HEADER: &str = "#cloud-config";
+/// The headers that make the Kairos agent take a file as configuration.
+const HEADERS: [&str; 3] = ["#cloud-config", "#kairos-config", "#node-config"];
+/// The header `--fix` writes.
+const HEADER: &str = HEADERS[0];
+/// The agent skips configuration files of this size or more (its collector counts whole MiB
+/// and skips anything above 1).
+pub const MAX_SIZE: usize = 2 << 20;
 
 /// The JSON Schema (2020-12) of user-data, generated from [`model::UserData`].
 pub fn schema() -> serde_json::Value {
@@ -35,13 +43,20 @@ pub struct Validation {
 
 /// Validate a user-data file's text.
 pub fn validate(file: &Path, text: &str) -> Validation {
-    let mut diagnostics = Vec::new();
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.lines().next().map(str::trim_end) != Some(HEADER) {
+    let mut diagnostics: Vec<Diagnostic> = check_header(file, text).into_iter().collect();
+    if text.len() >= MAX_SIZE {
         diagnostics.push(
-            Diagnostic::new(Rule::MissingHeader, file, "", Pos::new(1, 1), "user-data must start with the line `#cloud-config`")
-                .help("add `#cloud-config` as the first line; without it the installer ignores the whole file")
-                .fix(vec![Edit::replace(0, 0, format!("{HEADER}\n"))]),
+            Diagnostic::new(
+                Rule::UserDataTooLarge,
+                file,
+                "",
+                Pos::new(1, 1),
+                format!(
+                    "the file is {} bytes; the agent skips configuration files of 2 MiB ({MAX_SIZE} bytes) or more without a word",
+                    text.len()
+                ),
+            )
+            .help("move large content out of the user-data: files into overlay/files-iso, images into a content bundle"),
         );
     }
     let (document, findings) = yaml::parse_file(file, text);
@@ -56,17 +71,71 @@ pub fn validate(file: &Path, text: &str) -> Validation {
     let mut secrets = Vec::new();
     if document.root.value != yaml::Value::Null {
         let schema = schema();
-        let findings = Checker::new(&schema, file).check(&document.root);
+        let findings = Checker::new(&schema, file, text).check(&document.root);
         diagnostics.extend(findings.diagnostics);
         secrets = findings.secrets;
         diagnostics.extend(check_registries(file, text, &document.root));
         diagnostics.extend(check_site(file, &document.root));
+        diagnostics.extend(stages::check_names(file, &document.root));
     }
     Validation {
         diagnostics,
         secrets,
         document: Some(document),
     }
+}
+
+/// The Kairos collector's header rule: the file is configuration when one of the pieces of
+/// `text.splitn(10, '\n')` (the first nine lines, then the rest of the file) is a header once
+/// trailing white space is trimmed. A byte-order mark, leading spaces or other words on the
+/// line hide it.
+fn check_header(file: &Path, text: &str) -> Option<Diagnostic> {
+    let is_header = |piece: &str| HEADERS.contains(&piece.trim_end());
+    if text.splitn(10, '\n').any(is_header) {
+        return None;
+    }
+    let diagnostic = |line: usize, message: String, fix: Edit| {
+        Diagnostic::new(Rule::MissingHeader, file, "", Pos::new(line, 1), message)
+            .help("the agent reads a file as configuration only when one of its first lines is exactly `#cloud-config`; `forge validate --fix` repairs this")
+            .fix(vec![fix])
+    };
+    if let Some(rest) = text.strip_prefix('\u{feff}') {
+        if rest.splitn(10, '\n').any(is_header) {
+            return Some(diagnostic(1, "the file starts with a byte-order mark, which hides its `#cloud-config` header from the agent".into(), Edit::replace(0, 1, String::new())));
+        }
+    }
+    let insert = || Edit::replace(0, 0, format!("{HEADER}\n"));
+    let mut start = 0;
+    for (n, line) in text.split_inclusive('\n').take(10).enumerate() {
+        let (number, trimmed) = (n + 1, line.trim_end());
+        if number == 10 && is_header(line) {
+            return Some(diagnostic(10, "`#cloud-config` is on line 10, which the agent reads only together with the rest of the file, so it skips the file".into(), insert()));
+        }
+        let squeezed: String = trimmed
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if let Some(near) = HEADERS.iter().find(|h| **h == squeezed) {
+            let message = format!("line {number} is not exactly `{near}` (case and spaces matter), so the agent skips the file");
+            let fix = Edit::replace(start, start + trimmed.chars().count(), near.to_string());
+            return Some(diagnostic(number, message, fix));
+        }
+        if let Some(header) = HEADERS.iter().find(|h| {
+            trimmed
+                .strip_prefix(**h)
+                .is_some_and(|rest| rest.starts_with(char::is_whitespace))
+        }) {
+            let message = format!("line {number} has more than `{header}` on it; the agent needs the header alone on its line, so it skips the file");
+            return Some(diagnostic(number, message, insert()));
+        }
+        start += line.chars().count();
+    }
+    Some(diagnostic(
+        1,
+        "none of the first 10 lines is `#cloud-config`, so the agent skips the whole file".into(),
+        insert(),
+    ))
 }
 
 /// The credentials blocks of a user-data document: `registryCredentials` and each of
@@ -98,16 +167,21 @@ pub fn registries(root: &Node) -> Vec<Credentials<'_>> {
 }
 
 /// Where the user-data sends image pulls: the key that configures an external registry,
-/// its position, and whether it carries credentials.
+/// its position, whether it carries credentials, and its mapping rules.
 pub struct ExternalRegistry {
     pub path: &'static str,
     pub pos: Pos,
     pub authenticated: bool,
+    /// A registry to pull from is declared: `registryCredentials`, or entries in
+    /// `externalRegistries.registries` (mapping rules alone, the local-management form, are not).
+    pub declared: bool,
+    /// The position of `externalRegistries.registryMappingRules`, when it has rules.
+    pub mapping_rules: Option<Pos>,
 }
 
 pub fn external_registry(root: &Node) -> Option<ExternalRegistry> {
     let stylus = root.get("stylus")?;
-    let authenticated = registries(root).iter().any(Credentials::authenticated);
+    let all = registries(root);
     let (path, entry) = [
         ("stylus.registryCredentials", "registryCredentials"),
         ("stylus.externalRegistries", "externalRegistries"),
@@ -117,8 +191,21 @@ pub fn external_registry(root: &Node) -> Option<ExternalRegistry> {
     Some(ExternalRegistry {
         path,
         pos: entry.key_pos,
-        authenticated,
+        authenticated: all.iter().any(Credentials::authenticated),
+        declared: !all.is_empty(),
+        mapping_rules: stylus
+            .get("externalRegistries")
+            .and_then(|e| e.entry("registryMappingRules"))
+            .filter(|rules| !rules.value.entries().is_empty())
+            .map(|rules| rules.key_pos),
     })
+}
+
+/// `stylus.managementMode: local`: the host has no connection to Palette.
+fn locally_managed(root: &Node) -> bool {
+    root.at(&["stylus", "managementMode"])
+        .and_then(Node::as_str)
+        == Some("local")
 }
 
 fn check_registries(file: &Path, text: &str, root: &Node) -> Vec<Diagnostic> {
@@ -172,6 +259,9 @@ fn check_registries(file: &Path, text: &str, root: &Node) -> Vec<Diagnostic> {
         };
         match parse_domain(target) {
             Err(e) => out.push(Diagnostic::new(Rule::BadRegistryDomain, file, path, rule.value.pos, format!("mapping target `{target}` {e}"))),
+            // Locally managed hosts map images to the names a content bundle holds; there is no
+            // registry to declare.
+            Ok(_) if locally_managed(root) => {}
             Ok(domain) if !declared.contains(&domain.authority()) => out.push(
                 Diagnostic::new(
                     Rule::UndeclaredMappingTarget,
@@ -215,19 +305,73 @@ fn check_site(file: &Path, root: &Node) -> Vec<Diagnostic> {
         let Some(kind) = nic.value.entry("type") else {
             continue;
         };
-        if kind.value.as_str() == Some("static") && nic.value.get("ipAddress").is_none() {
-            out.push(
-                Diagnostic::new(
-                    Rule::StaticInterfaceIncomplete,
-                    file,
-                    join(&join("stylus.site.network.interfaces", &nic.key), "type"),
-                    kind.key_pos,
-                    format!("interface `{}` is static but has no ipAddress", nic.key),
+        if kind.value.as_str() != Some("static") {
+            continue;
+        }
+        let nic_path = join("stylus.site.network.interfaces", &nic.key);
+        let address = nic.value.entry("ipAddress");
+        let problem = match address.and_then(|a| a.value.as_str()) {
+            None if address.is_none() => Some((
+                join(&nic_path, "type"),
+                kind.key_pos,
+                format!("interface `{}` is static but has no ipAddress", nic.key),
+            )),
+            Some(ip) if ip.parse::<IpAddr>().is_ok() && nic.value.get("mask").is_none() => address.map(|a| {
+                (
+                    join(&nic_path, "ipAddress"),
+                    a.key_pos,
+                    format!("interface `{}` is static, and its ipAddress `{ip}` has neither a prefix length nor a mask", nic.key),
                 )
-                .width(4)
-                .help("add ipAddress, mask and gateway, or use type: dhcp"),
+            }),
+            _ => None,
+        };
+        if let Some((path, pos, message)) = problem {
+            let key = path.rsplit('.').next().unwrap_or_default().chars().count();
+            out.push(
+                Diagnostic::new(Rule::StaticInterfaceIncomplete, file, path, pos, message)
+                    .width(key)
+                    .help("write the address with its prefix length (ipAddress: 10.0.10.25/24) or add mask, and a gateway; or use type: dhcp"),
             );
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(text: &str) -> Vec<&'static str> {
+        validate(Path::new("ud.yaml"), text)
+            .diagnostics
+            .iter()
+            .map(|d| d.rule.code())
+            .collect()
+    }
+
+    #[test]
+    fn a_header_counts_in_the_pieces_the_collector_reads() {
+        let padded = |before: usize, after: &str| {
+            format!("{}#cloud-config  \n{after}", "# comment\n".repeat(before))
+        };
+        assert!(codes(&padded(0, "stylus: {}\n")).is_empty());
+        assert!(codes(&padded(8, "stylus: {}\n")).is_empty());
+        // Line 10 is the rest of the file: a header there counts only when nothing follows.
+        assert!(codes(&padded(9, "")).is_empty());
+        assert_eq!(codes(&padded(9, "stylus: {}\n")), ["UD001"]);
+        for header in ["#kairos-config", "#node-config"] {
+            assert!(codes(&format!("{header}\nstylus: {{}}\n")).is_empty());
+        }
+        assert_eq!(codes("#cloud-config:\nstylus: {}\n"), ["UD001"]);
+    }
+
+    #[test]
+    fn files_of_2_mib_or_more_are_skipped_by_the_agent() {
+        let of_size = |size: usize| {
+            let head = "#cloud-config\n#";
+            format!("{head}{}", "x".repeat(size - head.len()))
+        };
+        assert!(codes(&of_size(MAX_SIZE - 1)).is_empty());
+        assert_eq!(codes(&of_size(MAX_SIZE)), ["UD003"]);
+    }
 }

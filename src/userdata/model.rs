@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value as Any;
 
+use super::stages::Stage;
+
 /// Edge installer user-data: a `#cloud-config` document with the Palette agent's `stylus`
 /// block and Kairos installer keys.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -17,8 +19,10 @@ pub struct UserData {
     pub stylus: Option<Stylus>,
     /// Kairos installer settings.
     pub install: Option<Install>,
-    /// cloud-init stages run by the Kairos agent (`initramfs`, `boot`, `network`, ...).
-    pub stages: Option<BTreeMap<String, Any>>,
+    /// cloud-init stages run by the Kairos agent (`initramfs`, `boot`, `network`, ...): each
+    /// stage is a list of yip steps.
+    #[schemars(extend("x-consequence" = "yip cannot load this file's stages, so none of them run"))]
+    pub stages: Option<BTreeMap<String, Vec<Stage>>>,
     /// Kairos users to create.
     pub users: Option<Any>,
     /// Kairos host name.
@@ -68,11 +72,23 @@ pub struct Stylus {
     pub disable_tui: Option<bool>,
     /// Let the host link with others to form a multi-node cluster.
     pub enable_multi_node: Option<bool>,
-    /// Deprecated: the terminal UI is always enabled.
+    /// The Palette TUI is always enabled, whatever this says: remove the key.
+    #[schemars(extend("deprecated" = true))]
     pub include_tui: Option<bool>,
+    /// Replaced by `managementMode` (`connected` is `central`, `airgap` is `local`);
+    /// deprecated in Palette 4.6 and no longer read from Palette 4.8.
+    #[schemars(extend("deprecated" = true))]
+    pub installation_mode: Option<InstallationMode>,
+    /// Dropped from the installer reference with no documented replacement: remove the key.
+    #[schemars(extend("deprecated" = true))]
+    pub image_override: Option<String>,
+    /// The Edge Management Console is now Local UI: use `localUI.port`.
+    #[schemars(extend("deprecated" = true))]
+    pub emc_server: Option<EmcServer>,
     /// Several external registries and mapping rules. Do not combine with `registryCredentials`.
     pub external_registries: Option<ExternalRegistries>,
-    /// Comma-separated feature gates, e.g. `UserDataForm`.
+    /// Comma-separated feature gates: `UserDataForm`, `DisableWorkerNodeCapReconcile`.
+    #[schemars(extend("format" = "feature-gates"))]
     pub feature_gate: Option<String>,
     /// Local UI settings.
     #[serde(rename = "localUI")]
@@ -80,6 +96,7 @@ pub struct Stylus {
     /// `central` (connected to Palette) or `local` (no Palette connection).
     pub management_mode: Option<ManagementMode>,
     /// Agent installation root (the agent installs below PATH/opt/spectrocloud).
+    #[schemars(extend("format" = "absolute-path"))]
     pub path: Option<String>,
     /// A single external registry that every image is pulled from, prefixed by its domain.
     pub registry_credentials: Option<Registry>,
@@ -89,6 +106,18 @@ pub struct Stylus {
     pub vip: Option<Vip>,
     /// The webhook that redirects image pulls to the external or primary registry.
     pub image_redirect_webhook: Option<ImageRedirectWebhook>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallationMode {
+    Connected,
+    Airgap,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct EmcServer {
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -104,7 +133,7 @@ pub enum ManagementMode {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Registry {
-    /// host[:port][/path], without a scheme, e.g. `10.10.254.254:8000/spectro-images`.
+    /// `host[:port][/path]`, without a scheme, e.g. `10.10.254.254:8000/spectro-images`.
     pub domain: String,
     /// Basic-auth user name.
     pub username: Option<String>,
@@ -136,6 +165,7 @@ pub struct ExternalRegistries {
 #[serde(rename_all = "camelCase")]
 pub struct LocalUi {
     /// Port Local UI listens on (default 5080).
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Login rate limiting.
     pub login: Option<LocalUiLogin>,
@@ -144,9 +174,13 @@ pub struct LocalUi {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalUiLogin {
+    /// Failed logins before the delay starts doubling (default 3; agent 4.7.16 or later).
     pub attempts_before_exponential_delay_starts: Option<u32>,
+    /// Turn login rate limiting off (agent 4.7.16 or later).
     pub disable_rate_limiting: Option<bool>,
+    /// Minutes a locked-out login stays blocked (default 15).
     pub lockout_duration_in_minutes: Option<u32>,
+    /// Failed logins before the lock-out (default 5).
     pub max_failed_attempts_before_lockout: Option<u32>,
 }
 
@@ -158,7 +192,9 @@ pub struct Vip {
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ImageRedirectWebhook {
+    /// Redirect image pulls to the external or primary registry (default true).
     pub enable: Option<bool>,
+    /// Port the webhook listens on (default 0: the agent's choice).
     pub port: Option<u16>,
 }
 
@@ -179,11 +215,13 @@ pub struct Site {
     pub host_name: Option<String>,
     /// Skip TLS verification of the Palette endpoint.
     pub insecure_skip_verify: Option<bool>,
-    /// Edge host ID (`$random` for a random one).
+    /// Edge host ID: at most 128 characters, none of `/ ? # & + % , $ ~ ! @ * ( ) { } | = ; :
+    /// < > ' . ^ "`; `$random` for a random one.
+    #[schemars(extend("format" = "edge-host-id"))]
     pub name: Option<String>,
     pub network: Option<Network>,
-    /// NTP servers.
-    pub ntp_servers: Option<Vec<String>>,
+    /// NTP servers, as a list or one comma-separated string.
+    pub ntp_servers: Option<NtpServers>,
     /// Palette API endpoint, e.g. `api.spectrocloud.com`.
     pub palette_endpoint: Option<String>,
     /// Prefix of the generated device ID: letters, digits and `-`.
@@ -191,7 +229,9 @@ pub struct Site {
     pub prefix: Option<String>,
     pub project_name: Option<String>,
     pub project_uid: Option<String>,
+    /// URL shown as a QR code with the edge host ID, for registering the host.
     #[serde(rename = "registrationURL")]
+    #[schemars(extend("format" = "url"))]
     pub registration_url: Option<String>,
     pub remote_shell: Option<RemoteShell>,
     /// Free-form tags.
@@ -202,11 +242,28 @@ pub struct Site {
     pub users: Option<Vec<SiteUser>>,
 }
 
+/// NTP servers: the reference types them as a string and describes a list, so both are read.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum NtpServers {
+    List(Vec<NtpServer>),
+    #[schemars(extend("format" = "host-list"))]
+    Text(String),
+}
+
+/// A host name or IP address.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(extend("format" = "host"))]
+pub struct NtpServer(pub String);
+
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct DeviceUidPath {
-    /// File holding the ID.
+    /// File holding the ID, e.g. `/sys/class/dmi/id/board_serial`.
+    #[schemars(extend("format" = "absolute-path"))]
     pub name: String,
     /// RE2 expression extracting the ID.
+    #[schemars(extend("format" = "regex"))]
     pub regex: Option<String>,
 }
 
@@ -218,16 +275,23 @@ pub struct RemoteShell {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TagsFromFile {
+    /// File holding the tags.
+    #[schemars(extend("format" = "absolute-path"))]
     pub file_name: String,
+    /// Between two tags (default a newline).
     pub delimiter: Option<String>,
+    /// Between a tag's key and value (default `:`).
     pub separator: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TagsFromScript {
+    /// Executable script printing a JSON object of tags.
+    #[schemars(extend("format" = "absolute-path"))]
     pub script_name: String,
-    /// Seconds.
+    /// Seconds the script may take (default 60).
+    #[schemars(range(min = 1))]
     pub timeout: Option<u32>,
 }
 
@@ -270,10 +334,11 @@ pub struct Interface {
     /// `dhcp` (default) or `static`.
     #[serde(rename = "type")]
     pub kind: Option<AddressType>,
-    #[schemars(extend("format" = "ip"))]
+    /// Address with its prefix length (`10.0.10.25/24`), or a bare address with `mask`.
+    #[schemars(extend("format" = "ip-or-cidr"))]
     pub ip_address: Option<String>,
-    /// Netmask (255.255.255.0) or prefix length (24).
-    #[schemars(extend("format" = "ip-or-prefix-length"))]
+    /// Netmask (255.255.255.0) or prefix length (24), for a bare `ipAddress`.
+    #[schemars(extend("format" = "netmask"))]
     pub mask: Option<String>,
     #[schemars(extend("format" = "ip"))]
     pub gateway: Option<String>,
