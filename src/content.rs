@@ -12,7 +12,8 @@ pub struct ReadError {
     pub source: std::io::Error,
 }
 
-/// Every `*.zst` file of the `content-*` directories in `dir`, sorted by path, canonical.
+/// Every `*.zst` file of the `content-*` directories in `dir`, sorted by path. A bundle keeps
+/// the name it is listed under, even when it is a link.
 pub fn find(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
     let mut bundles = Vec::new();
     for content in listed(dir)?.into_iter().filter(|p| {
@@ -24,11 +25,7 @@ pub fn find(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
             .into_iter()
             .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "zst"))
         {
-            let canonical = std::fs::canonicalize(&file).map_err(|source| ReadError {
-                path: file.clone(),
-                source,
-            })?;
-            bundles.push(canonical);
+            bundles.push(file);
         }
     }
     Ok(bundles)
@@ -45,4 +42,32 @@ fn listed(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
     }
     paths.sort();
     Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_zst_files_of_content_directories_by_their_listed_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["content-b", "content-a", "other"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("content-a/core.zst"), "x").unwrap();
+        std::fs::write(root.join("content-b/notes.txt"), "x").unwrap();
+        std::fs::write(root.join("other/skipped.zst"), "x").unwrap();
+        std::fs::write(root.join("sha256-abc"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("sha256-abc"), root.join("content-b/apps.zst"))
+            .unwrap();
+        assert_eq!(
+            find(root).unwrap(),
+            [
+                root.join("content-a/core.zst"),
+                root.join("content-b/apps.zst")
+            ]
+        );
+        assert!(find(&root.join("missing")).is_err());
+    }
 }

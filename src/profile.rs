@@ -210,7 +210,7 @@ impl Profile {
             }
         }
         if let Some(ext) = external {
-            out.extend(self.replacement_rules_win(file, ext, user_data));
+            out.extend(self.replacement_rules_win(file, ext, against));
             if primary.is_none() {
                 out.extend(ignored_bundles(file, ext, against));
             }
@@ -250,7 +250,7 @@ impl Profile {
         &self,
         file: &Path,
         external: &ExternalRegistry,
-        user_data: &Path,
+        against: &Against<'_>,
     ) -> Option<Diagnostic> {
         let mapping = external.mapping_rules?;
         let (pack, entry) = self.packs.iter().find_map(|pack| {
@@ -274,7 +274,7 @@ impl Profile {
                 file,
                 path,
                 entry.key_pos,
-                format!("Registry Connect's imageReplacementRules take precedence over the registryMappingRules of {} (line {}): the agent does not apply those", user_data.display(), mapping.line),
+                format!("Registry Connect's imageReplacementRules take precedence over the registryMappingRules of {} (line {}): the agent does not apply those", against.user_data.display(), mapping.line),
             )
             .width("imageReplacementRules".len())
             .help("keep one set of rules: move the mapping rules into imageReplacementRules, or remove imageReplacementRules"),
@@ -423,7 +423,7 @@ fn ignored_bundles(
             ext.pos,
             format!("the content bundles ({}) will not be used: with an external registry and no primary registry pack (Harbor or Registry Connect) in {}, the edge host pulls every image from the external registry, and the deployment fails where one is missing there", names.join(", "), file.display()),
         )
-        .width(ext.path.rsplit('.').next().unwrap_or_default().len())
+        .width(ext.key.len())
         .help("add the Registry Connect pack (with Harbor or Zot) to the profile, or build without the external registry or without the content bundles"),
     )
 }

@@ -9,6 +9,7 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule, Severity};
+use crate::secret::is_secret_key;
 use crate::yaml::{index, join, Node, Value};
 
 /// A 2020-12 schema for `T`, shaped for configuration files: optional keys are absent rather
@@ -64,9 +65,10 @@ pub struct Findings {
 /// Validates YAML trees against one root schema.
 ///
 /// Besides JSON Schema's keywords, the checker reads `deprecated` (the key is reported with its
-/// description, SCHEMA005) and two of forge's own: `x-consequence`, what the edge host does
-/// when a value below that key has the wrong type, added to those findings; and
-/// `x-type-name`, how a type error names the expected type.
+/// description, SCHEMA005) and two of forge's own. `x-go-decoded` marks values that Go's
+/// yaml.v3 decodes into typed fields (yip's stages): there a key without a value is the zero
+/// value, not an error, and the keyword's text — what a wrong type makes the edge host do — is
+/// added to type errors. `x-type-name` is how a type error names the expected type.
 pub struct Checker<'a> {
     root: &'a Json,
     file: &'a Path,
@@ -84,8 +86,8 @@ struct At {
     pos: Pos,
     width: usize,
     secret: bool,
-    /// The nearest `x-consequence` above the value.
-    consequence: Option<String>,
+    /// The nearest `x-go-decoded` above the value: what a wrong type makes the host do.
+    go_decoded: Option<String>,
 }
 
 impl At {
@@ -114,7 +116,7 @@ impl<'a> Checker<'a> {
             pos: node.pos,
             width: 1,
             secret: false,
-            consequence: None,
+            go_decoded: None,
         };
         self.walk(self.root, node, &at, &mut findings);
         findings
@@ -142,13 +144,16 @@ impl<'a> Checker<'a> {
         };
         let at = &At {
             secret: at.secret || obj.get("writeOnly") == Some(&Json::Bool(true)),
-            consequence: obj
-                .get("x-consequence")
+            go_decoded: obj
+                .get("x-go-decoded")
                 .and_then(Json::as_str)
                 .map(str::to_string)
-                .or_else(|| at.consequence.clone()),
+                .or_else(|| at.go_decoded.clone()),
             ..at.clone()
         };
+        if at.go_decoded.is_some() && node.value == Value::Null {
+            return;
+        }
         if at.secret {
             if let Some(s) = node.as_str() {
                 out.secrets.push(s.to_string());
@@ -212,7 +217,7 @@ impl<'a> Checker<'a> {
     fn type_error(&self, expected: &str, node: &Node, at: &At) -> Diagnostic {
         let got = node.type_name();
         let consequence = at
-            .consequence
+            .go_decoded
             .as_ref()
             .map_or(String::new(), |c| format!(": {c}"));
         let diagnostic = self.error(
@@ -225,17 +230,19 @@ impl<'a> Checker<'a> {
                 "`#` starts a YAML comment, so the key has no value: quote a value that begins with `#`".to_string()
             }
             (_, "null") => "the key has no value: give it one, or remove the key".to_string(),
-            ("string", "integer" | "number" | "boolean") => match (&at.key, at.secret) {
-                (Some(key), false) => format!(
+            ("array", _) => "write a list: one item per line, each starting with `- `".to_string(),
+            ("object", "array") => "write a mapping (`key: value` lines), not a list".to_string(),
+            (_, "array") => "give a single value here, not a list".to_string(),
+            ("string", "integer" | "number" | "boolean") => match &at.key {
+                Some(key) if !at.secret && !is_secret_key(key) => format!(
                     "quote the value so that YAML reads it as a string: `{key}: \"{}\"`",
                     self.source(node)
                 ),
                 _ => "quote the value so that YAML reads it as a string".to_string(),
             },
-            ("boolean", _) => "write true or false, without quotes".to_string(),
-            ("array", _) => "write a list: one item per line, each starting with `- `".to_string(),
-            ("object", "array") => "write a mapping (`key: value` lines), not a list".to_string(),
-            (_, "array") => "give a single value here, not a list".to_string(),
+            ("boolean", "string" | "integer" | "number") => {
+                "write true or false, without quotes".to_string()
+            }
             _ => return diagnostic,
         };
         diagnostic.help(help)
@@ -482,8 +489,11 @@ fn check_format(format: &str, text: &str) -> Result<(), String> {
         "absolute-path" => Err("expected an absolute path, starting with /".into()),
         "regex" => regex::Regex::new(text).map(drop).map_err(|e| {
             let detail = e.to_string();
-            let last = detail.lines().last().unwrap_or_default().trim().to_string();
-            format!("not a regular expression: {last}")
+            let last = detail.lines().last().unwrap_or_default().trim();
+            format!(
+                "not a regular expression: {}",
+                last.strip_prefix("error: ").unwrap_or(last)
+            )
         }),
         "host" => host(text),
         "host-list" if text.contains(',') => text
@@ -509,17 +519,25 @@ fn ip_or_cidr(text: &str) -> Result<(), String> {
         format!("expected an address with its prefix length such as 10.0.10.25/24, and `{address}` is not an IP address")
     })?;
     let max = if address.is_ipv4() { 32 } else { 128 };
-    match prefix.parse::<u8>() {
-        Ok(p) if p <= max => Ok(()),
+    match prefix_length(prefix) {
+        Some(p) if p <= max => Ok(()),
         _ => Err(format!(
             "prefix length `{prefix}` is not a number from 0 to {max}"
         )),
     }
 }
 
+/// A prefix length as Go's `net.ParseCIDR` reads one: decimal digits only.
+fn prefix_length(text: &str) -> Option<u8> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
 /// A dotted IPv4 netmask with contiguous ones, or a prefix length.
 fn netmask(text: &str) -> Result<(), String> {
-    if let Ok(prefix) = text.parse::<u8>() {
+    if let Some(prefix) = prefix_length(text) {
         return if prefix <= 128 {
             Ok(())
         } else {
@@ -579,11 +597,12 @@ fn edge_host_id(text: &str) -> Result<(), String> {
             "{length} characters; the agent cuts an edge host ID to {HOST_ID_MAX}, so hosts whose names differ only after that would share one"
         ));
     }
-    let mut bad: Vec<char> = text
-        .chars()
-        .filter(|c| UNSUPPORTED_IN_HOST_ID.contains(*c))
-        .collect();
-    bad.dedup();
+    let mut bad: Vec<char> = Vec::new();
+    for c in text.chars().filter(|c| UNSUPPORTED_IN_HOST_ID.contains(*c)) {
+        if !bad.contains(&c) {
+            bad.push(c);
+        }
+    }
     if bad.is_empty() {
         return Ok(());
     }
@@ -660,7 +679,10 @@ mod tests {
             "netmask",
             &["255.255.255.0", "255.255.255.255", "0.0.0.0", "24"],
         );
-        bad("netmask", &["255.0.255.0", "255.255.255.1", "129", "mask"]);
+        bad(
+            "netmask",
+            &["255.0.255.0", "255.255.255.1", "129", "+24", "mask"],
+        );
     }
 
     #[test]
@@ -684,6 +706,8 @@ mod tests {
         ok("edge-host-id", &["$random", "edge-1_a", &longest, ""]);
         let too_long = "a".repeat(129);
         bad("edge-host-id", &[&too_long, "a.b", "a:b", "a b(", "$x"]);
+        let listed = check_format("edge-host-id", "a.b:c.d").unwrap_err();
+        assert!(listed.starts_with("`.` `:` not supported"), "{listed}");
     }
 
     #[test]

@@ -147,15 +147,15 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         report.add_source(path, &text);
         report.extend(validation.diagnostics);
     }
+    let content_bundles = match &request.content_dir {
+        Some(dir) => content::find(dir)?,
+        None => Vec::new(),
+    };
     let mut profile_images: Vec<ProfileImage> = Vec::new();
     if let Some(path) = &request.profile {
         let text = read("cluster profile", path)?;
         redactor.scan(&text);
         report.add_source(path, &text);
-        let content_bundles = match &request.content_dir {
-            Some(dir) => content::find(dir)?,
-            None => Vec::new(),
-        };
         let parsed = profile::parse(path, &text);
         report.extend(parsed.check(
             path,

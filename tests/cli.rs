@@ -246,6 +246,15 @@ fn fix_repairs_a_header_the_agent_would_not_see() {
     );
     let late = format!("{}#cloud-config\nstylus: {{}}\n", "#\n".repeat(9));
     assert_eq!(fixed(&late), format!("#cloud-config\n{late}"));
+    let late_and_wrong = format!("{}# Cloud-Config\nstylus: {{}}\n", "#\n".repeat(9));
+    assert_eq!(
+        fixed(&late_and_wrong),
+        format!("#cloud-config\n{late_and_wrong}")
+    );
+    assert_eq!(
+        fixed("\u{feff}stylus: {}\r\n"),
+        "#cloud-config\r\nstylus: {}\r\n"
+    );
 }
 
 #[test]

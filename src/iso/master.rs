@@ -480,12 +480,14 @@ fn content_bundles(spec: &Spec<'_>, staged: Option<&Path>) -> Result<Vec<Bundle>
                 .map(|i| format!("{CONTENT_DIR}/{name}.part-{i:03}"))
                 .collect()
         };
+        let absolute =
+            std::fs::canonicalize(&file).map_err(io(format!("reading {}", file.display())))?;
         if let Some(staged) = staged {
-            std::os::unix::fs::symlink(&file, staged.join(&name))
+            std::os::unix::fs::symlink(&absolute, staged.join(&name))
                 .map_err(io("staging content bundles"))?;
         }
         bundles.push(Bundle {
-            source: file,
+            source: absolute,
             size,
             part_size: part,
             parts,

@@ -104,7 +104,10 @@ fn check_header(file: &Path, text: &str) -> Option<Diagnostic> {
             return Some(diagnostic(1, "the file starts with a byte-order mark, which hides its `#cloud-config` header from the agent".into(), Edit::replace(0, 1, String::new())));
         }
     }
-    let insert = || Edit::replace(0, 0, format!("{HEADER}\n"));
+    // Insert the header as line 1, in the file's line ending, in place of a byte-order mark.
+    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let bom = usize::from(text.starts_with('\u{feff}'));
+    let insert = || Edit::replace(0, bom, format!("{HEADER}{newline}"));
     let mut start = 0;
     for (n, line) in text.split_inclusive('\n').take(10).enumerate() {
         let (number, trimmed) = (n + 1, line.trim_end());
@@ -118,7 +121,11 @@ fn check_header(file: &Path, text: &str) -> Option<Diagnostic> {
             .to_ascii_lowercase();
         if let Some(near) = HEADERS.iter().find(|h| **h == squeezed) {
             let message = format!("line {number} is not exactly `{near}` (case and spaces matter), so the agent skips the file");
-            let fix = Edit::replace(start, start + trimmed.chars().count(), near.to_string());
+            let fix = if number == 10 {
+                insert()
+            } else {
+                Edit::replace(start, start + trimmed.chars().count(), near.to_string())
+            };
             return Some(diagnostic(number, message, fix));
         }
         if let Some(header) = HEADERS.iter().find(|h| {
@@ -170,6 +177,8 @@ pub fn registries(root: &Node) -> Vec<Credentials<'_>> {
 /// its position, whether it carries credentials, and its mapping rules.
 pub struct ExternalRegistry {
     pub path: &'static str,
+    /// The key itself: `registryCredentials` or `externalRegistries`.
+    pub key: &'static str,
     pub pos: Pos,
     pub authenticated: bool,
     /// A registry to pull from is declared: `registryCredentials`, or entries in
@@ -182,14 +191,15 @@ pub struct ExternalRegistry {
 pub fn external_registry(root: &Node) -> Option<ExternalRegistry> {
     let stylus = root.get("stylus")?;
     let all = registries(root);
-    let (path, entry) = [
+    let (path, key, entry) = [
         ("stylus.registryCredentials", "registryCredentials"),
         ("stylus.externalRegistries", "externalRegistries"),
     ]
     .into_iter()
-    .find_map(|(path, key)| stylus.entry(key).map(|e| (path, e)))?;
+    .find_map(|(path, key)| stylus.entry(key).map(|e| (path, key, e)))?;
     Some(ExternalRegistry {
         path,
+        key,
         pos: entry.key_pos,
         authenticated: all.iter().any(Credentials::authenticated),
         declared: !all.is_empty(),
@@ -309,30 +319,26 @@ fn check_site(file: &Path, root: &Node) -> Vec<Diagnostic> {
             continue;
         }
         let nic_path = join("stylus.site.network.interfaces", &nic.key);
-        let address = nic.value.entry("ipAddress");
-        let problem = match address.and_then(|a| a.value.as_str()) {
-            None if address.is_none() => Some((
-                join(&nic_path, "type"),
+        let (key, pos, message) = match nic.value.entry("ipAddress") {
+            None => (
+                "type",
                 kind.key_pos,
                 format!("interface `{}` is static but has no ipAddress", nic.key),
-            )),
-            Some(ip) if ip.parse::<IpAddr>().is_ok() && nic.value.get("mask").is_none() => address.map(|a| {
-                (
-                    join(&nic_path, "ipAddress"),
-                    a.key_pos,
+            ),
+            Some(address) => match address.value.as_str() {
+                Some(ip) if ip.parse::<IpAddr>().is_ok() && nic.value.get("mask").is_none() => (
+                    "ipAddress",
+                    address.key_pos,
                     format!("interface `{}` is static, and its ipAddress `{ip}` has neither a prefix length nor a mask", nic.key),
-                )
-            }),
-            _ => None,
+                ),
+                _ => continue,
+            },
         };
-        if let Some((path, pos, message)) = problem {
-            let key = path.rsplit('.').next().unwrap_or_default().chars().count();
-            out.push(
-                Diagnostic::new(Rule::StaticInterfaceIncomplete, file, path, pos, message)
-                    .width(key)
-                    .help("write the address with its prefix length (ipAddress: 10.0.10.25/24) or add mask, and a gateway; or use type: dhcp"),
-            );
-        }
+        out.push(
+            Diagnostic::new(Rule::StaticInterfaceIncomplete, file, join(&nic_path, key), pos, message)
+                .width(key.len())
+                .help("write the address with its prefix length (ipAddress: 10.0.10.25/24) or add mask, and a gateway; or use type: dhcp"),
+        );
     }
     out
 }

@@ -21,7 +21,7 @@ pub struct UserData {
     pub install: Option<Install>,
     /// cloud-init stages run by the Kairos agent (`initramfs`, `boot`, `network`, ...): each
     /// stage is a list of yip steps.
-    #[schemars(extend("x-consequence" = "yip cannot load this file's stages, so none of them run"))]
+    #[schemars(extend("x-go-decoded" = "yip cannot load this file's stages, so none of them run"))]
     pub stages: Option<BTreeMap<String, Vec<Stage>>>,
     /// Kairos users to create.
     pub users: Option<Any>,

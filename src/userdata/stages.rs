@@ -286,15 +286,31 @@ const ROLE_STAGES: &[&str] = &[
     "provider-kairos.bootstrap.after.",
 ];
 
+/// A stage name without its `.before` / `.after` suffix, and the suffix.
+fn split_suffix(name: &str) -> (&str, &str) {
+    [".before", ".after"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix).map(|base| (base, *suffix)))
+        .unwrap_or((name, ""))
+}
+
 /// A stage name the agent runs on its own, with or without a `.before` / `.after` suffix.
 fn known(name: &str) -> bool {
-    let base = name
-        .strip_suffix(".before")
-        .or_else(|| name.strip_suffix(".after"))
-        .unwrap_or(name);
-    STAGES.contains(&base)
+    STAGES.contains(&split_suffix(name).0)
         || STAGES.contains(&name)
         || ROLE_STAGES.iter().any(|p| name.starts_with(p))
+}
+
+/// The stage the agent runs that `name` is probably a typo of: less than half of the name's
+/// characters differ, suffix aside.
+fn typo_of(name: &str) -> Option<String> {
+    if known(name) {
+        return None;
+    }
+    let (base, suffix) = split_suffix(name);
+    let guess = did_you_mean(base, STAGES.iter().copied())?;
+    (2 * strsim::damerau_levenshtein(base, guess) < base.chars().count())
+        .then(|| format!("{guess}{suffix}"))
 }
 
 /// Stage names close to one the agent runs but not it: probably typos, so the steps would
@@ -306,9 +322,8 @@ pub fn check_names(file: &Path, root: &Node) -> Vec<Diagnostic> {
     stages
         .entries()
         .iter()
-        .filter(|e| !known(&e.key))
         .filter_map(|e| {
-            let guess = did_you_mean(&e.key, STAGES.iter().copied())?;
+            let guess = typo_of(&e.key)?;
             Some(
                 Diagnostic::new(
                     Rule::UnknownKey,
@@ -345,5 +360,15 @@ mod tests {
         }
         assert!(!known("bot"));
         assert!(!known("my-own-stage"));
+    }
+
+    #[test]
+    fn typos_are_near_misses_of_a_stage_suffix_aside() {
+        assert_eq!(typo_of("bot").as_deref(), Some("boot"));
+        assert_eq!(typo_of("netwrok.after").as_deref(), Some("network.after"));
+        assert_eq!(typo_of("after-instal").as_deref(), Some("after-install"));
+        for custom in ["ui", "db", "my-maintenance", "boot", "boot.before"] {
+            assert_eq!(typo_of(custom), None, "{custom}");
+        }
     }
 }
