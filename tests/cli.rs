@@ -301,6 +301,20 @@ fn content_bundles_with_an_external_registry_need_a_primary_registry_pack() {
         .stderr(predicate::str::contains(
             "cannot read the content directory",
         ));
+    // `forge build` checks its --content-dir the same way, before anything is built.
+    forge()
+        .args(["build", "--dry-run", "--user-data"])
+        .arg(case.join("user-data.yaml"))
+        .arg("--profile")
+        .arg(case.join("profile.yaml"))
+        .arg("--content-dir")
+        .arg(&case)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("error[PR009]"))
+        .stderr(predicate::str::contains(
+            "validation failed: nothing was built",
+        ));
 }
 
 #[test]
