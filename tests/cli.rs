@@ -190,48 +190,52 @@ fn fix_flips_an_existing_encoded_password_flag() {
 
 #[test]
 fn fix_adds_a_missing_header() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ud.yaml");
-    fs::write(&file, "stylus:\n  debug: true\n").unwrap();
-    forge()
-        .args(["validate", "--fix", "--user-data"])
-        .arg(&file)
-        .assert()
-        .code(0);
     assert_eq!(
-        fs::read_to_string(&file).unwrap(),
+        fixed("stylus:\n  debug: true\n"),
         "#cloud-config\nstylus:\n  debug: true\n"
     );
 }
 
-/// `forge validate --fix` on a file with this text: the fixed text.
-fn fixed(text: &str) -> String {
+/// What `forge validate --fix` (exit code 0) does to a file with this text.
+struct Fix {
+    text: String,
+    stdout: String,
+    stderr: String,
+    backup: bool,
+}
+
+fn fix(text: &str) -> Fix {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ud.yaml");
     fs::write(&file, text).unwrap();
-    forge()
+    let output = forge()
         .args(["validate", "--fix", "--user-data"])
         .arg(&file)
         .assert()
-        .code(0);
-    fs::read_to_string(&file).unwrap()
+        .code(0)
+        .get_output()
+        .clone();
+    Fix {
+        text: fs::read_to_string(&file).unwrap(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+        backup: dir.path().join("ud.yaml.bak").exists(),
+    }
+}
+
+/// The text `forge validate --fix` leaves.
+fn fixed(text: &str) -> String {
+    fix(text).text
 }
 
 #[test]
 fn fix_leaves_a_header_after_comments_alone() {
     let text = "# store 42\n\n#cloud-config\nstylus:\n  debug: true\n";
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ud.yaml");
-    fs::write(&file, text).unwrap();
-    forge()
-        .args(["validate", "--fix", "--user-data"])
-        .arg(&file)
-        .assert()
-        .code(0)
-        .stdout("no problems found\n")
-        .stderr("");
-    assert_eq!(fs::read_to_string(&file).unwrap(), text);
-    assert!(!dir.path().join("ud.yaml.bak").exists());
+    let result = fix(text);
+    assert_eq!(result.stdout, "no problems found\n");
+    assert_eq!(result.stderr, "");
+    assert_eq!(result.text, text);
+    assert!(!result.backup);
 }
 
 #[test]
