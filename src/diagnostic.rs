@@ -100,6 +100,8 @@ rules! {
     BadSettingValue = "CFG012", Error, "a setting has a malformed value (boolean, version, proxy URL, ...)";
     MissingFile = "CFG013", Error, "a setting names a file that does not exist";
     BadVersionMatrix = "CFG014", Error, "the Kubernetes version matrix file is not {\"distribution\": [\"x.y.z\", ...]}";
+    ControlCharacter = "CFG015", Error, "a setting holds a line break or another control character";
+    SecretOnCommandLine = "CFG016", Error, "a setting holding a password is given with --set, where every local user can read it";
 }
 
 /// A position in a text file: 1-based line and column (columns count characters).

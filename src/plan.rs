@@ -126,7 +126,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
     );
     ctx.insert(
         "user_dockerfile",
-        &inputs.templates.render("user.Dockerfile", &ctx)?,
+        &inputs
+            .templates
+            .render_dockerfile("user.Dockerfile", &ctx)?,
     );
 
     let mut steps = Vec::new();
@@ -136,7 +138,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
     )];
     let base = step(
         Kind::Base,
-        inputs.templates.render("base.Dockerfile", &ctx)?,
+        inputs
+            .templates
+            .render_dockerfile("base.Dockerfile", &ctx)?,
         base_files,
         settings,
         &|hash| format!("{LOCAL_HOST}/{repo}-base:{}", &hash[7..19]),
@@ -154,7 +158,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
             "k8s_image",
             &sources.k8s_image.replace("{version}", version),
         );
-        let dockerfile = inputs.templates.render("provider.Dockerfile", &ctx)?;
+        let dockerfile = inputs
+            .templates
+            .render_dockerfile("provider.Dockerfile", &ctx)?;
         let tag = settings
             .provider_tag(version)
             .expect("registry and distribution are set");
@@ -176,7 +182,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
         .unwrap_or_else(|| inputs.empty.to_path_buf());
     installer_files.push(("overlay".to_string(), overlay));
     let iso_name = settings.get("ISO_NAME").unwrap_or("installer");
-    let dockerfile = inputs.templates.render("installer.Dockerfile", &ctx)?;
+    let dockerfile = inputs
+        .templates
+        .render_dockerfile("installer.Dockerfile", &ctx)?;
     steps.push(step(
         Kind::Installer,
         dockerfile,

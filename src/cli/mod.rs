@@ -93,9 +93,14 @@ struct SettingsArgs {
     /// CanvOS .arg file (KEY=VALUE lines).
     #[arg(long, value_name = "FILE")]
     arg: Option<PathBuf>,
-    /// Override one setting; repeatable.
+    /// Override one setting; repeatable. Settings holding a password are refused here: use
+    /// FORGE_<KEY> or --secret-file.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
     sets: Vec<(String, String)>,
+    /// Read one setting's value from a file (its first line), e.g. a proxy URL with a password;
+    /// repeatable.
+    #[arg(long = "secret-file", value_name = "KEY=FILE", value_parser = parse_set)]
+    secret_files: Vec<(String, String)>,
 }
 
 #[derive(Args)]
@@ -140,6 +145,16 @@ impl SettingsArgs {
             arg: read(".arg file", &self.arg)?,
             env: std::env::vars().collect(),
             sets: self.sets.clone(),
+            secret_files: self
+                .secret_files
+                .iter()
+                .map(|(key, path)| {
+                    let path = PathBuf::from(path);
+                    let text = validate::read("secret file", &path)?;
+                    let value = text.lines().next().unwrap_or_default().to_string();
+                    Ok((key.clone(), path, value))
+                })
+                .collect::<Result<_>>()?,
         })
     }
 }

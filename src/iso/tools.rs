@@ -267,7 +267,8 @@ async fn builder_image(
     build_args: &std::collections::HashMap<String, String>,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<String, IsoError> {
-    let dockerfile = templates.render("iso-tools.Dockerfile", &crate::render::context(settings))?;
+    let dockerfile =
+        templates.render_dockerfile("iso-tools.Dockerfile", &crate::render::context(settings))?;
     let hash = crate::registry::client::sha256_digest(dockerfile.as_bytes());
     let tag = format!("{LOCAL_HOST}/forge-iso-tools:{}", &hash[7..19]);
     if engine::labels(docker, &tag).await?.is_some() {
