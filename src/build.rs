@@ -126,19 +126,17 @@ async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
     need.max(1 << 30)
 }
 
-/// Build every step of the plan.
+/// Build every step of the plan; build contexts are written below `work` (the run's private
+/// directory) and removed after each build.
 pub async fn run(
     docker: &Docker,
     plan: &Plan,
     args: &HashMap<String, String>,
     jobs: usize,
+    work: &Path,
     progress: &Progress,
 ) -> Result<Vec<Built>, BuildError> {
-    let scratch = tempfile::tempdir().map_err(|source| BuildError::Output {
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    let dir = scratch.path();
+    let dir = &work.join("contexts");
     let mut built = vec![build_step(docker, &plan.steps[0], args, dir, progress).await?];
     let providers = plan
         .steps
@@ -168,7 +166,7 @@ async fn build_step(
     let existing = engine::labels(docker, &step.tag).await?;
     let cached = existing.as_ref().and_then(|l| l.get(INPUT_HASH_LABEL)) == Some(&key);
     if !cached {
-        progress.start(&name, &step.tag);
+        progress.start(&name, "building", &step.tag);
         let dir = scratch.join(step.input_hash.replace(':', "-"));
         write_context(&dir, &step.dockerfile, &step.files)?;
         let build = engine::Build {
@@ -249,7 +247,7 @@ pub async fn push(
             registry: None,
         };
         let name = format!("push {}", image.step.name());
-        progress.start(&name, &image.step.tag);
+        progress.start(&name, "pushing", &image.step.tag);
         let dir = syncer.scratch().join(format!("push-{i}"));
         std::fs::create_dir_all(&dir).map_err(|source| BuildError::Output {
             path: dir.clone(),

@@ -17,6 +17,7 @@ pub mod reference;
 pub mod registry;
 pub mod render;
 pub mod report;
+pub mod run;
 pub mod schema;
 pub mod secret;
 pub mod userdata;

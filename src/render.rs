@@ -269,7 +269,14 @@ pub fn write_context(
                 let out = target.join(rel);
                 let file_type = entry.file_type();
                 if file_type.is_dir() {
+                    // With its own mode: COPY gives existing directories in the image the
+                    // mode of the context's (forge's umask must not make /etc 0700).
+                    let mode = entry.metadata().map_err(|e| RenderError::Read {
+                        path: entry.path().to_path_buf(),
+                        source: e.into(),
+                    })?;
                     std::fs::create_dir_all(&out).map_err(write_err(&out))?;
+                    std::fs::set_permissions(&out, mode.permissions()).map_err(write_err(&out))?;
                 } else if file_type.is_symlink() {
                     let link =
                         std::fs::read_link(entry.path()).map_err(|source| RenderError::Read {

@@ -80,10 +80,14 @@ impl Progress {
         let _ = writeln!(out, "{line}");
     }
 
-    pub fn start(&self, step: &str, image: &str) {
+    /// A step began: `action` is what it does (`building`, `pushing`, `mastering`) to `image`.
+    pub fn start(&self, step: &str, action: &str, image: &str) {
         match self.mode {
-            Mode::Json => self.event("step-started", json!({"step": step, "image": image})),
-            Mode::Plain => self.plain(step, &format!("building {image}")),
+            Mode::Json => self.event(
+                "step-started",
+                json!({"step": step, "action": action, "image": image}),
+            ),
+            Mode::Plain => self.plain(step, &format!("{action} {image}")),
             Mode::Tty => {
                 let bar = self.bars.add(ProgressBar::new_spinner());
                 bar.set_style(
@@ -91,7 +95,7 @@ impl Progress {
                         .expect("valid template"),
                 );
                 bar.set_prefix(step.to_string());
-                bar.set_message(self.redactor.redact(image));
+                bar.set_message(self.redactor.redact(&format!("{action} {image}")));
                 bar.enable_steady_tick(std::time::Duration::from_millis(120));
                 self.active
                     .lock()
@@ -143,12 +147,11 @@ impl Progress {
     }
 }
 
-/// Write `text` to `dir/name` whole: a temporary file in `dir`, then a rename.
+/// Write `text` to `dir/name` whole: a partial file of this run in `dir` (removed by the next
+/// run if this one is killed), then a rename.
 pub fn write_output(dir: &Path, name: &str, text: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let mut staged = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(dir)?;
+    let mut staged = crate::run::partial_file(dir, name)?;
     staged.write_all(text.as_bytes())?;
     staged.as_file().sync_all()?;
     let path = dir.join(name);

@@ -134,14 +134,23 @@ fn no_secret_reaches_history_config_or_output() {
         work.path(),
         "RUN echo \"proxy seen: ${HTTP_PROXY:+yes}\" > /etc/forge-proxy-check\n",
     );
-    let proxy = format!("--set=HTTP_PROXY=http://builder:{proxy_secret}@127.0.0.1:3128");
-    let out = forge(&[
+    let proxy = format!("http://builder:{proxy_secret}@127.0.0.1:3128");
+    let out_dir = work.path().join("out");
+    let args = [
         "--templates",
         templates.to_str().unwrap(),
-        &proxy,
         "--output",
-        work.path().join("out").to_str().unwrap(),
-    ]);
+        out_dir.to_str().unwrap(),
+    ];
+    // On the command line, where every local user could read it, the password is refused.
+    let refused = forge(&[&args[..], &[&format!("--set=HTTP_PROXY={proxy}")]].concat());
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("CFG016"), "{}", text(&refused));
+    assert!(!text(&refused).contains(proxy_secret), "{}", text(&refused));
+    let out = forge_cmd(&args)
+        .env("FORGE_HTTP_PROXY", &proxy)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let tag = "registry.example.com/edge/ubuntu:k3s-1.32.3-v4.7.16-demo";
     assert_eq!(

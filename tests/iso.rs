@@ -629,7 +629,7 @@ fn ctrl_c_while_mastering_leaves_no_container_staging_or_iso() {
     let out_dir = work.path().join("out");
     let (mut child, stderr) = support::spawn_until(
         &mut forge_build(&["--output", out_dir.to_str().unwrap()]),
-        |line| line.contains("iso: building"),
+        |line| line.contains("iso: mastering"),
     );
     // Mastering has begun: wait for its containers, then interrupt.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -1,5 +1,6 @@
 //! `forge build`: validate, plan, check the host, build on the Docker Engine, push, report.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -18,6 +19,7 @@ use crate::registry::sync::Syncer;
 use crate::registry::Pool;
 use crate::render::Templates;
 use crate::report::{Mode, Progress};
+use crate::run::{self, RunError, Workspace};
 use crate::validate::{self, Outcome, Request};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,7 +113,9 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         return Err(Exit(1).into());
     }
     let templates = Templates::load(args.templates.as_deref())?;
+    // Stands in for absent certs/ and overlays/ in build contexts: an ordinary directory.
     let empty = tempfile::tempdir()?;
+    std::fs::set_permissions(empty.path(), std::fs::Permissions::from_mode(0o755))?;
     let (certs, overlays) = (
         existing(&args.certs, "certs"),
         existing(&args.overlays, "overlays"),
@@ -160,8 +164,23 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
     };
     let pool = push_policy.map(Pool::new);
     let log = |line: &str| progress.line("push", line);
+    let workspace = match Workspace::open(&args.output) {
+        Err(e @ RunError::Busy { .. }) => {
+            eprintln!("error: {e}");
+            return Err(Exit(1).into());
+        }
+        other => other.context("the output directory is not usable")?,
+    };
     let job = async {
         let docker = crate::engine::connect().await?;
+        let removed = run::clean_leftovers(&docker, &args.output).await?;
+        if let Some(summary) = removed.summary() {
+            progress.finish(
+                "cleanup",
+                "removed",
+                &format!("{summary} left by an earlier run that was stopped"),
+            );
+        }
         build::check_host(&docker, &outcome.settings, &plan).await?;
         let build_args = build_args(&outcome.settings);
         let mut built = build::run(
@@ -169,6 +188,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
             &plan,
             &build_args,
             usize::from(args.jobs),
+            workspace.dir(),
             &progress,
         )
         .await?;
@@ -182,6 +202,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
                     overlays: overlays.as_deref(),
                     content_dir: &args.content_dir,
                     output: &args.output,
+                    work: workspace.dir(),
                     source_date_epoch,
                     tools: match args.iso_tools {
                         IsoTools::Container => ToolPlace::Container,

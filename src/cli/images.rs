@@ -199,18 +199,39 @@ pub(super) fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy>
     })
 }
 
-/// Run a registry job on a runtime, stopping cleanly (temporary files removed) on Ctrl-C
-/// with exit code 130.
+/// Run a job on a runtime, stopping cleanly on SIGINT (Ctrl-C), SIGTERM and SIGHUP: the job is
+/// dropped, which removes its containers, work directories and partial files, and the exit
+/// code is 128 + the signal number (130, 143, 129).
 pub(super) fn run_async<T>(job: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        tokio::select! {
-            result = job => result,
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("interrupted");
-                Err(Exit(130).into())
-            }
+        let mut stops = Vec::new();
+        for (kind, name) in [
+            (SignalKind::interrupt(), "interrupted"),
+            (SignalKind::terminate(), "terminated"),
+            (SignalKind::hangup(), "hung up"),
+        ] {
+            let stream = signal(kind).context("cannot watch for signals")?;
+            stops.push((stream, kind.as_raw_value(), name));
         }
+        let stopped =
+            futures_util::future::select_all(stops.iter_mut().map(|(stream, number, name)| {
+                Box::pin(async move {
+                    stream.recv().await;
+                    (*number, *name)
+                })
+            }));
+        let mut job = Box::pin(job);
+        let (number, name) = tokio::select! {
+            result = &mut job => return result,
+            ((number, name), _, _) = stopped => (number, name),
+        };
+        eprintln!("{name}: stopped, cleaning up");
+        // Dropping the job removes what it holds (containers, work directory, partial files).
+        drop(job);
+        crate::run::remove_own_containers().await;
+        Err(Exit(128 + number as u8).into())
     })
 }
 

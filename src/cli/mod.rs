@@ -166,6 +166,9 @@ struct Exit(u8);
 
 /// Run the command line and return the process exit code.
 pub fn main() -> ExitCode {
+    // Everything forge creates (work directories, staged user-data, partial ISOs, outputs) is
+    // its user's alone from the moment it exists.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncWriteExt as _};
 
 use super::{image_id, EngineError, Tail};
 
-/// A container the engine holds for forge; removed (forcibly) on drop.
+/// A container the engine holds for forge, labelled with the run that made it; removed
+/// (forcibly) on drop, or by the next run when this one was killed.
 pub struct Container {
     docker: Docker,
     id: String,
@@ -47,17 +48,25 @@ impl Container {
             image: Some(image.to_string()),
             cmd,
             network_disabled: Some(true),
-            labels: Some([("dev.forge.role".to_string(), "tool".to_string())].into()),
+            labels: Some(
+                crate::run::current()
+                    .labels()
+                    .into_iter()
+                    .chain([("dev.forge.role".to_string(), "tool".to_string())])
+                    .collect(),
+            ),
             host_config: Some(HostConfig {
                 network_mode: Some("none".into()),
                 ..Default::default()
             }),
             ..Default::default()
         };
+        let creating = crate::run::Creating::start();
         let created = docker
             .create_container(None::<CreateContainerOptions>, body)
-            .await
-            .map_err(api)?;
+            .await;
+        creating.done();
+        let created = created.map_err(api)?;
         let container = Container {
             docker: docker.clone(),
             id: created.id,

@@ -170,7 +170,13 @@ pub async fn build(
         t: Some(build.tag.to_string()),
         rm: true,
         forcerm: true,
-        labels: Some(build.labels),
+        labels: Some(
+            build
+                .labels
+                .into_iter()
+                .chain(crate::run::current().labels())
+                .collect(),
+        ),
         buildargs: Some(build.build_args),
         ..Default::default()
     };

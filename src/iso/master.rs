@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::io::Read as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -84,6 +83,8 @@ pub struct Spec<'a> {
     /// Searched for `content-*/*.zst`.
     pub content_dir: &'a Path,
     pub output: &'a Path,
+    /// The run's private directory, where the ISO tree is staged.
+    pub work: &'a Path,
     /// `SOURCE_DATE_EPOCH`: every date on the ISO, and the FAT serial and GPT GUIDs from it.
     pub source_date_epoch: Option<u64>,
     pub tools: ToolPlace,
@@ -134,8 +135,8 @@ pub async fn master(
     std::fs::create_dir_all(spec.output)
         .map_err(io(format!("creating {}", spec.output.display())))?;
     let staging = tempfile::Builder::new()
-        .prefix(".forge-iso-")
-        .tempdir()
+        .prefix("iso-")
+        .tempdir_in(spec.work)
         .map_err(io("creating a staging directory"))?;
     let root = staging.path();
     let tree = root.join("tree");
@@ -151,12 +152,13 @@ pub async fn master(
     ] {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     }
-    progress.start("iso", &name);
+    progress.start("iso", "mastering", &name);
 
     // On the host xorriso reads the bundles where they are; a builder container gets them
     // uploaded from links in the staging directory.
     let host = spec.tools == ToolPlace::Host;
     let bundles = content_bundles(spec, (!host).then(|| root.join("content")).as_deref())?;
+    check_space(docker, spec, &bundles).await?;
     stage_tree(spec, &tree)?;
     let image = Container::create(docker, spec.image, None).await?;
     boot_files(&image, spec.image, &tree.join("boot"), &scratch).await?;
@@ -277,10 +279,7 @@ pub async fn master(
         .await?;
 
     // The ISO, written next to its final name and renamed when complete.
-    let partial = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(spec.output)
+    let partial = crate::run::partial_file(spec.output, &name)
         .map_err(io(format!("creating a file in {}", spec.output.display())))?;
     let xorriso = xorriso_args(
         &runner.iso_path(partial.path()),
@@ -297,8 +296,6 @@ pub async fn master(
         .await
         .map_err(|e| IsoError::Tools(e.to_string()))?
         .map_err(io("hashing the ISO"))?;
-    std::fs::set_permissions(partial.path(), std::fs::Permissions::from_mode(0o600))
-        .map_err(io("setting the ISO's mode"))?;
     let dest = spec.output.join(&name);
     partial.persist(&dest).map_err(|e| IsoError::Io {
         what: format!("writing {}", dest.display()),
@@ -324,6 +321,33 @@ pub async fn master(
         efi_loader,
         bundles,
     })
+}
+
+/// Refuse to start when the output directory's file system cannot hold the ISO: about half
+/// the installer image (squashfs), the content bundles and the boot files; twice the squashfs
+/// with the tools on the host, which stage it beside the output.
+async fn check_space(docker: &Docker, spec: &Spec<'_>, bundles: &[Bundle]) -> Result<(), IsoError> {
+    let image = docker
+        .inspect_image(spec.image)
+        .await
+        .map_err(|e| IsoError::Tools(format!("inspecting {}: {e}", spec.image)))?;
+    let squashfs = image.size.unwrap_or(0).max(0) as u64 / 2;
+    let copies = if spec.tools == ToolPlace::Host { 2 } else { 1 };
+    let need = squashfs * copies + bundles.iter().map(|b| b.size).sum::<u64>() + (64 << 20);
+    let free = fs4::available_space(spec.output).map_err(io(format!(
+        "reading the free space of {}",
+        spec.output.display()
+    )))?;
+    if free < need {
+        return Err(IsoError::Space(format!(
+            "{} has {} free, and the ISO of {} needs about {}; free space there or choose another --output",
+            spec.output.display(),
+            human(free),
+            spec.image,
+            human(need)
+        )));
+    }
+    Ok(())
 }
 
 fn argv(words: &[&str]) -> Vec<String> {
@@ -394,13 +418,18 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
             .map_err(io(format!("copying {}", entry.path().display())))?;
         }
     }
+    // User-data and configuration are copied into new files, which the umask makes the
+    // user's alone (`fs::copy` would keep the source's mode).
     let copy = |from: &Path, to: &str| -> Result<(), IsoError> {
         let target = tree.join(to);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(io(format!("creating {}", parent.display())))?;
         }
-        std::fs::copy(from, &target)
+        std::fs::File::open(from)
+            .and_then(|mut source| {
+                std::io::copy(&mut source, &mut std::fs::File::create_new(&target)?)
+            })
             .map(drop)
             .map_err(io(format!("copying {}", from.display())))
     };
@@ -557,6 +586,14 @@ fn xorriso_args(out: &str, bundles: &[Bundle], host: bool, epoch: Option<u64>) -
         "-chmod_r",
         "a+r,go-w",
         "/",
+        "--",
+        "-find",
+        "/",
+        "-type",
+        "d",
+        "-exec",
+        "chmod",
+        "0755",
         "--",
         "-chmod",
         "0600",

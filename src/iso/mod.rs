@@ -39,6 +39,8 @@ pub enum IsoError {
         what: &'static str,
         searched: String,
     },
+    #[error("not enough space: {0}")]
+    Space(String),
     #[error("overlays: {0}")]
     Overlay(String),
     #[error("content bundles: {0}")]

@@ -123,15 +123,30 @@ pub fn interrupt(
     child: &mut Child,
     stderr: impl Iterator<Item = std::io::Result<String>> + Send + 'static,
 ) -> (std::process::ExitStatus, String) {
+    stop(child, "INT", stderr)
+}
+
+/// Send `signal` (`INT`, `TERM`, `HUP`, `KILL`) to `child`, wait for it; returns its exit
+/// status and the rest of `stderr`.
+pub fn stop(
+    child: &mut Child,
+    signal: &str,
+    stderr: impl Iterator<Item = std::io::Result<String>> + Send + 'static,
+) -> (std::process::ExitStatus, String) {
     let drain =
         std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-    let sigint = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sigint.success());
+    send(child, signal);
     let status = child.wait().unwrap();
     (status, drain.join().unwrap())
+}
+
+/// Send `signal` to `child` without waiting.
+pub fn send(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} failed");
 }
 
 /// `forge build` of the offline example with `args` added.

@@ -1,0 +1,397 @@
+//! One run of forge: its identity (a label on every container and image it creates), the lock
+//! that keeps two builds out of one output directory, the private work directory beside the
+//! outputs, and the removal of what earlier runs left when they were killed.
+//!
+//! A run's id is its process ID and the process's start time, so whether a run is still alive
+//! is a question this host can answer from `/proc`, even after a SIGKILL.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use bollard::Docker;
+
+/// The label naming the run that created a container or an image.
+pub const RUN_LABEL: &str = "dev.forge.run";
+/// The host and the user of that run: only they can tell whether it is alive.
+pub const HOST_LABEL: &str = "dev.forge.host";
+pub const UID_LABEL: &str = "dev.forge.uid";
+/// Work directories of runs, in the output directory: `.forge-run-<id>`.
+const WORK_PREFIX: &str = ".forge-run-";
+/// Partial outputs end in `.<id>.partial`.
+const PARTIAL_SUFFIX: &str = ".partial";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("another forge run (process {pid}) is building into {}; wait for it to finish, or give this build another --output", dir.display())]
+    Busy { dir: PathBuf, pid: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Who this run is.
+#[derive(Debug)]
+pub struct Identity {
+    pub id: String,
+    host: String,
+    uid: u32,
+}
+
+/// This process's identity.
+pub fn current() -> &'static Identity {
+    static CURRENT: OnceLock<Identity> = OnceLock::new();
+    CURRENT.get_or_init(|| {
+        let pid = std::process::id();
+        Identity {
+            id: format!("{pid}-{}", start_time(pid).unwrap_or_default()),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
+            uid: rustix::process::getuid().as_raw(),
+        }
+    })
+}
+
+/// Whether this run has created anything in the engine.
+static USED_ENGINE: AtomicBool = AtomicBool::new(false);
+
+impl Identity {
+    /// The labels forge puts on what it creates in the engine.
+    pub fn labels(&self) -> HashMap<String, String> {
+        USED_ENGINE.store(true, Ordering::Relaxed);
+        [
+            (RUN_LABEL, self.id.clone()),
+            (HOST_LABEL, self.host.clone()),
+            (UID_LABEL, self.uid.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// A partial output of this run in `dir`, hidden beside its final `name`
+/// (`.NAME.<run id>.partial`, mode 0600): removed when dropped, by the next run when this one is
+/// killed, or renamed to `name` by `persist` when complete.
+pub fn partial_file(dir: &Path, name: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}"))
+        .suffix(&format!(".{}{PARTIAL_SUFFIX}", current().id))
+        .rand_bytes(0)
+        .tempfile_in(dir)
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the run `id` is still running on this host.
+pub fn alive(id: &str) -> bool {
+    let Some((pid, start)) = id.split_once('-') else {
+        return false;
+    };
+    match (pid.parse::<u32>(), start.parse::<u64>()) {
+        (Ok(pid), Ok(start)) => start_time(pid) == Some(start),
+        _ => false,
+    }
+}
+
+/// A build's hold on its output directory: the directory locked for this run, and the run's
+/// private work directory inside it, removed when dropped.
+pub struct Workspace {
+    dir: PathBuf,
+    /// The output directory, open and locked (`flock`) while the run lasts.
+    _lock: File,
+}
+
+impl Workspace {
+    /// Create (mode 0700) and lock `output`, then make this run's work directory in it.
+    pub fn open(output: &Path) -> Result<Workspace, RunError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(output)
+            .map_err(io_error(output))?;
+        let lock = File::open(output).map_err(io_error(output))?;
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(RunError::Busy {
+                    dir: output.to_path_buf(),
+                    pid: holder(output).unwrap_or_else(|| "unknown".into()),
+                })
+            }
+            Err(e) => return Err(io_error(output)(e.into())),
+        }
+        let dir = output.join(format!("{WORK_PREFIX}{}", current().id));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_error(&dir))?;
+        Ok(Workspace { dir, _lock: lock })
+    }
+
+    /// This run's private directory (0700): build contexts and ISO staging.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The process of a live run working in `output`, from its work directory's name.
+fn holder(output: &Path) -> Option<String> {
+    runs_in(output)
+        .into_iter()
+        .find(|(_, id)| alive(id))
+        .and_then(|(_, id)| id.split('-').next().map(str::to_string))
+}
+
+/// Entries of `output` that belong to a run: work directories and partial outputs, with the
+/// run's id.
+fn runs_in(output: &Path) -> Vec<(PathBuf, String)> {
+    let Ok(entries) = std::fs::read_dir(output) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let id = match name.strip_prefix(WORK_PREFIX) {
+                Some(id) => id.to_string(),
+                None => {
+                    let stem = name.strip_suffix(PARTIAL_SUFFIX)?;
+                    stem.rsplit_once('.')?.1.to_string()
+                }
+            };
+            Some((entry.path(), id))
+        })
+        .collect()
+}
+
+/// What the earlier runs had left and this run removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub containers: usize,
+    pub work_dirs: usize,
+    pub partial_files: usize,
+}
+
+impl Removed {
+    /// `2 containers, 1 work directory` — `None` when nothing was left.
+    pub fn summary(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            (self.containers, "container", "containers"),
+            (self.work_dirs, "work directory", "work directories"),
+            (self.partial_files, "partial file", "partial files"),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+/// Remove what runs of this user on this host left and are no longer alive: their containers
+/// in the engine, and their work directories and partial files in `output` (locked by this
+/// run, so no live run uses it).
+pub async fn clean_leftovers(docker: &Docker, output: &Path) -> Result<Removed, RunError> {
+    let me = current();
+    let mut removed = Removed::default();
+    for (path, id) in runs_in(output) {
+        if id == me.id || alive(&id) {
+            continue;
+        }
+        let metadata = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
+        if metadata.uid() != me.uid {
+            continue;
+        }
+        if metadata.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
+            removed.work_dirs += 1;
+        } else {
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+            removed.partial_files += 1;
+        }
+    }
+    removed.containers = remove_containers(docker, |run| run != me.id && !alive(run)).await;
+    Ok(removed)
+}
+
+/// Container creations that were stopped before the engine answered.
+static CANCELLED_CREATES: AtomicUsize = AtomicUsize::new(0);
+
+/// Held while the engine creates a container; dropped before [`Creating::done`], it counts a
+/// creation the engine may still complete with no guard to remove the container.
+pub struct Creating(bool);
+
+impl Creating {
+    pub fn start() -> Creating {
+        Creating(false)
+    }
+
+    pub fn done(mut self) {
+        self.0 = true;
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        if !self.0 {
+            CANCELLED_CREATES.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Remove the containers of this run still in the engine, after a signal stopped it: those
+/// whose creation was cut short have no guard, and may appear a moment later.
+pub async fn remove_own_containers() {
+    if !USED_ENGINE.load(Ordering::Relaxed) {
+        return;
+    }
+    let Ok(docker) = crate::engine::connect().await else {
+        return;
+    };
+    let expected = CANCELLED_CREATES.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut removed = 0;
+    loop {
+        removed += remove_containers(&docker, |run| run == current().id).await;
+        if removed >= expected || std::time::Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Remove the containers of this user on this host whose run `select` picks; how many.
+async fn remove_containers(docker: &Docker, select: impl Fn(&str) -> bool) -> usize {
+    let me = current();
+    let filters: HashMap<String, Vec<String>> = [(
+        "label".to_string(),
+        vec![
+            RUN_LABEL.to_string(),
+            format!("{HOST_LABEL}={}", me.host),
+            format!("{UID_LABEL}={}", me.uid),
+        ],
+    )]
+    .into();
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    // An engine that cannot list or remove is reported by the build's own next call.
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default();
+    let mut removed = 0;
+    for container in containers {
+        let run = container
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(RUN_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        let Some(id) = container.id.filter(|_| select(&run)) else {
+            continue;
+        };
+        let force = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        if docker.remove_container(&id, Some(force)).await.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_run_is_alive_and_a_made_up_one_is_not() {
+        let me = current();
+        assert!(alive(&me.id), "{}", me.id);
+        let (pid, start) = me.id.split_once('-').unwrap();
+        assert!(!alive(&format!(
+            "{pid}-{}",
+            start.parse::<u64>().unwrap() + 1
+        )));
+        assert!(!alive("4194305-1"));
+        assert!(!alive("garbage"));
+    }
+
+    #[test]
+    fn a_second_workspace_on_one_output_is_refused_while_the_first_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("build");
+        let first = Workspace::open(&output).unwrap();
+        assert_eq!(
+            std::fs::metadata(first.dir()).unwrap().mode() & 0o777,
+            0o700
+        );
+        let err = Workspace::open(&output)
+            .err()
+            .expect("the output is locked");
+        assert!(
+            err.to_string().contains(&format!(
+                "another forge run (process {})",
+                std::process::id()
+            )),
+            "{err}"
+        );
+        drop(first);
+        assert_eq!(std::fs::read_dir(&output).unwrap().count(), 0);
+        Workspace::open(&output).unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_dead_runs_are_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".forge-run-4194305-1")).unwrap();
+        std::fs::write(dir.path().join(".installer.iso.4194305-1.partial"), "").unwrap();
+        std::fs::write(dir.path().join("installer.iso"), "").unwrap();
+        let mine = partial_file(dir.path(), "manifest.json").unwrap();
+        assert_eq!(
+            mine.path().file_name().unwrap().to_str().unwrap(),
+            format!(".manifest.json.{}.partial", current().id)
+        );
+        let mut found: Vec<String> = runs_in(dir.path()).into_iter().map(|(_, id)| id).collect();
+        found.sort();
+        let mut expected = vec![
+            "4194305-1".to_string(),
+            "4194305-1".into(),
+            current().id.clone(),
+        ];
+        expected.sort();
+        assert_eq!(found, expected);
+    }
+}
