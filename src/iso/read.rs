@@ -140,6 +140,7 @@ impl Iso {
         };
         let mut label = None;
         let mut root = None;
+        let mut volume_sectors = 0;
         let mut catalog = None;
         for sector in 16..64 {
             let vd = iso.read_at(
@@ -159,6 +160,7 @@ impl Iso {
                 1 => {
                     label = Some(String::from_utf8_lossy(&vd[40..72]).trim_end().to_string());
                     root = Some(vd[156..190].to_vec());
+                    volume_sectors = le32(&vd, 80);
                 }
                 255 => break,
                 _ => {}
@@ -180,6 +182,7 @@ impl Iso {
             iso.boot = iso.catalog(catalog)?;
         }
         iso.system_area()?;
+        iso.within("the ISO 9660 volume", 0, u64::from(volume_sectors) * SECTOR)?;
         Ok(iso)
     }
 
@@ -470,6 +473,11 @@ impl Iso {
         if &header[..8] != b"EFI PART" {
             return Ok(());
         }
+        self.within(
+            "the backup GPT header",
+            le64(&header, 32).saturating_mul(512),
+            512,
+        )?;
         let (table, count, size) = (
             le64(&header, 72),
             le32(&header, 80),
@@ -493,14 +501,20 @@ impl Iso {
                 .take_while(|c| *c != 0)
                 .collect();
             let (first, last) = (le64(e, 32), le64(e, 40));
-            self.gpt.push(Partition {
+            let partition = Partition {
                 number: i as u32 + 1,
                 kind: guid(&e[..16]),
                 name: String::from_utf16_lossy(&name),
                 start_sector: first,
-                sectors: (last + 1).saturating_sub(first),
+                sectors: last.saturating_add(1).saturating_sub(first),
                 efi_system: e[..16] == ESP_TYPE,
-            });
+            };
+            self.within(
+                &format!("GPT partition {}", partition.number),
+                first.saturating_mul(512),
+                partition.sectors.saturating_mul(512),
+            )?;
+            self.gpt.push(partition);
         }
         Ok(())
     }
