@@ -621,6 +621,53 @@ impl Drop for FaultProxy {
     }
 }
 
+/// A registry that accepts TCP connections and never answers: each connection is held open,
+/// silent, until the registry is dropped.
+pub struct SilentRegistry {
+    pub port: u16,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SilentRegistry {
+    pub fn start() -> SilentRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, s) = (accepted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        held.push(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        SilentRegistry {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SilentRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Read an HTTP message head; returns it and any body bytes read past it.
 fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     let mut data = Vec::new();
