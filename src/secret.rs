@@ -135,7 +135,12 @@ pub fn mask_yaml(text: &str, redactor: &Redactor) -> String {
         if to > last_start {
             continue;
         }
-        out.replace_range(from..to, MASK);
+        // A quoted value stays quoted.
+        let mask = match out[from..].chars().next() {
+            Some(quote @ ('"' | '\'')) => format!("{quote}{MASK}{quote}"),
+            _ => MASK.to_string(),
+        };
+        out.replace_range(from..to, &mask);
         last_start = from;
     }
     redactor.redact(&out)
@@ -236,7 +241,7 @@ mod tests {
         let text = "users:\n  - name: kairos\n    passwd: \"a\\\"b\"\n  - {name: bob, passwd: x1}\nstylus:\n  site:\n    password: pw # old\n    lock_passwd: true\n";
         assert_eq!(
             mask_yaml(text, &Redactor::new()),
-            "users:\n  - name: kairos\n    passwd: ****\n  - {name: bob, passwd: ****}\nstylus:\n  site:\n    password: **** # old\n    lock_passwd: true\n"
+            "users:\n  - name: kairos\n    passwd: \"****\"\n  - {name: bob, passwd: ****}\nstylus:\n  site:\n    password: **** # old\n    lock_passwd: true\n"
         );
         assert_eq!(
             mask_yaml("a: [\npasswd: xy\n", &Redactor::new()),

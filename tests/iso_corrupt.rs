@@ -241,16 +241,19 @@ fn the_intact_image_passes_and_shows_its_user_data_with_secrets_masked() {
                 run.stdout
             );
         }
+        let config = match format {
+            "json" => serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()["config"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            _ => run.stdout,
+        };
         for masked in [
-            "passwd: ****",
+            r#"passwd: "****""#,
             "{name: bob, passwd: ****}",
-            "edgeHostToken: ****",
+            r#"edgeHostToken: "****""#,
         ] {
-            assert!(
-                run.stdout.contains(masked),
-                "no `{masked}` in\n{}",
-                run.stdout
-            );
+            assert!(config.contains(masked), "no `{masked}` in\n{config}");
         }
     }
 }
