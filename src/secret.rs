@@ -108,6 +108,58 @@ impl Redactor {
     }
 }
 
+/// A YAML text with the value of every secret key masked wherever it is written (block or flow
+/// style, quoted or not, any length), then every registered secret; a text that does not
+/// parse is masked line by line.
+pub fn mask_yaml(text: &str, redactor: &Redactor) -> String {
+    let Ok(document) = crate::yaml::parse(text) else {
+        let masked: Vec<String> = text.lines().map(|l| redactor.mask_line(l)).collect();
+        return masked.join("\n") + if text.ends_with('\n') { "\n" } else { "" };
+    };
+    let mut spans = Vec::new();
+    secret_spans(&document.root, &mut spans);
+    spans.sort_unstable();
+    // Character offsets, replaced from the end so that earlier ones stay valid.
+    let bytes: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
+    let mut out = text.to_string();
+    let mut last_start = usize::MAX;
+    for (start, end) in spans.into_iter().rev() {
+        let (Some(&from), Some(&to)) = (bytes.get(start), bytes.get(end)) else {
+            continue;
+        };
+        // A value inside one already masked (an alias of a secret map) is covered.
+        if to > last_start {
+            continue;
+        }
+        // A quoted value stays quoted.
+        let mask = match out[from..].chars().next() {
+            Some(quote @ ('"' | '\'')) => format!("{quote}{MASK}{quote}"),
+            _ => MASK.to_string(),
+        };
+        out.replace_range(from..to, &mask);
+        last_start = from;
+    }
+    redactor.redact(&out)
+}
+
+/// The character spans of the values of secret keys under `node`.
+fn secret_spans(node: &crate::yaml::Node, spans: &mut Vec<(usize, usize)>) {
+    for entry in node.entries() {
+        if is_secret_key(&entry.key) && entry.value.start < entry.value.end {
+            spans.push((entry.value.start, entry.value.end));
+        } else {
+            secret_spans(&entry.value, spans);
+        }
+    }
+    for item in node.items() {
+        secret_spans(item, spans);
+    }
+}
+
 /// `key: value` (YAML) or `KEY=value` (`.arg`) where the key is a secret: the byte offset where
 /// the value starts and the value without a trailing comment.
 fn secret_assignment(line: &str) -> Option<(usize, &str)> {
@@ -182,6 +234,19 @@ mod tests {
         assert_eq!(r.mask_line("UBUNTU_PRO_KEY=Cabc"), "UBUNTU_PRO_KEY=****");
         assert_eq!(r.mask_line("    username: admin"), "    username: admin");
         assert_eq!(r.mask_line("  password:"), "  password:");
+    }
+
+    #[test]
+    fn masks_secret_values_in_yaml_whatever_their_style_or_length() {
+        let text = "users:\n  - name: kairos\n    passwd: \"a\\\"b\"\n  - {name: bob, passwd: x1}\nstylus:\n  site:\n    password: pw # old\n    lock_passwd: true\n";
+        assert_eq!(
+            mask_yaml(text, &Redactor::new()),
+            "users:\n  - name: kairos\n    passwd: \"****\"\n  - {name: bob, passwd: ****}\nstylus:\n  site:\n    password: **** # old\n    lock_passwd: true\n"
+        );
+        assert_eq!(
+            mask_yaml("a: [\npasswd: xy\n", &Redactor::new()),
+            "a: [\npasswd: ****\n"
+        );
     }
 
     #[test]

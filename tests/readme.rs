@@ -6,6 +6,7 @@ use std::path::Path;
 use assert_cmd::Command;
 use forge::config::SETTINGS;
 use forge::diagnostic::Rule;
+use forge::registry::client::{DEADLINE, RETRIES};
 
 fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
@@ -87,4 +88,18 @@ fn quoted_outputs_match_what_forge_prints() {
             "README line `{line}` is not in the output of `{command}`:\n{actual}"
         );
     }
+}
+
+#[test]
+fn registry_retries_and_deadline_are_what_the_code_does() {
+    let readme = readme();
+    let retries = format!("retried up to {RETRIES} times");
+    assert!(readme.contains(&retries), "README lacks `{retries}`");
+    let deadline = format!(
+        "Each request ends within {} s, retries included",
+        DEADLINE.as_secs()
+    );
+    assert!(readme.contains(&deadline), "README lacks `{deadline}`");
+    let message = format!("timed out after {} s", DEADLINE.as_secs());
+    assert!(readme.contains(&message), "README lacks `{message}`");
 }

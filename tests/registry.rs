@@ -10,7 +10,13 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use support::{text, Auth, FaultProxy, Layout, Pki, Registry, Skopeo, TokenServer, PASSWORD, USER};
+use std::time::{Duration, Instant};
+
+use forge::registry::client::DEADLINE;
+use support::{
+    text, Auth, FaultProxy, Layout, Pki, Registry, SilentRegistry, Skopeo, TokenServer, PASSWORD,
+    USER,
+};
 
 /// The components these tests need.
 fn components() -> bool {
@@ -69,6 +75,12 @@ impl Work {
     }
 
     fn forge_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.forge_with(args, stdin, &[])
+    }
+
+    /// Run forge with `stdin` and the environment variables `env` (proxies are unset unless
+    /// given here).
+    fn forge_with(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::cargo_bin("forge").unwrap();
         cmd.write_stdin(stdin.to_string());
         let path = format!(
@@ -81,7 +93,8 @@ impl Work {
             .env_remove("HTTPS_PROXY")
             .env_remove("HTTP_PROXY")
             .env_remove("https_proxy")
-            .env_remove("http_proxy");
+            .env_remove("http_proxy")
+            .envs(env.iter().copied());
         let out = cmd.args(args).output().unwrap();
         let all = format!(
             "{}{}",
@@ -833,4 +846,87 @@ fn credentials_come_from_docker_credential_helpers() {
         1,
         &["authentication failed (401 Unauthorized, realm \"forge-test\") (no credentials given)"],
     );
+}
+
+/// Six images on a registry that accepts connections and never answers: `forge registry check`
+/// probes it once, gives up after the documented deadline (retries included), says meanwhile
+/// that it is waiting, and names the registry and the cause for every image.
+#[test]
+fn a_registry_that_never_answers_fails_within_the_deadline() {
+    let work = Work::new();
+    let silent = SilentRegistry::start();
+    let ud = work.write(
+        "ud.yaml",
+        &single_registry(&silent.host(), PASSWORD, None, false),
+    );
+    let images = ["a:1", "b:1", "c:1", "d:1", "e:1", "f:1"];
+    let mut args = vec!["registry", "check", "--user-data", ud.to_str().unwrap()];
+    args.extend(images);
+    let started = Instant::now();
+    let out = work.forge(&args);
+    let elapsed = started.elapsed();
+    eprintln!(
+        "silent registry: {:.1} s, {} connections",
+        elapsed.as_secs_f64(),
+        silent.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(
+        elapsed < DEADLINE + Duration::from_secs(5),
+        "took {elapsed:?}:\n{}",
+        text(&out)
+    );
+    let timed_out = format!(
+        "{}: timed out after {} s",
+        silent.host(),
+        DEADLINE.as_secs()
+    );
+    let waiting = format!("waiting for {} (10 s)…", silent.host());
+    assert_output(
+        &out,
+        1,
+        &[&timed_out, &waiting, "6 of 6 images are not available"],
+    );
+    assert_eq!(
+        text(&out).matches(&timed_out).count(),
+        images.len(),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches(&waiting)
+            .count(),
+        1,
+        "one probe, one notice:\n{}",
+        text(&out)
+    );
+}
+
+/// Through a proxy that is not there, the error is the proxy's (its password masked), not the
+/// registry's.
+#[test]
+fn a_dead_proxy_is_named_not_the_registry() {
+    let work = Work::new();
+    let closed = support::free_port();
+    let proxy = format!("http://bob:Pr0xy!Secret@127.0.0.1:{closed}");
+    let ud = work.write(
+        "ud.yaml",
+        &single_registry("registry.example.com", PASSWORD, None, false),
+    );
+    let out = work.forge_with(
+        &[
+            "registry",
+            "check",
+            "--user-data",
+            ud.to_str().unwrap(),
+            "app:v1",
+        ],
+        "",
+        &[("HTTPS_PROXY", &proxy)],
+    );
+    let named = format!(
+        "registry.example.com: cannot reach the proxy http://bob:****@127.0.0.1:{closed} (connection refused)"
+    );
+    assert_output(&out, 1, &[&named]);
+    assert!(!text(&out).contains("Pr0xy!Secret"), "{}", text(&out));
 }

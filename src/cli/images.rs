@@ -3,6 +3,7 @@
 
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -10,7 +11,7 @@ use serde_json::json;
 
 use super::{Exit, Format};
 use crate::engine;
-use crate::registry::client::Retry;
+use crate::registry::client::{Retry, DEADLINE};
 use crate::registry::credentials::DockerCredentials;
 use crate::registry::rewrite::{Rewrite, Rewriter};
 use crate::registry::sync::{human, Synced, Syncer};
@@ -63,6 +64,9 @@ pub(in crate::cli) struct AccessArgs {
     /// Read that user's password from standard input (never pass it as an argument).
     #[arg(long, requires = "username")]
     password_stdin: bool,
+    /// Seconds one registry request may take, retries included (uploads aside).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    registry_timeout: u64,
 }
 
 #[derive(Args)]
@@ -195,7 +199,10 @@ pub(super) fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy>
         docker: DockerCredentials::load()?,
         credentials,
         extra_ca,
-        retry: Retry::default(),
+        retry: Retry {
+            deadline: Duration::from_secs(access.registry_timeout),
+            ..Retry::default()
+        },
     })
 }
 

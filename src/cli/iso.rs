@@ -12,7 +12,8 @@ use super::images::run_async;
 use super::{Exit, Format};
 use crate::iso::inspect::inspect as read_report;
 use crate::iso::verify::{self, name, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
-use crate::secret::Redactor;
+use crate::iso::ReadError;
+use crate::secret::{mask_yaml, Redactor};
 
 #[derive(Args)]
 pub(super) struct InspectArgs {
@@ -34,25 +35,35 @@ pub(super) fn inspect(args: InspectArgs) -> Result<u8> {
         .as_ref()
         .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
-    let report = read_report(&args.iso, user_data.as_deref())
-        .with_context(|| format!("cannot read {}", args.iso.display()))?;
+    let report = match read_report(&args.iso, user_data.as_deref()) {
+        Ok(report) => report,
+        Err(ReadError::Io(e)) => {
+            return Err(e).with_context(|| format!("cannot read {}", args.iso.display()))
+        }
+        // A damaged image is a finding, like a missing file: exit 1.
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.iso.display());
+            return Err(Exit(1).into());
+        }
+    };
     let mut redactor = Redactor::new();
-    if let Some(config) = &report.config {
+    let config = report.config.as_deref().map(|config| {
         redactor.scan(config);
         let validation = crate::userdata::validate(Path::new("/config.yaml"), config);
         validation.secrets.iter().for_each(|s| redactor.add(s));
-    }
+        mask_yaml(config, &redactor)
+    });
     let text = match args.format {
         Format::Json => {
             let mut value = serde_json::to_value(&report)?;
             if args.show_config {
-                value["config"] = report.config.clone().into();
+                value["config"] = config.into();
             }
             serde_json::to_string_pretty(&value)? + "\n"
         }
         Format::Text => {
             let mut text = report.render_text();
-            if let (true, Some(config)) = (args.show_config, &report.config) {
+            if let (true, Some(config)) = (args.show_config, &config) {
                 text.push_str("\n/config.yaml:\n");
                 text.push_str(config);
             }

@@ -10,6 +10,7 @@ mod tools;
 pub mod verify;
 
 pub use master::{master, Mastered, Spec, ToolPlace};
+pub use read::ReadError;
 
 use crate::engine::EngineError;
 use crate::render::RenderError;

@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use reqwest::header::{
@@ -47,20 +48,31 @@ impl std::fmt::Debug for Access {
     }
 }
 
+/// Times a transient fault is retried (the README states it).
+pub const RETRIES: u32 = 5;
+/// How long one request may take, retries included (uploads aside), unless
+/// `--registry-timeout` says otherwise (the README states it).
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// How often a request that is still waiting says so on stderr.
+const WAITING_NOTICE: Duration = Duration::from_secs(10);
+
 /// Retry policy for transient faults.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
     pub attempts: u32,
     pub base: Duration,
     pub max: Duration,
+    /// The whole of one request, every attempt and pause included.
+    pub deadline: Duration,
 }
 
 impl Default for Retry {
     fn default() -> Self {
         Retry {
-            attempts: 6,
+            attempts: RETRIES + 1,
             base: Duration::from_millis(200),
             max: Duration::from_secs(10),
+            deadline: DEADLINE,
         }
     }
 }
@@ -73,8 +85,9 @@ impl Retry {
     }
 }
 
-/// Registry failures, naming the registry and the cause; never a credential.
-#[derive(Debug, thiserror::Error)]
+/// Registry failures, naming the registry and the cause; never a credential. Cloned when one
+/// failed probe answers every image of its registry.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("{registry}: authentication failed (401 Unauthorized{realm}){user}; check the username and password")]
     Unauthorized {
@@ -94,8 +107,15 @@ pub enum Error {
     Dns { registry: String, detail: String },
     #[error("{registry}: cannot connect ({detail})")]
     Connect { registry: String, detail: String },
-    #[error("{registry}: timed out")]
-    Timeout { registry: String },
+    #[error("{registry}: cannot reach the proxy {proxy} ({detail}); check HTTPS_PROXY, HTTP_PROXY and NO_PROXY")]
+    Proxy {
+        registry: String,
+        /// The proxy URL, its password masked.
+        proxy: String,
+        detail: String,
+    },
+    #[error("{registry}: timed out after {} s", after.as_secs())]
+    Timeout { registry: String, after: Duration },
     #[error("{registry}: {method} {path} answered {status}: {body}")]
     Status {
         registry: String,
@@ -116,7 +136,7 @@ pub enum Error {
     #[error("{what}: {source}")]
     Io {
         what: String,
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 }
 
@@ -124,7 +144,7 @@ impl Error {
     /// Whether trying again may help.
     fn transient(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } => true,
+            Error::Connect { .. } | Error::Proxy { .. } | Error::Timeout { .. } => true,
             Error::Status { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
             }
@@ -160,14 +180,14 @@ pub struct Registry {
     tokens: Mutex<HashMap<String, HeaderValue>>,
 }
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const INSECURE_PROBE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn client(access: &Access, verify: bool) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
         .user_agent(concat!("forge/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(5));
     if verify {
@@ -185,6 +205,32 @@ fn client(access: &Access, verify: bool) -> Result<reqwest::Client, String> {
             .tls_danger_accept_invalid_hostnames(true);
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// The proxy `url` goes through, from the environment as reqwest reads it (`HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY`, upper or lower case; `NO_PROXY` exempts hosts and domains).
+fn proxy_for(url: &reqwest::Url) -> Option<String> {
+    let var = |name: &str| {
+        [name.to_string(), name.to_lowercase()]
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    };
+    let host = url.host_str()?;
+    let exempt = var("NO_PROXY").is_some_and(|list| {
+        list.split(',').map(str::trim).any(|entry| {
+            let entry = entry.trim_start_matches('.');
+            entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
+        })
+    });
+    if exempt {
+        return None;
+    }
+    let scheme = if url.scheme() == "https" {
+        "HTTPS_PROXY"
+    } else {
+        "HTTP_PROXY"
+    };
+    var(scheme).or_else(|| var("ALL_PROXY"))
 }
 
 /// The text of an error and all its sources.
@@ -249,8 +295,25 @@ impl Registry {
         let registry = self.host.clone();
         let detail = chain(&e);
         let lower = detail.to_lowercase();
-        if e.is_timeout() {
-            Error::Timeout { registry }
+        // Behind a proxy, connecting means connecting to the proxy.
+        let proxy = e.url().and_then(proxy_for).filter(|_| e.is_connect());
+        if let Some(proxy) = proxy {
+            Error::Proxy {
+                registry,
+                proxy: crate::secret::mask_url(&proxy),
+                detail: if e.is_timeout() {
+                    format!("no answer in {} s", CONNECT_TIMEOUT.as_secs())
+                } else {
+                    connect_reason(&detail)
+                },
+            }
+        } else if e.is_timeout() {
+            let after = if e.is_connect() {
+                CONNECT_TIMEOUT
+            } else {
+                READ_TIMEOUT
+            };
+            Error::Timeout { registry, after }
         } else if lower.contains("certificate")
             || lower.contains("unknownissuer")
             || lower.contains("invalid peer")
@@ -278,14 +341,10 @@ impl Registry {
                 detail: "no such host".into(),
             }
         } else if e.is_connect() || e.is_request() || e.is_body() {
-            let detail = if lower.contains("refused") {
-                "connection refused".to_string()
-            } else if lower.contains("reset") {
-                "connection reset".to_string()
-            } else {
-                detail.chars().take(200).collect()
-            };
-            Error::Connect { registry, detail }
+            Error::Connect {
+                registry,
+                detail: connect_reason(&detail),
+            }
         } else {
             Error::Protocol {
                 registry,
@@ -294,10 +353,49 @@ impl Registry {
         }
     }
 
-    /// Send a request with authentication and retries. `scope` is the token scope, e.g.
-    /// `repository:app:pull`. Non-success statuses other than 404 and 401/403 (after auth) are
-    /// errors; the caller sees 2xx and 404.
+    /// Send a request with authentication and retries, all within the deadline (a streamed
+    /// upload has none: its caller retries it whole), saying on stderr every 10 s that it is
+    /// still waiting. `scope` is the token scope, e.g. `repository:app:pull`. Non-success
+    /// statuses other than 404 and 401/403 (after auth) are errors; the caller sees 2xx and 404.
     async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        scope: &str,
+        headers: HeaderMap,
+        body: Body<'_>,
+    ) -> Result<Response, Error> {
+        let deadline = match body {
+            Body::File { .. } => None,
+            _ => Some(self.retry.deadline),
+        };
+        let started = Instant::now();
+        let work = self.attempts(method, path, scope, headers, body);
+        tokio::pin!(work);
+        let expired = tokio::time::sleep(deadline.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(expired);
+        let mut notices =
+            tokio::time::interval_at(tokio::time::Instant::now() + WAITING_NOTICE, WAITING_NOTICE);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                () = &mut expired, if deadline.is_some() => {
+                    return Err(Error::Timeout {
+                        registry: self.host.clone(),
+                        after: self.retry.deadline,
+                    })
+                }
+                _ = notices.tick() => eprintln!(
+                    "waiting for {} ({} s)…",
+                    self.host,
+                    started.elapsed().as_secs()
+                ),
+            }
+        }
+    }
+
+    /// [`Registry::request`]'s attempts, without its deadline.
+    async fn attempts(
         &self,
         method: Method,
         path: &str,
@@ -402,7 +500,7 @@ impl Registry {
                     .await
                     .map_err(|source| Error::Io {
                         what: path.display().to_string(),
-                        source,
+                        source: Arc::new(source),
                     })?;
                 let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
                 request
@@ -698,7 +796,7 @@ impl Registry {
                 }
                 let io = |source| Error::Io {
                     what: dest.display().to_string(),
-                    source,
+                    source: Arc::new(source),
                 };
                 let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
                 let mut hasher = Sha256::new();
@@ -873,6 +971,17 @@ fn param(challenge: &str, key: &str) -> Option<String> {
     Some(challenge[start..end].to_string())
 }
 
+fn connect_reason(detail: &str) -> String {
+    let lower = detail.to_lowercase();
+    if lower.contains("refused") {
+        "connection refused".to_string()
+    } else if lower.contains("reset") {
+        "connection reset".to_string()
+    } else {
+        detail.chars().take(200).collect()
+    }
+}
+
 fn tls_reason(detail: &str) -> String {
     let lower = detail.to_lowercase();
     if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
@@ -921,6 +1030,7 @@ mod tests {
             attempts: 5,
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            deadline: DEADLINE,
         };
         for n in 1..20 {
             assert!(r.delay(n) <= Duration::from_secs(1));

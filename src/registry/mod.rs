@@ -10,7 +10,8 @@ pub mod sync;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use futures_util::{stream, StreamExt as _};
+use tokio::sync::{Mutex, OnceCell};
 
 use client::{Access, Error, Found, Registry, Retry};
 use credentials::DockerCredentials;
@@ -57,10 +58,17 @@ impl Policy {
     }
 }
 
-/// Connections to registries, opened once per host.
+/// Images `forge registry check` asks about at once.
+const CHECK_JOBS: usize = 8;
+
+/// A registry's connection, or why there is none.
+type Opened = Result<Arc<Registry>, Error>;
+
+/// Connections to registries: each host is probed once per run, and everything that needs it
+/// waits for that one probe and shares its outcome, failure included.
 pub struct Pool {
     policy: Policy,
-    open: Mutex<HashMap<String, Arc<Registry>>>,
+    open: Mutex<HashMap<String, Arc<OnceCell<Opened>>>>,
 }
 
 impl Pool {
@@ -71,15 +79,22 @@ impl Pool {
         }
     }
 
-    pub async fn get(&self, host: &str) -> Result<Arc<Registry>, Error> {
-        let mut open = self.open.lock().await;
-        if let Some(r) = open.get(host) {
-            return Ok(r.clone());
-        }
-        let access = self.policy.access(host).await?;
-        let registry = Arc::new(Registry::connect(host, access, self.policy.retry).await?);
-        open.insert(host.to_string(), registry.clone());
-        Ok(registry)
+    pub async fn get(&self, host: &str) -> Opened {
+        let cell = self
+            .open
+            .lock()
+            .await
+            .entry(host.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let access = self.policy.access(host).await?;
+            Ok(Arc::new(
+                Registry::connect(host, access, self.policy.retry).await?,
+            ))
+        })
+        .await
+        .clone()
     }
 }
 
@@ -104,10 +119,9 @@ impl Presence {
 }
 
 /// Whether each rewritten reference exists (manifest HEAD; Docker and OCI manifests and
-/// indexes all count).
+/// indexes all count), [`CHECK_JOBS`] images at a time, in the order given.
 pub async fn check(pool: &Pool, rewrites: &[Rewrite]) -> Vec<Presence> {
-    let mut results = Vec::new();
-    for rewrite in rewrites {
+    let checks = rewrites.iter().map(|rewrite| async move {
         let to = &rewrite.to;
         let outcome = async {
             pool.get(&to.host)
@@ -116,14 +130,14 @@ pub async fn check(pool: &Pool, rewrites: &[Rewrite]) -> Vec<Presence> {
                 .await
         }
         .await;
-        results.push(match outcome {
+        match outcome {
             Ok(Some(found)) => Presence::Present(found),
             Ok(None) => Presence::Missing,
             Err(e @ (Error::Unauthorized { .. } | Error::Forbidden { .. })) => {
                 Presence::Unauthorized(e.to_string())
             }
             Err(e) => Presence::Failed(e.to_string()),
-        });
-    }
-    results
+        }
+    });
+    stream::iter(checks).buffered(CHECK_JOBS).collect().await
 }

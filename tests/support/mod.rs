@@ -636,6 +636,53 @@ impl Drop for FaultProxy {
     }
 }
 
+/// A registry that accepts TCP connections and never answers: each connection is held open,
+/// silent, until the registry is dropped.
+pub struct SilentRegistry {
+    pub port: u16,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SilentRegistry {
+    pub fn start() -> SilentRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, s) = (accepted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        held.push(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        SilentRegistry {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SilentRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Read an HTTP message head; returns it and any body bytes read past it.
 fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     let mut data = Vec::new();
@@ -867,4 +914,55 @@ fn ecdsa_der_to_raw(der: &[u8]) -> Vec<u8> {
         i += 2 + len;
     }
     raw
+}
+
+/// How a child process ended: its exit code (`None` when killed by a signal), its output, its
+/// wall time and its peak resident memory.
+pub struct Measured {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    pub peak_rss_bytes: u64,
+}
+
+/// Run `cmd` to its end, killed after `limit`, measuring its wall time and its peak RSS (the
+/// `ru_maxrss` that `wait4` reports for exactly this child).
+pub fn measured(cmd: &mut Command, limit: Duration) -> Measured {
+    let out = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = (out.path().join("stdout"), out.path().join("stderr"));
+    let started = Instant::now();
+    // Reaped below by wait4, which std's wait does not offer.
+    let pid = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap()
+        .id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, filled in by wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is this process's unreaped child; status and usage outlive the call.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(reaped >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if reaped == pid {
+            break;
+        }
+        if started.elapsed() > limit {
+            // SAFETY: the child has not been reaped, so the pid is still its own.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    Measured {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stdout: std::fs::read_to_string(stdout).unwrap(),
+        stderr: std::fs::read_to_string(stderr).unwrap(),
+        elapsed,
+        // Linux reports KiB.
+        peak_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+    }
 }

@@ -1,0 +1,372 @@
+//! The ISO corruption suite: `forge inspect` trusts nothing an image says. A small image made
+//! here with xorriso (Rock Ridge, BIOS and UEFI El Torito entries, the ESP appended as GPT
+//! partition 2, forge's live files) is cut short at ten places and crafted to point past its
+//! end, at its own ancestors, and many times at one directory. Every damaged image exits 1
+//! within 3 s and 64 MiB, naming the image and what is wrong; the intact one exits 0 and shows
+//! its user-data with every secret masked.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{have, measured, root, Measured};
+
+const SECTOR: usize = 2048;
+/// What a damaged image may cost `forge inspect`.
+const MAX_SECONDS: Duration = Duration::from_secs(3);
+const MAX_RSS_BYTES: u64 = 64 << 20;
+/// Subdirectories of `/fan` and files of `/big`: the material of the crafted directory graphs.
+const FAN_OUT: usize = 200;
+const BIG: usize = 2000;
+
+/// The intact image and the bytes every case starts from.
+struct Image {
+    dir: tempfile::TempDir,
+    bytes: Vec<u8>,
+}
+
+impl Image {
+    /// An image laid out like forge's installer ISO, plus `/etc/deep/er/file`, `/fan/d000`...
+    /// (empty directories) and `/big/f0000`... (empty files).
+    fn make() -> Image {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        let files: [(&str, Vec<u8>); 7] = [
+            ("boot/kernel", b"kernel".to_vec()),
+            ("boot/initrd", b"initrd".to_vec()),
+            ("boot/bios.img", vec![0; SECTOR]),
+            ("boot/grub2/grub.cfg", b"menuentry live {}\n".to_vec()),
+            (
+                "rootfs.squashfs",
+                (0..300_000).map(|i| (i % 251) as u8).collect(),
+            ),
+            (
+                "config.yaml",
+                std::fs::read(root().join("tests/fixtures/iso/config.yaml")).unwrap(),
+            ),
+            ("etc/deep/er/file", b"deep\n".to_vec()),
+        ];
+        for (path, data) in files {
+            let path = tree.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, data).unwrap();
+        }
+        for i in 0..FAN_OUT {
+            std::fs::create_dir_all(tree.join(format!("fan/d{i:03}"))).unwrap();
+        }
+        std::fs::create_dir_all(tree.join("big")).unwrap();
+        for i in 0..BIG {
+            std::fs::write(tree.join(format!("big/f{i:04}")), b"").unwrap();
+        }
+        let esp = dir.path().join("esp.img");
+        std::fs::write(&esp, vec![0; 1 << 20]).unwrap();
+        let iso = dir.path().join("intact.iso");
+        let out = Command::new("xorriso")
+            .args(["-as", "mkisofs", "-R", "-V", "COS_LIVE", "-o"])
+            .arg(&iso)
+            .args([
+                "-b",
+                "boot/bios.img",
+                "-no-emul-boot",
+                "-boot-load-size",
+                "4",
+            ])
+            .args([
+                "-eltorito-alt-boot",
+                "-e",
+                "--interval:appended_partition_2:all::",
+            ])
+            .args(["-no-emul-boot", "-append_partition", "2", "0xef"])
+            .arg(&esp)
+            .arg("-appended_part_as_gpt")
+            .arg(&tree)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", support::text(&out));
+        let bytes = std::fs::read(&iso).unwrap();
+        Image { dir, bytes }
+    }
+
+    fn sectors(&self) -> u32 {
+        (self.bytes.len() / SECTOR) as u32
+    }
+
+    fn le32(&self, at: usize) -> u32 {
+        u32::from_le_bytes(self.bytes[at..at + 4].try_into().unwrap())
+    }
+
+    fn set_le32(&mut self, at: usize, value: u32) {
+        self.bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// A both-endian 32-bit field of a directory record.
+    fn set_both(&mut self, at: usize, value: u32) {
+        self.set_le32(at, value);
+        self.bytes[at + 4..at + 8].copy_from_slice(&value.to_be_bytes());
+    }
+
+    /// The byte offsets of the records of the directory at `extent`, with their Rock Ridge
+    /// names (`.` and `..` left out).
+    fn records(&self, (lba, len): (u32, u32)) -> Vec<(usize, String)> {
+        let (start, end) = (lba as usize * SECTOR, (lba + len) as usize * SECTOR);
+        let end = start + (len as usize).min(end - start);
+        let mut records = Vec::new();
+        let mut at = start;
+        while at < end {
+            let rec_len = self.bytes[at] as usize;
+            if rec_len == 0 {
+                at = (at / SECTOR + 1) * SECTOR;
+                continue;
+            }
+            let record = &self.bytes[at..at + rec_len];
+            let system_use = &record[33 + record[32] as usize..];
+            if let Some(nm) = system_use.windows(2).position(|w| w == b"NM") {
+                let len = system_use[nm + 2] as usize;
+                let name = String::from_utf8_lossy(&system_use[nm + 5..nm + len]);
+                records.push((at, name.into_owned()));
+            }
+            at += rec_len;
+        }
+        records
+    }
+
+    /// The root directory's record in the primary volume descriptor.
+    fn root_record(&self) -> usize {
+        16 * SECTOR + 156
+    }
+
+    /// The byte offset of the directory record of `path` (`/` for the root).
+    fn record(&self, path: &str) -> usize {
+        path.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.root_record(), |record, name| {
+                self.records(self.extent_at(record))
+                    .into_iter()
+                    .find(|(_, n)| n == name)
+                    .unwrap_or_else(|| panic!("{path}: no {name}"))
+                    .0
+            })
+    }
+
+    fn extent_at(&self, record: usize) -> (u32, u32) {
+        (self.le32(record + 2), self.le32(record + 10))
+    }
+
+    fn extent(&self, path: &str) -> (u32, u32) {
+        self.extent_at(self.record(path))
+    }
+
+    /// Point the record of `path` at `lba`, claiming `len` bytes.
+    fn set_extent(&mut self, path: &str, (lba, len): (u32, u32)) {
+        let record = self.record(path);
+        self.set_both(record + 2, lba);
+        self.set_both(record + 10, len);
+    }
+
+    /// Where the boot record (sector 17) keeps the sector of the El Torito boot catalog.
+    const CATALOG_POINTER: usize = 17 * SECTOR + 71;
+
+    /// The byte offset of the El Torito boot catalog: a validation entry, the BIOS entry, a
+    /// section header and the UEFI entry, 32 bytes each.
+    fn catalog(&self) -> usize {
+        assert_eq!(
+            &self.bytes[17 * SECTOR + 7..17 * SECTOR + 30],
+            b"EL TORITO SPECIFICATION"
+        );
+        self.le32(Self::CATALOG_POINTER) as usize * SECTOR
+    }
+
+    /// The byte offset of the backup GPT header.
+    fn backup_gpt(&self) -> usize {
+        u64::from_le_bytes(self.bytes[512 + 32..512 + 40].try_into().unwrap()) as usize * 512
+    }
+
+    /// Write `bytes` as `name` next to the intact image.
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+fn inspect(iso: &Path, extra: &[&str]) -> Measured {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.arg("inspect").arg(iso).args(extra);
+    // Far above MAX_SECONDS: a hang is measured, not waited for forever.
+    measured(&mut cmd, Duration::from_secs(30))
+}
+
+/// `forge inspect` exits 1 on the image, in bounded time and memory, naming it and saying
+/// `expected`; the measurements go to the test's log.
+fn refused(name: &str, iso: &Path, expected: &str) {
+    let run = inspect(iso, &[]);
+    eprintln!(
+        "{name:52} exit {:?}  {:5.0} ms  {:5.1} MiB",
+        run.code,
+        run.elapsed.as_secs_f64() * 1000.0,
+        run.peak_rss_bytes as f64 / f64::from(1 << 20)
+    );
+    assert_eq!(run.code, Some(1), "{name}: {}{}", run.stdout, run.stderr);
+    assert!(run.elapsed < MAX_SECONDS, "{name}: took {:?}", run.elapsed);
+    assert!(
+        run.peak_rss_bytes < MAX_RSS_BYTES,
+        "{name}: peak RSS {} bytes",
+        run.peak_rss_bytes
+    );
+    let named = format!("error: {}: ", iso.display());
+    assert!(
+        run.stderr.starts_with(&named) && run.stderr.contains(expected),
+        "{name}: expected `{named}...{expected}` in\n{}",
+        run.stderr
+    );
+}
+
+fn image() -> Option<Image> {
+    have(&["xorriso"]).then(Image::make)
+}
+
+#[test]
+fn the_intact_image_passes_and_shows_its_user_data_with_secrets_masked() {
+    let Some(image) = image() else { return };
+    let iso = image.dir.path().join("intact.iso");
+    for format in ["text", "json"] {
+        let run = inspect(&iso, &["--show-config", "--format", format]);
+        assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+        for secret in ["Kair0s", "Pass", "b0}", "Tok3nV4lue"] {
+            assert!(
+                !run.stdout.contains(secret),
+                "{secret} printed:\n{}",
+                run.stdout
+            );
+        }
+        let config = match format {
+            "json" => serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()["config"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            _ => run.stdout,
+        };
+        for masked in [
+            r#"passwd: "****""#,
+            "{name: bob, passwd: ****}",
+            r#"edgeHostToken: "****""#,
+        ] {
+            assert!(config.contains(masked), "no `{masked}` in\n{config}");
+        }
+    }
+}
+
+#[test]
+fn an_image_cut_short_anywhere_is_refused() {
+    let Some(image) = image() else { return };
+    let sector = |lba: u32| lba as usize * SECTOR;
+    let path_table = image.le32(16 * SECTOR + 140);
+    let (root, _) = image.extent("/");
+    let (boot, _) = image.extent("/boot");
+    let (rootfs, rootfs_len) = image.extent("/rootfs.squashfs");
+    let esp = sector(image.le32(image.catalog() + 96 + 8));
+    let cuts: [(&str, usize); 10] = [
+        ("in the system area", 100),
+        ("in the primary volume descriptor", 16 * SECTOR + 500),
+        ("in the El Torito boot record", 17 * SECTOR + 100),
+        ("in the path table", sector(path_table) + 10),
+        ("in the root directory", sector(root) + 40),
+        ("in the /boot directory", sector(boot) + 40),
+        ("in the boot catalog", image.catalog() + 10),
+        (
+            "in the middle of /rootfs.squashfs",
+            sector(rootfs) + rootfs_len as usize / 2,
+        ),
+        ("in the EFI system partition", esp + 4096),
+        ("in the backup GPT header", image.backup_gpt() + 10),
+    ];
+    for (name, at) in cuts {
+        assert!(at < image.bytes.len(), "{name}: {at}");
+        let iso = image.write("cut.iso", &image.bytes[..at]);
+        refused(
+            &format!("cut {name}"),
+            &iso,
+            "extends beyond the end of the image (sector ",
+        );
+    }
+}
+
+/// Craft an image from the intact one; the error it must give.
+type Craft = fn(&mut Image) -> String;
+
+#[test]
+fn crafted_extents_and_directory_graphs_are_refused() {
+    let Some(intact) = image() else { return };
+    let cases: [(&str, Craft); 11] = [
+        ("a directory extent past the end", |i| {
+            let past = i.sectors() + 100;
+            i.set_extent("/boot", (past, 2048));
+            format!("directory /boot/ extends beyond the end of the image (sector {past}, image has {} sectors)", i.sectors())
+        }),
+        ("a file extent past the end", |i| {
+            let (_, len) = i.extent("/rootfs.squashfs");
+            i.set_extent("/rootfs.squashfs", (i.sectors() - 1, len));
+            "/rootfs.squashfs extends beyond the end of the image".into()
+        }),
+        ("a file claiming 4 GiB", |i| {
+            let (lba, _) = i.extent("/config.yaml");
+            i.set_extent("/config.yaml", (lba, u32::MAX));
+            "/config.yaml extends beyond the end of the image".into()
+        }),
+        ("a huge claimed directory size", |i| {
+            let (lba, _) = i.extent("/boot");
+            i.set_extent("/boot", (lba, 0xffff_f000));
+            "damaged image: directory /boot/ claims 4294963200 bytes".into()
+        }),
+        ("a directory size past the end, under the cap", |i| {
+            let (lba, _) = i.extent("/big");
+            i.set_extent("/big", (lba, 60 << 20));
+            "directory /big/ extends beyond the end of the image".into()
+        }),
+        ("a directory that is its own parent", |i| {
+            let fan = i.extent("/fan");
+            i.set_extent("/fan/d000", fan);
+            "damaged image: directory /fan/d000/ is the directory /fan again".into()
+        }),
+        ("a deep directory pointing at the root", |i| {
+            let root = i.extent("/");
+            i.set_extent("/etc/deep/er", root);
+            "damaged image: directory /etc/deep/er/ is the directory / again".into()
+        }),
+        ("fan-out: every /fan/dNNN points back at /fan", |i| {
+            let fan = i.extent("/fan");
+            for d in 0..FAN_OUT {
+                i.set_extent(&format!("/fan/d{d:03}"), fan);
+            }
+            "damaged image: directory /fan/d000/ is the directory /fan again".into()
+        }),
+        ("many records pointing at one big directory", |i| {
+            let big = i.extent("/big");
+            for d in 0..FAN_OUT {
+                i.set_extent(&format!("/fan/d{d:03}"), big);
+            }
+            "damaged image: directory /fan/d000/ is the directory /big again".into()
+        }),
+        ("a boot catalog past the end", |i| {
+            let past = i.sectors() + 7;
+            i.set_le32(Image::CATALOG_POINTER, past);
+            "the El Torito boot catalog extends beyond the end of the image".into()
+        }),
+        ("a boot image past the end", |i| {
+            let past = i.sectors() + 7;
+            i.set_le32(i.catalog() + 32 + 8, past);
+            "the El Torito BIOS boot image extends beyond the end of the image".into()
+        }),
+    ];
+    for (name, craft) in cases {
+        let mut image = Image {
+            dir: tempfile::tempdir().unwrap(),
+            bytes: intact.bytes.clone(),
+        };
+        let expected = craft(&mut image);
+        let iso = image.write("crafted.iso", &image.bytes);
+        refused(name, &iso, &expected);
+    }
+}
