@@ -84,6 +84,14 @@ impl Identity {
     }
 }
 
+/// A temporary directory of this run (mode 0700) in `$TMPDIR`, named so that the next build
+/// removes it if this run is killed.
+pub fn temp_dir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{WORK_PREFIX}{}.", current().id))
+        .tempdir()
+}
+
 /// A partial output of this run in `dir`, hidden beside its final `name`
 /// (`.NAME.<run id>.partial`, mode 0600): removed when dropped, by the next run when this one is
 /// killed, or renamed to `name` by `persist` when complete.
@@ -180,7 +188,7 @@ fn runs_in(output: &Path) -> Vec<(PathBuf, String)> {
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let id = match name.strip_prefix(WORK_PREFIX) {
-                Some(id) => id.to_string(),
+                Some(rest) => rest.split('.').next().unwrap_or_default().to_string(),
                 None => {
                     let stem = name.strip_suffix(PARTIAL_SUFFIX)?;
                     stem.rsplit_once('.')?.1.to_string()
@@ -216,12 +224,14 @@ impl Removed {
 }
 
 /// Remove what runs of this user on this host left and are no longer alive: their containers
-/// in the engine, and their work directories and partial files in `output` (locked by this
-/// run, so no live run uses it).
+/// in the engine, their work directories and partial files in `output`, and their temporary
+/// directories in `$TMPDIR`.
 pub async fn clean_leftovers(docker: &Docker, output: &Path) -> Result<Removed, RunError> {
     let me = current();
     let mut removed = Removed::default();
-    for (path, id) in runs_in(output) {
+    let mut found = runs_in(output);
+    found.extend(runs_in(&std::env::temp_dir()));
+    for (path, id) in found {
         if id == me.id || alive(&id) {
             continue;
         }
@@ -379,6 +389,7 @@ mod tests {
         std::fs::create_dir(dir.path().join(".forge-run-4194305-1")).unwrap();
         std::fs::write(dir.path().join(".installer.iso.4194305-1.partial"), "").unwrap();
         std::fs::write(dir.path().join("installer.iso"), "").unwrap();
+        std::fs::create_dir(dir.path().join(".forge-run-4194305-1.Ab3dE9")).unwrap();
         let mine = partial_file(dir.path(), "manifest.json").unwrap();
         assert_eq!(
             mine.path().file_name().unwrap().to_str().unwrap(),
@@ -388,6 +399,7 @@ mod tests {
         found.sort();
         let mut expected = vec![
             "4194305-1".to_string(),
+            "4194305-1".into(),
             "4194305-1".into(),
             current().id.clone(),
         ];

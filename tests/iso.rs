@@ -621,7 +621,7 @@ fn ctrl_c_while_mastering_leaves_no_container_staging_or_iso() {
         std::fs::read_dir(std::env::temp_dir())
             .unwrap()
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".forge-iso-"))
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".forge-run-"))
             .count()
     };
     let (before, staged_before) = (containers(), staging());

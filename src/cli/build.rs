@@ -114,7 +114,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
     }
     let templates = Templates::load(args.templates.as_deref())?;
     // Stands in for absent certs/ and overlays/ in build contexts: an ordinary directory.
-    let empty = tempfile::tempdir()?;
+    let empty = run::temp_dir()?;
     std::fs::set_permissions(empty.path(), std::fs::Permissions::from_mode(0o755))?;
     let (certs, overlays) = (
         existing(&args.certs, "certs"),

@@ -274,7 +274,7 @@ async fn builder_image(
     if engine::labels(docker, &tag).await?.is_some() {
         return Ok(tag);
     }
-    let scratch = tempfile::tempdir().map_err(|source| IsoError::Io {
+    let scratch = crate::run::temp_dir().map_err(|source| IsoError::Io {
         what: "a temporary directory".into(),
         source,
     })?;

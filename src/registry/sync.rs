@@ -153,7 +153,7 @@ impl<'a> Syncer<'a> {
             platform,
             jobs: jobs.max(1),
             known: Mutex::new(HashMap::new()),
-            scratch: tempfile::tempdir()?,
+            scratch: crate::run::temp_dir()?,
             progress,
         })
     }
