@@ -4,8 +4,13 @@
 //! becomes a finding or an error, never an exhausted memory, an overflowed stack or a flooded
 //! terminal.
 
-/// The largest input file forge reads, per kind of file. A larger file is refused after reading
-/// at most one byte more than its limit, so `/dev/zero` is refused as quickly as a large file.
+use std::fs::File;
+use std::io::Read as _;
+use std::path::Path;
+
+/// The kinds of input file, each with the most forge reads of it. A larger file is refused
+/// after reading at most one byte more than its limit, so `/dev/zero` is refused as quickly as
+/// a large file, and a pipe (`--arg <(...)`) is read like a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     /// The edge host skips user-data of 2 MiB or more (rule UD003 reports that); forge reads
@@ -27,12 +32,46 @@ impl FileKind {
     /// The size limit in bytes.
     pub fn max_bytes(self) -> u64 {
         match self {
-            FileKind::UserData => 4 << 20,
+            FileKind::UserData | FileKind::ImageList => 4 << 20,
             FileKind::Profile => 16 << 20,
             FileKind::Settings | FileKind::Arg | FileKind::VersionMatrix => 1 << 20,
-            FileKind::ImageList => 4 << 20,
         }
     }
+
+    /// What the file is, for messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            FileKind::UserData => "user-data file",
+            FileKind::Profile => "cluster profile",
+            FileKind::Settings => "settings file",
+            FileKind::Arg => ".arg file",
+            FileKind::VersionMatrix => "Kubernetes version matrix",
+            FileKind::ImageList => "image list",
+        }
+    }
+}
+
+/// Why an input file could not be read as text.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("it is larger than {} MiB, the most forge reads of a {}", .0.max_bytes() >> 20, .0.what())]
+    TooLarge(FileKind),
+    #[error("it is not UTF-8 text (byte {0} is not); save it as UTF-8")]
+    NotUtf8(usize),
+}
+
+/// Read an input file as text, at most its kind's limit.
+pub fn read_text(kind: FileKind, path: &Path) -> Result<String, ReadError> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(kind.max_bytes() + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > kind.max_bytes() {
+        return Err(ReadError::TooLarge(kind));
+    }
+    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
 }
 
 /// Collections nested deeper than this are refused (YAML003) while parsing, before any walk
@@ -77,6 +116,27 @@ pub const EXCERPT_CHARS: usize = 200;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_at_most_one_byte_more_than_the_limit() {
+        let err = read_text(FileKind::Arg, Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge(FileKind::Arg)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "it is larger than 1 MiB, the most forge reads of a .arg file"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("latin1.yaml");
+        std::fs::write(&bad, b"a: caf\xe9\n").unwrap();
+        assert_eq!(
+            read_text(FileKind::UserData, &bad).unwrap_err().to_string(),
+            "it is not UTF-8 text (byte 6 is not); save it as UTF-8"
+        );
+        assert!(matches!(
+            read_text(FileKind::UserData, dir.path()),
+            Err(ReadError::Io(_))
+        ));
+    }
 
     #[test]
     fn the_alias_ratio_falls_from_99_to_10_percent() {

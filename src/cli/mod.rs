@@ -14,6 +14,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Inputs};
+use crate::limits::FileKind;
 use crate::userdata;
 use crate::validate;
 
@@ -130,14 +131,14 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
 
 impl SettingsArgs {
     fn inputs(&self) -> Result<Inputs> {
-        let read = |what, path: &Option<PathBuf>| -> Result<Option<(PathBuf, String)>> {
+        let read = |kind, path: &Option<PathBuf>| -> Result<Option<(PathBuf, String)>> {
             path.as_ref()
-                .map(|p| Ok((p.clone(), validate::read(what, p)?)))
+                .map(|p| Ok((p.clone(), validate::read(kind, p)?)))
                 .transpose()
         };
         Ok(Inputs {
-            config: read("settings file", &self.config)?,
-            arg: read(".arg file", &self.arg)?,
+            config: read(FileKind::Settings, &self.config)?,
+            arg: read(FileKind::Arg, &self.arg)?,
             env: std::env::vars().collect(),
             sets: self.sets.clone(),
         })
