@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the content directory `{}`: {source}", path.display())]
+#[error("cannot read the content directory `{}`", path.display())]
 pub struct ReadError {
     pub path: PathBuf,
     #[source]

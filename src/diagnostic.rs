@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::limits::EXCERPT_CHARS;
 use crate::secret::Redactor;
 
 /// How bad a finding is. Errors fail validation (exit 1); warnings do not.
@@ -57,6 +58,7 @@ macro_rules! rules {
 rules! {
     YamlSyntax = "YAML001", Error, "the file is not valid YAML";
     DuplicateKey = "YAML002", Error, "a mapping defines the same key twice";
+    YamlLimit = "YAML003", Error, "excessive aliasing (aliases expanding to most of the document) or collections nested more than 128 levels deep";
     WrongType = "SCHEMA001", Error, "a value has the wrong type, or a key has no value";
     InvalidValue = "SCHEMA002", Error, "a value is outside what the key accepts (enumeration, range, format)";
     MissingKey = "SCHEMA003", Error, "a required key is missing";
@@ -262,9 +264,22 @@ impl Report {
         self.diagnostics.dedup();
     }
 
-    /// `file:line:column: severity[code]: path: message`, the line quoted and underlined,
-    /// then a summary line. Secrets are masked in the quoted lines and everywhere else.
+    /// `file:line:column: severity[code]: path: message`, the line quoted (at most
+    /// [`EXCERPT_CHARS`] characters around the column) and underlined, then a summary line.
+    /// Secrets are masked in the quoted lines and everywhere else; control characters are
+    /// escaped so that nothing from an input file reaches the terminal raw.
     pub fn render_text(&self, redactor: &Redactor) -> String {
+        let lines: Vec<(&Path, Vec<&str>)> = self
+            .sources
+            .iter()
+            .map(|(file, text)| (file.as_path(), text.lines().collect()))
+            .collect();
+        let source_line = |file: &Path, line: usize| {
+            let (_, lines) = lines.iter().find(|(f, _)| *f == file)?;
+            lines.get(line.checked_sub(1)?).copied()
+        };
+        // Findings are sorted by line, so one masked line serves all the findings on it.
+        let mut masked: Option<(&Path, usize, Vec<char>)> = None;
         let mut out = String::new();
         for d in &self.diagnostics {
             let path = if d.path.is_empty() {
@@ -282,21 +297,22 @@ impl Report {
                 d.rule.code(),
                 d.message
             );
-            if let Some(line) = self.source_line(&d.file, d.pos.line) {
+            if let Some(line) = source_line(&d.file, d.pos.line) {
+                if !matches!(&masked, Some((f, n, _)) if *f == d.file && *n == d.pos.line) {
+                    let chars = redactor.mask_line(line).chars().collect();
+                    masked = Some((&d.file, d.pos.line, chars));
+                }
+                let line = masked.as_ref().map_or(&[][..], |(_, _, chars)| chars);
                 let number = d.pos.line.to_string();
                 let gutter = " ".repeat(number.len());
-                let line = redactor.mask_line(line);
+                let quoted = Excerpt::new(line, d.pos.column, d.width);
                 let _ = writeln!(out, "{gutter} |");
-                let _ = writeln!(out, "{number} | {line}");
+                let _ = writeln!(out, "{number} | {}", quoted.text);
                 let _ = writeln!(
                     out,
                     "{gutter} | {}{}",
-                    " ".repeat(d.pos.column.saturating_sub(1)),
-                    "^".repeat(
-                        d.width
-                            .min((line.chars().count() + 1).saturating_sub(d.pos.column))
-                            .max(1)
-                    )
+                    " ".repeat(quoted.column),
+                    "^".repeat(quoted.width)
                 );
             }
             if let Some(help) = &d.help {
@@ -305,7 +321,7 @@ impl Report {
             out.push('\n');
         }
         let _ = writeln!(out, "{}", self.summary());
-        redactor.redact(&out)
+        escape_control(&redactor.redact(&out))
     }
 
     /// `N errors, M warnings` (or `no problems found`).
@@ -352,11 +368,79 @@ impl Report {
         };
         serde_json::to_value(report).expect("report serializes")
     }
+}
 
-    fn source_line(&self, file: &Path, line: usize) -> Option<&str> {
-        let (_, text) = self.sources.iter().find(|(f, _)| f == file)?;
-        text.lines().nth(line.checked_sub(1)?)
+/// The part of a source line a finding quotes, and where its underline goes.
+#[derive(Debug, PartialEq, Eq)]
+struct Excerpt {
+    /// At most [`EXCERPT_CHARS`] characters of the line, `…` where it was cut, control
+    /// characters escaped.
+    text: String,
+    /// Characters of `text` before the underline.
+    column: usize,
+    /// Characters underlined (at least one).
+    width: usize,
+}
+
+impl Excerpt {
+    /// The excerpt of `line` around the 1-based `column`, underlining `width` characters.
+    fn new(chars: &[char], column: usize, width: usize) -> Excerpt {
+        let at = column.saturating_sub(1).min(chars.len());
+        let start = at
+            .saturating_sub(EXCERPT_CHARS / 2)
+            .min(chars.len().saturating_sub(EXCERPT_CHARS));
+        let end = (start + EXCERPT_CHARS).min(chars.len());
+        let mut excerpt = Excerpt {
+            text: String::new(),
+            column: 0,
+            width: 0,
+        };
+        let mut shown = 0;
+        if start > 0 {
+            excerpt.text.push('…');
+            shown += 1;
+        }
+        for (i, c) in chars[start..end].iter().enumerate() {
+            let i = start + i;
+            if i == at {
+                excerpt.column = shown;
+            }
+            let escaped = escape_control(&c.to_string());
+            let len = escaped.chars().count();
+            if i >= at && i < at + width {
+                excerpt.width += len;
+            }
+            excerpt.text.push_str(&escaped);
+            shown += len;
+        }
+        if at >= end {
+            excerpt.column = shown;
+        }
+        if end < chars.len() {
+            excerpt.text.push('…');
+        }
+        excerpt.width = excerpt.width.max(1);
+        excerpt
     }
+}
+
+/// `text` with control characters other than tab and newline escaped (`\x1b`, `\u{9b}`), for
+/// a terminal: an escape sequence in an input file is shown, not obeyed.
+pub fn escape_control(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\n')
+    {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' => c.to_string(),
+            c if c.is_control() && (c as u32) < 0x80 => format!("\\x{:02x}", c as u32),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 pub fn plural(n: usize, word: &str) -> String {
@@ -373,10 +457,19 @@ pub fn did_you_mean<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let lower = word.to_lowercase();
+    let length = lower.chars().count();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_lowercase()), c))
-        .filter(|(distance, c)| *distance <= (c.chars().count() / 3).max(2))
+        .filter_map(|c| {
+            let limit = (c.chars().count() / 3).max(2);
+            // The distance is at least the difference in length: most candidates are ruled out
+            // without computing it, which keeps 20,000 unknown keys cheap.
+            if c.chars().count().abs_diff(length) > limit {
+                return None;
+            }
+            let distance = strsim::damerau_levenshtein(&lower, &c.to_lowercase());
+            (distance <= limit).then_some((distance, c))
+        })
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)
 }
@@ -402,6 +495,30 @@ mod tests {
             Edit::replace(4, 4, "\n  c: true".into()),
         ];
         assert_eq!(apply_edits(text, &edits), "ä: \"eA==\"\n  c: true\nb: y\n");
+    }
+
+    #[test]
+    fn excerpts_quote_at_most_their_limit_around_the_column() {
+        let long = format!("x: {}", "a".repeat(1_000_000));
+        let long: Vec<char> = long.chars().collect();
+        let excerpt = Excerpt::new(&long, 500_000, 3);
+        assert_eq!(excerpt.text.chars().count(), EXCERPT_CHARS + 2);
+        assert!(excerpt.text.starts_with('…') && excerpt.text.ends_with('…'));
+        assert_eq!((excerpt.column, excerpt.width), (EXCERPT_CHARS / 2 + 1, 3));
+        let chars = |s: &str| s.chars().collect::<Vec<_>>();
+        let short = Excerpt::new(&chars("password: x"), 11, 1);
+        assert_eq!((short.text.as_str(), short.column), ("password: x", 10));
+        assert_eq!(Excerpt::new(&chars("a: b"), 5, 1).column, 4);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_underlined_whole() {
+        assert_eq!(escape_control("a\u{1b}[31mb\tc\n"), "a\\x1b[31mb\tc\n");
+        assert_eq!(escape_control("\u{9b}"), "\\u{9b}");
+        let line: Vec<char> = "x: \u{1b}[2J".chars().collect();
+        let excerpt = Excerpt::new(&line, 4, 2);
+        assert_eq!(excerpt.text, "x: \\x1b[2J");
+        assert_eq!((excerpt.column, excerpt.width), (3, 5));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod content;
 pub mod diagnostic;
 pub mod engine;
 pub mod iso;
+pub mod limits;
 pub mod plan;
 pub mod profile;
 pub mod reference;

@@ -18,6 +18,11 @@ const NOT_SECRET_KEYS: &[&str] = &[
     "lock_passwd",
 ];
 
+/// Values of secret keys that are not secrets: YAML booleans and nulls.
+const NOT_SECRET_VALUES: &[&str] = &[
+    "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~",
+];
+
 /// Whether a YAML key or a `.arg` variable name holds a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
@@ -44,7 +49,9 @@ impl Redactor {
     /// the agent and `--fix` move passwords between the two forms.
     pub fn add(&mut self, secret: &str) {
         let secret = secret.trim();
-        if secret.is_empty() {
+        // A password key holding a YAML boolean or null is a mistake, not a secret worth
+        // masking every `true` of the output for.
+        if secret.is_empty() || NOT_SECRET_VALUES.contains(&secret.to_ascii_lowercase().as_str()) {
             return;
         }
         let engine = base64::engine::general_purpose::STANDARD;
@@ -54,6 +61,7 @@ impl Redactor {
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|s| !s.trim().is_empty() && s.chars().all(|c| !c.is_control()))
+            .filter(|s| !NOT_SECRET_VALUES.contains(&s.trim().to_ascii_lowercase().as_str()))
         {
             forms.push(decoded);
         }
@@ -73,7 +81,17 @@ impl Redactor {
             if let Some((_, value)) = secret_assignment(line) {
                 self.add(unquote(value));
             }
+            for (start, end) in flow_secrets(line) {
+                self.add(unquote(&line[start..end]));
+            }
             for password in url_passwords(line) {
+                self.add(password);
+            }
+            // A whole URL value, whose password may hold `=`, spaces or quotes.
+            if let Some(password) = line
+                .split_once(['=', ':'])
+                .and_then(|(_, value)| url_password(unquote(value)))
+            {
                 self.add(password);
             }
         }
@@ -101,6 +119,9 @@ impl Redactor {
             Some((value_start, _)) => format!("{}{MASK}", &line[..value_start]),
             None => line.to_string(),
         };
+        for (start, end) in flow_secrets(&masked).into_iter().rev() {
+            masked.replace_range(start..end, MASK);
+        }
         for password in url_passwords(&masked.clone()) {
             masked = masked.replacen(password, MASK, 1);
         }
@@ -184,6 +205,25 @@ fn secret_assignment(line: &str) -> Option<(usize, &str)> {
     Some((value_start, value))
 }
 
+/// The values of secret keys inside flow mappings (`{user: a, password: x}`), as byte ranges,
+/// so that a line quoted for any finding (a syntax error included) masks them.
+fn flow_secrets(line: &str) -> Vec<(usize, usize)> {
+    if !line.contains('{') {
+        return Vec::new();
+    }
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    for (i, c) in line.char_indices().chain([(line.len(), ',')]) {
+        if matches!(c, ',' | '{' | '}' | '[' | ']') {
+            if let Some((value_start, value)) = secret_assignment(&line[start..i]) {
+                ranges.push((start + value_start, start + value_start + value.len()));
+            }
+            start = (i + c.len_utf8()).min(line.len());
+        }
+    }
+    ranges
+}
+
 fn unquote(value: &str) -> &str {
     let v = value.trim();
     for quote in ['"', '\''] {
@@ -207,13 +247,24 @@ fn url_passwords(line: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The password of one `[scheme://]user:password@host[/path]` URL, whatever characters it
+/// holds.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (userinfo, host) = rest.rsplit_once('@')?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    let (_, password) = userinfo.split_once(':')?;
+    Some(password).filter(|p| !p.is_empty())
+}
+
 /// `scheme://user:****@host` for display.
 pub fn mask_url(url: &str) -> String {
-    let mut masked = url.to_string();
-    for password in url_passwords(url) {
-        masked = masked.replacen(&format!(":{password}@"), &format!(":{MASK}@"), 1);
+    match url_password(url) {
+        Some(password) => url.replacen(&format!(":{password}@"), &format!(":{MASK}@"), 1),
+        None => url.to_string(),
     }
-    masked
 }
 
 #[cfg(test)]
@@ -260,6 +311,41 @@ mod tests {
             r.mask_line("HTTP_PROXY=http://bob:s3cret@proxy:3128"),
             "HTTP_PROXY=http://bob:****@proxy:3128"
         );
+    }
+
+    #[test]
+    fn masks_url_passwords_holding_separators_and_quotes() {
+        for (url, masked) in [
+            ("http://u:pa=ss@proxy:3128", "http://u:****@proxy:3128"),
+            ("http://u:pa ss@proxy:3128", "http://u:****@proxy:3128"),
+            ("http://u:pa\"s's@proxy", "http://u:****@proxy"),
+            ("u:p@ss@proxy", "u:****@proxy"),
+            ("http://proxy:3128", "http://proxy:3128"),
+        ] {
+            assert_eq!(mask_url(url), masked);
+        }
+        let mut r = Redactor::new();
+        r.scan("HTTP_PROXY=\"http://u:pa ss=1@proxy:3128\"\n");
+        assert_eq!(r.redact("pa ss=1"), "****");
+    }
+
+    #[test]
+    fn masks_secrets_of_flow_mappings_in_lines_that_do_not_parse() {
+        let line = "  creds: {username: a, password: Hunter2Flow, x: ]}";
+        assert_eq!(
+            Redactor::new().mask_line(line),
+            "  creds: {username: a, password: ****, x: ]}"
+        );
+        let mut r = Redactor::new();
+        r.scan(line);
+        assert_eq!(r.redact("Hunter2Flow"), "****");
+    }
+
+    #[test]
+    fn booleans_are_never_secrets() {
+        let mut r = Redactor::new();
+        r.scan("password: true\nencodedPassword: true\ntoken: off\n");
+        assert_eq!(r.redact("insecure: true, x: off"), "insecure: true, x: off");
     }
 
     #[test]

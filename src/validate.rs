@@ -10,6 +10,7 @@ use crate::config::{self, Resolved};
 use crate::content;
 use crate::diagnostic::{apply_edits, Edit, Report};
 use crate::diagnostic::{Diagnostic, Pos, Rule};
+use crate::limits::{self, FileKind, ReadError};
 use crate::profile::{self, Against, ProfileImage};
 use crate::reference::Reference;
 use crate::registry::rewrite::{Rewrite, Rewriter};
@@ -20,33 +21,30 @@ use crate::yaml::Document;
 /// Problems that stop a run before any rule is checked (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {what} `{path}`: {source}")]
+    #[error("cannot read {} `{}`", .kind.what(), .path.display())]
     Read {
-        what: &'static str,
+        kind: FileKind,
         path: PathBuf,
-        source: std::io::Error,
+        #[source]
+        source: ReadError,
     },
-    #[error("cannot write `{path}`: {source}")]
+    #[error("cannot write `{}`", .path.display())]
     Write {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error(transparent)]
     Content(#[from] content::ReadError),
 }
 
-/// Read an input file as text.
-pub fn read(what: &'static str, path: &Path) -> Result<String, Error> {
-    fs::read(path)
-        .and_then(|bytes| {
-            String::from_utf8(bytes)
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
-        })
-        .map_err(|source| Error::Read {
-            what,
-            path: path.to_path_buf(),
-            source,
-        })
+/// Read an input file as text, within its kind's size limit.
+pub fn read(kind: FileKind, path: &Path) -> Result<String, Error> {
+    limits::read_text(kind, path).map_err(|source| Error::Read {
+        kind,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// What to validate.
@@ -114,7 +112,7 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
     let mut user_data = None;
     let user_data_path = request.user_data.clone().unwrap_or_default();
     if let Some(path) = &request.user_data {
-        let mut text = read("user-data file", path)?;
+        let mut text = read(FileKind::UserData, path)?;
         redactor.scan(&text);
         let mut validation = userdata::validate(path, &text);
         let edits: Vec<Edit> = validation
@@ -153,7 +151,7 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
     };
     let mut profile_images: Vec<ProfileImage> = Vec::new();
     if let Some(path) = &request.profile {
-        let text = read("cluster profile", path)?;
+        let text = read(FileKind::Profile, path)?;
         redactor.scan(&text);
         report.add_source(path, &text);
         let parsed = profile::parse(path, &text);
@@ -210,7 +208,7 @@ fn requested_images(
         })
         .collect();
     if let Some(path) = &request.image_list {
-        let text = read("image list", path)?;
+        let text = read(FileKind::ImageList, path)?;
         report.add_source(path, &text);
         for (n, line) in text.lines().enumerate() {
             let image = line.split('#').next().unwrap_or_default().trim();

@@ -3,12 +3,15 @@
 //! edge agent's Go YAML library uses.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
-use std::path::Path;
-
 use crate::diagnostic::{Diagnostic, Pos, Rule};
+use crate::limits::{
+    allowed_alias_ratio, MAX_ALIAS_COPIED_BYTES, MAX_ALIAS_COPIED_VALUES, MAX_YAML_DEPTH,
+    MIN_ALIASED_NODES, MIN_DECODED_NODES,
+};
 
 /// A parsed value with its position.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,12 +44,14 @@ pub struct Entry {
     pub value: Node,
 }
 
-/// A YAML syntax error.
+/// A YAML syntax error (YAML001), or a document forge refuses to read because it exceeds a
+/// limit on the work of reading it (YAML003).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+    pub rule: Rule,
 }
 
 /// A key defined twice in one mapping.
@@ -149,6 +154,28 @@ impl Node {
         }
     }
 
+    /// How many values the tree holds, and the length of its keys and scalars.
+    fn size(&self) -> Size {
+        let own = Size {
+            nodes: 1,
+            bytes: self.as_str().map_or(0, str::len),
+        };
+        match &self.value {
+            Value::Seq(items) => items.iter().map(Node::size).fold(own, Size::plus),
+            Value::Map(entries) => entries
+                .iter()
+                .map(|e| {
+                    Size {
+                        nodes: 1,
+                        bytes: e.key.len(),
+                    }
+                    .plus(e.value.size())
+                })
+                .fold(own, Size::plus),
+            _ => own,
+        }
+    }
+
     fn shift(&mut self, map: &dyn Fn(Pos) -> Pos) {
         self.pos = map(self.pos);
         match &mut self.value {
@@ -235,31 +262,126 @@ enum Frame {
         anchor: usize,
         pending_key: Option<(String, Pos)>,
         path: String,
+        /// Where each key was first defined, to find duplicates in linear time.
+        keys: HashMap<String, Pos>,
     },
 }
 
-/// Parse one YAML document. An empty document is `null`.
+/// A count of values and of the bytes of their text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn plus(self, other: Size) -> Size {
+        Size {
+            nodes: self.nodes + other.nodes,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+/// The work of reading one document: values decoded, those that alias expansion produced, and
+/// what anchors and aliases copied. Checked at every copy, before it is made.
+#[derive(Debug, Default)]
+struct Budget {
+    decoded: usize,
+    aliased: usize,
+    copied: Size,
+}
+
+impl Budget {
+    /// Account for an anchor's copy of a value (`aliased` false) or an alias's (`true`).
+    fn copy(&mut self, size: Size, aliased: bool, at: Pos) -> Result<(), SyntaxError> {
+        if aliased {
+            self.decoded += size.nodes;
+            self.aliased += size.nodes;
+        }
+        self.copied = self.copied.plus(size);
+        let excessive = |message: String| SyntaxError {
+            pos: at,
+            message: format!("excessive aliasing: {message}"),
+            rule: Rule::YamlLimit,
+        };
+        let ratio = self.aliased as f64 / self.decoded.max(1) as f64;
+        let allowed = allowed_alias_ratio(self.decoded);
+        if self.aliased > MIN_ALIASED_NODES && self.decoded > MIN_DECODED_NODES && ratio > allowed {
+            return Err(excessive(format!(
+                "aliases expand to {} of the document's {} values, more than the {:.0}% allowed",
+                self.aliased,
+                self.decoded,
+                allowed * 100.0
+            )));
+        }
+        if self.copied.nodes > MAX_ALIAS_COPIED_VALUES || self.copied.bytes > MAX_ALIAS_COPIED_BYTES
+        {
+            return Err(excessive(format!(
+                "anchors and aliases copy more than {MAX_ALIAS_COPIED_VALUES} values or {} MiB of text",
+                MAX_ALIAS_COPIED_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn syntax(pos: Pos, message: impl Into<String>) -> SyntaxError {
+    SyntaxError {
+        pos,
+        message: message.into(),
+        rule: Rule::YamlSyntax,
+    }
+}
+
+/// Parse one YAML document. An empty document is `null`. Collections nest at most
+/// [`MAX_YAML_DEPTH`] levels and aliases expand within go-yaml's bounds, so the tree is small
+/// and shallow enough for every recursive walk over it.
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors: HashMap<usize, (Node, Size)> = HashMap::new();
+    let mut budget = Budget::default();
     let mut duplicates = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;
 
     for event in Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| SyntaxError {
-            pos: Pos::new(e.marker().line(), e.marker().col() + 1),
-            message: e.info().to_string(),
+        let (event, span) = event.map_err(|e| {
+            let at = Pos::new(e.marker().line(), e.marker().col() + 1);
+            match e.info() {
+                // The scanner's own bound, met when it reads ahead past ours.
+                "recursion limit exceeded" => SyntaxError {
+                    pos: at,
+                    message: "flow collections are nested more than 255 levels deep".into(),
+                    rule: Rule::YamlLimit,
+                },
+                info => syntax(at, info),
+            }
         })?;
         let here = pos(&span);
+        if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..))
+            && stack.len() >= MAX_YAML_DEPTH
+        {
+            return Err(SyntaxError {
+                pos: here,
+                message: format!("collections are nested more than {MAX_YAML_DEPTH} levels deep"),
+                rule: Rule::YamlLimit,
+            });
+        }
+        if matches!(
+            event,
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+        ) {
+            budget.decoded += 1;
+        }
         let (node, anchor) = match event {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(SyntaxError {
-                        pos: here,
-                        message: "expected a single YAML document, found a second one".into(),
-                    });
+                    return Err(syntax(
+                        here,
+                        "expected a single YAML document, found a second one",
+                    ));
                 }
                 continue;
             }
@@ -277,6 +399,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                     anchor,
                     pending_key: None,
                     path,
+                    keys: HashMap::new(),
                 });
                 continue;
             }
@@ -291,19 +414,15 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                 None => continue,
             },
             Event::Alias(id) => match anchors.get(&id) {
-                Some(target) => {
+                Some((target, size)) => {
+                    budget.copy(*size, true, here)?;
                     let mut node = target.clone();
                     node.shift(&|_| here);
                     node.start = span.start.index();
                     node.end = span.end.index();
                     (node, 0)
                 }
-                None => {
-                    return Err(SyntaxError {
-                        pos: here,
-                        message: "alias to an unknown anchor".into(),
-                    })
-                }
+                None => return Err(syntax(here, "alias to an unknown anchor")),
             },
             Event::Scalar(text, style, anchor, tag) => {
                 let value = match (&tag, style) {
@@ -318,7 +437,9 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
             }
         };
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            let size = node.size();
+            budget.copy(size, false, here)?;
+            anchors.insert(anchor, (node.clone(), size));
         }
         match stack.last_mut() {
             None => root = Some(node),
@@ -331,6 +452,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                 node: parent,
                 pending_key,
                 path,
+                keys,
                 ..
             }) => match pending_key.take() {
                 None => {
@@ -343,12 +465,15 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                 }
                 Some((key, key_pos)) => {
                     if let Value::Map(entries) = &mut parent.value {
-                        if let Some(first) = entries.iter().find(|e| e.key == key) {
-                            duplicates.push(Duplicate {
+                        match keys.get(&key) {
+                            Some(first) => duplicates.push(Duplicate {
                                 path: join(path, &key),
                                 pos: key_pos,
-                                first: first.key_pos,
-                            });
+                                first: *first,
+                            }),
+                            None => {
+                                keys.insert(key.clone(), key_pos);
+                            }
                         }
                         entries.push(Entry {
                             key,
@@ -418,13 +543,17 @@ fn duplicate_diagnostic(file: &Path, dup: &Duplicate) -> Diagnostic {
 impl SyntaxError {
     /// The finding for this error, at `path` (empty for a whole file).
     pub fn diagnostic(&self, file: &Path, path: &str) -> Diagnostic {
-        Diagnostic::new(
-            Rule::YamlSyntax,
-            file,
-            path,
-            self.pos,
-            format!("invalid YAML: {}", self.message),
-        )
+        match self.rule {
+            Rule::YamlSyntax => Diagnostic::new(
+                self.rule,
+                file,
+                path,
+                self.pos,
+                format!("invalid YAML: {}", self.message),
+            ),
+            _ => Diagnostic::new(self.rule, file, path, self.pos, self.message.clone())
+                .help("forge bounds the work of reading a document, as the Kubernetes YAML parser does: write the values out instead of aliasing them, and nest fewer levels"),
+        }
     }
 }
 
@@ -458,7 +587,7 @@ pub fn parse_embedded(node: &Node) -> Result<Document, SyntaxError> {
         }
         Err(e) => Err(SyntaxError {
             pos: map(e.pos),
-            message: e.message,
+            ..e
         }),
     }
 }
@@ -505,6 +634,50 @@ mod tests {
     fn resolves_aliases() {
         let doc = parse("a: &x {b: 1}\nc: *x\n").unwrap();
         assert_eq!(doc.root.at(&["c", "b"]).unwrap().value, Value::Int(1));
+    }
+
+    #[test]
+    fn refuses_nesting_deeper_than_the_limit_where_it_is_crossed() {
+        let ok = format!("{}1", "- ".repeat(MAX_YAML_DEPTH));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("{}1", "- ".repeat(MAX_YAML_DEPTH + 1));
+        let err = parse(&deep).unwrap_err();
+        assert_eq!((err.rule, err.pos), (Rule::YamlLimit, Pos::new(1, 257)));
+        let flow = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(parse(&flow).unwrap_err().rule, Rule::YamlLimit);
+    }
+
+    #[test]
+    fn bounds_alias_expansion_like_go_yaml() {
+        let laughs = |levels: usize, fanout: usize| {
+            let mut text = format!("l0: &l0 [{}]\n", vec!["lol"; fanout].join(", "));
+            for i in 1..levels {
+                let aliases = vec![format!("*l{}", i - 1); fanout].join(", ");
+                text.push_str(&format!("l{i}: &l{i} [{aliases}]\n"));
+            }
+            text
+        };
+        assert!(parse(&laughs(3, 10)).is_ok());
+        let err = parse(&laughs(4, 10)).unwrap_err();
+        assert_eq!(err.rule, Rule::YamlLimit);
+        assert!(err.message.starts_with("excessive aliasing"), "{err}");
+        assert_eq!(err.pos.line, 4);
+        // A long scalar aliased fewer times than the ratio notices is bounded by its length.
+        let long = format!(
+            "a: &a {}\nb: [{}]\n",
+            "x".repeat(1 << 20),
+            vec!["*a"; 50].join(",")
+        );
+        assert_eq!(parse(&long).unwrap_err().rule, Rule::YamlLimit);
+    }
+
+    #[test]
+    fn finds_duplicates_among_many_keys_in_linear_time() {
+        let mut text: String = (0..20_000).map(|i| format!("k{i}: 1\n")).collect();
+        text.push_str("k7: 2\n");
+        let doc = parse(&text).unwrap();
+        assert_eq!(doc.duplicates.len(), 1);
+        assert_eq!(doc.duplicates[0].first, Pos::new(8, 1));
     }
 
     #[test]

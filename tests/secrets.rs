@@ -108,6 +108,10 @@ fn the_fixtures_hold_secrets_to_look_for() {
         "TokenInAList77",
         "ProviderSecret2025",
         "Fx7pQ2-edge-token-Zr9k",
+        "Fl0wSyntaxSecret8",
+        "DupKeySecret43",
+        "Pr0xy=Eq\"Pass9",
+        "Eq=Pr0xySecret",
     ] {
         assert!(
             secrets.iter().any(|s| s == expected),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Format, SettingsArgs, ValidateArgs};
 use crate::config;
-use crate::diagnostic::{plural, Rule};
+use crate::diagnostic::{escape_control, plural, Rule};
 use crate::secret::{is_secret_key, mask_url, MASK};
 use crate::validate::{self, Request};
 
@@ -116,7 +116,7 @@ pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<u8> {
             }
         }
     }
-    print!("{}", redactor.redact(&out));
+    print!("{}", escape_control(&redactor.redact(&out)));
     Ok(u8::from(outcome.report.errors() > 0))
 }
 

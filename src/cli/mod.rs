@@ -14,6 +14,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Inputs};
+use crate::diagnostic::escape_control;
+use crate::limits::FileKind;
 use crate::userdata;
 use crate::validate;
 
@@ -135,15 +137,15 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
 
 impl SettingsArgs {
     fn inputs(&self) -> Result<Inputs> {
-        let read = |what, path: &Option<PathBuf>| -> Result<Option<(PathBuf, String)>> {
+        let read = |kind, path: &Option<PathBuf>| -> Result<Option<(PathBuf, String)>> {
             path.as_ref()
-                .map(|p| Ok((p.clone(), validate::read(what, p)?)))
+                .map(|p| Ok((p.clone(), validate::read(kind, p)?)))
                 .transpose()
         };
         Ok(Inputs {
-            config: read("settings file", &self.config)?,
-            arg: read(".arg file", &self.arg)?,
-            env: std::env::vars().collect(),
+            config: read(FileKind::Settings, &self.config)?,
+            arg: read(FileKind::Arg, &self.arg)?,
+            env: environment()?,
             sets: self.sets.clone(),
             secret_files: self
                 .secret_files
@@ -157,6 +159,26 @@ impl SettingsArgs {
                 .collect::<Result<_>>()?,
         })
     }
+}
+
+/// The variables forge reads besides `FORGE_*` ones.
+const READ_VARIABLES: &[&str] = &["SOURCE_DATE_EPOCH", "DOCKER_HOST", "DOCKER_TLS_VERIFY"];
+
+/// The process environment as text. Variables that are not UTF-8 are left out (`.arg` files
+/// see them as undefined), unless forge reads them: that is an error naming the variable.
+fn environment() -> Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        match value.into_string() {
+            Ok(value) => env.push((name.to_string(), value)),
+            Err(_) if name.starts_with(config::ENV_PREFIX) || READ_VARIABLES.contains(&name) => {
+                anyhow::bail!("the environment variable {name} is not UTF-8 text; set it to UTF-8 text or unset it")
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(env)
 }
 
 /// Stop with this exit code; what needed saying has been printed.
@@ -175,7 +197,7 @@ pub fn main() -> ExitCode {
         Err(e) => match e.downcast_ref::<Exit>() {
             Some(Exit(code)) => ExitCode::from(*code),
             None => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", escape_control(&format!("{e:#}")));
                 ExitCode::from(2)
             }
         },

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Pos, Rule};
+use crate::limits::MAX_ARG_VALUE_BYTES;
 
 /// One `KEY=VALUE` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,22 @@ pub fn parse(
 ) -> (Vec<Assignment>, Vec<Diagnostic>) {
     let mut assignments: Vec<Assignment> = Vec::new();
     let mut diagnostics = Vec::new();
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Rule::ArgSyntax,
+                    file,
+                    "",
+                    Pos::new(1, 1),
+                    "the file starts with a byte-order mark, which CanvOS reads as part of the first variable's name",
+                )
+                .help("save the file as UTF-8 without a byte-order mark"),
+            );
+            rest
+        }
+        None => text,
+    };
     for (n, raw) in text.lines().enumerate() {
         let line_no = n + 1;
         let indent = raw.len() - raw.trim_start().len();
@@ -124,7 +141,8 @@ fn is_name(name: &str) -> bool {
 
 /// The value of the text after `=`: quotes removed, `$VAR` expanded outside single quotes,
 /// an unquoted ` #` starting a comment. Returns the value and the undefined variables, or the
-/// character offset and text of a syntax error.
+/// character offset and text of a syntax error, which a value longer than
+/// [`MAX_ARG_VALUE_BYTES`] is (`A=$A$A` on forty lines would otherwise need a terabyte).
 fn unquote_and_expand(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -164,16 +182,24 @@ fn unquote_and_expand(
             }
             (_, '$') => {
                 let (name, consumed) = variable_at(&chars[i + 1..]).map_err(|m| (i, m))?;
-                let expansion = match name {
-                    Some(name) => {
-                        i += consumed;
-                        lookup(&name).unwrap_or_else(|| {
-                            undefined.push(name);
-                            String::new()
-                        })
-                    }
+                let expansion = match &name {
+                    Some(name) => lookup(name).unwrap_or_else(|| {
+                        undefined.push(name.clone());
+                        String::new()
+                    }),
                     None => "$".to_string(),
                 };
+                if out.len() + pending.len() + expansion.len() > MAX_ARG_VALUE_BYTES {
+                    return Err((
+                        i,
+                        format!(
+                            "the value grows past {} KiB where `${}` is expanded",
+                            MAX_ARG_VALUE_BYTES >> 10,
+                            name.unwrap_or_default()
+                        ),
+                    ));
+                }
+                i += consumed;
                 push(&mut out, &mut pending, &expansion);
                 started = true;
             }
@@ -237,6 +263,35 @@ mod tests {
         ];
         let got = values(text);
         assert_eq!(got, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
+
+    #[test]
+    fn expansion_stops_at_the_value_limit() {
+        let text = format!("A=x\n{}", "A=$A$A\n".repeat(40));
+        let (assignments, d) = parse(Path::new(".arg"), &text, &|_| None);
+        let longest = assignments.iter().map(|a| a.value.len()).max().unwrap();
+        assert!(longest <= MAX_ARG_VALUE_BYTES, "{longest}");
+        let first = &d[0];
+        assert_eq!(
+            (first.rule, first.pos, first.path.as_str()),
+            (Rule::ArgSyntax, Pos::new(18, 5), "A")
+        );
+        assert_eq!(
+            first.message,
+            "the value grows past 64 KiB where `$A` is expanded"
+        );
+    }
+
+    #[test]
+    fn names_a_byte_order_mark() {
+        let (assignments, d) = parse(Path::new(".arg"), "\u{feff}ARCH=amd64\n", &|_| None);
+        assert_eq!(assignments[0].name, "ARCH");
+        assert_eq!(d.len(), 1);
+        assert!(d[0].message.contains("byte-order mark"), "{}", d[0].message);
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("save the file as UTF-8 without a byte-order mark")
+        );
     }
 
     #[test]

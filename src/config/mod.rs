@@ -512,9 +512,22 @@ fn load_matrix(r: &mut Resolved) {
         return;
     };
     let path = setting_path(&setting);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return;
-    }; // reported by `check` as a missing file
+    use crate::limits::{read_text, FileKind, ReadError};
+    let text = match read_text(FileKind::VersionMatrix, &path) {
+        Ok(text) => text,
+        // `check` reports a missing file.
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            r.diagnostics.push(Diagnostic::new(
+                Rule::BadVersionMatrix,
+                &path,
+                "K8S_VERSION_FILE",
+                Pos::new(1, 1),
+                format!("cannot read the version matrix: {e}"),
+            ));
+            return;
+        }
+    };
     match Matrix::parse(&text) {
         Ok(m) => r.matrix = m,
         Err(e) => r.diagnostics.push(Diagnostic::new(

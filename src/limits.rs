@@ -1,0 +1,149 @@
+//! The bounds on the work forge does for one input, in one place: how much of each file it
+//! reads, how deep and how aliased a YAML document may be, how long a `.arg` value may grow and
+//! how much of a line a diagnostic quotes. Hostile or broken input meets one of these and
+//! becomes a finding or an error, never an exhausted memory, an overflowed stack or a flooded
+//! terminal.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::path::Path;
+
+/// The kinds of input file, each with the most forge reads of it. A larger file is refused
+/// after reading at most one byte more than its limit, so `/dev/zero` is refused as quickly as
+/// a large file, and a pipe (`--arg <(...)`) is read like a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// The edge host skips user-data of 2 MiB or more (rule UD003 reports that); forge reads
+    /// up to twice that so that UD003 can report the size of a file just above it.
+    UserData,
+    /// A cluster profile: packs with their values, pasted manifests included.
+    Profile,
+    /// `forge.yaml` build settings.
+    Settings,
+    /// A CanvOS `.arg` file.
+    Arg,
+    /// The Kubernetes version matrix (`K8S_VERSION_FILE`).
+    VersionMatrix,
+    /// A file listing images, one per line.
+    ImageList,
+}
+
+impl FileKind {
+    /// The size limit in bytes.
+    pub fn max_bytes(self) -> u64 {
+        match self {
+            FileKind::UserData | FileKind::ImageList => 4 << 20,
+            FileKind::Profile => 16 << 20,
+            FileKind::Settings | FileKind::Arg | FileKind::VersionMatrix => 1 << 20,
+        }
+    }
+
+    /// What the file is, for messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            FileKind::UserData => "user-data file",
+            FileKind::Profile => "cluster profile",
+            FileKind::Settings => "settings file",
+            FileKind::Arg => ".arg file",
+            FileKind::VersionMatrix => "Kubernetes version matrix",
+            FileKind::ImageList => "image list",
+        }
+    }
+}
+
+/// Why an input file could not be read as text.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("it is larger than {} MiB, the most forge reads of a {}", .0.max_bytes() >> 20, .0.what())]
+    TooLarge(FileKind),
+    #[error("it is not UTF-8 text (byte {0} is not); save it as UTF-8")]
+    NotUtf8(usize),
+}
+
+/// Read an input file as text, at most its kind's limit.
+pub fn read_text(kind: FileKind, path: &Path) -> Result<String, ReadError> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(kind.max_bytes() + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > kind.max_bytes() {
+        return Err(ReadError::TooLarge(kind));
+    }
+    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
+}
+
+/// Collections nested deeper than this are refused (YAML003) while parsing, before any walk
+/// over the tree: the recursion limit of serde_json and serde_yaml. Real user-data and profiles
+/// nest fewer than 20 levels; go-yaml allows 10000 and saphyr 255 flow levels.
+pub const MAX_YAML_DEPTH: usize = 128;
+
+/// go-yaml's alias heuristic (the "document contains excessive aliasing" check Kubernetes
+/// relies on since CVE-2019-11253): a document is refused once more than
+/// [`MIN_ALIASED_NODES`] values come from alias expansion, it holds more than
+/// [`MIN_DECODED_NODES`] values, and the share of expanded values exceeds
+/// [`allowed_alias_ratio`].
+pub const MIN_ALIASED_NODES: usize = 100;
+pub const MIN_DECODED_NODES: usize = 1000;
+
+/// The share of a document's values that may come from alias expansion: 99% up to 400,000
+/// values, falling linearly to 10% at 4,000,000 (go-yaml's `allowedAliasRatio`).
+pub fn allowed_alias_ratio(decoded: usize) -> f64 {
+    const LOW: usize = 400_000;
+    const HIGH: usize = 4_000_000;
+    if decoded <= LOW {
+        0.99
+    } else if decoded >= HIGH {
+        0.10
+    } else {
+        0.99 - 0.89 * (decoded - LOW) as f64 / (HIGH - LOW) as f64
+    }
+}
+
+/// What anchors and aliases may copy in one document, in values and in text (keys and
+/// scalars): the ratio above counts values, not their length, so a long scalar aliased a
+/// hundred times, or anchors nested in anchors, are bounded by these.
+pub const MAX_ALIAS_COPIED_VALUES: usize = 1_000_000;
+pub const MAX_ALIAS_COPIED_BYTES: usize = 16 << 20;
+
+/// The longest `.arg` value after `$VAR` expansion.
+pub const MAX_ARG_VALUE_BYTES: usize = 64 << 10;
+
+/// How many characters of a source line a diagnostic quotes around its column.
+pub const EXCERPT_CHARS: usize = 200;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_at_most_one_byte_more_than_the_limit() {
+        let err = read_text(FileKind::Arg, Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge(FileKind::Arg)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "it is larger than 1 MiB, the most forge reads of a .arg file"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("latin1.yaml");
+        std::fs::write(&bad, b"a: caf\xe9\n").unwrap();
+        assert_eq!(
+            read_text(FileKind::UserData, &bad).unwrap_err().to_string(),
+            "it is not UTF-8 text (byte 6 is not); save it as UTF-8"
+        );
+        assert!(matches!(
+            read_text(FileKind::UserData, dir.path()),
+            Err(ReadError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn the_alias_ratio_falls_from_99_to_10_percent() {
+        assert_eq!(allowed_alias_ratio(1000), 0.99);
+        assert_eq!(allowed_alias_ratio(400_000), 0.99);
+        assert!((allowed_alias_ratio(2_200_000) - 0.545).abs() < 1e-9);
+        assert_eq!(allowed_alias_ratio(4_000_000), 0.10);
+        assert_eq!(allowed_alias_ratio(usize::MAX), 0.10);
+    }
+}

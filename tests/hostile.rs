@@ -1,0 +1,297 @@
+//! Hostile input: every case is a file (or an environment) built to exhaust memory, the stack
+//! or the terminal, and each must end in the real `forge` binary within a few seconds and a
+//! bounded peak RSS (the child's own `ru_maxrss`, from `wait4`), with exit 1 (findings) or 2
+//! (unreadable input), a message that says where, and no panic.
+//!
+//! The inputs are generated here, not checked in.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The most a case may take, wall clock (a debug build on a shared machine).
+const MAX_TIME: Duration = Duration::from_secs(5);
+/// The most memory a case may hold at its peak.
+const MAX_RSS_KIB: i64 = 128 * 1024;
+
+/// One hostile input and what forge must answer.
+struct Case {
+    name: &'static str,
+    /// Files to write, relative to a temporary directory, and their contents.
+    files: Vec<(&'static str, Vec<u8>)>,
+    /// `forge` arguments; `{dir}` stands for the temporary directory.
+    args: &'static [&'static str],
+    /// Extra environment variables (raw bytes: they need not be UTF-8).
+    env: Vec<(&'static str, Vec<u8>)>,
+    exit: i32,
+    /// Text the output (stdout and stderr) must contain: the position or the file and key.
+    says: &'static [&'static str],
+}
+
+/// The billion laughs in YAML: nine anchors of nine aliases each to the one before.
+fn billion_laughs() -> Vec<u8> {
+    let mut text = String::from("#cloud-config\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+        let aliases = vec![format!("*{prev}"); 9].join(",");
+        text.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+    }
+    text.into_bytes()
+}
+
+fn cases() -> Vec<Case> {
+    let lines = |n: usize, line: &dyn Fn(usize) -> String| -> String { (0..n).map(line).collect() };
+    vec![
+        Case {
+            name: "aliases expanding to a billion values",
+            files: vec![("user-data.yaml", billion_laughs())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["user-data.yaml:5:11: error[YAML003]: excessive aliasing"],
+        },
+        Case {
+            name: ".arg values doubling on forty lines",
+            files: vec![("build.arg", format!("A=x\n{}", "A=$A$A\n".repeat(40)).into_bytes())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            env: vec![],
+            exit: 1,
+            says: &["build.arg:18:5: error[CFG001]: A: the value grows past 64 KiB where `$A` is expanded"],
+        },
+        Case {
+            name: "400 KB of nested block sequences",
+            files: vec![("user-data.yaml", format!("#cloud-config\nx:\n{}1\n", "- ".repeat(200_000)).into_bytes())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["user-data.yaml:3:255: error[YAML003]: collections are nested more than 128 levels deep"],
+        },
+        Case {
+            name: "100,000 nested flow sequences",
+            files: vec![("user-data.yaml", format!("#cloud-config\nx: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)).into_bytes())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["user-data.yaml:2:", "error[YAML003]: ", "nested more than"],
+        },
+        Case {
+            name: "20,000 unknown keys in one mapping",
+            files: vec![("user-data.yaml", format!("#cloud-config\nstylus:\n{}", lines(20_000, &|i| format!("  key{i}: v\n"))).into_bytes())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 0,
+            says: &["user-data.yaml:20002:3: warning[SCHEMA004]: stylus.key19999: unknown key", "0 errors, 20000 warnings"],
+        },
+        Case {
+            name: "20,000 unknown keys of one flow mapping on one line",
+            files: vec![("user-data.yaml", format!("#cloud-config\nstylus: {{{}}}\n", (0..20_000).map(|i| format!("key{i}: v")).collect::<Vec<_>>().join(", ")).into_bytes())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 0,
+            says: &["0 errors, 20000 warnings"],
+        },
+        Case {
+            name: "20,000 duplicated keys",
+            files: vec![("user-data.yaml", format!("#cloud-config\nstylus:\n{}", lines(20_000, &|i| format!("  site: {i}\n"))).into_bytes())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["user-data.yaml:20002:3: error[YAML002]: stylus.site: key defined twice"],
+        },
+        Case {
+            name: "20,000 list items of the wrong type",
+            files: vec![("user-data.yaml", format!("#cloud-config\nstages:\n  boot:\n{}", lines(20_000, &|i| format!("    - name: [{i}]\n"))).into_bytes())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["user-data.yaml:20003:7: error[SCHEMA001]: stages.boot[19999].name"],
+        },
+        Case {
+            name: "a 1 MB line with a syntax error at its end",
+            files: vec![("user-data.yaml", format!("#cloud-config\nx: {}: [\n", "a".repeat(1_000_000)).into_bytes())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["user-data.yaml:2:1000004: error[YAML001]", "2 | …aaaa"],
+        },
+        Case {
+            name: "terminal escape sequences in a key",
+            files: vec![("user-data.yaml", b"#cloud-config\nstylus:\n  \"evil\x1b]0;owned\x07\x1b[2J\": x\n".to_vec())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 0,
+            says: &["user-data.yaml:3:3: warning[SCHEMA004]", "unknown key `evil\\x1b]0;owned\\x07\\x1b[2J`", "3 |   \"evil\\x1b]0;owned\\x07\\x1b[2J\": x"],
+        },
+        Case {
+            name: "a FORGE_ variable that is not UTF-8",
+            files: vec![("build.arg", b"ARCH=amd64\n".to_vec())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            env: vec![("FORGE_CUSTOM_TAG", b"\xff\xfe".to_vec())],
+            exit: 2,
+            says: &["the environment variable FORGE_CUSTOM_TAG is not UTF-8 text"],
+        },
+        Case {
+            name: "another variable that is not UTF-8, which forge does not read",
+            files: vec![("build.arg", b"ARCH=amd64\n".to_vec())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            env: vec![("HOSTILE_LATIN1", b"caf\xe9".to_vec())],
+            exit: 0,
+            says: &["no problems found"],
+        },
+        Case {
+            name: "user-data just above the host's 2 MiB",
+            files: vec![("user-data.yaml", format!("#cloud-config\n#{}\n", "x".repeat(2 << 20)).into_bytes())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["user-data.yaml:1:1: error[UD003]"],
+        },
+        Case {
+            name: "user-data larger than forge reads",
+            files: vec![("user-data.yaml", vec![b'#'; 5 << 20])],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            env: vec![],
+            exit: 2,
+            says: &["cannot read user-data file `", "user-data.yaml`: it is larger than 4 MiB"],
+        },
+        Case {
+            name: "/dev/zero as user-data",
+            files: vec![],
+            args: &["validate", "--user-data", "/dev/zero"],
+            env: vec![],
+            exit: 2,
+            says: &["cannot read user-data file `/dev/zero`: it is larger than 4 MiB"],
+        },
+        Case {
+            name: "/dev/zero as the .arg file",
+            files: vec![],
+            args: &["validate", "--arg", "/dev/zero"],
+            env: vec![],
+            exit: 2,
+            says: &["cannot read .arg file `/dev/zero`: it is larger than 1 MiB"],
+        },
+        Case {
+            name: "/dev/urandom as the settings file",
+            files: vec![],
+            args: &["config", "show", "--config", "/dev/urandom"],
+            env: vec![],
+            exit: 2,
+            says: &["cannot read settings file `/dev/urandom`: it is larger than 1 MiB"],
+        },
+        Case {
+            name: "/dev/zero as the Kubernetes version matrix",
+            files: vec![],
+            args: &["config", "show", "--set", "K8S_VERSION_FILE=/dev/zero"],
+            env: vec![],
+            exit: 1,
+            says: &["/dev/zero:1:1: error[CFG014]: K8S_VERSION_FILE: cannot read the version matrix: it is larger than 1 MiB"],
+        },
+        Case {
+            name: "a directory as user-data",
+            files: vec![],
+            args: &["validate", "--user-data", "{dir}"],
+            env: vec![],
+            exit: 2,
+            says: &["`: Is a directory (os error 21)\n"],
+        },
+    ]
+}
+
+/// How a run ended.
+struct Run {
+    status: std::process::ExitStatus,
+    output: String,
+    time: Duration,
+    max_rss_kib: i64,
+}
+
+/// Run forge and measure it: `wait4` gives the child's own peak RSS. Linux carries the
+/// forking test process's peak over into the child at `exec`, so the figure is an upper bound
+/// (about 40 MiB here is the test process itself).
+fn run(args: &[String], env: &[(&str, Vec<u8>)], dir: &Path) -> Run {
+    let out = dir.join("out");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.join("err")).unwrap());
+    for (key, _) in std::env::vars_os().filter(|(k, _)| k.as_bytes().starts_with(b"FORGE_")) {
+        cmd.env_remove(key);
+    }
+    for (key, value) in env {
+        cmd.env(key, OsStr::from_bytes(value));
+    }
+    let start = Instant::now();
+    // Reaped by wait4 below, which std's `wait` cannot replace: it drops the rusage.
+    let pid = libc::pid_t::try_from(cmd.spawn().unwrap().id()).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled in by wait4 for the child just spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; `status` and `usage` outlive the call.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 failed");
+    let time = start.elapsed();
+    let output = [out, dir.join("err")]
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect();
+    Run {
+        status: std::process::ExitStatus::from_raw(status),
+        output,
+        time,
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+#[test]
+fn hostile_inputs_end_quickly_in_bounded_memory_with_a_positioned_message() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, contents) in &case.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        let args: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| a.replace("{dir}", &dir.path().display().to_string()))
+            .collect();
+        let run = run(&args, &case.env, dir.path());
+        eprintln!(
+            "{:60} exit {:?} {:>6} ms {:>7} KiB",
+            case.name,
+            run.status.code(),
+            run.time.as_millis(),
+            run.max_rss_kib
+        );
+        let mut problems = Vec::new();
+        if run.status.code() != Some(case.exit) {
+            problems.push(format!("exit {:?}, expected {}", run.status, case.exit));
+        }
+        if run.time > MAX_TIME {
+            problems.push(format!("took {:?}", run.time));
+        }
+        if run.max_rss_kib > MAX_RSS_KIB {
+            problems.push(format!("peak RSS {} KiB", run.max_rss_kib));
+        }
+        if run.output.contains("panicked") || run.output.contains('\u{1b}') {
+            problems.push("panicked or printed a raw escape character".into());
+        }
+        for expected in case.says {
+            let expected = expected.replace("{dir}", &dir.path().display().to_string());
+            if !run.output.contains(&expected) {
+                problems.push(format!("does not say {expected:?}"));
+            }
+        }
+        if run.output.len() > 20 << 20 {
+            problems.push(format!("printed {} bytes", run.output.len()));
+        }
+        if !problems.is_empty() {
+            let head: String = run.output.chars().take(1500).collect();
+            failures.push(format!("{}: {}\n{head}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+}
