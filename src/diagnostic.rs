@@ -100,7 +100,7 @@ rules! {
     FipsWithUpdateKernel = "CFG010", Error, "FIPS_ENABLED and UPDATE_KERNEL are both true";
     K8sVersionNotInMatrix = "CFG011", Warning, "K8S_VERSION is not in the Kubernetes version matrix";
     BadSettingValue = "CFG012", Error, "a setting has a malformed value (boolean, version, proxy URL, ...)";
-    MissingFile = "CFG013", Error, "a setting names a file that does not exist";
+    MissingFile = "CFG013", Error, "a setting names a file that does not exist or is not a regular file";
     BadVersionMatrix = "CFG014", Error, "the Kubernetes version matrix file is not {\"distribution\": [\"x.y.z\", ...]}";
     ControlCharacter = "CFG015", Error, "a setting holds a line break or another control character";
     SecretOnCommandLine = "CFG016", Error, "a setting holding a password is given with --set, where every local user can read it";

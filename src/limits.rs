@@ -26,6 +26,8 @@ pub enum FileKind {
     VersionMatrix,
     /// A file listing images, one per line.
     ImageList,
+    /// `--secret-file KEY=FILE`: one setting's value.
+    Secret,
 }
 
 impl FileKind {
@@ -35,6 +37,7 @@ impl FileKind {
             FileKind::UserData | FileKind::ImageList => 4 << 20,
             FileKind::Profile => 16 << 20,
             FileKind::Settings | FileKind::Arg | FileKind::VersionMatrix => 1 << 20,
+            FileKind::Secret => 64 << 10,
         }
     }
 
@@ -47,6 +50,7 @@ impl FileKind {
             FileKind::Arg => ".arg file",
             FileKind::VersionMatrix => "Kubernetes version matrix",
             FileKind::ImageList => "image list",
+            FileKind::Secret => "secret file",
         }
     }
 }

@@ -186,7 +186,7 @@ fn cases() -> Vec<Case> {
             args: &["config", "show", "--set", "K8S_VERSION_FILE=/dev/zero"],
             env: vec![],
             exit: 1,
-            says: &["/dev/zero:1:1: error[CFG014]: K8S_VERSION_FILE: cannot read the version matrix: it is larger than 1 MiB"],
+            says: &["<--set>:1:1: error[CFG013]: K8S_VERSION_FILE: K8S_VERSION_FILE names `/dev/zero`, which is not a regular file"],
         },
         Case {
             name: "a directory as user-data",

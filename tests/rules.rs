@@ -3,8 +3,9 @@
 //!   one `file:line:column CODE key.path` per line;
 //! - `pass*/` cases, which must validate with no finding at all.
 //!
-//! A case directory holds any of `user-data.yaml`, `profile.yaml`, `forge.yaml`, `build.arg`
-//! (plus files those name), and is the content directory (`content-*/*.zst`) of its case.
+//! A case directory holds any of `user-data.yaml`, `profile.yaml`, `forge.yaml`, `build.arg`,
+//! `set.txt` (`--set` flags, one `KEY=VALUE` per line), plus files those name, and is the
+//! content directory (`content-*/*.zst`) of its case.
 //! Settings are resolved without the process environment.
 //!
 //! Each failing case also keeps `report.txt`, the text report exactly as `forge validate`
@@ -36,6 +37,14 @@ fn request(case: &Path) -> Request {
         settings: Inputs {
             config: existing("forge.yaml").map(text),
             arg: existing("build.arg").map(text),
+            // `set.txt`: the case's `--set KEY=VALUE` flags, one per line.
+            sets: existing("set.txt")
+                .map(|p| fs::read_to_string(p).unwrap())
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Inputs::default()
         },
         ..Request::default()

@@ -227,13 +227,13 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
                 Some(BuildError::Engine(EngineError::Build { .. }))
             ) =>
         {
-            eprintln!("error: {}", outcome.redactor.redact(&e.to_string()));
+            eprintln!("error: {}", outcome.redactor.redact(&super::describe(&e)));
             return Err(Exit(1).into());
         }
         Err(e) if e.downcast_ref::<IsoError>().is_some() => {
             eprintln!(
                 "error: mastering the ISO: {}",
-                outcome.redactor.redact(&e.to_string())
+                outcome.redactor.redact(&super::describe(&e))
             );
             return Err(Exit(1).into());
         }

@@ -152,7 +152,7 @@ impl SettingsArgs {
                 .iter()
                 .map(|(key, path)| {
                     let path = PathBuf::from(path);
-                    let text = validate::read("secret file", &path)?;
+                    let text = validate::read(FileKind::Secret, &path)?;
                     let value = text.lines().next().unwrap_or_default().to_string();
                     Ok((key.clone(), path, value))
                 })
@@ -197,11 +197,28 @@ pub fn main() -> ExitCode {
         Err(e) => match e.downcast_ref::<Exit>() {
             Some(Exit(code)) => ExitCode::from(*code),
             None => {
-                eprintln!("error: {}", escape_control(&format!("{e:#}")));
+                eprintln!("error: {}", escape_control(&describe(&e)));
                 ExitCode::from(2)
             }
         },
     }
+}
+
+/// An error and its causes, `: `-separated, each cause left out when the text before already
+/// says it (many errors quote their source in their own message).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -228,5 +245,24 @@ fn run(cli: Cli) -> Result<u8> {
             inputs::rules(format);
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_quoting_its_cause_says_it_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::IsADirectory, "Is a directory");
+        let quoting = crate::run::RunError::Io {
+            path: PathBuf::from("build"),
+            source: io,
+        };
+        let e = anyhow::Error::new(quoting).context("the output directory is not usable");
+        assert_eq!(
+            describe(&e),
+            "the output directory is not usable: build: Is a directory"
+        );
     }
 }

@@ -512,11 +512,11 @@ fn load_matrix(r: &mut Resolved) {
         return;
     };
     let path = setting_path(&setting);
-    use crate::limits::{read_text, FileKind, ReadError};
-    let text = match read_text(FileKind::VersionMatrix, &path) {
+    if !path.is_file() {
+        return; // `check` reports a missing file, or one that is not a regular file
+    }
+    let text = match crate::limits::read_text(crate::limits::FileKind::VersionMatrix, &path) {
         Ok(text) => text,
-        // `check` reports a missing file.
-        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => {
             r.diagnostics.push(Diagnostic::new(
                 Rule::BadVersionMatrix,
@@ -769,9 +769,14 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             continue;
         };
         let path = setting_path(setting);
-        if !path.is_file() {
-            out.push(r.diag(Rule::MissingFile, d.name, format!("{} names `{}`, which does not exist", d.name, path.display())).help("fix the path (relative paths start at the file that sets it), or leave the setting empty"));
-        }
+        let problem = match std::fs::metadata(&path) {
+            Err(_) => "which does not exist",
+            Ok(m) if !m.is_file() => {
+                "which is not a regular file (a directory, a device or a pipe)"
+            }
+            Ok(_) => continue,
+        };
+        out.push(r.diag(Rule::MissingFile, d.name, format!("{} names `{}`, {problem}", d.name, path.display())).help("fix the path (relative paths start at the file that sets it), or leave the setting empty"));
     }
     out
 }
