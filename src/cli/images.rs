@@ -201,6 +201,9 @@ pub(super) fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy>
         extra_ca,
         retry: Retry {
             deadline: Duration::from_secs(access.registry_timeout),
+            on_wait: |registry, waited| {
+                eprintln!("waiting for {registry} ({} s)…", waited.as_secs());
+            },
             ..Retry::default()
         },
     })

@@ -64,6 +64,8 @@ pub struct Retry {
     pub max: Duration,
     /// The whole of one request, every attempt and pause included.
     pub deadline: Duration,
+    /// Told every 10 s that a request to a registry is still waiting, and for how long.
+    pub on_wait: fn(registry: &str, waited: Duration),
 }
 
 impl Default for Retry {
@@ -73,6 +75,7 @@ impl Default for Retry {
             base: Duration::from_millis(200),
             max: Duration::from_secs(10),
             deadline: DEADLINE,
+            on_wait: |_, _| {},
         }
     }
 }
@@ -354,8 +357,8 @@ impl Registry {
     }
 
     /// Send a request with authentication and retries, all within the deadline (a streamed
-    /// upload has none: its caller retries it whole), saying on stderr every 10 s that it is
-    /// still waiting. `scope` is the token scope, e.g. `repository:app:pull`. Non-success
+    /// upload has none: its caller retries it whole), telling `retry.on_wait` every 10 s that
+    /// it is still waiting. `scope` is the token scope, e.g. `repository:app:pull`. Non-success
     /// statuses other than 404 and 401/403 (after auth) are errors; the caller sees 2xx and 404.
     async fn request(
         &self,
@@ -385,11 +388,7 @@ impl Registry {
                         after: self.retry.deadline,
                     })
                 }
-                _ = notices.tick() => eprintln!(
-                    "waiting for {} ({} s)…",
-                    self.host,
-                    started.elapsed().as_secs()
-                ),
+                _ = notices.tick() => (self.retry.on_wait)(&self.host, started.elapsed()),
             }
         }
     }
@@ -1030,7 +1029,7 @@ mod tests {
             attempts: 5,
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
-            deadline: DEADLINE,
+            ..Retry::default()
         };
         for n in 1..20 {
             assert!(r.delay(n) <= Duration::from_secs(1));
