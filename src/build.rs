@@ -13,11 +13,11 @@ use serde_json::json;
 use crate::config::Resolved;
 use crate::engine::{self, EngineError};
 use crate::iso::Mastered;
-use crate::plan::{Kind, Plan, Step, INPUT_HASH_LABEL};
+use crate::plan::{Context, Facts, Kind, Plan, Step, INPUT_HASH_LABEL};
 use crate::reference::Reference;
 use crate::registry::rewrite::Rewrite;
 use crate::registry::sync::{SyncError, Syncer};
-use crate::render::{context, write_context, RenderError, Templates};
+use crate::render::{context, write_context, RenderError, Sources, Templates};
 use crate::report::{write_output, Progress};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,26 +104,46 @@ pub async fn check_host(
     Ok(())
 }
 
-/// The images a step's Dockerfile starts `FROM`.
-fn from_images(step: &Step) -> impl Iterator<Item = &str> {
-    step.dockerfile
-        .lines()
-        .filter_map(|l| l.strip_prefix("FROM "))
-        .filter_map(|l| l.split_whitespace().next())
-}
-
 /// About what the plan writes: its source images once more per step, 1 GiB when unknown.
 async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
     let mut need = 0;
     for step in &plan.steps {
-        for image in from_images(step) {
-            need += match docker.inspect_image(image).await {
+        for image in step.from_images() {
+            need += match docker.inspect_image(&image).await {
                 Ok(i) => i.size.unwrap_or(0).max(0) as u64 / 4,
                 Err(_) => 1 << 28,
             };
         }
     }
     need.max(1 << 30)
+}
+
+/// What the plan needs to know about the source images, found as CanvOS finds it: the base
+/// image's systemd version (unless bundling is forced) and whether the stylus framework has
+/// `/etc/kairos/80_stylus.yaml`. Pulls the two images when the engine does not have them.
+pub async fn facts(
+    docker: &Docker,
+    settings: &Resolved,
+    sources: &Sources,
+    progress: &Progress,
+) -> Result<Facts, BuildError> {
+    let (base, stylus) = (sources.get("base_image"), sources.get("agent_image"));
+    let credentials = engine::credentials_for(&[base.to_string(), stylus.to_string()]).await?;
+    let systemd = if settings.flag("BUNDLE_K8S_AND_AGENT_PROVIDER") {
+        None
+    } else {
+        progress.start("probe", "probing", base);
+        engine::ensure_image(docker, base, &credentials).await?;
+        let version = engine::systemd_version(docker, base).await?;
+        progress.finish("probe", "systemd", &format!("{version} in {base}"));
+        Some(version)
+    };
+    engine::ensure_image(docker, stylus, &credentials).await?;
+    let stylus_config = engine::has_path(docker, stylus, "/etc/kairos/80_stylus.yaml").await?;
+    Ok(Facts {
+        systemd,
+        stylus_config,
+    })
 }
 
 /// Build every step of the plan; build contexts are written below `work` (the run's private
@@ -137,7 +157,14 @@ pub async fn run(
     progress: &Progress,
 ) -> Result<Vec<Built>, BuildError> {
     let dir = &work.join("contexts");
-    let mut built = vec![build_step(docker, &plan.steps[0], args, dir, progress).await?];
+    let mut built = Vec::new();
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::Os | Kind::Base))
+    {
+        built.push(build_step(docker, step, args, dir, progress).await?);
+    }
     let providers = plan
         .steps
         .iter()
@@ -167,10 +194,17 @@ async fn build_step(
     let cached = existing.as_ref().and_then(|l| l.get(INPUT_HASH_LABEL)) == Some(&key);
     if !cached {
         progress.start(&name, "building", &step.tag);
-        let dir = scratch.join(step.input_hash.replace(':', "-"));
-        write_context(&dir, &step.dockerfile, &step.files)?;
+        let written = scratch.join(step.input_hash.replace(':', "-"));
+        let (dir, exclude) = match &step.context {
+            Context::Files(files) => {
+                write_context(&written, &step.dockerfile, files)?;
+                (written.as_path(), &[][..])
+            }
+            Context::Directory { root, exclude } => (root.as_path(), exclude.as_slice()),
+        };
         let build = engine::Build {
-            context: &dir,
+            context: dir,
+            exclude,
             tag: &step.tag,
             labels: step
                 .labels
@@ -178,10 +212,15 @@ async fn build_step(
                 .into_iter()
                 .chain([(INPUT_HASH_LABEL.to_string(), key.clone())])
                 .collect(),
-            build_args: args.clone(),
+            build_args: args
+                .clone()
+                .into_iter()
+                .chain(step.build_args.clone())
+                .collect(),
+            credentials: engine::credentials_for(&step.from_images()).await?,
         };
         let result = engine::build(docker, build, &|line| progress.line(&name, line)).await;
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&written);
         if let Err(e) = result {
             progress.finish(&name, "failed", &step.tag);
             return Err(e.into());
@@ -210,10 +249,10 @@ async fn build_step(
 /// count by reference.
 async fn cache_key(docker: &Docker, step: &Step) -> Result<String, BuildError> {
     let mut key = step.input_hash.clone();
-    for from in from_images(step) {
-        let id = match engine::image_id(docker, from).await {
+    for from in step.from_images() {
+        let id = match engine::image_id(docker, &from).await {
             Ok(id) => id,
-            Err(EngineError::NoSuchImage(_)) => from.to_string(),
+            Err(EngineError::NoSuchImage(_)) => from,
             Err(e) => return Err(e.into()),
         };
         key.push('\n');

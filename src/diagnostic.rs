@@ -15,6 +15,8 @@ use crate::secret::Redactor;
 pub enum Severity {
     Error,
     Warning,
+    /// Something worth knowing that is not a problem (an optional file skipped).
+    Note,
 }
 
 impl Severity {
@@ -22,6 +24,7 @@ impl Severity {
         match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         }
     }
 }
@@ -104,6 +107,8 @@ rules! {
     BadVersionMatrix = "CFG014", Error, "the Kubernetes version matrix file is not {\"distribution\": [\"x.y.z\", ...]}";
     ControlCharacter = "CFG015", Error, "a setting holds a line break or another control character";
     SecretOnCommandLine = "CFG016", Error, "a setting holding a password is given with --set, where every local user can read it";
+    UnimplementedSetting = "CFG017", Error, "a CanvOS feature forge does not build yet is switched on (IS_UKI, IS_MAAS, TWO_NODE, ...)";
+    OptionalFileAbsent = "CFG018", Note, "an optional file (CLUSTERCONFIG, EDGE_CUSTOM_CONFIG) is absent and skipped, as CanvOS does";
 }
 
 /// A position in a text file: 1-based line and column (columns count characters).

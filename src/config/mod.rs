@@ -23,8 +23,10 @@ pub enum Kind {
     /// One line of text with a rule of its own (a word, a name, a choice, a size).
     Text,
     Bool,
-    /// A file path, relative to the file that sets it.
+    /// A file path, relative to the file that sets it (defaults: to the checkout).
     File,
+    /// A file that is skipped with a note when absent, as CanvOS's `COPY --if-exists` does.
+    OptionalFile,
     /// Kubernetes versions x.y.z, comma-separated (a list in `forge.yaml`).
     Versions,
     /// An image reference, by the reference grammar (`{version}` may stand for the version).
@@ -37,6 +39,10 @@ pub enum Kind {
     HostList,
     /// Kernel arguments, space-separated, without quotes or shell and GRUB metacharacters.
     KernelArgs,
+    /// An image registry path without a tag: `host[:port][/path]`.
+    Registry,
+    /// A CanvOS switch forge does not implement yet: `false` is fine, `true` stops the build.
+    Unimplemented,
 }
 
 impl Kind {
@@ -74,52 +80,68 @@ pub const SETTINGS: &[Def] = &[
     def("IMAGE_REPO", Kind::Repository, None, "Repository name of the provider images. Default: the value of OS_DISTRIBUTION."),
     def("CUSTOM_TAG", Kind::Text, None, "Environment suffix of image tags: lowercase letters and digits."),
     def("OS_DISTRIBUTION", Kind::Text, Some("ubuntu"), "ubuntu, opensuse-leap, rhel or sles."),
-    def("OS_VERSION", Kind::Text, Some("22.04"), "OS release, e.g. 22.04 or 24.04 for Ubuntu."),
+    def("OS_VERSION", Kind::Text, Some("22.04"), "OS release, e.g. 22.04 or 24.04 for Ubuntu (20 and 22 mean 20.04 and 22.04, as in CanvOS)."),
     def("K8S_DISTRIBUTION", Kind::Text, None, "k3s, rke2, kubeadm, kubeadm-fips, nodeadm or canonical. Required for provider images."),
     def("K8S_VERSION", Kind::Versions, None, "Kubernetes version(s) x.y.z; empty means every version of K8S_DISTRIBUTION in the matrix."),
-    def("K8S_VERSION_FILE", Kind::File, None, "Kubernetes version matrix in the k8s_version.json shape. Default: the matrix shipped with forge."),
-    def("PE_VERSION", Kind::Text, Some("v4.7.16"), "Palette edge agent version, part of the provider image tag."),
+    def("K8S_VERSION_FILE", Kind::File, None, "Kubernetes version matrix in the k8s_version.json shape. Default: the checkout's k8s_version.json, else the matrix shipped with forge."),
+    def("PE_VERSION", Kind::Text, Some("v4.9.38"), "Palette edge agent version: the stylus framework image's tag and part of the provider image tag."),
     def("ISO_NAME", Kind::Text, Some("palette-edge-installer"), "Installer ISO file name without .iso: lowercase letters, digits, '-' and '_'."),
     def("ARCH", Kind::Text, Some("amd64"), "amd64 or arm64. amd64 artifacts need an AMD64 build host."),
-    def("BASE_IMAGE", Kind::Image, None, "Overrides the OS base image (default: templates/sources.yaml)."),
-    def("PROVIDER_IMAGE", Kind::Image, None, "Overrides the Kairos provider image copied into provider images (default: templates/sources.yaml)."),
-    def("K8S_IMAGE", Kind::Image, None, "Image holding the Kubernetes binaries, {version} standing for the Kubernetes version. Required for provider images."),
-    def("AGENT_IMAGE", Kind::Image, None, "Overrides the Palette agent image copied into the installer image (default: templates/sources.yaml)."),
+    def("SPECTRO_PUB_REPO", Kind::Registry, Some("us-docker.pkg.dev/palette-images"), "Where the Palette images come from (base, provider, stylus, builder); the -fips repository when FIPS_ENABLED and this is the default."),
+    def("SPECTRO_LUET_REPO", Kind::Registry, Some("us-docker.pkg.dev/palette-images/edge"), "Where luet finds the Kubernetes packages: SPECTRO_LUET_REPO/luet-repo-amd (or -arm)."),
+    def("KAIROS_BASE_IMAGE_URL", Kind::Registry, None, "Where the Kairos base images come from. Default: SPECTRO_PUB_REPO/edge."),
+    def("KAIROS_INIT_VERSION", Kind::Text, Some("v0.17.1"), "Version suffix of the Kairos base image tags."),
+    def("BASE_IMAGE", Kind::Image, None, "Overrides the OS base image (required for rhel and sles)."),
+    def("K3S_PROVIDER_VERSION", Kind::Text, Some("v4.10.3"), "Tag of the Kairos provider image for k3s."),
+    def("KUBEADM_PROVIDER_VERSION", Kind::Text, Some("v4.10.1"), "Tag of the Kairos provider image for kubeadm and kubeadm-fips."),
+    def("RKE2_PROVIDER_VERSION", Kind::Text, Some("v4.10.3"), "Tag of the Kairos provider image for rke2."),
+    def("NODEADM_PROVIDER_VERSION", Kind::Text, Some("v4.9.3"), "Tag of the Kairos provider image for nodeadm."),
+    def("CANONICAL_PROVIDER_VERSION", Kind::Text, Some("v4.10.1"), "Tag of the Kairos provider image for canonical."),
+    def("PROVIDER_IMAGE", Kind::Image, None, "Overrides the Kairos provider image copied into provider images."),
+    def("K3S_FLAVOR_TAG", Kind::Text, Some("k3s1"), "Suffix of k3s package versions in the luet repository (1.32.3-k3s1)."),
+    def("RKE2_FLAVOR_TAG", Kind::Text, Some("rke2r1"), "Suffix of rke2 package versions in the luet repository (1.32.3-rke2r1)."),
+    def("K8S_IMAGE", Kind::Image, None, "Optional: an image holding the Kubernetes files, {version} standing for the Kubernetes version, used instead of installing them with luet."),
+    def("BUNDLE_K8S_AND_AGENT_PROVIDER", Kind::Bool, Some("false"), "Bundle the Kairos provider and Kubernetes into provider images even when the base image's systemd (255 or newer) lets the agent bring them as system extensions."),
+    def("AGENT_IMAGE", Kind::Image, None, "Overrides the stylus framework image (default: SPECTRO_PUB_REPO/edge/stylus-framework-linux-ARCH:PE_VERSION)."),
+    def("BUILDER_3RDPARTY_VERSION", Kind::Text, Some("4.8"), "Tag of the third-party image that holds luet and etcdctl."),
+    def("SPECTRO_THIRD_PARTY_IMAGE", Kind::Image, None, "The third-party image with luet and etcdctl. Default: us-docker.pkg.dev/palette-images/third-party/spectro-third-party:BUILDER_3RDPARTY_VERSION."),
+    def("ALPINE_TAG", Kind::Text, Some("3.20"), "Tag of the builder image that installs Kubernetes with luet."),
+    def("ALPINE_IMG", Kind::Image, None, "The builder image that installs Kubernetes with luet. Default: SPECTRO_PUB_REPO/edge/canvos/alpine:ALPINE_TAG."),
     def("HTTP_PROXY", Kind::ProxyUrl, None, "Build-time HTTP proxy, http(s)://[user:password@]host:port."),
     def("HTTPS_PROXY", Kind::ProxyUrl, None, "Build-time HTTPS proxy, http(s)://[user:password@]host:port."),
     def("NO_PROXY", Kind::HostList, None, "Hosts and CIDRs that bypass the build-time proxy, comma-separated."),
-    def("CLUSTERCONFIG", Kind::File, None, "Cluster definition archive (spc.tgz) embedded in the ISO. The file must exist."),
-    def("EDGE_CUSTOM_CONFIG", Kind::File, None, "Extra configuration embedded in the images and the ISO. The file must exist."),
+    def("DRBD_VERSION", Kind::Text, Some("9.2.13"), "Build argument of the checkout's Dockerfile (CanvOS's DRBD example)."),
+    def("CLUSTERCONFIG", Kind::OptionalFile, None, "Cluster definition archive (spc.tgz) embedded in the ISO; skipped with a note when absent."),
+    def("EDGE_CUSTOM_CONFIG", Kind::OptionalFile, Some(".edge-custom-config.yaml"), "Extra configuration embedded in the provider images and the ISO; skipped with a note when absent."),
     def("FORCE_INTERACTIVE_INSTALL", Kind::Bool, Some("false"), "Make the interactive installer the default boot entry."),
     def("ISO_KERNEL_ARGS", Kind::KernelArgs, None, "Extra kernel arguments of every boot entry of the installer ISO."),
     def("SQUASHFS_COMPRESSION", Kind::Text, Some("gzip"), "Compression of the ISO's rootfs.squashfs: gzip, xz, zstd, lz4, lzo or lzma."),
     def("CONTENT_PART_SIZE", Kind::Text, Some("4095MiB"), "Content bundles larger than this are split into parts on the ISO (ISO 9660 files stay below 4 GiB); bytes or K/M/GiB."),
     def("ISO_TOOLS_IMAGE", Kind::Image, Some("debian:bookworm-slim"), "Base of the builder image whose tools master the ISO (apt-based)."),
-    def("FIPS_ENABLED", Kind::Bool, Some("false"), "Build FIPS images. Not together with UPDATE_KERNEL."),
-    def("UPDATE_KERNEL", Kind::Bool, Some("false"), "Upgrade the kernel of the base image. Not together with FIPS_ENABLED."),
+    def("FIPS_ENABLED", Kind::Bool, Some("false"), "Build FIPS images: the -fips image repository and the vertex binaries. Not together with UPDATE_KERNEL."),
+    def("UPDATE_KERNEL", Kind::Bool, Some("false"), "Install the HWE kernel instead of holding the image's kernel (Ubuntu). Not together with FIPS_ENABLED."),
+    def("DISABLE_SELINUX", Kind::Bool, Some("true"), "Turn SELinux off on the kernel command line (/etc/cos/bootargs.cfg)."),
+    def("IS_UKI", Kind::Unimplemented, Some("false"), "Unified kernel images for Trusted Boot: not implemented, must be false."),
+    def("IS_MAAS", Kind::Unimplemented, Some("false"), "MAAS images: not implemented, must be false."),
+    def("UBUNTU_PRO_ATTACH", Kind::Unimplemented, Some("false"), "Ubuntu Pro attachment: not implemented, must be false."),
+    def("CIS_HARDENING", Kind::Unimplemented, Some("false"), "CIS hardening script: not implemented, must be false."),
+    def("INSTALL_NVIDIA_GPU_DRIVERS", Kind::Unimplemented, Some("false"), "NVIDIA driver pre-install: not implemented, must be false."),
+    def("INSTALL_AMD_GPU_DRIVERS", Kind::Unimplemented, Some("false"), "AMD GPU driver pre-install: not implemented, must be false."),
+    def("TWO_NODE", Kind::Unimplemented, Some("false"), "Two-node clusters (PostgreSQL and kine): not implemented, must be false."),
 ];
 
 /// CanvOS settings forge recognises but does not implement: they warn instead of being
 /// reported as unknown.
 const CANVOS_UNSUPPORTED: &[&str] = &[
-    "CIS_HARDENING",
-    "IS_UKI",
     "MY_ORG",
     "UKI_BRING_YOUR_OWN_KEYS",
     "INCLUDE_MS_SECUREBOOT_KEYS",
     "AUTO_ENROLL_SECUREBOOT_KEYS",
     "ENROLL_SPECTRO_EXTENSION_CERT",
-    "BUNDLE_K8S_AND_AGENT_PROVIDER",
-    "DRBD_VERSION",
     "STORAGE_PROVIDER",
-    "INSTALL_NVIDIA_GPU_DRIVERS",
-    "INSTALL_AMD_GPU_DRIVERS",
     "MAAS_IMAGE_NAME",
-    "UBUNTU_PRO_ATTACH",
     "PROXY_CERT_PATH",
-    "TWO_NODE",
     "KINE_VERSION",
-    "DISABLE_SELINUX",
     "CMDLINE",
     "BRANDING",
     "IS_JETSON",
@@ -166,6 +188,8 @@ pub enum Origin {
     Default,
     /// `IMAGE_REPO` defaults to `OS_DISTRIBUTION`.
     DefaultFrom(&'static str),
+    /// Found in the checkout (its `k8s_version.json`).
+    Checkout,
     File {
         path: PathBuf,
         pos: Pos,
@@ -181,6 +205,7 @@ impl std::fmt::Display for Origin {
         match self {
             Origin::Default => f.write_str("default"),
             Origin::DefaultFrom(name) => write!(f, "default (${name})"),
+            Origin::Checkout => f.write_str("checkout"),
             Origin::File { path, pos } => write!(f, "{}:{}", path.display(), pos.line),
             Origin::Env(var) => write!(f, "env {var}"),
             Origin::Flag => f.write_str("--set"),
@@ -209,12 +234,16 @@ pub struct Inputs {
     pub sets: Vec<(String, String)>,
     /// `--secret-file KEY=FILE`: the setting, the file and the value read from it.
     pub secret_files: Vec<(String, PathBuf, String)>,
+    /// The CanvOS checkout: default file settings are relative to it, and its
+    /// `k8s_version.json` is the default matrix. `None`: the current directory.
+    pub checkout: Option<PathBuf>,
 }
 
 /// Resolved settings, the version matrix, and what resolution found wrong.
 #[derive(Debug)]
 pub struct Resolved {
     values: BTreeMap<&'static str, Setting>,
+    checkout: PathBuf,
     pub matrix: Matrix,
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -252,7 +281,9 @@ fn file_diagnostic_origin(origin: &Origin) -> (PathBuf, Pos) {
         Origin::Env(var) => (PathBuf::from(format!("<env {var}>")), Pos::new(1, 1)),
         Origin::Flag => (PathBuf::from("<--set>"), Pos::new(1, 1)),
         Origin::SecretFile(path) => (path.clone(), Pos::new(1, 1)),
-        Origin::Default | Origin::DefaultFrom(_) => (PathBuf::from("<default>"), Pos::new(1, 1)),
+        Origin::Default | Origin::DefaultFrom(_) | Origin::Checkout => {
+            (PathBuf::from("<default>"), Pos::new(1, 1))
+        }
     }
 }
 
@@ -299,6 +330,39 @@ impl Resolved {
         Some(tag)
     }
 
+    /// The path a file setting names: relative to the file that set it, defaults relative to
+    /// the checkout, the environment and flags relative to the current directory.
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        let setting = self.values.get(name).filter(|s| !s.value.is_empty())?;
+        let path = PathBuf::from(&setting.value);
+        if path.is_absolute() {
+            return Some(path);
+        }
+        Some(match &setting.origin {
+            Origin::File { path: file, .. } => {
+                file.parent().map_or(path.clone(), |d| d.join(&path))
+            }
+            Origin::Default | Origin::DefaultFrom(_) | Origin::Checkout => self.checkout.join(path),
+            Origin::Env(_) | Origin::Flag | Origin::SecretFile(_) => path,
+        })
+    }
+
+    /// An optional file setting's path when the file is there (CanvOS's `COPY --if-exists`).
+    pub fn file(&self, name: &str) -> Option<PathBuf> {
+        self.path(name).filter(|p| p.is_file())
+    }
+
+    /// The checkout directory.
+    pub fn checkout(&self) -> &Path {
+        &self.checkout
+    }
+
+    /// Whether a boolean setting is true.
+    pub fn flag(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
     /// Every setting with its value, in display order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static Def, Option<&Setting>)> + '_ {
         SETTINGS.iter().map(move |d| (d, self.values.get(d.name)))
@@ -323,6 +387,10 @@ impl Resolved {
 pub fn resolve(inputs: &Inputs) -> Resolved {
     let mut r = Resolved {
         values: BTreeMap::new(),
+        checkout: inputs
+            .checkout
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".")),
         matrix: Matrix::default_matrix(),
         diagnostics: Vec::new(),
     };
@@ -381,6 +449,13 @@ pub fn resolve(inputs: &Inputs) -> Resolved {
     if r.get("IMAGE_REPO").is_none() {
         if let Some(os) = r.get("OS_DISTRIBUTION").map(str::to_string) {
             r.set("IMAGE_REPO", os, Origin::DefaultFrom("OS_DISTRIBUTION"));
+        }
+    }
+    if r.setting("K8S_VERSION_FILE").is_none() {
+        let canvos = r.checkout.join("k8s_version.json");
+        if canvos.is_file() {
+            let value = canvos.display().to_string();
+            r.set("K8S_VERSION_FILE", value, Origin::Checkout);
         }
     }
     load_matrix(&mut r);
@@ -492,26 +567,10 @@ fn apply_config_file(r: &mut Resolved, path: &Path, text: &str) {
     }
 }
 
-/// A `File` setting's path, relative to the file that set it.
-pub fn setting_path(setting: &Setting) -> PathBuf {
-    let path = PathBuf::from(&setting.value);
-    match &setting.origin {
-        Origin::File { path: file, .. } if path.is_relative() => {
-            file.parent().map_or(path.clone(), |dir| dir.join(&path))
-        }
-        _ => path,
-    }
-}
-
 fn load_matrix(r: &mut Resolved) {
-    let Some(setting) = r
-        .setting("K8S_VERSION_FILE")
-        .filter(|s| !s.value.is_empty())
-        .cloned()
-    else {
+    let Some(path) = r.path("K8S_VERSION_FILE") else {
         return;
     };
-    let path = setting_path(&setting);
     if !path.is_file() {
         return; // `check` reports a missing file, or one that is not a regular file
     }
@@ -569,7 +628,10 @@ fn kind_problem(kind: Kind, value: &str) -> Option<String> {
             .chars()
             .find(|c| KERNEL_ARG_METACHARACTERS.contains(*c))
             .map(|c| format!("has `{c}`: kernel arguments are words without quotes, `\\`, `$`, `;`, braces or backquotes")),
-        Kind::Text | Kind::Bool | Kind::File | Kind::Versions => None,
+        Kind::Registry => parse_domain(value)
+            .err()
+            .map(|e| format!("{e}; write host[:port][/path] without a scheme or tag")),
+        Kind::Text | Kind::Bool | Kind::Unimplemented | Kind::File | Kind::OptionalFile | Kind::Versions => None,
     }
 }
 
@@ -719,7 +781,28 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             .help("bytes, or a number with K, M, G, KiB, MiB or GiB (powers of 1024), e.g. 2GiB"),
         );
     }
-    for d in SETTINGS.iter().filter(|d| d.kind == Kind::Bool) {
+    for d in SETTINGS.iter().filter(|d| d.kind == Kind::Unimplemented) {
+        if r.flag(d.name) {
+            out.push(
+                r.diag(
+                    Rule::UnimplementedSetting,
+                    d.name,
+                    format!(
+                        "{}=true asks for a CanvOS feature forge does not build yet",
+                        d.name
+                    ),
+                )
+                .help(format!(
+                    "set {}=false (or remove it), or build this variant with CanvOS",
+                    d.name
+                )),
+            );
+        }
+    }
+    for d in SETTINGS
+        .iter()
+        .filter(|d| matches!(d.kind, Kind::Bool | Kind::Unimplemented))
+    {
         if let Some(v) = r
             .get(d.name)
             .filter(|v| !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false"))
@@ -764,12 +847,31 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             }
         }
     }
-    for d in SETTINGS.iter().filter(|d| d.kind == Kind::File) {
-        let Some(setting) = r.setting(d.name).filter(|s| !s.value.is_empty()) else {
+    for d in SETTINGS
+        .iter()
+        .filter(|d| matches!(d.kind, Kind::File | Kind::OptionalFile))
+    {
+        let Some(path) = r.path(d.name) else {
             continue;
         };
-        let path = setting_path(setting);
         let problem = match std::fs::metadata(&path) {
+            Err(_) if d.kind == Kind::OptionalFile => {
+                let explicit = r
+                    .setting(d.name)
+                    .is_some_and(|s| s.origin != Origin::Default);
+                if explicit {
+                    out.push(r.diag(
+                        Rule::OptionalFileAbsent,
+                        d.name,
+                        format!(
+                            "{} names `{}`, which does not exist: skipped, as CanvOS does",
+                            d.name,
+                            path.display()
+                        ),
+                    ));
+                }
+                continue;
+            }
             Err(_) => "which does not exist",
             Ok(m) if !m.is_file() => {
                 "which is not a regular file (a directory, a device or a pipe)"
@@ -802,6 +904,10 @@ impl Usable<'_> {
     fn flag(&self, name: &str) -> bool {
         self.get(name)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    fn path(&self, name: &str) -> Option<PathBuf> {
+        self.setting(name).and_then(|_| self.r.path(name))
     }
 
     fn k8s_versions(&self) -> Vec<String> {

@@ -32,6 +32,8 @@ pub enum EngineError {
     Unreachable { host: String, detail: String },
     #[error("image `{0}` is not in the local Docker Engine; build or pull it first")]
     NoSuchImage(String),
+    #[error("pulling {image}: {detail}\n  (credentials come from the Docker config, `docker login`; a private registry's CA goes in /etc/docker/certs.d/HOST:PORT/ca.crt)")]
+    Pull { image: String, detail: String },
     #[error("Docker Engine: {0}")]
     Api(String),
     #[error("`{path}` does not exist in the container")]
@@ -123,9 +125,157 @@ pub async fn labels(
 /// arguments (proxies: Docker keeps its predefined proxy arguments out of the history).
 pub struct Build<'a> {
     pub context: &'a Path,
+    /// Relative paths of the context left out (besides its `.dockerignore`).
+    pub exclude: &'a [PathBuf],
     pub tag: &'a str,
     pub labels: HashMap<String, String>,
     pub build_args: HashMap<String, String>,
+    /// Credentials for the registries of the images the build starts `FROM`.
+    pub credentials: Credentials,
+}
+
+/// Registry credentials by server address, as the engine takes them for pulls and builds.
+pub type Credentials = HashMap<String, bollard::auth::DockerCredentials>;
+
+/// The Docker config's credentials (helpers included) for the registries of `images`.
+pub async fn credentials_for(images: &[String]) -> Result<Credentials, EngineError> {
+    let config = crate::registry::credentials::DockerCredentials::load()
+        .map_err(|e| EngineError::Api(e.to_string()))?;
+    let mut found = Credentials::new();
+    for image in images {
+        let Ok(reference) = crate::reference::Reference::parse(image) else {
+            continue;
+        };
+        let host = reference.canonical().host;
+        let address = server_address(&host);
+        if found.contains_key(&address) {
+            continue;
+        }
+        let looked_up = config
+            .lookup(&host)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))?;
+        if let Some((username, password)) = looked_up {
+            found.insert(
+                address.clone(),
+                bollard::auth::DockerCredentials {
+                    username: Some(username),
+                    password: Some(password),
+                    serveraddress: Some(address),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The key the engine files a registry's credentials under (Docker Hub's is historical).
+fn server_address(host: &str) -> String {
+    match host {
+        "docker.io" => "https://index.docker.io/v1/".to_string(),
+        host => host.to_string(),
+    }
+}
+
+/// Make sure the engine has `image`: pull it, with the credentials for its registry, when it
+/// does not. The engine verifies the registry's TLS with its own CAs
+/// (`/etc/docker/certs.d/HOST:PORT/ca.crt`).
+pub async fn ensure_image(
+    docker: &Docker,
+    image: &str,
+    credentials: &Credentials,
+) -> Result<(), EngineError> {
+    match image_id(docker, image).await {
+        Ok(_) => return Ok(()),
+        Err(EngineError::NoSuchImage(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let auth = crate::reference::Reference::parse(image)
+        .ok()
+        .and_then(|r| {
+            credentials
+                .get(&server_address(&r.canonical().host))
+                .cloned()
+        });
+    let options = bollard::query_parameters::CreateImageOptions {
+        from_image: Some(image.to_string()),
+        ..Default::default()
+    };
+    let mut pulling = docker.create_image(Some(options), None, auth);
+    while let Some(item) = pulling.next().await {
+        let info = item.map_err(|e| EngineError::Pull {
+            image: image.to_string(),
+            detail: match e {
+                bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                bollard::errors::Error::DockerStreamError { error } => error,
+                e => e.to_string(),
+            },
+        })?;
+        if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+            return Err(EngineError::Pull {
+                image: image.to_string(),
+                detail,
+            });
+        }
+    }
+    image_id(docker, image).await.map(drop)
+}
+
+/// How CanvOS finds an image's systemd version: the first `systemctl` on the PATH (or in the
+/// usual places), the second word of `systemctl --version`; 0 when there is none.
+const SYSTEMD_PROBE: &str = r#"for c in systemctl /usr/bin/systemctl /bin/systemctl /usr/local/bin/systemctl /usr/sbin/systemctl /sbin/systemctl; do
+  if command -v "$c" >/dev/null 2>&1; then v=$("$c" --version 2>/dev/null | awk 'NR==1{print $2}'); break; fi
+done
+case "$v" in ''|*[!0-9]*) v=0 ;; esac
+echo "systemd-version=$v""#;
+
+/// The systemd version of `image` (which the engine must have), probed as CanvOS does.
+pub async fn systemd_version(docker: &Docker, image: &str) -> Result<u32, EngineError> {
+    let container = Container::create(
+        docker,
+        image,
+        Some(vec!["sh".into(), "-c".into(), "sleep 600".into()]),
+    )
+    .await?;
+    let found = std::sync::Mutex::new(None);
+    let finished = container
+        .exec(
+            &["sh".into(), "-c".into(), SYSTEMD_PROBE.into()],
+            "/",
+            &[],
+            None,
+            &|line| {
+                if let Some(v) = line.strip_prefix("systemd-version=") {
+                    *found.lock().expect("not poisoned") = v.trim().parse::<u32>().ok();
+                }
+            },
+        )
+        .await;
+    container.remove().await?;
+    let finished = finished?;
+    let version = found.into_inner().expect("not poisoned");
+    version.ok_or_else(|| {
+        EngineError::Api(format!(
+            "probing the systemd version of {image} failed (exit {}):\n{}",
+            finished.code,
+            finished.tail.render()
+        ))
+    })
+}
+
+/// Whether `path` exists in `image` (which the engine must have).
+pub async fn has_path(docker: &Docker, image: &str, path: &str) -> Result<bool, EngineError> {
+    let container = Container::create(docker, image, None).await?;
+    let mut download = std::pin::pin!(container.download(path));
+    let found = match download.next().await {
+        Some(Err(EngineError::NoSuchPath { .. })) => Ok(false),
+        Some(Err(e)) => Err(e),
+        _ => Ok(true),
+    };
+    drop(download);
+    container.remove().await?;
+    found
 }
 
 /// The last lines of a command's output, kept for its error message.
@@ -161,8 +311,13 @@ pub async fn build(
 ) -> Result<String, EngineError> {
     let (writer, reader) = tokio::io::duplex(1 << 20);
     let context = build.context.to_path_buf();
+    let exclude = build.exclude.to_vec();
     let packer = tokio::task::spawn_blocking(move || {
-        write_context_tar(&context, tokio_util::io::SyncIoBridge::new(writer))
+        write_context_tar(
+            &context,
+            &exclude,
+            tokio_util::io::SyncIoBridge::new(writer),
+        )
     });
     let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(reader));
     let options = bollard::query_parameters::BuildImageOptions {
@@ -180,7 +335,8 @@ pub async fn build(
         buildargs: Some(build.build_args),
         ..Default::default()
     };
-    let mut stream = docker.build_image(options, None, Some(body));
+    let credentials = Some(build.credentials).filter(|c| !c.is_empty());
+    let mut stream = docker.build_image(options, credentials, Some(body));
     let mut tail = Tail::default();
     let mut id = None;
     let mut failure = None;
@@ -230,9 +386,9 @@ pub async fn build(
     }
 }
 
-/// Write `dir` as a tar stream, leaving out what its `.dockerignore` excludes.
-fn write_context_tar(dir: &Path, out: impl Write) -> std::io::Result<()> {
-    let ignore = dockerignore(dir)?;
+/// Write `dir` as a tar stream, leaving out what its `.dockerignore` excludes and `exclude`.
+fn write_context_tar(dir: &Path, exclude: &[PathBuf], out: impl Write) -> std::io::Result<()> {
+    let ignore = crate::render::dockerignore(dir, exclude)?;
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
@@ -247,47 +403,6 @@ fn write_context_tar(dir: &Path, out: impl Write) -> std::io::Result<()> {
         tar.append_path_with_name(entry.path(), rel)?;
     }
     tar.into_inner()?.flush()
-}
-
-/// The `.dockerignore` of a context as a predicate on relative paths (last match wins; `!`
-/// re-includes; a pattern also covers everything below a matching directory).
-type Ignore = Box<dyn Fn(&Path) -> bool + Send>;
-
-fn dockerignore(dir: &Path) -> std::io::Result<Ignore> {
-    let text = match std::fs::read_to_string(dir.join(".dockerignore")) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Box::new(|_| false)),
-        Err(e) => return Err(e),
-    };
-    let mut rules: Vec<(globset::GlobMatcher, bool)> = Vec::new();
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let (pattern, include) = match line.strip_prefix('!') {
-            Some(p) => (p.trim(), true),
-            None => (line, false),
-        };
-        let pattern = pattern.trim_start_matches("./").trim_start_matches('/');
-        let glob = globset::GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .build()
-            .map_err(std::io::Error::other)?;
-        rules.push((glob.compile_matcher(), include));
-    }
-    Ok(Box::new(move |path: &Path| {
-        let mut excluded = false;
-        for (matcher, include) in &rules {
-            if path
-                .ancestors()
-                .any(|a| !a.as_os_str().is_empty() && matcher.is_match(a))
-            {
-                excluded = !include;
-            }
-        }
-        excluded
-    }))
 }
 
 /// `docker save` layout: `manifest.json` lists the config and the layer tar files.
@@ -489,25 +604,6 @@ fn compress(raw: &Path, gz: &Path) -> std::io::Result<(String, String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dockerignore_excludes_and_reincludes() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join(".dockerignore"),
-            "# build junk\n*.log\nsecrets\n!secrets/README\n",
-        )
-        .unwrap();
-        let ignored = dockerignore(dir.path()).unwrap();
-        assert!(ignored(Path::new("debug.log")));
-        assert!(
-            !ignored(Path::new("notes/debug.log")),
-            "`*` does not cross directories"
-        );
-        assert!(ignored(Path::new("secrets/key.pem")));
-        assert!(!ignored(Path::new("secrets/README")));
-        assert!(!ignored(Path::new("Dockerfile")));
-    }
 
     #[test]
     fn compression_is_deterministic_and_hashes_both_forms() {

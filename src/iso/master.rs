@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::image::{boot_files, efi_loader};
 use super::tools::Runner;
 use super::IsoError;
-use crate::config::{parse_size, setting_path, Resolved};
+use crate::config::{parse_size, Resolved};
 use crate::content;
 use crate::engine::Container;
 use crate::registry::sync::human;
@@ -434,19 +434,11 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
             .map_err(io(format!("copying {}", from.display())))
     };
     copy(spec.user_data, "config.yaml")?;
-    if let Some(s) = spec
-        .settings
-        .setting("CLUSTERCONFIG")
-        .filter(|s| !s.value.is_empty())
-    {
-        copy(&setting_path(s), CLUSTER_CONFIG.trim_start_matches('/'))?;
+    if let Some(path) = spec.settings.file("CLUSTERCONFIG") {
+        copy(&path, CLUSTER_CONFIG.trim_start_matches('/'))?;
     }
-    if let Some(s) = spec
-        .settings
-        .setting("EDGE_CUSTOM_CONFIG")
-        .filter(|s| !s.value.is_empty())
-    {
-        copy(&setting_path(s), EDGE_CUSTOM_CONFIG.trim_start_matches('/'))?;
+    if let Some(path) = spec.settings.file("EDGE_CUSTOM_CONFIG") {
+        copy(&path, EDGE_CUSTOM_CONFIG.trim_start_matches('/'))?;
     }
     let interactive = spec
         .settings
@@ -462,7 +454,7 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
             "installer"
         },
     );
-    let menu = spec.templates.render("grub.cfg", &ctx)?;
+    let menu = spec.templates.render("iso/grub.cfg", &ctx)?;
     for (path, text) in [
         ("boot/grub2/grub.cfg", menu.as_str()),
         ("boot/grub/grub.cfg", STUB),

@@ -267,8 +267,10 @@ async fn builder_image(
     build_args: &std::collections::HashMap<String, String>,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<String, IsoError> {
-    let dockerfile =
-        templates.render_dockerfile("iso-tools.Dockerfile", &crate::render::context(settings))?;
+    let dockerfile = templates.render_dockerfile(
+        "iso/iso-tools.Dockerfile",
+        &crate::render::context(settings),
+    )?;
     let hash = crate::registry::client::sha256_digest(dockerfile.as_bytes());
     let tag = format!("{LOCAL_HOST}/forge-iso-tools:{}", &hash[7..19]);
     if engine::labels(docker, &tag).await?.is_some() {
@@ -281,9 +283,15 @@ async fn builder_image(
     write_context(scratch.path(), &dockerfile, &[])?;
     let build = engine::Build {
         context: scratch.path(),
+        exclude: &[],
         tag: &tag,
         labels: [(INPUT_HASH_LABEL.to_string(), hash)].into(),
         build_args: build_args.clone(),
+        credentials: engine::credentials_for(&[settings
+            .get("ISO_TOOLS_IMAGE")
+            .unwrap_or_default()
+            .to_string()])
+        .await?,
     };
     engine::build(docker, build, on_line).await?;
     Ok(tag)

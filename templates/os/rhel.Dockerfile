@@ -1,0 +1,2 @@
+{#- RHEL: OpenSSL, rsyslog and logrotate. -#}
+RUN yum install -y openssl rsyslog logrotate
