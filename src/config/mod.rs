@@ -687,7 +687,10 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                 .help("a setting is one line of printable text: remove the character (in a .arg file, a quote does not continue a value on the next line)"),
             );
             unusable.push(d.name);
-        } else if let Some(problem) = kind_problem(d.kind, &setting.value) {
+        } else if let Some(problem) = Some(&setting.value)
+            .filter(|v| !v.is_empty())
+            .and_then(|v| kind_problem(d.kind, v))
+        {
             let mut diag = r.diag(
                 Rule::BadSettingValue,
                 d.name,
