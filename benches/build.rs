@@ -1,5 +1,5 @@
-//! Benchmark: `forge build` of the offline example with 1 and with 4 provider versions (same
-//! base, rebuilt from scratch each time), and the bytes `--push` sends for 4 versions against
+//! Benchmark: `forge build` of the example checkout with 1 and with 4 provider versions (same
+//! base, rebuilt from scratch each time: a unique step in the checkout's Dockerfile), and the bytes `--push` sends for 4 versions against
 //! the unique layer bytes in the registry (images only; benches/iso.rs measures the ISO).
 //! Run with `make bench` (it builds the fixtures).
 
@@ -14,20 +14,19 @@ use support::{Pki, Registry, Skopeo, PASSWORD, USER};
 
 const VERSIONS: [&str; 4] = ["1.30.11", "1.31.7", "1.32.3", "1.33.1"];
 
-/// Build with a fresh base (a unique step in user.Dockerfile), optionally pushing; seconds.
+/// Build with a fresh base (a unique step in the checkout's Dockerfile), optionally pushing;
+/// seconds.
 fn build(versions: &[&str], work: &Path, extra: &[String]) -> f64 {
-    let templates = work.join(format!("templates-{}", versions.len()));
-    std::fs::create_dir_all(&templates).unwrap();
-    std::fs::write(
-        templates.join("user.Dockerfile"),
-        format!("RUN echo bench-{:?} > /etc/forge-bench\n", Instant::now()),
-    )
-    .unwrap();
+    let dir = work.join(format!("checkout-{}", versions.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let checkout = support::checkout_copy(&dir);
+    let dockerfile = checkout.join("Dockerfile");
+    let mut steps = std::fs::read_to_string(&dockerfile).unwrap();
+    steps.push_str(&format!("RUN echo bench-{:?} > /etc/forge-bench\n", Instant::now()));
+    std::fs::write(&dockerfile, steps).unwrap();
     let started = Instant::now();
-    let mut cmd = support::forge_build(&["--jobs", "4", "--no-iso"]);
+    let mut cmd = support::forge_build_in(&checkout, &["--jobs", "4", "--no-iso"]);
     cmd.arg(format!("--set=K8S_VERSION={}", versions.join(",")))
-        .arg("--templates")
-        .arg(&templates)
         .arg("--output")
         .arg(work.join(format!("out-{}", versions.len())))
         .args(extra);
@@ -97,7 +96,7 @@ fn main() {
     }
     let unique: u64 = unique.values().sum();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("forge build, offline example (fresh base each run, --jobs 4)");
+    println!("forge build, CanvOS-shaped example (fresh base each run, --jobs 4)");
     println!("  1 provider version           {one:8.2} s");
     println!(
         "  4 provider versions          {four:8.2} s   ({:.2}x the time for 4x the images)",

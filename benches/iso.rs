@@ -126,7 +126,7 @@ fn main() {
             .args(["-c", PLAIN])
             .env("WORK", &plain)
             .env("IMAGE", &installer)
-            .env("USER_DATA", support::root().join("examples/user-data.yaml"))
+            .env("USER_DATA", support::example().join("user-data"))
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", support::text(&out));
@@ -140,7 +140,7 @@ fn main() {
         .len();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
-        "ISO stage, offline example installer image (gzip squashfs, tools on the host, best of 3)"
+        "ISO stage, example installer image (gzip squashfs, tools on the host, best of 3)"
     );
     println!("  forge build (images cached)  {forge:8.2} s   runs {forge_runs:.2?}");
     println!("  plain pipeline               {plain:8.2} s   runs {plain_runs:.2?}");

@@ -65,6 +65,40 @@ pub fn build_args(settings: &Resolved) -> HashMap<String, String> {
     args
 }
 
+/// The proxy arguments a Dockerfile may get without a password reaching its history: Docker
+/// keeps its predefined proxy arguments out of the history unless the Dockerfile declares
+/// them (`ARG HTTP_PROXY`, as CanvOS's Dockerfile does). A declared one that holds a password
+/// is left out, its other spelling (`http_proxy`) carrying the proxy to `RUN` steps; when both
+/// spellings are declared the build stops.
+fn history_safe(
+    dockerfile: &str,
+    args: &HashMap<String, String>,
+) -> Result<HashMap<String, String>, BuildError> {
+    let declared: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ARG "))
+        .filter_map(|l| l.split(['=', ' ']).next())
+        .collect();
+    let mut safe = args.clone();
+    for (name, value) in args {
+        if !declared.contains(&name.as_str()) || !crate::config::has_password(value) {
+            continue;
+        }
+        let other = if name.chars().any(|c| c.is_ascii_uppercase()) {
+            name.to_ascii_lowercase()
+        } else {
+            name.to_ascii_uppercase()
+        };
+        if declared.contains(&other.as_str()) {
+            return Err(BuildError::Host(format!(
+                "the Dockerfile declares ARG {name} and ARG {other}, which write their values into the image history, and the proxy URL holds a password: remove those ARG lines (Docker passes the proxies to RUN steps without them) or use a proxy without a password"
+            )));
+        }
+        safe.remove(name);
+    }
+    Ok(safe)
+}
+
 /// The checks that stop a build before anything runs: the engine's architecture and its
 /// free disk space against a rough need of the plan.
 pub async fn check_host(
@@ -212,8 +246,7 @@ async fn build_step(
                 .into_iter()
                 .chain([(INPUT_HASH_LABEL.to_string(), key.clone())])
                 .collect(),
-            build_args: args
-                .clone()
+            build_args: history_safe(&step.dockerfile, args)?
                 .into_iter()
                 .chain(step.build_args.clone())
                 .collect(),

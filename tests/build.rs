@@ -1,7 +1,9 @@
-//! `forge build` on a real Docker Engine with the offline example's fixture images
-//! (`make fixtures`): what the images hold, their labels and tags, the manifest, no secret in
-//! history, config or output, no container left behind (success, failing step, Ctrl-C), and
-//! pushing to a TLS + htpasswd registry checked with skopeo.
+//! `forge build` on a real Docker Engine with the CanvOS-shaped example checkout and the
+//! fixture images in CanvOS's shapes (`make fixtures`): the provider and installer images hold
+//! what CanvOS puts in them (DESIGN.md §8, file by file), Kubernetes comes from the luet
+//! stand-in, labels, tags and the manifest; no secret in history, config or output; no
+//! container left behind (success, failing step, Ctrl-C); the fixtures served by a TLS +
+//! htpasswd registry as SPECTRO_PUB_REPO; pushing checked with skopeo.
 
 mod support;
 
@@ -11,12 +13,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{containers, docker, ready, root, text, Pki, Registry, Skopeo, PASSWORD, USER};
+use support::{
+    checkout_copy, containers, docker, forge_build_in, ready, root, text, Pki, Registry, Skopeo,
+    FIXTURES, FIXTURE_REPO, PASSWORD, USER,
+};
 
 /// Builds share the engine: one at a time, so container counts mean something.
 static ENGINE: Mutex<()> = Mutex::new(());
 
-/// `forge build` of the offline example, images only (tests/iso.rs covers the ISO).
+/// `forge build` of the example, images only (tests/iso.rs covers the ISO).
 fn forge_cmd(args: &[&str]) -> Command {
     let mut cmd = support::forge_build(args);
     cmd.arg("--no-iso");
@@ -27,17 +32,27 @@ fn forge(args: &[&str]) -> Output {
     forge_cmd(args).output().unwrap()
 }
 
+/// `forge build --no-iso` in another checkout.
+fn forge_in(checkout: &Path, args: &[&str]) -> Output {
+    forge_build_in(checkout, args)
+        .arg("--no-iso")
+        .output()
+        .unwrap()
+}
+
 fn run_in(image: &str, script: &str) -> String {
     let out = docker(&[
         "run",
         "--rm",
+        "--network",
+        "none",
         "--entrypoint",
         "/bin/sh",
         image,
         "-c",
         script,
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{script}: {}", text(&out));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -52,115 +67,200 @@ fn labels(image: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A templates directory whose user.Dockerfile holds `steps`.
-fn templates_with(dir: &Path, steps: &str) -> PathBuf {
-    let templates = dir.join("templates");
-    std::fs::create_dir_all(&templates).unwrap();
-    std::fs::write(templates.join("user.Dockerfile"), steps).unwrap();
-    templates
+fn manifest(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
 }
 
-#[test]
-fn the_offline_example_builds_labelled_images_and_a_manifest() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
-    let out_dir = tempfile::tempdir().unwrap();
-    let before = containers();
-    let out = forge(&["--output", out_dir.path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(containers(), before, "a container was left behind");
-
-    let manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(out_dir.path().join("manifest.json")).unwrap(),
-    )
-    .unwrap();
-    let artifacts = manifest["artifacts"].as_array().unwrap();
-    let kinds: Vec<&str> = artifacts
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["base", "provider", "provider", "installer"]);
-    for (artifact, version) in artifacts[1..3].iter().zip(["1.32.3", "1.33.1"]) {
-        let tag = format!("registry.example.com/edge/ubuntu:k3s-{version}-v4.7.16-demo");
-        assert_eq!(artifact["reference"], tag);
-        assert_eq!(artifact["inputs"]["k8s_version"], version);
-        let l = labels(&tag);
-        assert_eq!(l["dev.forge.input-hash"], artifact["inputs"]["input_hash"]);
-        assert_eq!(l["dev.forge.k8s-version"], version);
-        assert_eq!(l["org.opencontainers.image.version"], "v4.7.16");
-        assert_eq!(l["org.opencontainers.image.ref.name"], tag);
-        let inside = run_in(
-            &tag,
-            "k3s; cat /etc/forge-provider; /system/providers/agent-provider-k3s",
-        );
-        assert_eq!(inside, format!("k3s v{version}+k3s1\nK8S_DISTRIBUTION=k3s\nK8S_VERSION={version}\nagent-provider-k3s v4.7.1\n"));
-    }
-    let installer = artifacts[3]["reference"].as_str().unwrap();
-    assert_eq!(
-        run_in(installer, "/opt/spectrocloud/bin/stylus-agent"),
-        "stylus-agent v4.7.16\n"
-    );
-    assert_eq!(labels(installer)["dev.forge.kind"], "installer");
-
-    let snippet = std::fs::read_to_string(out_dir.path().join("profile-snippet.yaml")).unwrap();
-    assert!(snippet.contains("  system.registry: registry.example.com/edge\n  system.repo: ubuntu\n  system.k8sDistribution: k3s\n"), "{snippet}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&snippet),
-        "the snippet is printed too"
-    );
-
-    // Same inputs: everything comes from the cache.
-    let again = forge(&["--output", out_dir.path().to_str().unwrap()]);
-    assert!(again.status.success(), "{}", text(&again));
-    assert_eq!(
-        text(&again).matches(": cached ").count(),
-        4,
-        "{}",
-        text(&again)
-    );
+/// A copy of the example whose Dockerfile ends with `steps`.
+fn checkout_with_steps(dir: &Path, steps: &str) -> PathBuf {
+    let checkout = checkout_copy(dir);
+    let dockerfile = checkout.join("Dockerfile");
+    let mut text = std::fs::read_to_string(&dockerfile).unwrap();
+    text.push_str(steps);
+    std::fs::write(&dockerfile, text).unwrap();
+    checkout
 }
 
+/// The stylus framework fixture, read once per check.
+const STYLUS: &str =
+    "forge-fixtures.local/palette-images/edge/stylus-framework-linux-amd64:v4.9.38";
+
+/// `sha256sum` of `paths` in `image`, one line per path.
+fn sums(image: &str, paths: &[&str]) -> String {
+    run_in(image, &format!("cd / && sha256sum {}", paths.join(" ")))
+}
+
+const LUET_PASSWORD: &str = "Lu3t-Auth!Secret";
+
 #[test]
-fn no_secret_reaches_history_config_or_output() {
+fn the_example_builds_the_images_canvos_builds() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
     if !ready() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let proxy_secret = "Pr0xyBuild!Secret";
-    let templates = templates_with(
-        work.path(),
-        "RUN echo \"proxy seen: ${HTTP_PROXY:+yes}\" > /etc/forge-proxy-check\n",
-    );
-    let proxy = format!("http://builder:{proxy_secret}@127.0.0.1:3128");
+    let checkout = checkout_copy(work.path());
+    std::fs::write(
+        checkout.join("spectro-luet-auth.yaml"),
+        format!("auth:\n  username: luet-reader\n  password: {LUET_PASSWORD}\n  serveraddress: forge-fixtures.local\n"),
+    )
+    .unwrap();
     let out_dir = work.path().join("out");
-    let args = [
-        "--templates",
-        templates.to_str().unwrap(),
-        "--output",
-        out_dir.to_str().unwrap(),
-    ];
-    // On the command line, where every local user could read it, the password is refused.
-    let refused = forge(&[&args[..], &[&format!("--set=HTTP_PROXY={proxy}")]].concat());
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(text(&refused).contains("CFG016"), "{}", text(&refused));
-    assert!(!text(&refused).contains(proxy_secret), "{}", text(&refused));
-    let out = forge_cmd(&args)
-        .env("FORGE_HTTP_PROXY", &proxy)
-        .output()
-        .unwrap();
+    let before = containers();
+    let out = forge_in(&checkout, &["--output", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    let tag = "registry.example.com/edge/ubuntu:k3s-1.32.3-v4.7.16-demo";
+    assert_eq!(containers(), before, "a container was left behind");
+    let log = text(&out);
+
+    let manifest = manifest(&out_dir);
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    let kinds: Vec<&str> = artifacts
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["os", "base", "provider", "installer"]);
+    let provider = "registry.example.com/edge/ubuntu:k3s-1.33.1-v4.9.38-demo";
+    assert_eq!(artifacts[2]["reference"], provider);
+    let l = labels(provider);
     assert_eq!(
-        run_in(tag, "cat /etc/forge-proxy-check"),
-        "proxy seen: yes\n",
-        "the proxy reached the RUN step"
+        l["dev.forge.input-hash"],
+        artifacts[2]["inputs"]["input_hash"]
+    );
+    assert_eq!(l["dev.forge.k8s-version"], "1.33.1");
+
+    // Kubernetes came from luet: CanvOS's repository, authentication and package.
+    assert!(
+        log.contains("luet-fixture: repo add spectro type=docker url=forge-fixtures.local/palette-images/edge/luet-repo-amd priority=1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("luet-fixture: install k8s/k3s@1.33.1-k3s1 from forge-fixtures.local/palette-images/edge/luet-repo-amd (auth: yes)"),
+        "{log}"
+    );
+    assert!(log.contains("probe: systemd 252 in "), "{log}");
+
+    // The provider image, item by item (DESIGN.md §8).
+    let check = |script: &str, expected: &str| {
+        assert_eq!(run_in(provider, script), expected, "{script}");
+    };
+    // 1. overlay/files/etc/ → /etc/ (and stylus.conf made readable).
+    let overlay_file = "etc/spectrocloud/custom-hardware-specs-lookup.json";
+    assert_eq!(
+        run_in(provider, &format!("cat /{overlay_file}")),
+        std::fs::read_to_string(checkout.join("overlay/files").join(overlay_file)).unwrap()
+    );
+    check("stat -c %a /etc/logrotate.d/stylus.conf", "644\n");
+    // 2. The Kairos provider at /system/providers, the sentinel, Kubernetes at /.
+    check(
+        "ls /system/providers; test ! -e /usr/local/system/providers && echo moved",
+        "agent-provider-k3s\nmoved\n",
+    );
+    check(
+        "test -f /etc/spectro-sysext/k8s-and-agent-provider-bundled && echo bundled",
+        "bundled\n",
+    );
+    check("k3s --version | head -1", "k3s version v1.33.1+k3s1\n");
+    check("ls -A /var/cache/luet 2>/dev/null | wc -l", "0\n");
+    // 3. The stylus files, and EDGE_CUSTOM_CONFIG.
+    let branding = run_in(STYLUS, "cd /etc/kairos/branding && ls | sort");
+    assert_eq!(
+        run_in(
+            provider,
+            "cd /etc/kairos/branding && ls | grep -v stylus_config.yaml | sort"
+        ),
+        branding
+    );
+    let stylus_files = sums(
+        STYLUS,
+        &["etc/kairos/80_stylus.yaml", "etc/elemental/config.yaml"],
+    );
+    assert_eq!(
+        sums(
+            provider,
+            &["etc/kairos/80_stylus.yaml", "etc/elemental/config.yaml"]
+        ),
+        stylus_files
+    );
+    assert_eq!(
+        run_in(provider, "cat /etc/kairos/branding/stylus_config.yaml"),
+        run_in(STYLUS, "cat /oem/stylus_config.yaml")
+    );
+    assert_eq!(
+        run_in(provider, "cat /oem/.edge_custom_config.yaml"),
+        std::fs::read_to_string(checkout.join(".edge-custom-config.yaml")).unwrap()
+    );
+    // 4. No ssh host keys, etcdctl (packed with upx), an empty read-only machine-id.
+    check(
+        "ls /etc/ssh/ssh_host_* /etc/ssh/moduli 2>/dev/null | wc -l",
+        "0\n",
+    );
+    check(
+        "etcdctl version | head -1 | cut -d: -f1",
+        "etcdctl version\n",
+    );
+    check(
+        "grep -c UPX! /usr/bin/etcdctl >/dev/null && echo packed",
+        "packed\n",
+    );
+    check("stat -c '%s %a' /etc/machine-id", "0 444\n");
+    // The base image: USB media drivers in the initramfs, kernel command line, release, links.
+    check(
+        "cat /etc/dracut.conf.d/99-usb-media.conf",
+        "hostonly=\"no\"\nadd_drivers+=\" xhci_pci_renesas \"\nforce_drivers+=\" xhci_pci_renesas \"\n",
+    );
+    let bootargs = run_in(provider, "cat /etc/cos/bootargs.cfg");
+    for word in [
+        "selinux=0",
+        "systemd.unified_cgroup_hierarchy=1",
+        "rd.driver.blacklist=nouveau modprobe.blacklist=nouveau nouveau.modeset=0",
+    ] {
+        assert!(bootargs.contains(word), "{word}: {bootargs}");
+    }
+    assert!(
+        !bootargs.contains("security=selinux") && !bootargs.contains("selinux=1"),
+        "{bootargs}"
+    );
+    let release = run_in(provider, "cat /etc/kairos-release");
+    assert!(
+        release.contains("KAIROS_NAME=\"kairos-core-ubuntu-22.04\""),
+        "{release}"
+    );
+    assert!(
+        release.contains("KAIROS_IMAGE_LABEL=\"22.04-standard-amd64-generic\""),
+        "{release}"
+    );
+    check(
+        "test -e /boot/vmlinuz && test -e /boot/initrd && readlink /boot/initrd | cut -c1-7",
+        "initrd-\n",
+    );
+    check(
+        "dpkg -s util-linux parted gdisk rsync cryptsetup-bin >/dev/null && echo packages",
+        "packages\n",
     );
 
-    let user_data = std::fs::read_to_string(root().join("examples/user-data.yaml")).unwrap();
-    let mut secrets = vec![proxy_secret.to_string()];
+    // The installer image: base + the whole stylus framework + overlay/files/.
+    let installer = artifacts[3]["reference"].as_str().unwrap();
+    let stylus_tree = run_in(
+        STYLUS,
+        "cd / && find etc/kairos opt/spectrocloud oem -type f | sort | xargs sha256sum",
+    );
+    assert_eq!(
+        run_in(installer, "cd / && find etc/kairos opt/spectrocloud oem -type f ! -name .edge_custom_config.yaml | grep -v -e '^etc/kairos/branding/interactive_install_text$' | sort | xargs sha256sum")
+            .lines()
+            .filter(|l| stylus_tree.contains(l))
+            .count(),
+        stylus_tree.lines().count(),
+        "the installer holds the whole stylus framework"
+    );
+    assert_eq!(
+        run_in(installer, &format!("cat /{overlay_file}")),
+        std::fs::read_to_string(checkout.join("overlay/files").join(overlay_file)).unwrap()
+    );
+    assert_eq!(labels(installer)["dev.forge.kind"], "installer");
+
+    // The luet authentication and the user-data secrets reach no image, history or output.
+    let user_data = std::fs::read_to_string(checkout.join("user-data")).unwrap();
+    let mut secrets = vec![LUET_PASSWORD.to_string(), "luet-reader".to_string()];
     for key in ["password:", "edgeHostToken:"] {
         let line = user_data
             .lines()
@@ -175,22 +275,298 @@ fn no_secret_reaches_history_config_or_output() {
                 .to_string(),
         );
     }
-    let history = String::from_utf8(docker(&["history", "--no-trunc", tag]).stdout).unwrap();
-    let config = String::from_utf8(docker(&["image", "inspect", tag]).stdout).unwrap();
-    let files = run_in(tag, "grep -rl -e example-registration-token -e example-Passw0rd / --exclude-dir=proc --exclude-dir=sys 2>/dev/null || true");
-    for secret in &secrets {
-        for (what, haystack) in [
-            ("history", &history),
-            ("image config", &config),
-            ("forge output", &text(&out)),
-        ] {
-            assert!(
-                !haystack.contains(secret.as_str()),
-                "`{secret}` is in the {what}"
-            );
+    for image in [provider, installer] {
+        let history = text(&docker(&["history", "--no-trunc", image]));
+        let config = text(&docker(&["image", "inspect", image]));
+        let grep = secrets
+            .iter()
+            .map(|s| format!("-e '{s}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let files = run_in(
+            image,
+            &format!("grep -rlF {grep} / --exclude-dir=proc --exclude-dir=sys 2>/dev/null || true"),
+        );
+        assert_eq!(files, "", "secrets in the files of {image}");
+        assert!(
+            run_in(image, "ls /etc/luet/repos.conf.d 2>/dev/null | wc -l") == "0\n",
+            "luet's configuration reached {image}"
+        );
+        for secret in &secrets {
+            for (what, haystack) in [("history", &history), ("config", &config), ("output", &log)] {
+                assert!(
+                    !haystack.contains(secret.as_str()),
+                    "`{secret}` is in the {what} of {image}"
+                );
+            }
         }
     }
-    assert_eq!(files, "", "user-data secrets in image files");
+
+    let snippet = std::fs::read_to_string(out_dir.join("profile-snippet.yaml")).unwrap();
+    assert!(snippet.contains("  system.registry: registry.example.com/edge\n  system.repo: ubuntu\n  system.k8sDistribution: k3s\n"), "{snippet}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&snippet),
+        "the snippet is printed too"
+    );
+
+    // Same inputs: everything comes from the cache.
+    let again = forge_in(&checkout, &["--output", out_dir.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        text(&again).matches(": cached ").count(),
+        4,
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn a_base_with_systemd_255_leaves_the_provider_and_kubernetes_to_the_agent() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out_dir = work.path().join("out");
+    let out = forge(&[
+        "--set",
+        "OS_VERSION=24.04",
+        "--output",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("probe: systemd 256 in "),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains("luet-fixture:"),
+        "luet ran: {}",
+        text(&out)
+    );
+    let provider = "registry.example.com/edge/ubuntu:k3s-1.33.1-v4.9.38-demo";
+    let absent = "ls -d /system/providers /usr/local/system/providers /etc/spectro-sysext /usr/bin/k3s 2>/dev/null | wc -l";
+    assert_eq!(run_in(provider, absent), "0\n");
+    assert_eq!(
+        run_in(
+            provider,
+            "test -s /etc/kairos/80_stylus.yaml && test -x /usr/bin/etcdctl && echo agent-files"
+        ),
+        "agent-files\n"
+    );
+
+    let forced = forge(&[
+        "--set",
+        "OS_VERSION=24.04",
+        "--set",
+        "BUNDLE_K8S_AND_AGENT_PROVIDER=true",
+        "--output",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(forced.status.success(), "{}", text(&forced));
+    assert!(
+        !text(&forced).contains("probe: systemd"),
+        "no probe when bundling is forced"
+    );
+    assert_eq!(
+        run_in(provider, absent),
+        "3\n",
+        "provider, sentinel and k3s are bundled"
+    );
+}
+
+#[test]
+fn the_plan_of_a_checkout_without_k8s_version_builds_its_whole_matrix() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let checkout = checkout_copy(work.path());
+    let arg = std::fs::read_to_string(checkout.join(".arg")).unwrap();
+    let arg: String = arg
+        .lines()
+        .map(|l| {
+            if l.starts_with("K8S_VERSION=") {
+                "K8S_VERSION="
+            } else {
+                l
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(checkout.join(".arg"), arg).unwrap();
+    let matrix: Value =
+        serde_json::from_str(&std::fs::read_to_string(checkout.join("k8s_version.json")).unwrap())
+            .unwrap();
+    let out = forge_build_in(&checkout, &["--dry-run", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "provider")
+        .map(|s| s["step"].as_str().unwrap().trim_start_matches("provider "))
+        .collect();
+    let expected: Vec<&str> = matrix["k3s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(versions, expected);
+    assert_eq!(plan["bundle"], serde_json::json!({"old_systemd": 252}));
+    for step in plan["steps"].as_array().unwrap() {
+        assert!(
+            step["image"].is_string() && step["dockerfile"].is_string(),
+            "{step}"
+        );
+        assert!(!step["from"].as_array().unwrap().is_empty(), "{step}");
+    }
+    let os = &plan["steps"][0];
+    assert_eq!(os["context"]["directory"], checkout.to_str().unwrap());
+    assert_eq!(
+        os["dockerfile"],
+        std::fs::read_to_string(checkout.join("Dockerfile")).unwrap()
+    );
+    assert_eq!(os["build_args"]["OS_DISTRIBUTION"], "ubuntu");
+}
+
+#[test]
+fn the_fixtures_served_by_a_tls_registry_build_as_spectro_pub_repo() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() || !support::have(&["docker-registry", "skopeo", "htpasswd"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::generate();
+    let registry = Registry::start(Some(&pki), true);
+    let host = registry.host();
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[host.clone()]);
+    let mirror = format!("{host}/palette-images");
+    for image in FIXTURES.iter().filter(|i| i.starts_with(FIXTURE_REPO)) {
+        skopeo.from_daemon(image, &image.replacen(FIXTURE_REPO, &mirror, 1));
+    }
+    // The engine trusts the registry's CA where Docker looks for it; the Docker config holds
+    // the credentials.
+    let certs_d = PathBuf::from("/etc/docker/certs.d").join(&host);
+    std::fs::create_dir_all(&certs_d).unwrap();
+    std::fs::write(certs_d.join("ca.crt"), &pki.ca_pem).unwrap();
+    let docker_config = work.path().join("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        support::auth_file(&[host.clone()]),
+    )
+    .unwrap();
+    let run = |config: &Path| {
+        forge_cmd(&[
+            &format!("--set=SPECTRO_PUB_REPO={mirror}"),
+            &format!(
+                "--set=SPECTRO_THIRD_PARTY_IMAGE={mirror}/third-party/spectro-third-party:4.8"
+            ),
+            "--output",
+            work.path().join("out").to_str().unwrap(),
+        ])
+        .env("DOCKER_CONFIG", config)
+        .output()
+        .unwrap()
+    };
+    let denied = run(&work.path().join("no-config"));
+    let out = run(&docker_config);
+    let _ = std::fs::remove_dir_all(&certs_d);
+    let pulled: Vec<String> =
+        String::from_utf8(docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout)
+            .unwrap()
+            .lines()
+            .filter(|i| i.starts_with(&format!("{host}/")))
+            .map(str::to_string)
+            .collect();
+    for image in &pulled {
+        docker(&["rmi", image]);
+    }
+    assert_eq!(denied.status.code(), Some(2), "{}", text(&denied));
+    assert!(
+        text(&denied).contains(&format!("pulling {mirror}/edge/kairos-ubuntu:22.04")),
+        "{}",
+        text(&denied)
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(PASSWORD));
+    let from_mirror = text(&docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.RepoTags}}",
+        "registry.example.com/edge/ubuntu:k3s-1.33.1-v4.9.38-demo",
+    ]));
+    assert!(!from_mirror.is_empty());
+    assert!(
+        pulled
+            .iter()
+            .any(|i| i.contains("/edge/kairos-io/provider-k3s:")),
+        "the builds pulled the provider image from the mirror: {pulled:?}"
+    );
+}
+
+#[test]
+fn a_proxy_password_stays_out_of_the_history_of_a_dockerfile_that_declares_it() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // CanvOS's Dockerfile declares ARG HTTP_PROXY, which would write a build argument into the
+    // history; the RUN step below still sees the proxy (as http_proxy).
+    let checkout = checkout_with_steps(
+        work.path(),
+        &format!(
+            "RUN echo \"proxy seen: ${{http_proxy:+yes}}\" > /etc/forge-proxy-check # {:?}\n",
+            Instant::now()
+        ),
+    );
+    let secret = "Pr0xyBuild!Secret";
+    let proxy = format!("http://builder:{secret}@127.0.0.1:3128");
+    let out_dir = work.path().join("out");
+    // On the command line, where every local user could read it, the password is refused.
+    let refused = forge_in(&checkout, &[&format!("--set=HTTP_PROXY={proxy}")]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("CFG016") && !text(&refused).contains(secret));
+    let plan = forge_build_in(&checkout, &["--dry-run", "--format", "json"])
+        .env("FORGE_HTTP_PROXY", &proxy)
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", text(&plan));
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let os = plan["steps"][0]["image"].as_str().unwrap().to_string();
+    // The base image's apt-get cannot reach this made-up proxy: the build stops there, after
+    // the user's steps were built with it.
+    let out = forge_build_in(
+        &checkout,
+        &["--no-iso", "--output", out_dir.to_str().unwrap()],
+    )
+    .env("FORGE_HTTP_PROXY", &proxy)
+    .output()
+    .unwrap();
+    assert!(!text(&out).contains(secret), "{}", text(&out));
+    assert_eq!(
+        run_in(&os, "cat /etc/forge-proxy-check"),
+        "proxy seen: yes\n"
+    );
+    let history = text(&docker(&["history", "--no-trunc", &os]));
+    let config = text(&docker(&["image", "inspect", &os]));
+    assert!(
+        !history.contains(secret),
+        "the password is in the history: {history}"
+    );
+    assert!(
+        !config.contains(secret),
+        "the password is in the image config"
+    );
 }
 
 #[test]
@@ -200,18 +576,17 @@ fn a_failing_step_shows_its_output_and_leaves_no_container() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let templates = templates_with(work.path(), "RUN echo forge-step-about-to-fail && exit 3\n");
+    let checkout =
+        checkout_with_steps(work.path(), "RUN echo forge-step-about-to-fail && exit 3\n");
     let before = containers();
-    let out = forge(&[
-        "--templates",
-        templates.to_str().unwrap(),
-        "--output",
-        work.path().join("out").to_str().unwrap(),
-    ]);
+    let out = forge_in(
+        &checkout,
+        &["--output", work.path().join("out").to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = text(&out);
     assert!(
-        all.contains("error: building forge.local/ubuntu-base:"),
+        all.contains("error: building forge.local/ubuntu-os:"),
         "{all}"
     );
     assert!(all.contains("returned a non-zero code: 3"), "{all}");
@@ -233,7 +608,7 @@ fn ctrl_c_stops_the_build_and_leaves_no_container() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let templates = templates_with(
+    let checkout = checkout_with_steps(
         work.path(),
         &format!(
             "RUN echo forge-long-step-{:?} && sleep 60\n",
@@ -241,15 +616,17 @@ fn ctrl_c_stops_the_build_and_leaves_no_container() {
         ),
     );
     let before = containers();
-    let (mut child, stderr) = support::spawn_until(
-        &mut forge_cmd(&[
-            "--templates",
-            templates.to_str().unwrap(),
+    let mut cmd = forge_build_in(
+        &checkout,
+        &[
+            "--no-iso",
             "--output",
             work.path().join("out").to_str().unwrap(),
-        ]),
-        |line| line.contains("forge-long-step-") && containers() > before,
+        ],
     );
+    let (mut child, stderr) = support::spawn_until(&mut cmd, |line| {
+        line.contains("forge-long-step-") && containers() > before
+    });
     let (status, rest) = support::interrupt(&mut child, stderr);
     assert_eq!(status.code(), Some(130), "{rest}");
     assert!(rest.contains("interrupted"), "{rest}");
@@ -280,8 +657,8 @@ fn invalid_inputs_stop_before_the_engine_is_touched() {
         .current_dir(root())
         .args([
             "build",
-            "--config",
-            "examples/offline/forge.yaml",
+            "--arg",
+            "examples/canvos/.arg",
             "--user-data",
             "tests/fixtures/rules/REG007/fail/user-data.yaml",
         ])
@@ -460,7 +837,7 @@ fn json_progress_is_one_event_per_line() {
         .collect();
     assert_eq!(
         finished,
-        ["base", "provider 1.32.3", "provider 1.33.1", "installer"]
+        ["probe", "os", "base", "provider 1.33.1", "installer"]
     );
     let done = events.last().unwrap();
     assert_eq!(done["event"], "done");

@@ -21,8 +21,8 @@ fn build_with(var: (&str, &str), refused: bool) -> std::process::Output {
     let output = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_forge"))
         .current_dir(root)
-        .args(["build", "--config", "examples/offline/forge.yaml"])
-        .args(["--user-data", "examples/user-data.yaml", "--output"])
+        .args(["build", "--arg", "examples/canvos/.arg"])
+        .args(["--user-data", "examples/canvos/user-data", "--output"])
         .arg(output.path().join("build"))
         // No engine answers here: a build that got past validation would fail differently.
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")

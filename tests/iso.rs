@@ -1,4 +1,4 @@
-//! The installer ISO: the offline example's ISO boots under SeaBIOS (CD and disk) and OVMF
+//! The installer ISO: the example's ISO boots under SeaBIOS (CD and disk) and OVMF
 //! (CD) in QEMU and reports the sha256 of the user-data it carries; xorriso sees BIOS and UEFI
 //! El Torito entries and a GPT EFI partition; the squashfs keeps capabilities, owners, hard
 //! links and device nodes; two builds give the same bytes; content bundles are split into
@@ -46,7 +46,7 @@ fn sha256_hex(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
-/// The offline example's ISO, mastered once (builder container) for every test that reads it.
+/// The example's ISO, mastered once (builder container) for every test that reads it.
 fn example_iso() -> Option<&'static Path> {
     static ISO: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
     ISO.get_or_init(|| {
@@ -88,7 +88,7 @@ fn xorriso_report(iso: &Path) -> String {
 /// Boot the example ISO and expect the fixture's report of the user-data's sha256.
 fn boots(firmware: &str, media: &str) {
     let Some(iso) = example_iso() else { return };
-    let expected = sha256_hex(&root().join("examples/user-data.yaml"));
+    let expected = sha256_hex(&support::example().join("user-data"));
     let logs = tempfile::tempdir().unwrap();
     let out = forge(&[
         "verify",
@@ -197,7 +197,7 @@ fn inspect_reads_the_layout_and_compares_the_user_data_with_secrets_masked() {
         "inspect",
         iso.to_str().unwrap(),
         "--user-data",
-        "examples/user-data.yaml",
+        "examples/canvos/user-data",
         "--show-config",
         "--format",
         "json",
@@ -208,7 +208,7 @@ fn inspect_reads_the_layout_and_compares_the_user_data_with_secrets_masked() {
     assert_eq!(report["config_matches"], true);
     assert_eq!(
         report["config_sha256"],
-        sha256_hex(&root().join("examples/user-data.yaml"))
+        sha256_hex(&support::example().join("user-data"))
     );
     assert_eq!(report["esp"], true);
     let files: Vec<&str> = report["files"]
@@ -229,7 +229,7 @@ fn inspect_reads_the_layout_and_compares_the_user_data_with_secrets_masked() {
     );
     let config = report["config"].as_str().unwrap();
     assert!(config.contains("password: \"****\""), "{config}");
-    let example = std::fs::read_to_string(root().join("examples/user-data.yaml")).unwrap();
+    let example = std::fs::read_to_string(support::example().join("user-data")).unwrap();
     let password = example
         .lines()
         .find_map(|l| l.trim().strip_prefix("password: "))
@@ -366,20 +366,22 @@ fn metadata_image(dir: &Path) -> &'static str {
     tag
 }
 
-/// `forge build` of the offline example on `base`, ISO mastered with the host's tools into
-/// `out`, from `work` (its content bundles and overlays).
+/// `forge build` of the example's settings on `base` as it is (templates that leave the user
+/// steps and the base image's preparation out: these images are no Kairos system), ISO
+/// mastered with the host's tools into `out`, with `work` as the checkout (its content bundles
+/// and overlays).
 fn build_on(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Output {
-    let user_data = root().join("examples/user-data.yaml");
-    let config = root().join("examples/offline/forge.yaml");
+    let user_data = support::example().join("user-data");
+    let arg = support::example().join(".arg");
+    let templates = work.join("templates");
+    std::fs::create_dir_all(templates.join("images")).unwrap();
+    std::fs::write(templates.join("images/os.Dockerfile"), "ARG BASE\nFROM $BASE\n").unwrap();
+    std::fs::write(templates.join("images/base.Dockerfile"), "FROM {{ os_tag }}\n").unwrap();
     Command::new(env!("CARGO_BIN_EXE_forge"))
         .current_dir(work)
-        .args([
-            "build",
-            "--config",
-            config.to_str().unwrap(),
-            "--user-data",
-            user_data.to_str().unwrap(),
-        ])
+        .args(["build", "--arg", arg.to_str().unwrap(), "--checkout", "."])
+        .args(["--user-data", user_data.to_str().unwrap()])
+        .args(["--templates", templates.to_str().unwrap()])
         .args([
             "--progress",
             "plain",

@@ -81,7 +81,7 @@ fn leftovers(out: &Path, id: &str) -> Vec<String> {
         .collect()
 }
 
-/// A build of the offline example into `out`, stopped once `reached` holds.
+/// A build of the example into `out`, stopped once `reached` holds.
 fn build_until(
     out: &Path,
     reached: impl Fn() -> bool,

@@ -473,7 +473,7 @@ fn flag_name(key: &str) -> String {
 }
 
 /// Whether a URL carries a password in its user information.
-fn has_password(url: &str) -> bool {
+pub fn has_password(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| u.password().is_some())
 }
 

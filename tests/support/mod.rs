@@ -38,15 +38,55 @@ pub fn have(commands: &[&str]) -> bool {
     false
 }
 
-/// The images `make fixtures` builds for the offline example.
+/// Where `make fixtures` puts the images in CanvOS's shapes (tests/fixtures/palette/build.sh):
+/// the example's SPECTRO_PUB_REPO.
+pub const FIXTURE_REPO: &str = "forge-fixtures.local/palette-images";
+
+/// The images `make fixtures` builds for the CanvOS-shaped example.
 pub const FIXTURES: &[&str] = &[
     "forge-fixtures/debian:bookworm",
-    "forge-fixtures/live:bookworm",
-    "forge-fixtures/k3s:v1.32.3",
-    "forge-fixtures/k3s:v1.33.1",
-    "forge-fixtures/provider-k3s:v4.7.1",
-    "forge-fixtures/stylus:v4.7.16",
+    "forge-fixtures.local/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v0.17.1",
+    "forge-fixtures.local/palette-images/edge/kairos-ubuntu:24.04-core-amd64-generic-v0.17.1",
+    "forge-fixtures.local/palette-images/edge/kairos-io/provider-k3s:v4.10.3",
+    "forge-fixtures.local/palette-images/edge/stylus-framework-linux-amd64:v4.9.38",
+    "forge-fixtures.local/palette-images/edge/canvos/alpine:3.20",
+    "forge-fixtures.local/palette-images/third-party/spectro-third-party:4.8",
 ];
+
+/// The shipped example, a CanvOS-shaped checkout.
+pub fn example() -> PathBuf {
+    root().join("examples/canvos")
+}
+
+/// A copy of the example checkout in `dir` (for tests that change it); returns its path.
+pub fn checkout_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("checkout");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(example())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
+
+/// `forge build --arg .arg --user-data user-data` in `checkout`, with `args` added.
+pub fn forge_build_in(checkout: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.current_dir(checkout)
+        .args([
+            "build",
+            "--arg",
+            ".arg",
+            "--user-data",
+            "user-data",
+            "--progress",
+            "plain",
+        ])
+        .args(args);
+    cmd
+}
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -149,21 +189,9 @@ pub fn send(child: &Child, signal: &str) {
     assert!(sent.success(), "kill -{signal} failed");
 }
 
-/// `forge build` of the offline example with `args` added.
+/// `forge build` of the example checkout with `args` added.
 pub fn forge_build(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
-    cmd.current_dir(root())
-        .args([
-            "build",
-            "--config",
-            "examples/offline/forge.yaml",
-            "--user-data",
-            "examples/user-data.yaml",
-            "--progress",
-            "plain",
-        ])
-        .args(args);
-    cmd
+    forge_build_in(&example(), args)
 }
 
 /// Whether a Docker Engine answers; same CI rule as [`have`].
@@ -419,6 +447,24 @@ impl Skopeo {
         assert!(
             out.status.success(),
             "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Copy the engine's image `src` to `docker://dest` over verified TLS.
+    pub fn from_daemon(&self, src: &str, dest: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .args(self.tls_args("dest", true))
+            .arg("--dest-authfile")
+            .arg(self.dir.path().join("auth.json"))
+            .arg(format!("docker-daemon:{src}"))
+            .arg(format!("docker://{dest}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy from the engine failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
