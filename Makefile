@@ -4,12 +4,16 @@
 CARGO ?= cargo
 FORGE := target/release/forge
 
-.PHONY: build test lint fmt fixtures example bench
+.PHONY: setup build test lint fmt fixtures example bench
+
+# Debian packages and a Docker Engine (installs and starts them as root; checks otherwise).
+setup:
+	.ci/setup
 
 build:
 	$(CARGO) build --release --locked
 
-test:
+test: setup fixtures
 	$(CARGO) test --locked
 
 lint:
@@ -19,19 +23,24 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# Images the offline example builds from, made from Debian packages (cached by tag).
-fixtures:
-	examples/offline/fixtures.sh
+# Images the builds read, in CanvOS's shapes, made from Debian packages (cached by tag; see
+# tests/fixtures/palette/README.md). The old offline fixtures are made too while
+# examples/offline/ exists (tests and benches still read them).
+fixtures: setup
+	tests/fixtures/palette/build.sh
+	if [ -x examples/offline/fixtures.sh ]; then examples/offline/fixtures.sh; fi
 
-# The main job on the shipped example: validate everything, then build the base, provider and
-# installer images from the fixtures on the local Docker Engine (outputs in build/).
+# The main job on the shipped example, a CanvOS-shaped checkout: validate everything, then
+# build the base, provider and installer images from the fixtures on the local Docker Engine
+# (outputs in build/).
 example: build fixtures
-	$(FORGE) validate --config examples/forge.yaml --user-data examples/user-data.yaml --profile examples/profile.yaml
-	$(FORGE) build --config examples/offline/forge.yaml --user-data examples/user-data.yaml
+	cd examples/canvos && ../../$(FORGE) validate --arg .arg --user-data user-data
+	cd examples/canvos && ../../$(FORGE) build --arg .arg --user-data user-data --output ../../build
 
 # Benchmarks with real components (registries on 127.0.0.1); results in target/bench/.
 bench: fixtures
 	$(CARGO) bench --locked --bench registry_sync
-	K8S_VERSIONS="1.30.11 1.31.7 1.32.3 1.33.1" examples/offline/fixtures.sh
+	K8S_VERSIONS="1.30.11 1.31.7 1.32.3 1.33.1" tests/fixtures/palette/build.sh
+	if [ -x examples/offline/fixtures.sh ]; then K8S_VERSIONS="1.30.11 1.31.7 1.32.3 1.33.1" examples/offline/fixtures.sh; fi
 	$(CARGO) bench --locked --bench build
 	$(CARGO) bench --locked --bench iso
