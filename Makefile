@@ -24,11 +24,9 @@ fmt:
 	$(CARGO) fmt --all
 
 # Images the builds read, in CanvOS's shapes, made from Debian packages (cached by tag; see
-# tests/fixtures/palette/README.md). The old offline fixtures are made too while
-# examples/offline/ exists (tests and benches still read them).
+# tests/fixtures/palette/README.md).
 fixtures: setup
 	tests/fixtures/palette/build.sh
-	if [ -x examples/offline/fixtures.sh ]; then examples/offline/fixtures.sh; fi
 
 # The main job on the shipped example, a CanvOS-shaped checkout: validate everything, then
 # build the base, provider and installer images from the fixtures on the local Docker Engine
@@ -41,6 +39,5 @@ example: build fixtures
 bench: fixtures
 	$(CARGO) bench --locked --bench registry_sync
 	K8S_VERSIONS="1.30.11 1.31.7 1.32.3 1.33.1" tests/fixtures/palette/build.sh
-	if [ -x examples/offline/fixtures.sh ]; then K8S_VERSIONS="1.30.11 1.31.7 1.32.3 1.33.1" examples/offline/fixtures.sh; fi
 	$(CARGO) bench --locked --bench build
 	$(CARGO) bench --locked --bench iso

@@ -22,7 +22,10 @@ fn build(versions: &[&str], work: &Path, extra: &[String]) -> f64 {
     let checkout = support::checkout_copy(&dir);
     let dockerfile = checkout.join("Dockerfile");
     let mut steps = std::fs::read_to_string(&dockerfile).unwrap();
-    steps.push_str(&format!("RUN echo bench-{:?} > /etc/forge-bench\n", Instant::now()));
+    steps.push_str(&format!(
+        "RUN echo bench-{:?} > /etc/forge-bench\n",
+        Instant::now()
+    ));
     std::fs::write(&dockerfile, steps).unwrap();
     let started = Instant::now();
     let mut cmd = support::forge_build_in(&checkout, &["--jobs", "4", "--no-iso"]);

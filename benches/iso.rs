@@ -139,9 +139,7 @@ fn main() {
         .unwrap()
         .len();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!(
-        "ISO stage, example installer image (gzip squashfs, tools on the host, best of 3)"
-    );
+    println!("ISO stage, example installer image (gzip squashfs, tools on the host, best of 3)");
     println!("  forge build (images cached)  {forge:8.2} s   runs {forge_runs:.2?}");
     println!("  plain pipeline               {plain:8.2} s   runs {plain_runs:.2?}");
     println!("  forge / plain                {:8.2}", forge / plain);

@@ -99,13 +99,8 @@ fn history_safe(
     Ok(safe)
 }
 
-/// The checks that stop a build before anything runs: the engine's architecture and its
-/// free disk space against a rough need of the plan.
-pub async fn check_host(
-    docker: &Docker,
-    settings: &Resolved,
-    plan: &Plan,
-) -> Result<(), BuildError> {
+/// The engine must run the architecture of the artifacts: checked before anything is pulled.
+pub async fn check_arch(docker: &Docker, settings: &Resolved) -> Result<(), BuildError> {
     let info = docker
         .info()
         .await
@@ -122,6 +117,16 @@ pub async fn check_host(
             "ARCH={wanted} artifacts need an {wanted} Docker Engine, and this one runs on {engine_arch}; build on an {wanted} host (point DOCKER_HOST at one) or set ARCH={native}"
         )));
     }
+    Ok(())
+}
+
+/// The check that stops a build before anything is built: the engine's free disk space
+/// against a rough need of the plan.
+pub async fn check_host(docker: &Docker, plan: &Plan) -> Result<(), BuildError> {
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| EngineError::Api(e.to_string()))?;
     let local = std::env::var("DOCKER_HOST").map_or(true, |h| h.starts_with("unix://"));
     if let (true, Some(root)) = (local, info.docker_root_dir) {
         let need = disk_need(docker, plan).await;
@@ -152,7 +157,8 @@ async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
     need.max(1 << 30)
 }
 
-/// What the plan needs to know about the source images, found as CanvOS finds it: the base
+/// What the plan needs to know about the source images (on an engine of the right
+/// architecture), found as CanvOS finds it: the base
 /// image's systemd version (unless bundling is forced) and whether the stylus framework has
 /// `/etc/kairos/80_stylus.yaml`. Pulls the two images when the engine does not have them.
 pub async fn facts(
@@ -161,6 +167,7 @@ pub async fn facts(
     sources: &Sources,
     progress: &Progress,
 ) -> Result<Facts, BuildError> {
+    check_arch(docker, settings).await?;
     let (base, stylus) = (sources.get("base_image"), sources.get("agent_image"));
     let credentials = engine::credentials_for(&[base.to_string(), stylus.to_string()]).await?;
     let systemd = if settings.flag("BUNDLE_K8S_AND_AGENT_PROVIDER") {
@@ -403,4 +410,39 @@ pub fn write_outputs(
     write_output(dir, "profile-snippet.yaml", &snippet)
         .map_err(output_error(dir.join("profile-snippet.yaml")))?;
     Ok(snippet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_proxy_argument_with_a_password_is_left_out() {
+        let args: HashMap<String, String> = [
+            ("HTTP_PROXY", "http://bob:s3cret@proxy:3128"),
+            ("http_proxy", "http://bob:s3cret@proxy:3128"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("https_proxy", "http://proxy:3128"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let canvos = "ARG BASE\nFROM $BASE\nARG HTTP_PROXY\nARG HTTPS_PROXY\nRUN true\n";
+        let safe = history_safe(canvos, &args).unwrap();
+        assert!(
+            !safe.contains_key("HTTP_PROXY"),
+            "declared, with a password"
+        );
+        assert!(
+            safe.contains_key("http_proxy"),
+            "predefined, kept out of history"
+        );
+        assert!(
+            safe.contains_key("HTTPS_PROXY"),
+            "declared, without a password"
+        );
+        assert_eq!(history_safe("FROM x\nRUN true\n", &args).unwrap(), args);
+        let both = "FROM x\nARG HTTP_PROXY\nARG http_proxy\n";
+        assert!(history_safe(both, &args).is_err());
+    }
 }

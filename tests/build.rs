@@ -100,9 +100,12 @@ fn the_example_builds_the_images_canvos_builds() {
     }
     let work = tempfile::tempdir().unwrap();
     let checkout = checkout_copy(work.path());
+    // A new password each run, so that the luet steps run (and print) instead of coming from
+    // the engine's cache.
+    let password = format!("{LUET_PASSWORD}-{}", std::process::id());
     std::fs::write(
         checkout.join("spectro-luet-auth.yaml"),
-        format!("auth:\n  username: luet-reader\n  password: {LUET_PASSWORD}\n  serveraddress: forge-fixtures.local\n"),
+        format!("auth:\n  username: luet-reader\n  password: {password}\n  serveraddress: forge-fixtures.local\n"),
     )
     .unwrap();
     let out_dir = work.path().join("out");
@@ -130,7 +133,11 @@ fn the_example_builds_the_images_canvos_builds() {
 
     // Kubernetes came from luet: CanvOS's repository, authentication and package.
     assert!(
-        log.contains("luet-fixture: repo add spectro type=docker url=forge-fixtures.local/palette-images/edge/luet-repo-amd priority=1"),
+        log.contains("luet repo add spectro --type docker --url forge-fixtures.local/palette-images/edge/luet-repo-amd --priority 1 -y"),
+        "{log}"
+    );
+    assert!(
+        log.contains("luet-fixture: repo update spectro from forge-fixtures.local/palette-images/edge/luet-repo-amd (auth: yes)"),
         "{log}"
     );
     assert!(
@@ -260,7 +267,7 @@ fn the_example_builds_the_images_canvos_builds() {
 
     // The luet authentication and the user-data secrets reach no image, history or output.
     let user_data = std::fs::read_to_string(checkout.join("user-data")).unwrap();
-    let mut secrets = vec![LUET_PASSWORD.to_string(), "luet-reader".to_string()];
+    let mut secrets = vec![password.clone(), "luet-reader".to_string()];
     for key in ["password:", "edgeHostToken:"] {
         let line = user_data
             .lines()

@@ -375,8 +375,16 @@ fn build_on(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Output {
     let arg = support::example().join(".arg");
     let templates = work.join("templates");
     std::fs::create_dir_all(templates.join("images")).unwrap();
-    std::fs::write(templates.join("images/os.Dockerfile"), "ARG BASE\nFROM $BASE\n").unwrap();
-    std::fs::write(templates.join("images/base.Dockerfile"), "FROM {{ os_tag }}\n").unwrap();
+    std::fs::write(
+        templates.join("images/os.Dockerfile"),
+        "ARG BASE\nFROM $BASE\n",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("images/base.Dockerfile"),
+        "FROM {{ os_tag }}\n",
+    )
+    .unwrap();
     Command::new(env!("CARGO_BIN_EXE_forge"))
         .current_dir(work)
         .args(["build", "--arg", arg.to_str().unwrap(), "--checkout", "."])

@@ -207,7 +207,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
                 &format!("{summary} left by an earlier run that was stopped"),
             );
         }
-        build::check_host(&docker, &outcome.settings, &plan).await?;
+        build::check_host(&docker, &plan).await?;
         let build_args = build_args(&outcome.settings);
         let mut built = build::run(
             &docker,

@@ -140,9 +140,10 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
 }
 
 impl SettingsArgs {
-    /// The checkout directory: `--checkout`, the directory of `--arg`, or `.`.
+    /// The checkout directory: `--checkout`, the directory of `--arg`, or `.`; absolute.
     fn checkout(&self) -> PathBuf {
-        self.checkout
+        let dir = self
+            .checkout
             .clone()
             .or_else(|| {
                 let dir = self.arg.as_ref()?.parent()?;
@@ -152,7 +153,8 @@ impl SettingsArgs {
                     dir.to_path_buf()
                 })
             })
-            .unwrap_or_else(|| PathBuf::from("."))
+            .unwrap_or_else(|| PathBuf::from("."));
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 
     fn inputs(&self) -> Result<Inputs> {

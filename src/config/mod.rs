@@ -455,10 +455,12 @@ pub fn resolve(inputs: &Inputs) -> Resolved {
         }
     }
     if r.setting("K8S_VERSION_FILE").is_none() {
-        let canvos = r.checkout.join("k8s_version.json");
-        if canvos.is_file() {
-            let value = canvos.display().to_string();
-            r.set("K8S_VERSION_FILE", value, Origin::Checkout);
+        if r.checkout.join("k8s_version.json").is_file() {
+            r.set(
+                "K8S_VERSION_FILE",
+                "k8s_version.json".into(),
+                Origin::Checkout,
+            );
         }
     }
     load_matrix(&mut r);
