@@ -490,10 +490,10 @@ fn the_fixtures_served_by_a_tls_registry_build_as_spectro_pub_repo() {
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);
     let host = registry.host();
-    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[host.clone()]);
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), std::slice::from_ref(&host));
     let mirror = format!("{host}/palette-images");
     for image in FIXTURES.iter().filter(|i| i.starts_with(FIXTURE_REPO)) {
-        skopeo.from_daemon(image, &image.replacen(FIXTURE_REPO, &mirror, 1));
+        skopeo.push_from_engine(image, &image.replacen(FIXTURE_REPO, &mirror, 1));
     }
     // The engine trusts the registry's CA where Docker looks for it; the Docker config holds
     // the credentials.
@@ -504,7 +504,7 @@ fn the_fixtures_served_by_a_tls_registry_build_as_spectro_pub_repo() {
     std::fs::create_dir_all(&docker_config).unwrap();
     std::fs::write(
         docker_config.join("config.json"),
-        support::auth_file(&[host.clone()]),
+        support::auth_file(std::slice::from_ref(&host)),
     )
     .unwrap();
     let run = |config: &Path| {

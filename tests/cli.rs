@@ -35,6 +35,44 @@ fn json_stdout(cmd: &mut Command, code: i32) -> Value {
 }
 
 #[test]
+fn a_canvos_checkout_validates_from_anywhere_with_its_optional_files_absent() {
+    // The example's .arg has the shape of CanvOS's .arg.template (CLUSTERCONFIG=spc.tgz, which
+    // is absent, CIS_HARDENING=false, empty proxies), its user-data the shape of
+    // user-data.template filled in (an ipAddress in CIDR form).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (dir, arg, user_data) in [
+        (root.join("examples/canvos"), ".arg", "user-data"),
+        (root.to_path_buf(), "examples/canvos/.arg", "examples/canvos/user-data"),
+    ] {
+        forge()
+            .current_dir(&dir)
+            .args(["validate", "--arg", arg, "--user-data", user_data])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(
+                "note[CFG018]: CLUSTERCONFIG: CLUSTERCONFIG names",
+            ))
+            .stdout(predicate::str::contains("no problems found"));
+    }
+    let shown = json_stdout(
+        forge().current_dir(root).args([
+            "config",
+            "show",
+            "--arg",
+            "examples/canvos/.arg",
+            "--format",
+            "json",
+        ]),
+        0,
+    );
+    assert_eq!(shown["settings"]["K8S_VERSION_FILE"]["source"], "checkout");
+    assert_eq!(
+        shown["provider_images"][0],
+        "registry.example.com/edge/ubuntu:k3s-1.33.1-v4.9.38-demo"
+    );
+}
+
+#[test]
 fn a_clean_user_data_exits_0() {
     forge()
         .args(["validate", "--user-data"])

@@ -454,14 +454,12 @@ pub fn resolve(inputs: &Inputs) -> Resolved {
             r.set("IMAGE_REPO", os, Origin::DefaultFrom("OS_DISTRIBUTION"));
         }
     }
-    if r.setting("K8S_VERSION_FILE").is_none() {
-        if r.checkout.join("k8s_version.json").is_file() {
-            r.set(
-                "K8S_VERSION_FILE",
-                "k8s_version.json".into(),
-                Origin::Checkout,
-            );
-        }
+    if r.setting("K8S_VERSION_FILE").is_none() && r.checkout.join("k8s_version.json").is_file() {
+        r.set(
+            "K8S_VERSION_FILE",
+            "k8s_version.json".into(),
+            Origin::Checkout,
+        );
     }
     load_matrix(&mut r);
     let diagnostics = check(&r);

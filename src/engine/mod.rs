@@ -267,13 +267,11 @@ pub async fn systemd_version(docker: &Docker, image: &str) -> Result<u32, Engine
 /// Whether `path` exists in `image` (which the engine must have).
 pub async fn has_path(docker: &Docker, image: &str, path: &str) -> Result<bool, EngineError> {
     let container = Container::create(docker, image, None).await?;
-    let mut download = std::pin::pin!(container.download(path));
-    let found = match download.next().await {
+    let found = match std::pin::pin!(container.download(path)).next().await {
         Some(Err(EngineError::NoSuchPath { .. })) => Ok(false),
         Some(Err(e)) => Err(e),
         _ => Ok(true),
     };
-    drop(download);
     container.remove().await?;
     found
 }

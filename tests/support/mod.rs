@@ -452,7 +452,7 @@ impl Skopeo {
     }
 
     /// Copy the engine's image `src` to `docker://dest` over verified TLS.
-    pub fn from_daemon(&self, src: &str, dest: &str) {
+    pub fn push_from_engine(&self, src: &str, dest: &str) {
         let out = Command::new("skopeo")
             .args(["copy", "--quiet"])
             .args(self.tls_args("dest", true))
