@@ -42,7 +42,11 @@ fn a_canvos_checkout_validates_from_anywhere_with_its_optional_files_absent() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (dir, arg, user_data) in [
         (root.join("examples/canvos"), ".arg", "user-data"),
-        (root.to_path_buf(), "examples/canvos/.arg", "examples/canvos/user-data"),
+        (
+            root.to_path_buf(),
+            "examples/canvos/.arg",
+            "examples/canvos/user-data",
+        ),
     ] {
         forge()
             .current_dir(&dir)

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -410,10 +411,16 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
                 )));
             }
             let target = tree.join(rel);
+            // Staged for the user alone (the owner's bits kept, so scripts stay executable);
+            // the ISO gets its modes from xorriso.
+            let private = |mode: u32| std::fs::Permissions::from_mode(mode & 0o700);
             if entry.file_type().is_dir() {
                 std::fs::create_dir_all(&target)
             } else {
-                std::fs::copy(entry.path(), &target).map(drop)
+                std::fs::copy(entry.path(), &target).and_then(|_| {
+                    let source = std::fs::metadata(entry.path())?.permissions().mode();
+                    std::fs::set_permissions(&target, private(source))
+                })
             }
             .map_err(io(format!("copying {}", entry.path().display())))?;
         }
