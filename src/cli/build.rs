@@ -277,7 +277,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": args.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>(), "iso": iso.as_ref().map(|i| json!({"path": i.path, "sha256": i.sha256, "size": i.size}))})),
         Format::Text => {
             let mut out = String::new();
-            for b in built.iter().filter(|b| b.step.kind != Kind::Base) {
+            for b in built.iter().filter(|b| !matches!(b.step.kind, Kind::Os | Kind::Base)) {
                 out.push_str(&format!("{:9}  {}{}\n", b.step.kind.label(), b.step.tag, b.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default()));
             }
             if let Some(iso) = &iso {
