@@ -51,6 +51,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/os/rhel.Dockerfile"),
     ),
     ("iso/grub.cfg", include_str!("../templates/iso/grub.cfg")),
+    ("iso/efi.yaml", include_str!("../templates/iso/efi.yaml")),
     (
         "iso/iso-tools.Dockerfile",
         include_str!("../templates/iso/iso-tools.Dockerfile"),
@@ -90,6 +91,17 @@ impl Sources {
     pub fn get(&self, key: &str) -> &str {
         self.0.get(key).map_or("", String::as_str)
     }
+}
+
+/// The UEFI boot chain to look for in an installer image (`iso/efi.yaml`).
+#[derive(Debug, Clone, Default)]
+pub struct Efi {
+    /// Shim binaries, in order of preference.
+    pub shim: Vec<String>,
+    /// GRUB binaries, in order of preference.
+    pub grub: Vec<String>,
+    /// `/etc/os-release` ID → the ESP directory the vendor's signed GRUB reads grub.cfg from.
+    pub vendors: BTreeMap<String, String>,
 }
 
 /// The loaded templates.
@@ -154,13 +166,46 @@ impl Templates {
         Ok(rendered)
     }
 
+    /// `iso/efi.yaml` rendered with the settings.
+    pub fn efi(&self, settings: &Resolved) -> Result<Efi, RenderError> {
+        let doc = self.yaml("iso/efi.yaml", settings)?;
+        let list = |key: &str| -> Vec<String> {
+            match doc.root.get(key).map(|n| &n.value) {
+                Some(yaml::Value::Seq(items)) => items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        Ok(Efi {
+            shim: list("shim"),
+            grub: list("grub"),
+            vendors: doc
+                .root
+                .get("vendors")
+                .map(|v| {
+                    v.entries()
+                        .iter()
+                        .filter_map(|e| Some((e.key.clone(), e.value.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A YAML template rendered with the settings and parsed.
+    fn yaml(&self, name: &str, settings: &Resolved) -> Result<yaml::Document, RenderError> {
+        let text = self.render(name, &context(settings))?;
+        yaml::parse(&text).map_err(|e| RenderError::Template {
+            name: name.into(),
+            detail: format!("line {}: {}", e.pos.line, e.message),
+        })
+    }
+
     /// `sources.yaml` rendered with the settings.
     pub fn sources(&self, settings: &Resolved) -> Result<Sources, RenderError> {
-        let text = self.render("sources.yaml", &context(settings))?;
-        let doc = yaml::parse(&text).map_err(|e| RenderError::Template {
-            name: "sources.yaml".into(),
-            detail: format!("line {}: {}", e.pos.line, e.message),
-        })?;
+        let doc = self.yaml("sources.yaml", settings)?;
         Ok(Sources(
             doc.root
                 .entries()

@@ -159,6 +159,12 @@ fn the_example_iso_has_bios_and_uefi_entries_a_gpt_esp_and_its_checksum() {
         report.contains("grub2-mbr") && report.contains("GPT"),
         "{report}"
     );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("MBR partition      :") && l.contains(" 0x80 ")),
+        "no MBR partition is marked bootable (mbr_force_bootable):\n{report}"
+    );
     let esp_type = "28732ac11ff8d211ba4b00a0c93ec93b";
     assert!(
         report
@@ -188,6 +194,70 @@ fn the_example_iso_has_bios_and_uefi_entries_a_gpt_esp_and_its_checksum() {
         .unwrap();
     assert_eq!(entry["sha256"], sha256_hex(iso));
     assert_eq!(entry["inputs"]["efi_loader"][0], "grub-mkimage");
+
+    // The ESP is EFI_LIVE (COS_GRUB names the installed system's EFI partition).
+    let esp = esp(iso);
+    assert_eq!(esp.label(), "EFI_LIVE");
+    assert_eq!(esp.files(), ["EFI/BOOT/bootx64.efi", "EFI/BOOT/grub.cfg"]);
+
+    // The checkout's own menu, its default entry set to the installer.
+    let dir = tempfile::tempdir().unwrap();
+    extract(iso, "/boot/grub2/grub.cfg", &dir.path().join("menu"));
+    let own =
+        std::fs::read_to_string(support::example().join("overlay/files-iso/boot/grub2/grub.cfg"))
+            .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("menu")).unwrap(),
+        own.replace("{{DEFAULT_ENTRY}}", "0")
+    );
+}
+
+/// The EFI system partition of an ISO (GPT partition 2), read with mtools.
+struct Esp(String);
+
+fn esp(iso: &Path) -> Esp {
+    let report = xorriso_report(iso);
+    let start: u64 = report
+        .lines()
+        .find_map(|l| l.strip_prefix("GPT start and size :   2  "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a GPT partition 2")
+        .parse()
+        .unwrap();
+    Esp(format!("{}@@{}", iso.display(), start * 512))
+}
+
+impl Esp {
+    fn mtools(&self, tool: &str, args: &[&str]) -> String {
+        let out = Command::new(tool)
+            .args(args)
+            .args(["-i", &self.0])
+            .arg("::")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn label(&self) -> String {
+        let out = self.mtools("mlabel", &["-s"]);
+        out.trim()
+            .trim_start_matches("Volume label is")
+            .trim()
+            .to_string()
+    }
+
+    /// Every file, as `EFI/BOOT/name`, sorted.
+    fn files(&self) -> Vec<String> {
+        let mut files: Vec<String> = self
+            .mtools("mdir", &["-/", "-b"])
+            .lines()
+            .filter(|l| !l.ends_with('/'))
+            .map(|l| l.trim_start_matches("::/").to_string())
+            .collect();
+        files.sort();
+        files
+    }
 }
 
 #[test]
@@ -577,17 +647,29 @@ fn the_same_inputs_and_source_date_epoch_give_the_same_iso() {
     }
     let work = tempfile::tempdir().unwrap();
     let image = metadata_image(work.path());
-    let first = build_on(image, work.path(), &work.path().join("one"), &[]);
+    // The checkout's own menu, with the interactive installer as the default entry.
+    let menu = work.path().join("overlay/files-iso/boot/grub2");
+    std::fs::create_dir_all(&menu).unwrap();
+    std::fs::copy(
+        support::example().join("overlay/files-iso/boot/grub2/grub.cfg"),
+        menu.join("grub.cfg"),
+    )
+    .unwrap();
+    let interactive = ["--set", "FORCE_INTERACTIVE_INSTALL=true"];
+    let first = build_on(image, work.path(), &work.path().join("one"), &interactive);
     assert!(first.status.success(), "{}", text(&first));
     // Later, elsewhere: other output directory, files touched again.
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let second = build_on(image, work.path(), &work.path().join("two"), &[]);
+    let second = build_on(image, work.path(), &work.path().join("two"), &interactive);
     assert!(second.status.success(), "{}", text(&second));
     let (one, two) = (
         work.path().join("one/palette-edge-installer.iso"),
         work.path().join("two/palette-edge-installer.iso"),
     );
     assert_eq!(sha256_hex(&one), sha256_hex(&two), "the ISOs differ");
+    extract(&one, "/boot/grub2/grub.cfg", &work.path().join("menu"));
+    let menu = std::fs::read_to_string(work.path().join("menu")).unwrap();
+    assert!(menu.contains("\nset default=2\n"), "{menu}");
 }
 
 #[test]

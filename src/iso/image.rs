@@ -10,17 +10,8 @@ use futures_util::StreamExt as _;
 
 use super::IsoError;
 use crate::engine::{Container, EngineError};
+use crate::render::Efi;
 
-/// Shim binaries, in order of preference (Debian/Ubuntu, then SUSE).
-const SHIM: &[&str] = &[
-    "/usr/lib/shim/shimx64.efi.signed",
-    "/usr/share/efi/x86_64/shim.efi",
-];
-/// GRUB EFI binaries with iso9660 support built in.
-const GRUB_EFI: &[&str] = &[
-    "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
-    "/usr/share/efi/x86_64/grub.efi",
-];
 /// Symbolic links followed at most.
 const MAX_LINKS: usize = 16;
 
@@ -35,6 +26,8 @@ enum Node {
 pub struct EfiLoader {
     /// `(name in EFI/BOOT, image path)`: bootx64.efi, plus grubx64.efi behind a shim.
     pub files: Vec<(String, String)>,
+    /// The ESP directory whose grub.cfg the image vendor's signed GRUB reads (`ubuntu`, ...).
+    pub vendor: Option<String>,
 }
 
 /// Copy the image's kernel and initrd to `dir/kernel` and `dir/initrd`.
@@ -84,21 +77,30 @@ pub async fn boot_files(
     Ok(())
 }
 
-/// The image's shim and GRUB EFI binaries, copied to `dir`, when it has them.
+/// The image's shim and GRUB EFI binaries (`efi.shim`, `efi.grub`), copied to `dir`, when it
+/// has them, and the ESP directory of its vendor (`/etc/os-release` ID in `efi.vendors`).
 pub async fn efi_loader(
     container: &Container,
     image: &str,
+    efi: &Efi,
     dir: &Path,
     scratch: &Path,
 ) -> Result<Option<EfiLoader>, IsoError> {
-    let Some(grub) = first_present(container, image, GRUB_EFI, scratch).await? else {
+    let Some(grub) = first_present(container, image, &efi.grub, scratch).await? else {
         return Ok(None);
     };
-    let files = match first_present(container, image, SHIM, scratch).await? {
+    let files = match first_present(container, image, &efi.shim, scratch).await? {
         Some(shim) => vec![("bootx64.efi", shim), ("grubx64.efi", grub)],
         None => vec![("bootx64.efi", grub)],
     };
-    let mut loader = EfiLoader { files: Vec::new() };
+    let vendor = match first_present(container, image, &OS_RELEASE, scratch).await? {
+        Some((_, file)) => os_release_id(&file)?.and_then(|id| efi.vendors.get(&id).cloned()),
+        None => None,
+    };
+    let mut loader = EfiLoader {
+        files: Vec::new(),
+        vendor,
+    };
     for (name, (source, file)) in files {
         stage(&file, &dir.join(name))?;
         loader.files.push((name.to_string(), source));
@@ -106,14 +108,29 @@ pub async fn efi_loader(
     Ok(Some(loader))
 }
 
+/// Where an image says what it is.
+const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
+
+/// The `ID` of an os-release file.
+fn os_release_id(file: &Path) -> Result<Option<String>, IsoError> {
+    let text = std::fs::read_to_string(file).map_err(|source| IsoError::Io {
+        what: "reading the image's os-release".into(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("ID="))
+        .map(|id| id.trim().trim_matches(['"', '\'']).to_string()))
+}
+
 /// The first of `candidates` the image has, copied into `scratch`: (image path, copy).
 async fn first_present(
     container: &Container,
     image: &str,
-    candidates: &[&str],
+    candidates: &[impl AsRef<str>],
     scratch: &Path,
 ) -> Result<Option<(String, PathBuf)>, IsoError> {
-    for path in candidates {
+    for path in candidates.iter().map(AsRef::as_ref) {
         match resolve(container, image, &BTreeMap::new(), path, scratch).await {
             Ok(file) => return Ok(Some((path.to_string(), file))),
             Err(IsoError::Engine(EngineError::NoSuchPath { .. })) => continue,

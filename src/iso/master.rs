@@ -25,6 +25,8 @@ use crate::report::{write_output, Progress};
 
 /// The volume label the live initrd looks for (`root=live:CDLABEL=COS_LIVE`).
 pub const LABEL: &str = "COS_LIVE";
+/// The label of the ISO's EFI system partition.
+pub const ESP_LABEL: &str = "EFI_LIVE";
 /// Where content bundles and the cluster config go on the ISO.
 pub const CONTENT_DIR: &str = "/opt/spectrocloud/content";
 pub const CLUSTER_CONFIG: &str = "/opt/spectrocloud/clusterconfig/spc.tgz";
@@ -51,6 +53,10 @@ const COMMON_MODULES: &[&str] = &[
     "boot",
     "all_video",
 ];
+/// The boot menu on the ISO.
+const MENU: &str = "boot/grub2/grub.cfg";
+/// What DEBUG adds to a checkout menu's installer lines, as CanvOS does.
+const DEBUG_ARGS: &str = "rd.immucore.debug console=tty0 rd.debug";
 /// Where EDGE_CUSTOM_CONFIG goes on the ISO.
 pub const EDGE_CUSTOM_CONFIG: &str = "/.edge_custom_config.yaml";
 /// Paths (below the ISO root) forge always writes itself; an overlay may not replace them.
@@ -59,7 +65,6 @@ pub const RESERVED: &[&str] = &[
     "rootfs.squashfs",
     "boot/kernel",
     "boot/initrd",
-    "boot/grub2/grub.cfg",
     "boot/grub/grub.cfg",
     "EFI/BOOT/grub.cfg",
     ELTORITO,
@@ -163,8 +168,22 @@ pub async fn master(
     stage_tree(spec, &tree)?;
     let image = Container::create(docker, spec.image, None).await?;
     boot_files(&image, spec.image, &tree.join("boot"), &scratch).await?;
-    let loader = efi_loader(&image, spec.image, &esp, &scratch).await?;
-    std::fs::write(esp.join("grub.cfg"), STUB).map_err(io("staging the ESP"))?;
+    let efi = spec.templates.efi(settings)?;
+    let loader = efi_loader(&image, spec.image, &efi, &esp, &scratch).await?;
+    // The GRUB config where every signed GRUB looks: beside the loader, and in the vendor's
+    // directory (Ubuntu's reads only EFI/ubuntu/grub.cfg).
+    let mut configs = vec![esp.clone()];
+    configs.extend(
+        loader
+            .as_ref()
+            .and_then(|l| l.vendor.as_ref())
+            .map(|vendor| root.join("esp/EFI").join(vendor)),
+    );
+    for dir in &configs {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(dir.join("grub.cfg"), STUB))
+            .map_err(io("staging the ESP"))?;
+    }
     std::fs::remove_dir_all(&scratch).map_err(io("removing scratch files"))?;
 
     let runner = match spec.tools {
@@ -260,7 +279,9 @@ pub async fn master(
             vec!["grub-mkimage".to_string()]
         }
     };
-    let mut mkfs = argv(&["mkfs.vfat", "-C", "-n", "COS_GRUB"]);
+    // EFI_LIVE, not COS_GRUB: the Kairos agent finds the installed system's EFI partition by
+    // that label, and must not take a USB stick left plugged in for it.
+    let mut mkfs = argv(&["mkfs.vfat", "-C", "-n", ESP_LABEL]);
     if let Some(epoch) = spec.source_date_epoch {
         mkfs.extend([
             "--invariant".to_string(),
@@ -268,7 +289,10 @@ pub async fn master(
             format!("{:08x}", epoch as u32),
         ]);
     }
-    mkfs.extend(["esp.img".to_string(), esp_kib(&esp)?.to_string()]);
+    mkfs.extend([
+        "esp.img".to_string(),
+        esp_kib(&root.join("esp"))?.to_string(),
+    ]);
     runner.run(&mkfs, &env, None, &on_line).await?;
     runner
         .run(
@@ -373,12 +397,18 @@ fn tool_env(epoch: Option<u64>) -> Vec<(String, String)> {
 fn esp_kib(esp: &Path) -> Result<u64, IsoError> {
     let mut bytes = 0;
     let mut has_loader = false;
-    for entry in std::fs::read_dir(esp).map_err(io("reading the ESP staging"))? {
-        let entry = entry.map_err(io("reading the ESP staging"))?;
+    for entry in walkdir::WalkDir::new(esp) {
+        let entry = entry.map_err(|e| IsoError::Io {
+            what: "reading the ESP staging".into(),
+            source: e.into(),
+        })?;
         has_loader |= entry.file_name() == "bootx64.efi";
         bytes += entry
             .metadata()
-            .map_err(io("reading the ESP staging"))?
+            .map_err(|e| IsoError::Io {
+                what: "reading the ESP staging".into(),
+                source: e.into(),
+            })?
             .len();
     }
     if !has_loader {
@@ -409,6 +439,9 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
                     entry.path().display(),
                     rel.display()
                 )));
+            }
+            if rel == Path::new(MENU) {
+                continue; // the checkout's own menu, completed below
             }
             let target = tree.join(rel);
             // Staged for the user alone (the owner's bits kept, so scripts stay executable);
@@ -447,29 +480,50 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
     if let Some(path) = spec.settings.file("EDGE_CUSTOM_CONFIG") {
         copy(&path, EDGE_CUSTOM_CONFIG.trim_start_matches('/'))?;
     }
-    let interactive = spec
-        .settings
-        .get("FORCE_INTERACTIVE_INSTALL")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let mut ctx = context(spec.settings);
-    ctx.insert("label", LABEL);
-    ctx.insert(
-        "default_entry",
-        if interactive {
-            "interactive"
-        } else {
-            "installer"
-        },
-    );
-    let menu = spec.templates.render("iso/grub.cfg", &ctx)?;
+    let menu = boot_menu(spec)?;
     for (path, text) in [
-        ("boot/grub2/grub.cfg", menu.as_str()),
+        (MENU, menu.as_str()),
         ("boot/grub/grub.cfg", STUB),
         ("EFI/BOOT/grub.cfg", STUB),
     ] {
         std::fs::write(tree.join(path), text).map_err(io(format!("writing {path}")))?;
     }
     Ok(())
+}
+
+/// The boot menu: the checkout's `overlay/files-iso/boot/grub2/grub.cfg` as CanvOS uses it
+/// (`{{DEFAULT_ENTRY}}` set to 0, or 2 with FORCE_INTERACTIVE_INSTALL; with DEBUG, Kairos's
+/// debug arguments after `rd.immucore.sysrootwait`), else the `iso/grub.cfg` template.
+fn boot_menu(spec: &Spec<'_>) -> Result<String, IsoError> {
+    let settings = spec.settings;
+    let default_entry = if settings.flag("FORCE_INTERACTIVE_INSTALL") {
+        "2"
+    } else {
+        "0"
+    };
+    let own = spec
+        .overlays
+        .map(|o| o.join("files-iso").join(MENU))
+        .filter(|p| p.is_file());
+    let Some(own) = own else {
+        let mut ctx = context(settings);
+        ctx.insert("label", LABEL);
+        ctx.insert("default_entry", default_entry);
+        ctx.insert("debug_args", DEBUG_ARGS);
+        return Ok(spec.templates.render("iso/grub.cfg", &ctx)?);
+    };
+    let text = std::fs::read_to_string(&own).map_err(io(format!("reading {}", own.display())))?;
+    let debug = settings.flag("DEBUG");
+    Ok(text
+        .replace("{{DEFAULT_ENTRY}}", default_entry)
+        .lines()
+        .map(
+            |line| match debug && line.contains("rd.immucore.sysrootwait") {
+                true => format!("{line} {DEBUG_ARGS}\n"),
+                false => format!("{line}\n"),
+            },
+        )
+        .collect())
 }
 
 /// The content bundles (`content-*/*.zst` in the content directory), linked into `staged`
@@ -619,6 +673,9 @@ fn xorriso_args(out: &str, bundles: &[Bundle], host: bool, epoch: Option<u64>) -
         "-boot_image",
         "any",
         "partition_offset=16",
+        "-boot_image",
+        "any",
+        "mbr_force_bootable=on",
         "-boot_image",
         "any",
         "cat_path=/boot/boot.catalog",
