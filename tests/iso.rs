@@ -276,6 +276,16 @@ fn inspect_reads_the_layout_and_compares_the_user_data_with_secrets_masked() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["label"], "COS_LIVE");
     assert_eq!(report["config_matches"], true);
+    assert_eq!(report["efi"]["label"], "EFI_LIVE");
+    assert_eq!(
+        report["efi"]["chain"],
+        serde_json::json!(["GRUB EFI/BOOT/bootx64.efi (unsigned)"])
+    );
+    assert_eq!(
+        report["efi"]["grub_configs"],
+        serde_json::json!(["EFI/BOOT/grub.cfg"])
+    );
+    assert_eq!(report["problems"], serde_json::json!([]));
     assert_eq!(
         report["config_sha256"],
         sha256_hex(&support::example().join("user-data"))

@@ -7,7 +7,10 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::master::{CLUSTER_CONFIG, CONTENT_DIR, EDGE_CUSTOM_CONFIG, LABEL, RESERVED};
+use super::fat::{is_signed, Fat};
+use super::master::{
+    CLUSTER_CONFIG, CONTENT_DIR, EDGE_CUSTOM_CONFIG, ESP_LABEL, LABEL, MENU, RESERVED,
+};
 use super::read::{BootEntry, Iso, Partition, ReadError};
 
 /// A user-data file is a few KiB; more means this is not one.
@@ -24,6 +27,8 @@ pub struct Report {
     pub mbr_boot_code: bool,
     pub gpt: Vec<Partition>,
     pub esp: bool,
+    /// The UEFI boot chain in the EFI system partition.
+    pub efi: Option<EfiChain>,
     pub files: Vec<File>,
     pub overlay_files: Vec<File>,
     pub content_bundles: Vec<File>,
@@ -36,6 +41,85 @@ pub struct Report {
     pub config: Option<String>,
 }
 
+/// What the EFI system partition holds and how UEFI firmware boots from it.
+#[derive(Debug, Serialize)]
+pub struct EfiChain {
+    pub label: String,
+    /// The binaries firmware runs, in order: `shim EFI/BOOT/bootx64.efi (signed)`, ...
+    pub chain: Vec<String>,
+    /// Where GRUB configurations lie (`EFI/BOOT/grub.cfg`, `EFI/<vendor>/grub.cfg`).
+    pub grub_configs: Vec<String>,
+    pub files: Vec<File>,
+}
+
+/// Read the EFI system partition `esp` of `iso` and name its boot chain; problems go to
+/// `problems`.
+fn efi_chain(iso: &Path, esp: &Partition, problems: &mut Vec<String>) -> Option<EfiChain> {
+    let fat = match Fat::open(iso, esp.start_sector * 512, esp.sectors * 512) {
+        Ok(fat) => fat,
+        Err(e) => {
+            problems.push(e.to_string());
+            return None;
+        }
+    };
+    let files = fat.files();
+    let find = |path: &str| files.iter().find(|f| f.path.eq_ignore_ascii_case(path));
+    let signed = |path: &str| {
+        find(path).map(|f| match is_signed(&fat.read(f, 4096)) {
+            true => "signed",
+            false => "unsigned",
+        })
+    };
+    let chain = match (
+        signed("EFI/BOOT/bootx64.efi"),
+        signed("EFI/BOOT/grubx64.efi"),
+    ) {
+        (Some(shim), Some(grub)) => vec![
+            format!("shim EFI/BOOT/bootx64.efi ({shim})"),
+            format!("GRUB EFI/BOOT/grubx64.efi ({grub})"),
+        ],
+        (Some(grub), None) => vec![format!("GRUB EFI/BOOT/bootx64.efi ({grub})")],
+        _ => {
+            problems.push("the EFI system partition has no EFI/BOOT/bootx64.efi".into());
+            Vec::new()
+        }
+    };
+    let grub_configs: Vec<String> = files
+        .iter()
+        .filter(|f| f.path.to_ascii_lowercase().ends_with("/grub.cfg"))
+        .map(|f| f.path.clone())
+        .collect();
+    if !grub_configs
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("EFI/BOOT/grub.cfg"))
+    {
+        problems.push("the EFI system partition has no EFI/BOOT/grub.cfg".into());
+    }
+    if fat.label != ESP_LABEL {
+        problems.push(format!(
+            "the EFI system partition is labelled `{}`, not {ESP_LABEL}{}",
+            fat.label,
+            if fat.label == "COS_GRUB" {
+                ": the Kairos agent would take it for an installed system's EFI partition"
+            } else {
+                ""
+            }
+        ));
+    }
+    Some(EfiChain {
+        label: fat.label.clone(),
+        chain,
+        grub_configs,
+        files: files
+            .iter()
+            .map(|f| File {
+                path: f.path.clone(),
+                size: f.size,
+            })
+            .collect(),
+    })
+}
+
 #[derive(Debug, Serialize)]
 pub struct File {
     pub path: String,
@@ -44,7 +128,9 @@ pub struct File {
 
 /// Whether forge writes `path` itself (the rest of the tree came from `overlays/files-iso/`).
 fn forge_writes(path: &str) -> bool {
-    RESERVED.contains(&path.trim_start_matches('/'))
+    let path_in_tree = path.trim_start_matches('/');
+    RESERVED.contains(&path_in_tree)
+        || path_in_tree == MENU
         || [CLUSTER_CONFIG, EDGE_CUSTOM_CONFIG].contains(&path)
 }
 
@@ -107,7 +193,9 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
             image.label
         ));
     }
-    let esp = image.gpt.iter().chain(&image.mbr).any(|p| p.efi_system);
+    let esp_partition = image.gpt.iter().chain(&image.mbr).find(|p| p.efi_system);
+    let esp = esp_partition.is_some();
+    let efi = esp_partition.and_then(|p| efi_chain(iso, p, &mut problems));
     for (platform, what) in [("BIOS", "BIOS"), ("UEFI", "UEFI")] {
         if !image.boot.iter().any(|b| b.platform == platform) {
             problems.push(format!("no El Torito {what} boot entry"));
@@ -126,6 +214,7 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
         mbr_boot_code: image.mbr_boot_code,
         gpt: image.gpt.clone(),
         esp,
+        efi,
         files,
         overlay_files,
         content_bundles,
@@ -188,6 +277,15 @@ impl Report {
                     ""
                 }
             ));
+        }
+        if let Some(efi) = &self.efi {
+            out.push(format!("ESP          label {}", efi.label));
+            for (i, step) in efi.chain.iter().enumerate() {
+                out.push(format!("EFI boot     {}. {step}", i + 1));
+            }
+            for config in &efi.grub_configs {
+                out.push(format!("EFI config   {config}"));
+            }
         }
         for f in &self.files {
             out.push(format!("file         {:24} {}", f.path, human(f.size)));

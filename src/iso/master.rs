@@ -54,7 +54,7 @@ const COMMON_MODULES: &[&str] = &[
     "all_video",
 ];
 /// The boot menu on the ISO.
-const MENU: &str = "boot/grub2/grub.cfg";
+pub const MENU: &str = "boot/grub2/grub.cfg";
 /// What DEBUG adds to a checkout menu's installer lines, as CanvOS does.
 const DEBUG_ARGS: &str = "rd.immucore.debug console=tty0 rd.debug";
 /// Where EDGE_CUSTOM_CONFIG goes on the ISO.

@@ -2,6 +2,7 @@
 //! privileges (`master`, with the tools in a builder container or on the host), reading it
 //! back (`inspect`), and booting it in QEMU (`verify`).
 
+mod fat;
 mod image;
 pub mod inspect;
 pub mod master;
