@@ -665,7 +665,12 @@ fn the_same_inputs_and_source_date_epoch_give_the_same_iso() {
         menu.join("grub.cfg"),
     )
     .unwrap();
-    let interactive = ["--set", "FORCE_INTERACTIVE_INSTALL=true"];
+    let interactive = [
+        "--set",
+        "FORCE_INTERACTIVE_INSTALL=true",
+        "--set",
+        "DEBUG=true",
+    ];
     let first = build_on(image, work.path(), &work.path().join("one"), &interactive);
     assert!(first.status.success(), "{}", text(&first));
     // Later, elsewhere: other output directory, files touched again.
@@ -680,6 +685,17 @@ fn the_same_inputs_and_source_date_epoch_give_the_same_iso() {
     extract(&one, "/boot/grub2/grub.cfg", &work.path().join("menu"));
     let menu = std::fs::read_to_string(work.path().join("menu")).unwrap();
     assert!(menu.contains("\nset default=2\n"), "{menu}");
+    let installer_lines: Vec<&str> = menu
+        .lines()
+        .filter(|l| l.contains("rd.immucore.sysrootwait"))
+        .collect();
+    assert_eq!(installer_lines.len(), 3, "{menu}");
+    for line in installer_lines {
+        assert!(
+            line.ends_with(" rd.immucore.debug console=tty0 rd.debug"),
+            "{line}"
+        );
+    }
 }
 
 #[test]
