@@ -60,8 +60,7 @@ impl Image {
         for i in 0..BIG {
             std::fs::write(tree.join(format!("big/f{i:04}")), b"").unwrap();
         }
-        let esp = dir.path().join("esp.img");
-        std::fs::write(&esp, vec![0; 1 << 20]).unwrap();
+        let esp = esp(dir.path());
         let iso = dir.path().join("intact.iso");
         let out = Command::new("xorriso")
             .args(["-as", "mkisofs", "-R", "-V", "COS_LIVE", "-o"])
@@ -223,8 +222,42 @@ fn refused(name: &str, iso: &Path, expected: &str) {
     );
 }
 
+/// A 1 MiB FAT ESP as forge writes it: labelled EFI_LIVE, with `EFI/BOOT/bootx64.efi` (an
+/// unsigned stand-in) and the GRUB stub `EFI/BOOT/grub.cfg`.
+fn esp(dir: &Path) -> PathBuf {
+    let esp = dir.join("esp.img");
+    let loader = dir.join("bootx64.efi");
+    let stub = dir.join("grub.cfg");
+    std::fs::write(&loader, b"MZ stand-in loader").unwrap();
+    std::fs::write(&stub, b"configfile /boot/grub2/grub.cfg\n").unwrap();
+    let image = esp.to_str().unwrap();
+    let steps: [Vec<&str>; 4] = [
+        vec!["mkfs.vfat", "-C", "-n", "EFI_LIVE", image, "1024"],
+        vec!["mmd", "-i", image, "::/EFI", "::/EFI/BOOT"],
+        vec![
+            "mcopy",
+            "-i",
+            image,
+            loader.to_str().unwrap(),
+            "::/EFI/BOOT/bootx64.efi",
+        ],
+        vec![
+            "mcopy",
+            "-i",
+            image,
+            stub.to_str().unwrap(),
+            "::/EFI/BOOT/grub.cfg",
+        ],
+    ];
+    for step in steps {
+        let out = Command::new(step[0]).args(&step[1..]).output().unwrap();
+        assert!(out.status.success(), "{step:?}: {}", support::text(&out));
+    }
+    esp
+}
+
 fn image() -> Option<Image> {
-    have(&["xorriso"]).then(Image::make)
+    have(&["xorriso", "mkfs.vfat", "mmd", "mcopy"]).then(Image::make)
 }
 
 #[test]
