@@ -210,12 +210,14 @@ pub async fn run(
         .steps
         .iter()
         .filter(|s| matches!(s.kind, Kind::Provider { .. }));
-    let mut provider_images: Vec<Built> =
+    let provider_images: Result<Vec<Built>, BuildError> =
         stream::iter(providers.map(|step| build_step(docker, step, args, dir, progress)))
             .buffered(jobs.max(1))
             .try_collect()
-            .await?;
-    built.append(&mut provider_images);
+            .await;
+    // Once no provider build runs: their luet stages may share images.
+    engine::remove_secret_images(docker).await;
+    built.append(&mut provider_images?);
     if let Some(installer) = plan.steps.iter().find(|s| s.kind == Kind::Installer) {
         built.push(build_step(docker, installer, args, dir, progress).await?);
     }

@@ -44,7 +44,8 @@ pub enum Context {
     /// A directory forge writes: the rendered Dockerfile and `(path in the context, source)`.
     Files(Vec<(String, PathBuf)>),
     /// A directory used as it is, with its own Dockerfile and `.dockerignore` (the checkout),
-    /// without the paths in `exclude` (forge's output directory).
+    /// without the paths in `exclude` (forge's output directory, the user-data, the luet
+    /// credentials).
     Directory {
         root: PathBuf,
         exclude: Vec<PathBuf>,
@@ -183,6 +184,9 @@ pub struct Inputs<'a> {
     pub overlays: Option<&'a Path>,
     /// forge's output directory, left out of a checkout's build context.
     pub output: &'a Path,
+    /// The user-data file, left out of a checkout's build context (with the luet credentials):
+    /// no `COPY .` of the user's Dockerfile may bake a secret into the base image.
+    pub user_data: Option<&'a Path>,
     /// An empty directory, for the context paths that have nothing to copy.
     pub empty: &'a Path,
 }
@@ -191,13 +195,17 @@ pub struct Inputs<'a> {
 pub const LUET_AUTH: &str = "spectro-luet-auth.yaml";
 const KERNEL_HEADERS_SCRIPT: &str = "scripts/install-kernel-headers.sh";
 
-/// Plan the build.
-pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
-    let settings = inputs.settings;
+/// Whether the settings and sources name everything a plan needs, before any image is
+/// probed; returns the Kubernetes versions to build.
+pub fn check(settings: &Resolved, sources: &Sources) -> Result<Vec<String>, PlanError> {
     for name in ["IMAGE_REGISTRY", "K8S_DISTRIBUTION"] {
         if settings.get(name).is_none() {
             return Err(PlanError::Missing(name));
         }
+    }
+    if sources.get("base_image").is_empty() {
+        let os = settings.get("OS_DISTRIBUTION").unwrap_or("ubuntu");
+        return Err(PlanError::NoBaseImage(os.to_string()));
     }
     let versions = settings.k8s_versions();
     if versions.is_empty() {
@@ -208,11 +216,15 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
                 .to_string(),
         ));
     }
+    Ok(versions)
+}
+
+/// Plan the build.
+pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
+    let settings = inputs.settings;
     let sources = inputs.sources;
+    let versions = check(settings, sources)?;
     let os = settings.get("OS_DISTRIBUTION").unwrap_or("ubuntu");
-    if sources.get("base_image").is_empty() {
-        return Err(PlanError::NoBaseImage(os.to_string()));
-    }
     let repo = settings.get("IMAGE_REPO").unwrap_or("forge");
     let checkout = settings.checkout();
     let bundle = Bundle::decide(
@@ -240,13 +252,19 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
             path: user_dockerfile.clone(),
             source,
         })?;
-        let exclude = (|| {
-            let output = std::path::absolute(inputs.output).ok()?;
-            let root = std::path::absolute(checkout).ok()?;
-            output.strip_prefix(root).ok().map(Path::to_path_buf)
-        })()
-        .into_iter()
-        .collect();
+        let root = std::path::absolute(checkout).ok();
+        let within = |path: &Path| {
+            let path = std::path::absolute(path).ok()?;
+            path.strip_prefix(root.as_ref()?)
+                .ok()
+                .map(Path::to_path_buf)
+        };
+        let exclude = [Some(inputs.output), inputs.user_data]
+            .into_iter()
+            .flatten()
+            .filter_map(within)
+            .chain([PathBuf::from(LUET_AUTH)])
+            .collect();
         (
             text,
             Context::Directory {
@@ -529,6 +547,7 @@ mod tests {
             certs,
             overlays: None,
             output: Path::new("build"),
+            user_data: None,
             empty: empty.path(),
         })
         .unwrap()
@@ -624,6 +643,7 @@ mod tests {
             certs: None,
             overlays: None,
             output: Path::new("build"),
+            user_data: None,
             empty: empty.path(),
         })
         .unwrap_err();

@@ -69,10 +69,16 @@ pub fn current() -> &'static Identity {
 /// Whether this run has created anything in the engine.
 static USED_ENGINE: AtomicBool = AtomicBool::new(false);
 
+/// Note that this run creates something in the engine (a container, an image), so that a stop
+/// sweeps the engine.
+pub fn using_engine() {
+    USED_ENGINE.store(true, Ordering::Relaxed);
+}
+
 impl Identity {
-    /// The labels forge puts on what it creates in the engine.
+    /// The labels forge puts on the containers it creates.
     pub fn labels(&self) -> HashMap<String, String> {
-        USED_ENGINE.store(true, Ordering::Relaxed);
+        using_engine();
         [
             (RUN_LABEL, self.id.clone()),
             (HOST_LABEL, self.host.clone()),
@@ -276,15 +282,17 @@ impl Drop for Creating {
     }
 }
 
-/// Remove the containers of this run still in the engine, after a signal stopped it: those
-/// whose creation was cut short have no guard, and may appear a moment later.
-pub async fn remove_own_containers() {
+/// After a signal stopped this run: remove the build-stage images that hold a secret, and the
+/// containers of this run still in the engine (those whose creation was cut short have no
+/// guard, and may appear a moment later).
+pub async fn sweep_after_stop() {
     if !USED_ENGINE.load(Ordering::Relaxed) {
         return;
     }
     let Ok(docker) = crate::engine::connect().await else {
         return;
     };
+    crate::engine::remove_secret_images(&docker).await;
     let expected = CANCELLED_CREATES.load(Ordering::Relaxed);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mut removed = 0;

@@ -56,6 +56,32 @@ fn run_in(image: &str, script: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The IDs of the engine's images, intermediate ones included, created at or after `since`.
+fn images_made_since(since: std::time::SystemTime) -> Vec<String> {
+    let seconds = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // `Created` is RFC 3339 in UTC, so its first 19 characters compare as text.
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{seconds}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    let since = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let ids = text(&docker(&["images", "-a", "-q", "--no-trunc"]));
+    let mut ids: Vec<&str> = ids.lines().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut args = vec!["image", "inspect", "--format", "{{.ID}} {{.Created}}"];
+    args.extend(&ids);
+    text(&docker(&args))
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(_, created)| created.get(..19).is_some_and(|c| c >= since.as_str()))
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
 fn labels(image: &str) -> Value {
     let out = docker(&[
         "image",
@@ -140,6 +166,8 @@ fn the_example_builds_the_images_canvos_builds() {
     .unwrap();
     let out_dir = work.path().join("out");
     let before = containers();
+    // The engine's clock, to one second: images made from here on are this build's.
+    let started = std::time::SystemTime::now() - Duration::from_secs(1);
     let out = forge_in(&checkout, &["--output", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(containers(), before, "a container was left behind");
@@ -346,6 +374,34 @@ fn the_example_builds_the_images_canvos_builds() {
         }
     }
 
+    // Nor do the engine's cached build steps: the luet stage's images that held the
+    // credentials are gone, and no image this build made copied the file.
+    assert_eq!(
+        text(&docker(&[
+            "images",
+            "-a",
+            "-q",
+            "--filter",
+            "label=dev.forge.secret"
+        ])),
+        ""
+    );
+    let made = images_made_since(started);
+    assert!(made.len() >= 4, "{made:?}");
+    for image in made {
+        let history = text(&docker(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            &image,
+        ]));
+        assert!(
+            !history.contains("spectro-luet-auth.yaml"),
+            "image {image} holds the luet credentials:\n{history}"
+        );
+    }
+
     let snippet = std::fs::read_to_string(out_dir.join("profile-snippet.yaml")).unwrap();
     assert!(snippet.contains("  system.registry: registry.example.com/edge\n  system.repo: ubuntu\n  system.k8sDistribution: k3s\n"), "{snippet}");
     assert!(
@@ -541,38 +597,43 @@ fn the_fixtures_served_by_a_tls_registry_build_as_spectro_pub_repo() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains(PASSWORD));
-    let from_mirror = text(&docker(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{.RepoTags}}",
-        "registry.example.com/edge/ubuntu:k3s-1.33.1-v4.9.38-demo",
-    ]));
-    assert!(!from_mirror.is_empty());
-    assert!(
-        pulled
-            .iter()
-            .any(|i| i.contains("/edge/kairos-io/provider-k3s:")),
-        "the builds pulled the provider image from the mirror: {pulled:?}"
-    );
+    // Every image the build starts FROM came from the mirror.
+    for path in [
+        "edge/kairos-ubuntu:22.04-core-amd64-generic-v0.17.1",
+        "edge/stylus-framework-linux-amd64:v4.9.38",
+        "edge/kairos-io/provider-k3s:v4.10.3",
+        "edge/canvos/alpine:3.20",
+        "third-party/spectro-third-party:4.8",
+    ] {
+        assert!(
+            pulled.contains(&format!("{mirror}/{path}")),
+            "{path} was not pulled from the mirror: {pulled:?}"
+        );
+    }
 }
 
 #[test]
-fn a_proxy_password_stays_out_of_the_history_of_a_dockerfile_that_declares_it() {
+fn the_users_dockerfile_gets_no_secret_in_its_history_or_its_context() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
     if !ready() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
     // CanvOS's Dockerfile declares ARG HTTP_PROXY, which would write a build argument into the
-    // history; the RUN step below still sees the proxy (as http_proxy).
+    // history; the RUN step below still sees the proxy (as http_proxy). Its context is the
+    // checkout, but for the user-data and the luet credentials.
     let checkout = checkout_with_steps(
         work.path(),
         &format!(
-            "RUN echo \"proxy seen: ${{http_proxy:+yes}}\" > /etc/forge-proxy-check # {:?}\n",
+            "COPY . /forge-checkout/\nRUN echo \"proxy seen: ${{http_proxy:+yes}}\" > /etc/forge-proxy-check # {:?}\n",
             Instant::now()
         ),
     );
+    std::fs::write(
+        checkout.join("spectro-luet-auth.yaml"),
+        format!("auth:\n  username: luet-reader\n  password: {LUET_PASSWORD}\n"),
+    )
+    .unwrap();
     let secret = "Pr0xyBuild!Secret";
     let proxy = format!("http://builder:{secret}@127.0.0.1:3128");
     let out_dir = work.path().join("out");
@@ -600,6 +661,13 @@ fn a_proxy_password_stays_out_of_the_history_of_a_dockerfile_that_declares_it() 
     assert_eq!(
         run_in(&os, "cat /etc/forge-proxy-check"),
         "proxy seen: yes\n"
+    );
+    assert_eq!(
+        run_in(
+            &os,
+            "cd /forge-checkout && for f in Dockerfile user-data spectro-luet-auth.yaml; do test ! -e $f || echo $f; done"
+        ),
+        "Dockerfile\n"
     );
     let history = text(&docker(&["history", "--no-trunc", &os]));
     let config = text(&docker(&["image", "inspect", &os]));

@@ -145,6 +145,10 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
             return Err(Exit(1).into());
         }
     };
+    if let Err(e) = plan::check(settings, &sources) {
+        eprintln!("error: {e}");
+        return Err(Exit(1).into());
+    }
     let facts = run_async(async {
         let docker = crate::engine::connect().await?;
         Ok(build::facts(&docker, settings, &sources, &progress).await?)
@@ -158,6 +162,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         certs: certs.as_deref(),
         overlays: overlays.as_deref(),
         output: &args.output,
+        user_data: Some(&args.user_data),
         empty: empty.path(),
     };
     let plan = match plan::plan(&inputs) {

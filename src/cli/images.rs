@@ -240,7 +240,7 @@ pub(super) fn run_async<T>(job: impl std::future::Future<Output = Result<T>>) ->
         eprintln!("{name}: stopped, cleaning up");
         // Dropping the job removes what it holds (containers, work directory, partial files).
         drop(job);
-        crate::run::remove_own_containers().await;
+        crate::run::sweep_after_stop().await;
         Err(Exit(128 + number as u8).into())
     })
 }

@@ -121,6 +121,41 @@ pub async fn labels(
     }
 }
 
+/// Label of the build-stage images that hold a secret (the luet repository's credentials):
+/// the classic builder keeps every step's image as cache, so forge removes these after the
+/// provider builds, and after a stop.
+pub const SECRET_LABEL: &str = "dev.forge.secret";
+
+/// Remove every image labelled [`SECRET_LABEL`], newest first (a step's image before the
+/// one it was made from); how many went. Images in use or already gone are skipped.
+pub async fn remove_secret_images(docker: &Docker) -> usize {
+    let options = bollard::query_parameters::ListImagesOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![SECRET_LABEL.to_string()],
+        )])),
+        ..Default::default()
+    };
+    let mut images = docker.list_images(Some(options)).await.unwrap_or_default();
+    images.sort_by_key(|i| std::cmp::Reverse(i.created));
+    let mut removed = 0;
+    for image in images {
+        if docker
+            .remove_image(
+                &image.id,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+            .is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// What to build: the context directory (with its Dockerfile), the tag, labels and build
 /// arguments (proxies: Docker keeps its predefined proxy arguments out of the history).
 pub struct Build<'a> {
@@ -307,6 +342,7 @@ pub async fn build(
     build: Build<'_>,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<String, EngineError> {
+    crate::run::using_engine();
     let (writer, reader) = tokio::io::duplex(1 << 20);
     let context = build.context.to_path_buf();
     let exclude = build.exclude.to_vec();
@@ -323,13 +359,7 @@ pub async fn build(
         t: Some(build.tag.to_string()),
         rm: true,
         forcerm: true,
-        labels: Some(
-            build
-                .labels
-                .into_iter()
-                .chain(crate::run::current().labels())
-                .collect(),
-        ),
+        labels: Some(build.labels),
         buildargs: Some(build.build_args),
         ..Default::default()
     };

@@ -22,6 +22,8 @@ COPY --from=third-party /binaries/luet/latest/{{ binary_type }}/{{ arch }}/luet 
 WORKDIR /output
 RUN mkdir -p /etc/luet/repos.conf.d && luet repo add spectro --type docker --url {{ luet_repo }} --priority 1 -y
 {% if luet_auth -%}
+# This stage's images hold the luet credentials from here on: forge removes them after the build.
+LABEL dev.forge.secret=luet-auth
 COPY spectro-luet-auth.yaml spectro-luet-auth.yaml
 RUN cat spectro-luet-auth.yaml >> /etc/luet/repos.conf.d/spectro.yaml && rm -f spectro-luet-auth.yaml
 {% endif -%}
