@@ -309,7 +309,7 @@ fn note_absent_inputs(checkout: &Path, content_dir: &Path, progress: &Progress) 
             "checkout",
             "skipped",
             &format!(
-                "{} is absent: luet reads SPECTRO_LUET_REPO without credentials",
+                "{} (absent): luet reads SPECTRO_LUET_REPO without credentials",
                 plan::LUET_AUTH
             ),
         );
@@ -324,7 +324,10 @@ fn note_absent_inputs(checkout: &Path, content_dir: &Path, progress: &Progress) 
         progress.finish(
             "checkout",
             "skipped",
-            &format!("no content-*/ bundles in {}", content_dir.display()),
+            &format!(
+                "content bundles (no content-*/ in {})",
+                content_dir.display()
+            ),
         );
     }
 }
