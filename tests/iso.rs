@@ -1,8 +1,8 @@
 //! The installer ISO: the example's ISO boots under SeaBIOS (CD and disk) and OVMF
 //! (CD) in QEMU and reports the sha256 of the user-data it carries; xorriso sees BIOS and UEFI
 //! El Torito entries and a GPT EFI partition; the squashfs keeps capabilities, owners, hard
-//! links and device nodes; two builds give the same bytes; content bundles are split into
-//! parts that concatenate to the original; an image without a kernel is refused clearly;
+//! links and device nodes; two builds give the same bytes; content bundles are cut into
+//! `_partNN` parts as CanvOS's `split` cuts them, which concatenate to the original; an image without a kernel is refused clearly;
 //! Ctrl-C while mastering leaves nothing behind.
 
 mod support;
@@ -509,10 +509,13 @@ fn the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_spli
     }
     let work = tempfile::tempdir().unwrap();
     let image = metadata_image(work.path());
-    // A content bundle of 2.5 parts, an overlay file, a cluster config.
-    let bundle: Vec<u8> = (0..(5u32 << 19)).map(|i| (i % 251) as u8).collect();
+    // A 7 MB content bundle (2⅓ parts of 3 MB) and a small one, an overlay file, a cluster
+    // config.
+    let bundle: Vec<u8> = (0..7_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::create_dir_all(work.path().join("content-demo")).unwrap();
     std::fs::write(work.path().join("content-demo/core.zst"), &bundle).unwrap();
+    std::fs::create_dir_all(work.path().join("content-apps")).unwrap();
+    std::fs::write(work.path().join("content-apps/apps.zst"), b"small bundle").unwrap();
     std::fs::create_dir_all(work.path().join("overlays/files-iso/extra")).unwrap();
     std::fs::write(
         work.path().join("overlays/files-iso/extra/hello.txt"),
@@ -527,7 +530,7 @@ fn the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_spli
         &out_dir,
         &[
             "--set",
-            "CONTENT_PART_SIZE=1MiB",
+            "CONTENT_PART_SIZE=3MB",
             "--set",
             &format!("CLUSTERCONFIG={}", work.path().join("spc.tgz").display()),
         ],
@@ -613,30 +616,43 @@ fn the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_spli
             .map(|f| f["path"].as_str().unwrap().to_string())
             .collect()
     };
+    // As `split --bytes=3MB --numeric-suffixes` cuts them.
+    let mut bundles = paths("content_bundles");
+    bundles.sort();
     assert_eq!(
-        paths("content_bundles"),
+        bundles,
         [
-            "/opt/spectrocloud/content/core.zst.part-000",
-            "/opt/spectrocloud/content/core.zst.part-001",
-            "/opt/spectrocloud/content/core.zst.part-002"
+            "/opt/spectrocloud/content/apps.zst_part00",
+            "/opt/spectrocloud/content/core.zst_part00",
+            "/opt/spectrocloud/content/core.zst_part01",
+            "/opt/spectrocloud/content/core.zst_part02"
         ]
     );
     assert_eq!(paths("overlay_files"), ["/extra/hello.txt"]);
     let mut joined = Vec::new();
-    for i in 0..3 {
+    for (i, size) in [3_000_000, 3_000_000, 1_000_000].into_iter().enumerate() {
         let part = work.path().join(format!("part-{i}"));
         extract(
             &iso,
-            &format!("/opt/spectrocloud/content/core.zst.part-{i:03}"),
+            &format!("/opt/spectrocloud/content/core.zst_part{i:02}"),
             &part,
         );
         let data = std::fs::read(&part).unwrap();
-        assert!(data.len() <= 1 << 20);
+        assert_eq!(data.len(), size, "part {i}");
         joined.extend(data);
     }
     assert!(
         joined == bundle,
         "the parts do not concatenate to the bundle"
+    );
+    extract(
+        &iso,
+        "/opt/spectrocloud/content/apps.zst_part00",
+        &work.path().join("apps.out"),
+    );
+    assert_eq!(
+        std::fs::read(work.path().join("apps.out")).unwrap(),
+        b"small bundle"
     );
     extract(
         &iso,

@@ -120,7 +120,7 @@ pub const SETTINGS: &[Def] = &[
     def("DEBUG", Kind::Bool, Some("false"), "Add Kairos's debug arguments (rd.immucore.debug console=tty0 rd.debug) to the installer's boot entries."),
     def("ISO_KERNEL_ARGS", Kind::KernelArgs, None, "Extra kernel arguments of every boot entry of the installer ISO."),
     def("SQUASHFS_COMPRESSION", Kind::Text, Some("gzip"), "Compression of the ISO's rootfs.squashfs: gzip, xz, zstd, lz4, lzo or lzma."),
-    def("CONTENT_PART_SIZE", Kind::Text, Some("4095MiB"), "Content bundles larger than this are split into parts on the ISO (ISO 9660 files stay below 4 GiB); bytes or K/M/GiB."),
+    def("CONTENT_PART_SIZE", Kind::Text, Some("3GB"), "Size of the parts content bundles are cut into on the ISO, as CanvOS's `split --bytes=3GB` (NAME_part00, NAME_part01, ...): bytes, K/M/G or KiB/MiB/GiB (powers of 1024), KB/MB/GB (powers of 1000)."),
     def("ISO_TOOLS_IMAGE", Kind::Image, Some("debian:bookworm-slim"), "Base of the builder image whose tools master the ISO (apt-based)."),
     def("FIPS_ENABLED", Kind::Bool, Some("false"), "Build FIPS images: the -fips image repository and the vertex binaries. Not together with UPDATE_KERNEL."),
     def("UPDATE_KERNEL", Kind::Bool, Some("false"), "Install the HWE kernel instead of holding the image's kernel (Ubuntu). Not together with FIPS_ENABLED."),
@@ -165,25 +165,30 @@ pub const K8S_DISTRIBUTIONS: &[&str] = &[
 ];
 pub const SQUASHFS_COMPRESSIONS: &[&str] = &["gzip", "xz", "zstd", "lz4", "lzo", "lzma"];
 pub const ENV_PREFIX: &str = "FORGE_";
-/// Content bundle parts: at least 1 MiB, at most 4095 MiB (an ISO 9660 file stays below 4 GiB).
-const MIN_PART_SIZE: u64 = 1 << 20;
+/// Content bundle parts: at least 1 MB, at most 4095 MiB (an ISO 9660 file stays below 4 GiB).
+const MIN_PART_SIZE: u64 = 1_000_000;
 const MAX_PART_SIZE: u64 = 4095 << 20;
 
-/// A size: bytes, or a number with K, M, G (or KiB, MiB, GiB; all powers of 1024).
+/// A size as GNU `split --bytes` reads it (CanvOS cuts content bundles with
+/// `split --bytes=3GB`): bytes, or a number with K, M, G, KiB, MiB, GiB (powers of 1024) or
+/// KB, MB, GB (powers of 1000).
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let shift = match unit.trim().trim_end_matches("iB").trim_end_matches('B') {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" => 20,
-        "G" => 30,
+    let factor: u64 = match unit.trim() {
+        "" => 1,
+        "K" | "k" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
         _ => return None,
     };
-    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+    number.parse::<u64>().ok()?.checked_mul(factor)
 }
 
 /// Where a setting's value came from.
@@ -787,9 +792,9 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             r.diag(
                 Rule::BadSettingValue,
                 "CONTENT_PART_SIZE",
-                format!("CONTENT_PART_SIZE `{v}` must be a size from 1MiB to 4095MiB"),
+                format!("CONTENT_PART_SIZE `{v}` must be a size from 1MB to 4095MiB"),
             )
-            .help("bytes, or a number with K, M, G, KiB, MiB or GiB (powers of 1024), e.g. 2GiB"),
+            .help("bytes, or a number with K, M, G, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000), as `split --bytes` reads it, e.g. 3GB"),
         );
     }
     for d in SETTINGS.iter().filter(|d| d.kind == Kind::Unimplemented) {
@@ -948,6 +953,25 @@ mod tests {
         Inputs {
             arg: Some((PathBuf::from(".arg"), text.to_string())),
             ..Inputs::default()
+        }
+    }
+
+    #[test]
+    fn sizes_read_as_gnu_split_reads_them() {
+        for (text, bytes) in [
+            ("3GB", Some(3_000_000_000)),
+            ("3MB", Some(3_000_000)),
+            ("2KB", Some(2_000)),
+            ("3G", Some(3 << 30)),
+            ("3GiB", Some(3 << 30)),
+            ("1M", Some(1 << 20)),
+            ("4095MiB", Some(4095 << 20)),
+            ("512", Some(512)),
+            ("3TB", None),
+            ("GB", None),
+            ("-1GB", None),
+        ] {
+            assert_eq!(parse_size(text), bytes, "{text}");
         }
     }
 

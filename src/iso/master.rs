@@ -527,13 +527,15 @@ fn boot_menu(spec: &Spec<'_>) -> Result<String, IsoError> {
 }
 
 /// The content bundles (`content-*/*.zst` in the content directory), linked into `staged`
-/// when given, and planned as whole files or parts of CONTENT_PART_SIZE.
+/// when given, each cut into parts of CONTENT_PART_SIZE named as CanvOS's
+/// `split --bytes=3GB --numeric-suffixes` names them: `NAME_part00`, `NAME_part01`, ... (a
+/// bundle smaller than a part is `NAME_part00` alone). The Palette agent joins them again.
 fn content_bundles(spec: &Spec<'_>, staged: Option<&Path>) -> Result<Vec<Bundle>, IsoError> {
     let part = spec
         .settings
         .get("CONTENT_PART_SIZE")
         .and_then(parse_size)
-        .unwrap_or(4095 << 20);
+        .unwrap_or(3_000_000_000);
     let mut bundles: Vec<Bundle> = Vec::new();
     for file in content::find(spec.content_dir)? {
         let name = file
@@ -546,7 +548,7 @@ fn content_bundles(spec: &Spec<'_>, staged: Option<&Path>) -> Result<Vec<Bundle>
             .find(|b| b.source.file_name() == file.file_name())
         {
             return Err(IsoError::Content(format!(
-                "{} and {} have the same name and would both be {CONTENT_DIR}/{name}; rename one",
+                "{} and {} have the same name and would both be {CONTENT_DIR}/{name}_part*; rename one",
                 other.source.display(),
                 file.display()
             )));
@@ -555,13 +557,9 @@ fn content_bundles(spec: &Spec<'_>, staged: Option<&Path>) -> Result<Vec<Bundle>
             .metadata()
             .map_err(io(format!("reading {}", file.display())))?
             .len();
-        let parts = if size <= part {
-            vec![format!("{CONTENT_DIR}/{name}")]
-        } else {
-            (0..size.div_ceil(part))
-                .map(|i| format!("{CONTENT_DIR}/{name}.part-{i:03}"))
-                .collect()
-        };
+        let parts = (0..size.div_ceil(part))
+            .map(|i| format!("{CONTENT_DIR}/{name}_part{}", split_suffix(i)))
+            .collect();
         let absolute =
             std::fs::canonicalize(&file).map_err(io(format!("reading {}", file.display())))?;
         if let Some(staged) = staged {
@@ -576,6 +574,15 @@ fn content_bundles(spec: &Spec<'_>, staged: Option<&Path>) -> Result<Vec<Bundle>
         });
     }
     Ok(bundles)
+}
+
+/// The suffix GNU `split --numeric-suffixes` gives part `i`: two digits, and when those run
+/// out, `9000`, `9001`, ... (so that names still sort in order).
+fn split_suffix(i: u64) -> String {
+    match i {
+        0..90 => format!("{i:02}"),
+        _ => format!("{}", 9000 + (i - 90)),
+    }
 }
 
 /// The xorriso command: label, tree, content bundles (cut into parts), ownership and modes,
