@@ -360,6 +360,37 @@ pub async fn push(
     Ok(())
 }
 
+/// Push the ISO as the image CanvOS's `+iso-disk-image` makes (see [`crate::iso::artifact`]),
+/// tagged `IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG]`; records where.
+pub async fn push_iso(
+    syncer: &Syncer<'_>,
+    settings: &Resolved,
+    iso: &mut Mastered,
+    epoch: Option<u64>,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    let tag = settings
+        .iso_image_tag()
+        .ok_or_else(|| BuildError::Host("--push-iso needs IMAGE_REGISTRY".into()))?;
+    let reference = Reference::parse(&tag).map_err(|e| BuildError::Host(format!("{tag}: {e}")))?;
+    progress.start("push iso", "pushing", &tag);
+    let arch = settings.get("ARCH").unwrap_or("amd64");
+    let synced = crate::iso::artifact::push(syncer, &iso.path, &reference, arch, epoch)
+        .await
+        .map_err(|source| BuildError::Push {
+            image: tag.clone(),
+            source: Box::new(source),
+        })?;
+    let status = if synced.up_to_date {
+        "up to date"
+    } else {
+        "pushed"
+    };
+    progress.finish("push iso", status, &format!("{tag}@{}", synced.digest));
+    iso.pushed = Some((tag, synced.digest));
+    Ok(())
+}
+
 /// Write `manifest.json` and `profile-snippet.yaml` to `dir`; returns the snippet.
 pub fn write_outputs(
     dir: &Path,
@@ -395,6 +426,8 @@ pub fn write_outputs(
                 "sha256": iso.sha256,
                 "size": iso.size,
                 "checksum_file": iso.checksum_path,
+                "reference": iso.pushed.as_ref().map(|(tag, _)| tag),
+                "digest": iso.pushed.as_ref().map(|(_, digest)| digest),
                 "inputs": {
                     "image": built.iter().find(|b| b.step.kind == Kind::Installer).map(|b| &b.step.tag),
                     "rootfs_bytes": iso.rootfs_bytes,

@@ -1,5 +1,8 @@
 //! The installer ISO: the example's ISO boots under SeaBIOS (CD and disk) and OVMF
-//! (CD) in QEMU and reports the sha256 of the user-data it carries; xorriso sees BIOS and UEFI
+//! (CD) in QEMU and reports the sha256 of the user-data it carries, and Secure Boot refuses
+//! its unsigned GRUB; the ISO of an image with Debian's signed shim and GRUB boots under OVMF
+//! with Secure Boot enforced (CD and disk) and says so, its GRUB menu where the vendor's GRUB
+//! reads it (Debian, Ubuntu); xorriso sees BIOS and UEFI
 //! El Torito entries and a GPT EFI partition; the squashfs keeps capabilities, owners, hard
 //! links and device nodes; two builds give the same bytes; content bundles are cut into
 //! `_partNN` parts as CanvOS's `split` cuts them, which concatenate to the original; an image without a kernel is refused clearly;
@@ -85,33 +88,52 @@ fn xorriso_report(iso: &Path) -> String {
     text(&out)
 }
 
+/// `forge verify` of `iso` (as `extra` says), expecting the fixture's report of the example
+/// user-data's sha256; returns the boot's console log.
+fn boot(iso: &Path, extra: &[&str], log_name: &str) -> Booted {
+    let expected = sha256_hex(&support::example().join("user-data"));
+    let logs = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "verify".to_string(),
+        iso.to_str().unwrap().to_string(),
+        "--expect".into(),
+        format!("forge-fixture: config.yaml sha256 {expected}"),
+        "--timeout".into(),
+        "600".into(),
+        "--log".into(),
+        logs.path().to_str().unwrap().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let out = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .current_dir(root())
+        .args(&args)
+        .output()
+        .unwrap();
+    let log = std::fs::read(logs.path().join(format!("{log_name}.log")))
+        .map(|l| String::from_utf8_lossy(&l).into_owned())
+        .unwrap_or_default();
+    Booted { out, log }
+}
+
+/// What `forge verify` printed, and the console of its boot.
+struct Booted {
+    out: Output,
+    log: String,
+}
+
 /// Boot the example ISO and expect the fixture's report of the user-data's sha256.
 fn boots(firmware: &str, media: &str) {
     let Some(iso) = example_iso() else { return };
-    let expected = sha256_hex(&support::example().join("user-data"));
-    let logs = tempfile::tempdir().unwrap();
-    let out = forge(&[
-        "verify",
-        iso.to_str().unwrap(),
-        "--firmware",
-        firmware,
-        "--media",
-        media,
-        "--expect",
-        &format!("forge-fixture: config.yaml sha256 {expected}"),
-        "--timeout",
-        "420",
-        "--log",
-        logs.path().to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let log = String::from_utf8_lossy(
-        &std::fs::read(logs.path().join(format!("{firmware}-{media}.log"))).unwrap(),
-    )
-    .into_owned();
+    let run = boot(
+        iso,
+        &["--firmware", firmware, "--media", media],
+        &format!("{firmware}-{media}"),
+    );
+    assert!(run.out.status.success(), "{}", text(&run.out));
     assert!(
-        log.contains("forge-fixture: reached the squashfs root"),
-        "{log}"
+        run.log.contains("forge-fixture: reached the squashfs root"),
+        "{}",
+        run.log
     );
 }
 
@@ -128,6 +150,154 @@ fn the_example_iso_boots_as_a_disk_under_seabios() {
 #[test]
 fn the_example_iso_boots_from_cd_under_ovmf() {
     boots("uefi", "cdrom");
+}
+
+#[test]
+fn secure_boot_refuses_the_example_iso_whose_grub_forge_built_unsigned() {
+    let Some(iso) = example_iso() else { return };
+    let run = boot(
+        iso,
+        &["--secure-boot", "--media", "cdrom", "--timeout", "300"],
+        "uefi-secureboot-cdrom",
+    );
+    assert_eq!(run.out.status.code(), Some(1), "{}", text(&run.out));
+    assert!(
+        text(&run.out).contains("Secure Boot refused the ISO's EFI loader (`Access Denied`)"),
+        "{}",
+        text(&run.out)
+    );
+}
+
+/// The ISO of the Secure Boot fixture (Debian's signed shim, GRUB and kernel), mastered once.
+fn secure_boot_iso() -> Option<&'static Path> {
+    static ISO: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+    ISO.get_or_init(|| {
+        let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+        if !ready() || !have(TOOLS) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = build_on(
+            support::SECUREBOOT_FIXTURE,
+            dir.path(),
+            &dir.path().join("out"),
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let iso = dir.path().join("out/palette-edge-installer.iso");
+        Some((dir, iso))
+    })
+    .as_ref()
+    .map(|(_, iso)| iso.as_path())
+}
+
+/// Boot the Secure Boot fixture's ISO with Secure Boot enforced: it reaches the squashfs root
+/// with the user-data, and the system itself says Secure Boot is on.
+fn boots_with_secure_boot(media: &str) {
+    let Some(iso) = secure_boot_iso() else { return };
+    let run = boot(
+        iso,
+        &["--secure-boot", "--media", media],
+        &format!("uefi-secureboot-{media}"),
+    );
+    assert!(run.out.status.success(), "{}", text(&run.out));
+    for line in [
+        "Secure boot enabled",
+        "forge-fixture: reached the squashfs root",
+        "forge-fixture: secure boot enabled",
+    ] {
+        assert!(run.log.contains(line), "no `{line}` in\n{}", run.log);
+    }
+}
+
+#[test]
+fn the_secure_boot_iso_boots_from_cd_under_ovmf_with_secure_boot_enforced() {
+    boots_with_secure_boot("cdrom");
+}
+
+#[test]
+fn the_secure_boot_iso_boots_as_a_disk_under_ovmf_with_secure_boot_enforced() {
+    boots_with_secure_boot("disk");
+}
+
+#[test]
+fn the_secure_boot_iso_has_the_signed_chain_and_the_menu_where_debians_grub_reads_it() {
+    let Some(iso) = secure_boot_iso() else { return };
+    let esp = esp(iso);
+    assert_eq!(esp.label(), "EFI_LIVE");
+    assert_eq!(
+        esp.files(),
+        [
+            "EFI/BOOT/bootx64.efi",
+            "EFI/BOOT/grub.cfg",
+            "EFI/BOOT/grubx64.efi",
+            "EFI/debian/grub.cfg"
+        ]
+    );
+    let out = forge(&["inspect", iso.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["efi"]["chain"],
+        serde_json::json!([
+            "shim EFI/BOOT/bootx64.efi (signed)",
+            "GRUB EFI/BOOT/grubx64.efi (signed)"
+        ])
+    );
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(iso.with_file_name("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let entry = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "iso")
+        .unwrap();
+    // The CD variant of Debian's signed GRUB, as AuroraBoot takes it.
+    assert_eq!(
+        entry["inputs"]["efi_loader"],
+        serde_json::json!([
+            "image: /usr/lib/shim/shimx64.efi.signed",
+            "image: /usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed"
+        ])
+    );
+}
+
+#[test]
+fn an_image_that_says_it_is_ubuntu_gets_the_menu_where_ubuntus_grub_reads_it() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() || !have(TOOLS) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // Small: the Debian base with the fixture's boot files and signed binaries, and an
+    // os-release saying Ubuntu.
+    let image = "forge-test/iso-ubuntu-efi:1";
+    let dockerfile = format!(
+        "FROM {sb} AS chain\nFROM forge-fixtures/debian:bookworm\nCOPY --from=chain /boot /boot\n\
+         COPY --from=chain /usr/lib/shim /usr/lib/shim\n\
+         COPY --from=chain /usr/lib/grub/x86_64-efi-signed /usr/lib/grub/x86_64-efi-signed\n\
+         RUN rm /etc/os-release && printf 'NAME=Ubuntu\\nID=ubuntu\\nVERSION_ID=\"22.04\"\\n' > /etc/os-release\n",
+        sb = support::SECUREBOOT_FIXTURE
+    );
+    let context = work.path().join("image");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+    let out = docker(&["build", "-q", "-t", image, context.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = build_on(image, work.path(), &work.path().join("out"), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let esp = esp(&work.path().join("out/palette-edge-installer.iso"));
+    assert_eq!(
+        esp.files(),
+        [
+            "EFI/BOOT/bootx64.efi",
+            "EFI/BOOT/grub.cfg",
+            "EFI/BOOT/grubx64.efi",
+            "EFI/ubuntu/grub.cfg"
+        ]
+    );
 }
 
 #[test]
@@ -451,6 +621,11 @@ fn metadata_image(dir: &Path) -> &'static str {
 /// mastered with the host's tools into `out`, with `work` as the checkout (its content bundles
 /// and overlays).
 fn build_on(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Output {
+    build_on_cmd(base, work, out, extra).output().unwrap()
+}
+
+/// The command [`build_on`] runs.
+fn build_on_cmd(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Command {
     let user_data = support::example().join("user-data");
     let arg = support::example().join(".arg");
     let templates = work.join("templates");
@@ -465,8 +640,8 @@ fn build_on(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Output {
         "FROM {{ os_tag }}\n",
     )
     .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_forge"))
-        .current_dir(work)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.current_dir(work)
         .args(["build", "--arg", arg.to_str().unwrap(), "--checkout", "."])
         .args(["--user-data", user_data.to_str().unwrap()])
         .args(["--templates", templates.to_str().unwrap()])
@@ -480,9 +655,8 @@ fn build_on(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Output {
         ])
         .args(["--set", &format!("BASE_IMAGE={base}")])
         .args(extra)
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap()
+        .env("SOURCE_DATE_EPOCH", EPOCH);
+    cmd
 }
 
 fn extract(iso: &Path, path: &str, to: &Path) {
@@ -663,6 +837,100 @@ fn the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_spli
         std::fs::read(work.path().join("spc.out")).unwrap(),
         b"cluster definition"
     );
+}
+
+#[test]
+fn the_iso_pushed_as_an_image_pulls_back_with_skopeo_to_the_same_bytes() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() || !have(TOOLS) || !have(&["skopeo", "docker-registry", "htpasswd"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = metadata_image(work.path());
+    // A TLS registry with htpasswd authentication; the Docker config holds the credentials.
+    let pki = support::Pki::generate();
+    let registry = support::Registry::start(Some(&pki), true);
+    let host = registry.host();
+    let config = work.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        support::auth_file(std::slice::from_ref(&host)),
+    )
+    .unwrap();
+    let ca = work.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let out_dir = work.path().join("out");
+    let out = build_on_cmd(
+        image,
+        work.path(),
+        &out_dir,
+        &[
+            "--set",
+            &format!("IMAGE_REGISTRY={host}/edge"),
+            "--push-iso",
+            "--registry-ca",
+            ca.to_str().unwrap(),
+        ],
+    )
+    .env("DOCKER_CONFIG", &config)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(support::PASSWORD));
+    let iso = out_dir.join("palette-edge-installer.iso");
+
+    // CanvOS's tag: IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION-CUSTOM_TAG.
+    let reference = format!("{host}/edge/ubuntu/palette-edge-installer:v4.9.38-demo");
+    let skopeo = support::Skopeo::new(Some(&pki.ca_pem), std::slice::from_ref(&host));
+    let digest = skopeo
+        .digest(&reference, true)
+        .expect("the ISO image was pushed");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    let entry = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "iso")
+        .unwrap();
+    assert_eq!(entry["reference"], reference.as_str());
+    assert_eq!(entry["digest"], digest.as_str());
+
+    // Pulled back by another client: one layer, /disk/<name>.iso, the same bytes.
+    let pulled = work.path().join("pulled");
+    skopeo.pull_to_dir(&reference, &pulled);
+    let image_manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(pulled.join("manifest.json")).unwrap())
+            .unwrap();
+    let layers = image_manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    let layer = layers[0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let mut archive = tar::Archive::new(std::fs::File::open(pulled.join(layer)).unwrap());
+    let unpacked = work.path().join("unpacked");
+    archive.unpack(&unpacked).unwrap();
+    assert_eq!(
+        sha256_hex(&unpacked.join("disk/palette-edge-installer.iso")),
+        sha256_hex(&iso)
+    );
+
+    // `forge iso push` makes the same image of the same ISO.
+    let again = format!("{host}/edge/installers:site-a");
+    let out = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["iso", "push", iso.to_str().unwrap(), &again])
+        .args(["--registry-ca", ca.to_str().unwrap(), "--format", "json"])
+        .env("DOCKER_CONFIG", &config)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pushed["digest"], digest.as_str());
+    assert_eq!(skopeo.digest(&again, true), Some(digest));
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub(super) struct BuildArgs {
     /// Push the provider images to IMAGE_REGISTRY.
     #[arg(long)]
     push: bool,
+    /// Push the ISO as an image, as CanvOS's +iso-disk-image:
+    /// IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG], /disk/<ISO_NAME>.iso inside.
+    #[arg(long, conflicts_with = "no_iso")]
+    push_iso: bool,
     /// Build the images only, no installer ISO.
     #[arg(long)]
     no_iso: bool,
@@ -176,13 +180,8 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         print_plan(&plan, &outcome, args.format)?;
         return Ok(0);
     }
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(v.trim().parse::<u64>().with_context(|| {
-            format!("SOURCE_DATE_EPOCH `{v}` must be a number of seconds since 1970-01-01 UTC")
-        })?),
-        _ => None,
-    };
-    let push_policy = if args.push {
+    let source_date_epoch = super::source_date_epoch()?;
+    let push_policy = if args.push || args.push_iso {
         Some(policy(
             outcome
                 .rewriter
@@ -223,7 +222,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
             &progress,
         )
         .await?;
-        let iso = match built.iter().find(|b| b.step.kind == Kind::Installer) {
+        let mut iso = match built.iter().find(|b| b.step.kind == Kind::Installer) {
             Some(installer) if !args.no_iso => {
                 let spec = iso::Spec {
                     image: &installer.step.tag,
@@ -247,7 +246,19 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         };
         if let Some(pool) = &pool {
             let syncer = Syncer::new(pool, None, 4, &log)?;
-            build::push(&docker, &syncer, &mut built, &progress).await?;
+            if args.push {
+                build::push(&docker, &syncer, &mut built, &progress).await?;
+            }
+            if let (true, Some(iso)) = (args.push_iso, iso.as_mut()) {
+                build::push_iso(
+                    &syncer,
+                    &outcome.settings,
+                    iso,
+                    source_date_epoch,
+                    &progress,
+                )
+                .await?;
+            }
         }
         Ok::<_, anyhow::Error>((built, iso))
     };
@@ -279,7 +290,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
     )?;
     let manifest = args.output.join("manifest.json");
     match args.format {
-        Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": args.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>(), "iso": iso.as_ref().map(|i| json!({"path": i.path, "sha256": i.sha256, "size": i.size}))})),
+        Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": args.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>(), "iso": iso.as_ref().map(|i| json!({"path": i.path, "sha256": i.sha256, "size": i.size, "reference": i.pushed.as_ref().map(|p| &p.0), "digest": i.pushed.as_ref().map(|p| &p.1)}))})),
         Format::Text => {
             let mut out = String::new();
             for b in built.iter().filter(|b| !matches!(b.step.kind, Kind::Os | Kind::Base)) {
@@ -287,6 +298,9 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
             }
             if let Some(iso) = &iso {
                 out.push_str(&format!("{:9}  {} ({}, sha256 {})\n", "iso", iso.path.display(), crate::registry::sync::human(iso.size), iso.sha256));
+                if let Some((tag, digest)) = &iso.pushed {
+                    out.push_str(&format!("{:9}  {tag}@{digest}\n", "iso image"));
+                }
             }
             out.push_str(&format!("\nwrote {} and {}\n\nOS pack values for the cluster profile:\n\n{snippet}", manifest.display(), args.output.join("profile-snippet.yaml").display()));
             print!("{}", outcome.redactor.redact(&out));

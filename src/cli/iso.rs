@@ -1,18 +1,23 @@
-//! `forge inspect ISO` and `forge verify ISO`.
+//! `forge inspect ISO`, `forge verify ISO` and `forge iso push ISO REF`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use futures_util::{stream, StreamExt as _};
 use regex::Regex;
 
-use super::images::run_async;
+use super::images::{policy, run_async, AccessArgs};
 use super::{Exit, Format};
+use crate::iso::artifact;
 use crate::iso::inspect::inspect as read_report;
 use crate::iso::verify::{self, name, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
 use crate::iso::ReadError;
+use crate::reference::Reference;
+use crate::registry::rewrite::{Rewriter, Rules};
+use crate::registry::sync::{human, Syncer};
+use crate::registry::Pool;
 use crate::secret::{mask_yaml, Redactor};
 
 #[derive(Args)]
@@ -113,6 +118,10 @@ pub(super) struct BootArgs {
     /// unreliable) or without /dev/kvm; a KVM boot that errors or stalls is redone with TCG.
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     accel: Accel,
+    /// Boot under OVMF with Secure Boot enforced (Microsoft's keys enrolled, as on most
+    /// hardware): a boot passes only when Linux also says `Secure boot enabled`. UEFI only.
+    #[arg(long)]
+    secure_boot: bool,
     /// Pass when the serial console matches this regular expression. Default: the system
     /// reached the squashfs root (systemd's `Welcome to ...!` after the initramfs).
     #[arg(long, value_name = "REGEX")]
@@ -135,10 +144,15 @@ pub(super) fn verify(args: VerifyArgs) -> Result<u8> {
 
 /// Boot `iso` every way `args` asks for.
 pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>> {
-    let firmwares: &[Firmware] = match args.firmware {
-        FirmwareArg::Bios => &[Firmware::Bios],
-        FirmwareArg::Uefi => &[Firmware::Uefi],
-        FirmwareArg::All => &[Firmware::Bios, Firmware::Uefi],
+    let firmwares: &[Firmware] = match (args.firmware, args.secure_boot) {
+        (FirmwareArg::Bios, true) => {
+            anyhow::bail!("--secure-boot is a UEFI boot: leave out --firmware bios")
+        }
+        (FirmwareArg::Bios, false) => &[Firmware::Bios],
+        (FirmwareArg::Uefi | FirmwareArg::All, true) | (FirmwareArg::Uefi, false) => {
+            &[Firmware::Uefi]
+        }
+        (FirmwareArg::All, false) => &[Firmware::Bios, Firmware::Uefi],
     };
     let medias: &[Media] = match args.media {
         MediaArg::Cdrom => &[Media::Cdrom],
@@ -152,6 +166,7 @@ pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>
             medias.iter().map(|m| Boot {
                 firmware: *f,
                 media: *m,
+                secure_boot: args.secure_boot,
             })
         })
         .collect();
@@ -198,11 +213,7 @@ pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>
     let runs = boots.iter().map(|boot| {
         let options = &options;
         async move {
-            note(&format!(
-                "booting {} {}",
-                name(boot.firmware),
-                name(boot.media)
-            ));
+            note(&format!("booting {}", boot.name()));
             verify::run(options, boot, &|line| note(line)).await
         }
     });
@@ -230,9 +241,13 @@ pub(super) fn report(outcomes: &[Outcome], format: Format) -> Result<u8> {
         Format::Text => {
             let mut out = String::new();
             for o in outcomes {
+                let firmware = match o.secure_boot {
+                    true => format!("{} (Secure Boot)", name(o.firmware)),
+                    false => name(o.firmware),
+                };
                 out.push_str(&format!(
-                    "{:4}  {:5}  {:3}  {:6}  {:6.1}s  {}{}\n",
-                    name(o.firmware),
+                    "{:18}  {:5}  {:3}  {:6}  {:6.1}s  {}{}\n",
+                    firmware,
                     name(o.media),
                     o.accel,
                     if o.passed { "passed" } else { "FAILED" },
@@ -256,4 +271,77 @@ pub(super) fn report(outcomes: &[Outcome], format: Format) -> Result<u8> {
     } else {
         Err(Exit(1).into())
     }
+}
+
+#[derive(Subcommand)]
+pub(super) enum IsoCommand {
+    /// Push an installer ISO as an image, as CanvOS's +iso-disk-image: one layer holding
+    /// /disk/<file name>, streamed from the file; the manifest is checked by digest.
+    Push(PushArgs),
+}
+
+#[derive(Args)]
+pub(super) struct PushArgs {
+    /// The installer ISO.
+    iso: PathBuf,
+    /// Where to push it: REGISTRY/REPOSITORY:TAG (CanvOS: IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG]).
+    reference: String,
+    /// The image's architecture.
+    #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
+    arch: String,
+    #[command(flatten)]
+    access: AccessArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub(super) fn push(args: PushArgs) -> Result<u8> {
+    if !args.iso.is_file() {
+        anyhow::bail!(
+            "{} is not a file; build the ISO with `forge build` first",
+            args.iso.display()
+        );
+    }
+    let reference = Reference::parse(&args.reference).with_context(|| {
+        format!(
+            "`{}` is not an image reference (REGISTRY/REPOSITORY:TAG)",
+            args.reference
+        )
+    })?;
+    let epoch = super::source_date_epoch()?;
+    let no_user_data = Rewriter {
+        rules: Rules::Unchanged,
+        registries: Vec::new(),
+    };
+    let pool = Pool::new(policy(&no_user_data, &args.access)?);
+    let log = |line: &str| note(&format!("  {line}"));
+    let syncer = Syncer::new(&pool, None, 1, &log)?;
+    note(&format!("pushing {} to {reference}", args.iso.display()));
+    let synced = run_async(async {
+        Ok(artifact::push(&syncer, &args.iso, &reference, &args.arch, epoch).await?)
+    })?;
+    let uploaded = synced
+        .stats
+        .uploaded_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "reference": reference.to_string(),
+                "digest": synced.digest,
+                "up_to_date": synced.up_to_date,
+                "uploaded_bytes": uploaded,
+            })
+        ),
+        Format::Text => println!(
+            "{reference}@{}  ({})",
+            synced.digest,
+            match synced.up_to_date {
+                true => "already there".to_string(),
+                false => format!("{} uploaded in {:.1} s", human(uploaded), synced.seconds),
+            }
+        ),
+    }
+    Ok(0)
 }

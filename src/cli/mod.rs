@@ -38,6 +38,9 @@ enum Command {
     Inspect(iso::InspectArgs),
     /// Boot an installer ISO in QEMU (BIOS and UEFI; CD, disk, USB) and watch its console.
     Verify(iso::VerifyArgs),
+    /// Work with installer ISOs built before.
+    #[command(subcommand)]
+    Iso(iso::IsoCommand),
     /// Check user-data, build settings and a cluster profile before a build.
     Validate(ValidateArgs),
     /// Inspect the resolved build settings.
@@ -203,6 +206,17 @@ fn environment() -> Result<Vec<(String, String)>> {
     Ok(env)
 }
 
+/// `SOURCE_DATE_EPOCH`, when set: the date of everything a build writes.
+fn source_date_epoch() -> Result<Option<u64>> {
+    use anyhow::Context as _;
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Ok(Some(v.trim().parse::<u64>().with_context(|| {
+            format!("SOURCE_DATE_EPOCH `{v}` must be a number of seconds since 1970-01-01 UTC")
+        })?)),
+        _ => Ok(None),
+    }
+}
+
 /// Stop with this exit code; what needed saying has been printed.
 #[derive(Debug, thiserror::Error)]
 #[error("exit code {0}")]
@@ -249,6 +263,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Validate(args) => inputs::validate(args),
         Command::Inspect(args) => iso::inspect(args),
         Command::Verify(args) => iso::verify(args),
+        Command::Iso(iso::IsoCommand::Push(args)) => iso::push(args),
         Command::Config(ConfigCommand::Show { settings, format }) => {
             inputs::config_show(&settings, format)
         }

@@ -339,6 +339,20 @@ impl Resolved {
         Some(tag)
     }
 
+    /// Where `--push-iso` puts the installer ISO, as CanvOS's `+iso-disk-image`:
+    /// `IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG]`, when the registry is set.
+    pub fn iso_image_tag(&self) -> Option<String> {
+        let registry = self.get("IMAGE_REGISTRY")?.trim_end_matches('/');
+        let repo = self.get("IMAGE_REPO")?;
+        let name = self.get("ISO_NAME")?;
+        let mut tag = format!("{registry}/{repo}/{name}:{}", self.get("PE_VERSION")?);
+        if let Some(custom) = self.get("CUSTOM_TAG") {
+            tag.push('-');
+            tag.push_str(custom);
+        }
+        Some(tag)
+    }
+
     /// The path a file setting names: relative to the file that set it, defaults relative to
     /// the checkout, the environment and flags relative to the current directory.
     pub fn path(&self, name: &str) -> Option<PathBuf> {
@@ -954,6 +968,17 @@ mod tests {
             arg: Some((PathBuf::from(".arg"), text.to_string())),
             ..Inputs::default()
         }
+    }
+
+    #[test]
+    fn the_iso_image_is_tagged_as_canvos_tags_it() {
+        let resolved = resolve(&inputs_with_arg(
+            "IMAGE_REGISTRY=harbor.example.com/edge/\nOS_DISTRIBUTION=ubuntu\nISO_NAME=site-a\nPE_VERSION=v4.9.38\nCUSTOM_TAG=demo\n",
+        ));
+        assert_eq!(
+            resolved.iso_image_tag().as_deref(),
+            Some("harbor.example.com/edge/ubuntu/site-a:v4.9.38-demo")
+        );
     }
 
     #[test]

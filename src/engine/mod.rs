@@ -20,11 +20,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use crate::registry::sync::LocalImage;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+use crate::registry::client::BlobFile;
+use crate::registry::sync::{LocalImage, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -530,7 +527,7 @@ fn assemble(image: &str, unpacked: &Path, cache: &LayerCache) -> Result<LocalIma
         .filter_map(|d| d.as_str().map(str::to_string))
         .collect();
     let config_digest = crate::registry::client::sha256_digest(&config);
-    let mut blobs = HashMap::from([(config_digest.clone(), config_path)]);
+    let mut blobs = HashMap::from([(config_digest.clone(), BlobFile::plain(config_path))]);
     let mut layers = Vec::new();
     std::fs::create_dir_all(&cache.dir).map_err(io(&cache.dir))?;
     for (i, layer) in saved.layers.iter().enumerate() {
@@ -571,7 +568,7 @@ fn assemble(image: &str, unpacked: &Path, cache: &LayerCache) -> Result<LocalIma
         };
         std::fs::remove_file(&raw).map_err(io(&raw))?;
         layers.push(json!({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}));
-        blobs.insert(digest, gz);
+        blobs.insert(digest, BlobFile::plain(gz));
     }
     let manifest = json!({
         "schemaVersion": 2,

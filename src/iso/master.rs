@@ -4,14 +4,12 @@
 //! system partition and xorriso; the ISO lands in the output directory only when complete.
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bollard::Docker;
 use futures_util::StreamExt as _;
-use sha2::{Digest as _, Sha256};
 
 use super::image::{boot_files, efi_loader};
 use super::tools::Runner;
@@ -119,6 +117,8 @@ pub struct Mastered {
     /// `image: PATH` for each EFI binary taken from the image, or `grub-mkimage`.
     pub efi_loader: Vec<String>,
     pub bundles: Vec<Bundle>,
+    /// Where `--push-iso` pushed it as an image, and the manifest's digest.
+    pub pushed: Option<(String, String)>,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> IsoError {
@@ -345,6 +345,7 @@ pub async fn master(
         rootfs_bytes,
         efi_loader,
         bundles,
+        pushed: None,
     })
 }
 
@@ -726,17 +727,5 @@ fn xorriso_args(out: &str, bundles: &[Bundle], host: bool, epoch: Option<u64>) -
 
 /// sha256 (hex) and size of a file, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    let mut size = 0;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
+    crate::registry::client::BlobFile::plain(path.to_path_buf()).sha256()
 }

@@ -1,7 +1,9 @@
 //! The installer ISO (DESIGN.md §5): mastering it from the installer image without
 //! privileges (`master`, with the tools in a builder container or on the host), reading it
-//! back (`inspect`), and booting it in QEMU (`verify`).
+//! back (`inspect`), booting it in QEMU (`verify`), and pushing it as an OCI image
+//! (`artifact`).
 
+pub mod artifact;
 mod fat;
 mod image;
 pub mod inspect;

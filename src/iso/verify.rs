@@ -1,6 +1,7 @@
-//! Booting the ISO in QEMU: SeaBIOS or OVMF firmware; the ISO as a CD, as a virtio disk (the
-//! path a USB stick takes through the hybrid MBR) or as a USB mass-storage device. The serial
-//! console is saved per run and watched for the expectation.
+//! Booting the ISO in QEMU: SeaBIOS or OVMF firmware, OVMF with Secure Boot enforced too; the
+//! ISO as a CD, as a virtio disk (the path a USB stick takes through the hybrid MBR) or as a
+//! USB mass-storage device. The serial console is saved per run and watched for the
+//! expectation (and, under Secure Boot, for the kernel saying it booted with it).
 //!
 //! Nested KVM is unreliable on CI machines (OVMF dies with an emulation failure, BIOS boots
 //! stall while GRUB loads the kernel), so `auto` uses KVM only on bare metal and falls back to
@@ -23,6 +24,15 @@ const OVMF: &[&str] = &[
     "/usr/share/OVMF/OVMF.fd",
     "/usr/share/qemu/OVMF.fd",
 ];
+/// OVMF with Secure Boot (it needs SMM: a q35 machine) and its variable store with
+/// Microsoft's keys enrolled, as Debian's `ovmf` package ships them: Secure Boot is enforced
+/// from the first boot, and anything signed through Microsoft's UEFI CA (shim) starts.
+const OVMF_SECURE_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+const OVMF_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+/// What Linux prints when the firmware booted it with Secure Boot on.
+const SECURE_BOOT_ON: &str = "Secure boot enabled";
+/// What OVMF prints when Secure Boot refuses a boot loader.
+const ACCESS_DENIED: &str = "Access Denied";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,6 +93,19 @@ impl Expect {
 pub struct Boot {
     pub firmware: Firmware,
     pub media: Media,
+    /// UEFI with Secure Boot enforced (Microsoft's keys enrolled).
+    pub secure_boot: bool,
+}
+
+impl Boot {
+    /// `bios-cdrom`, `uefi-disk`, `uefi-secureboot-cdrom`, ...
+    pub fn name(&self) -> String {
+        let firmware = match self.secure_boot {
+            true => format!("{}-secureboot", name(self.firmware)),
+            false => name(self.firmware),
+        };
+        format!("{firmware}-{}", name(self.media))
+    }
 }
 
 /// How a boot went.
@@ -90,6 +113,7 @@ pub struct Boot {
 pub struct Outcome {
     pub firmware: Firmware,
     pub media: Media,
+    pub secure_boot: bool,
     /// `kvm` or `tcg`: the accelerator of the last attempt.
     pub accel: &'static str,
     pub passed: bool,
@@ -135,6 +159,16 @@ pub fn preflight(boots: &[Boot]) -> Result<(), VerifyError> {
             OVMF.join(", ")
         )));
     }
+    if boots.iter().any(|b| b.secure_boot) {
+        if let Some(missing) = [OVMF_SECURE_CODE, OVMF_MS_VARS]
+            .into_iter()
+            .find(|p| !Path::new(p).is_file())
+        {
+            return Err(VerifyError::Missing(format!(
+                "Secure Boot boots need OVMF built with Secure Boot and Microsoft's keys ({missing} is missing; apt-get install ovmf)"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -179,7 +213,7 @@ pub async fn run(
     boot: &Boot,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<Outcome, VerifyError> {
-    let name = format!("{}-{}", name(boot.firmware), name(boot.media));
+    let name = boot.name();
     let log = options.log_dir.join(format!("{name}.log"));
     let started = Instant::now();
     let (first, _) = match options.accel {
@@ -207,6 +241,13 @@ pub async fn run(
                         "QEMU exited before {}:\n{tail}",
                         options.expect.describe()
                     )),
+                    Attempt::Refused(tail) => Some(format!(
+                        "Secure Boot refused the ISO's EFI loader (`{ACCESS_DENIED}`): it is not signed by a key the firmware trusts; an image with its distribution's signed shim and GRUB gives an ISO that boots:\n{tail}"
+                    )),
+                    Attempt::SecureBootOff(tail) => Some(format!(
+                        "{} but Linux did not say `{SECURE_BOOT_ON}`:\n{tail}",
+                        options.expect.describe()
+                    )),
                     Attempt::TimedOut(tail) => Some(format!(
                         "no sign that {} within {} s; the console's last lines:\n{tail}",
                         options.expect.describe(),
@@ -216,6 +257,7 @@ pub async fn run(
                 return Ok(Outcome {
                     firmware: boot.firmware,
                     media: boot.media,
+                    secure_boot: boot.secure_boot,
                     accel,
                     passed: failure.is_none(),
                     seconds: started.elapsed().as_secs_f64(),
@@ -241,14 +283,28 @@ enum Attempt {
     KvmTrouble(String),
     Exited(String),
     TimedOut(String),
+    /// Secure Boot: the firmware refused the loader.
+    Refused(String),
+    /// Secure Boot: the expectation was met, but Linux did not run with Secure Boot on.
+    SecureBootOff(String),
 }
 
-/// The QEMU command line of one boot.
-fn qemu_args(iso: &Path, boot: &Boot, accel: &str, memory_mib: u32) -> Vec<String> {
-    let iso = iso.display().to_string().replace(',', ",,");
+/// A path as a QEMU option value (`,` doubled).
+fn qemu_path(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+/// The QEMU command line of one boot; `vars` is the boot's own copy of the UEFI variable
+/// store (Secure Boot).
+fn qemu_args(iso: &Path, boot: &Boot, accel: &str, memory_mib: u32, vars: &Path) -> Vec<String> {
+    let iso = qemu_path(iso);
+    let machine = match boot.secure_boot {
+        true => "q35,smm=on",
+        false => "pc",
+    };
     let mut args: Vec<String> = [
         "-machine",
-        "pc",
+        machine,
         "-m",
         &memory_mib.to_string(),
         "-display",
@@ -268,7 +324,16 @@ fn qemu_args(iso: &Path, boot: &Boot, accel: &str, memory_mib: u32) -> Vec<Strin
         "kvm" => ["-accel", "kvm", "-cpu", "host"].map(String::from).to_vec(),
         _ => ["-accel", "tcg"].map(String::from).to_vec(),
     });
-    if boot.firmware == Firmware::Uefi {
+    if boot.secure_boot {
+        args.extend([
+            "-global".into(),
+            "driver=cfi.pflash01,property=secure,value=on".into(),
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_SECURE_CODE}"),
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=1,file={}", qemu_path(vars)),
+        ]);
+    } else if boot.firmware == Firmware::Uefi {
         args.extend(["-bios".into(), ovmf().unwrap_or(OVMF[0]).into()]);
     }
     let drive = |extra: &str| format!("if=none,id=iso,file={iso},format=raw,readonly=on{extra}");
@@ -307,8 +372,20 @@ async fn boot_once(
     watch_stall: bool,
 ) -> Result<Attempt, VerifyError> {
     let io = |what: String| move |source| VerifyError::Io { what, source };
+    // Each boot starts from the variable store as shipped.
+    let vars = log.with_extension("vars.fd");
+    if boot.secure_boot {
+        std::fs::copy(OVMF_MS_VARS, &vars)
+            .map_err(io(format!("copying {OVMF_MS_VARS} to {}", vars.display())))?;
+    }
     let mut child = tokio::process::Command::new("qemu-system-x86_64")
-        .args(qemu_args(options.iso, boot, accel, options.memory_mib))
+        .args(qemu_args(
+            options.iso,
+            boot,
+            accel,
+            options.memory_mib,
+            &vars,
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -326,6 +403,7 @@ async fn boot_once(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_output = tokio::time::Instant::now();
     let mut stderr_open = true;
+    let mut secure_boot_on = false;
     let outcome = loop {
         let stall = last_output + KVM_STALL;
         tokio::select! {
@@ -337,6 +415,8 @@ async fn boot_once(
                 }
                 file.write_all(&buf[..n]).await.map_err(io(format!("writing {}", log.display())))?;
                 console.push_str(&strip_ansi(&String::from_utf8_lossy(&buf[..n])));
+                // Said early in the boot: noted before the window drops it.
+                secure_boot_on |= console.contains(SECURE_BOOT_ON);
                 if console.len() > WINDOW {
                     let cut = console.len() - WINDOW / 2;
                     let cut = (cut..console.len()).find(|i| console.is_char_boundary(*i)).unwrap_or(0);
@@ -344,7 +424,13 @@ async fn boot_once(
                 }
                 last_output = tokio::time::Instant::now();
                 if options.expect.matches(&console) {
-                    break Attempt::Passed;
+                    break match !boot.secure_boot || secure_boot_on {
+                        true => Attempt::Passed,
+                        false => Attempt::SecureBootOff(tail(&console, &errors)),
+                    };
+                }
+                if boot.secure_boot && console.contains(ACCESS_DENIED) {
+                    break Attempt::Refused(tail(&console, &errors));
                 }
             }
             n = stderr.read(&mut ebuf), if stderr_open => {
@@ -365,6 +451,9 @@ async fn boot_once(
         }
     };
     let _ = child.kill().await;
+    if boot.secure_boot {
+        let _ = std::fs::remove_file(&vars);
+    }
     file.flush()
         .await
         .map_err(io(format!("writing {}", log.display())))?;
@@ -435,14 +524,18 @@ mod tests {
     #[test]
     fn each_medium_boots_from_its_own_device() {
         let iso = Path::new("/tmp/a,b.iso");
+        let vars = Path::new("/tmp/vars.fd");
+        let boot = |firmware, media, secure_boot| Boot {
+            firmware,
+            media,
+            secure_boot,
+        };
         let cd = qemu_args(
             iso,
-            &Boot {
-                firmware: Firmware::Bios,
-                media: Media::Cdrom,
-            },
+            &boot(Firmware::Bios, Media::Cdrom, false),
             "tcg",
             1024,
+            vars,
         )
         .join(" ");
         assert!(
@@ -450,18 +543,44 @@ mod tests {
             "{cd}"
         );
         assert!(cd.contains("ide-cd,drive=iso,bootindex=1"));
+        assert!(cd.contains("-machine pc "), "{cd}");
         let usb = qemu_args(
             iso,
-            &Boot {
-                firmware: Firmware::Uefi,
-                media: Media::Usb,
-            },
+            &boot(Firmware::Uefi, Media::Usb, false),
             "kvm",
             1024,
+            vars,
         )
         .join(" ");
         assert!(usb.contains("usb-storage,bus=xhci.0,drive=iso"), "{usb}");
         assert!(usb.contains("-bios"));
         assert!(usb.contains("-accel kvm -cpu host"));
+    }
+
+    #[test]
+    fn secure_boot_enforces_it_in_ovmf_with_microsofts_keys_on_a_copy_of_the_store() {
+        let boot = Boot {
+            firmware: Firmware::Uefi,
+            media: Media::Disk,
+            secure_boot: true,
+        };
+        assert_eq!(boot.name(), "uefi-secureboot-disk");
+        let args = qemu_args(
+            Path::new("/tmp/x.iso"),
+            &boot,
+            "tcg",
+            1024,
+            Path::new("/tmp/logs/uefi-secureboot-disk.vars.fd"),
+        )
+        .join(" ");
+        for part in [
+            "-machine q35,smm=on",
+            "-global driver=cfi.pflash01,property=secure,value=on",
+            "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+            "if=pflash,format=raw,unit=1,file=/tmp/logs/uefi-secureboot-disk.vars.fd",
+        ] {
+            assert!(args.contains(part), "{part}: {args}");
+        }
+        assert!(!args.contains("-bios"), "{args}");
     }
 }

@@ -5,7 +5,7 @@
 //! and to files; nothing large is held in memory.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -169,7 +169,69 @@ pub struct Found {
 enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
-    File { path: &'a Path, size: u64 },
+    Blob(&'a BlobFile),
+}
+
+/// A blob's bytes on disk: a file, framed by bytes before and after it (a tar member's header
+/// and padding, so that a file becomes a one-file layer without being copied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlobFile {
+    pub path: PathBuf,
+    pub head: Vec<u8>,
+    pub tail: Vec<u8>,
+}
+
+impl BlobFile {
+    /// A blob that is the whole file.
+    pub fn plain(path: PathBuf) -> BlobFile {
+        BlobFile {
+            path,
+            ..BlobFile::default()
+        }
+    }
+
+    /// The blob's size: the file's and its frame's.
+    pub async fn size(&self) -> std::io::Result<u64> {
+        let file = tokio::fs::metadata(&self.path).await?.len();
+        Ok(self.head.len() as u64 + file + self.tail.len() as u64)
+    }
+
+    /// The blob's sha256 (hex) and size, read in blocks of 1 MiB (blocking).
+    pub fn sha256(&self) -> std::io::Result<(String, u64)> {
+        use std::io::Read as _;
+        let mut file = std::fs::File::open(&self.path)?;
+        let mut hasher = Sha256::new();
+        hasher.update(&self.head);
+        let mut buf = vec![0; 1 << 20];
+        let mut size = self.head.len() as u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        hasher.update(&self.tail);
+        size += self.tail.len() as u64;
+        Ok((hex::encode(hasher.finalize()), size))
+    }
+
+    /// The blob's bytes, in blocks of 1 MiB.
+    async fn stream(
+        &self,
+    ) -> std::io::Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + use<>>
+    {
+        let file = tokio::fs::File::open(&self.path).await?;
+        let frame = |bytes: &[u8]| {
+            futures_util::stream::iter(
+                (!bytes.is_empty()).then(|| Ok(bytes::Bytes::copy_from_slice(bytes))),
+            )
+        };
+        Ok(frame(&self.head)
+            .chain(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20))
+            .chain(frame(&self.tail)))
+    }
 }
 
 /// A connection to one registry host.
@@ -369,7 +431,7 @@ impl Registry {
         body: Body<'_>,
     ) -> Result<Response, Error> {
         let deadline = match body {
-            Body::File { .. } => None,
+            Body::Blob(_) => None,
             _ => Some(self.retry.deadline),
         };
         let started = Instant::now();
@@ -463,7 +525,7 @@ impl Registry {
             };
             attempt += 1;
             // A streamed upload cannot be replayed into the same session: its caller restarts it.
-            let replayable = !matches!(body, Body::File { .. });
+            let replayable = !matches!(body, Body::Blob(_));
             if !replayable || !error.transient() || attempt >= self.retry.attempts {
                 return Err(error);
             }
@@ -494,16 +556,15 @@ impl Registry {
         request = match body {
             Body::Empty => request,
             Body::Bytes(bytes) => request.body(bytes.to_vec()),
-            Body::File { path, size } => {
-                let file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|source| Error::Io {
-                        what: path.display().to_string(),
-                        source: Arc::new(source),
-                    })?;
-                let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+            Body::Blob(blob) => {
+                let read_error = |source| Error::Io {
+                    what: blob.path.display().to_string(),
+                    source: Arc::new(source),
+                };
+                let size = blob.size().await.map_err(read_error)?;
+                let stream = blob.stream().await.map_err(read_error)?;
                 request
-                    .header(CONTENT_LENGTH, *size)
+                    .header(CONTENT_LENGTH, size)
                     .body(reqwest::Body::wrap_stream(stream))
             }
         };
@@ -871,8 +932,7 @@ impl Registry {
         &self,
         repository: &str,
         digest: &str,
-        file: &Path,
-        size: u64,
+        blob: &BlobFile,
     ) -> Result<(), Error> {
         let mut attempt = 0;
         loop {
@@ -909,7 +969,7 @@ impl Registry {
                         &target,
                         &push(repository),
                         headers,
-                        Body::File { path: file, size },
+                        Body::Blob(blob),
                     )
                     .await?;
                 self.expect_created(&response, &start)

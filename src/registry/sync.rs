@@ -5,7 +5,6 @@
 //! manifest already in place and does nothing else.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,10 +13,16 @@ use futures_util::{stream, StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::client::{Error, Registry};
+use super::client::{BlobFile, Error, Registry};
 use super::rewrite::Rewrite;
 use super::Pool;
 use crate::reference::Reference;
+
+/// The OCI media types of what forge pushes from local files.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
 const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
@@ -103,12 +108,13 @@ pub struct Synced {
     pub seconds: f64,
 }
 
-/// An image held in local files (exported from the Docker Engine): its manifest and blobs.
+/// An image held in local files (exported from the Docker Engine, or an ISO as an artifact):
+/// its manifest and blobs.
 pub struct LocalImage {
     pub media_type: String,
     pub manifest: Vec<u8>,
-    /// Digest → file holding the blob.
-    pub blobs: HashMap<String, PathBuf>,
+    /// Digest → where the blob's bytes are.
+    pub blobs: HashMap<String, BlobFile>,
 }
 
 /// Where blobs come from.
@@ -117,7 +123,7 @@ enum Blobs<'a> {
         registry: Arc<Registry>,
         repository: String,
     },
-    Files(&'a HashMap<String, PathBuf>),
+    Files(&'a HashMap<String, BlobFile>),
 }
 
 /// One image being copied: where to, where from, and its counters.
@@ -424,15 +430,13 @@ impl<'a> Syncer<'a> {
                         registry
                             .blob_download(from, &blob.digest, &file, &|_| ())
                             .await?;
-                        file
+                        BlobFile::plain(file)
                     }
                 };
-                let size = tokio::fs::metadata(&file).await?.len();
-                target
-                    .blob_upload(repository, &blob.digest, &file, size)
-                    .await?;
+                let size = file.size().await?;
+                target.blob_upload(repository, &blob.digest, &file).await?;
                 if matches!(blobs, Blobs::Registry { .. }) {
-                    let _ = tokio::fs::remove_file(&file).await;
+                    let _ = tokio::fs::remove_file(&file.path).await;
                 }
                 stats.uploaded.fetch_add(1, Ordering::Relaxed);
                 stats.uploaded_bytes.fetch_add(size, Ordering::Relaxed);

@@ -43,10 +43,13 @@ pub fn have(commands: &[&str]) -> bool {
 pub const FIXTURE_REPO: &str = "forge-fixtures.local/palette-images";
 
 /// The images `make fixtures` builds for the CanvOS-shaped example.
+/// The bootable fixture with Debian's signed shim and GRUB.
+pub const SECUREBOOT_FIXTURE: &str = "forge-fixtures/kairos-secureboot:bookworm";
 pub const FIXTURES: &[&str] = &[
     "forge-fixtures/debian:bookworm",
     "forge-fixtures.local/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v0.17.1",
     "forge-fixtures.local/palette-images/edge/kairos-ubuntu:24.04-core-amd64-generic-v0.17.1",
+    SECUREBOOT_FIXTURE,
     "forge-fixtures.local/palette-images/edge/kairos-io/provider-k3s:v4.10.3",
     "forge-fixtures.local/palette-images/edge/stylus-framework-linux-amd64:v4.9.38",
     "forge-fixtures.local/palette-images/edge/canvos/alpine:3.20",
@@ -484,6 +487,25 @@ impl Skopeo {
         assert!(
             out.status.success(),
             "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Copy `docker://image` over verified TLS into the directory `dir` (skopeo's `dir:`
+    /// layout: `manifest.json` and each blob named by its hex digest).
+    pub fn pull_to_dir(&self, image: &str, dir: &Path) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .args(self.tls_args("src", true))
+            .arg("--src-authfile")
+            .arg(self.dir.path().join("auth.json"))
+            .arg(format!("docker://{image}"))
+            .arg(format!("dir:{}", dir.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy to a directory failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
