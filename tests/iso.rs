@@ -157,7 +157,7 @@ fn secure_boot_refuses_the_example_iso_whose_grub_forge_built_unsigned() {
     let Some(iso) = example_iso() else { return };
     let run = boot(
         iso,
-        &["--secure-boot", "--media", "cdrom", "--timeout", "300"],
+        &["--secure-boot", "--media", "cdrom"],
         "uefi-secureboot-cdrom",
     );
     assert_eq!(run.out.status.code(), Some(1), "{}", text(&run.out));
