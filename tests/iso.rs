@@ -244,16 +244,7 @@ fn the_secure_boot_iso_has_the_signed_chain_and_the_menu_where_debians_grub_read
             "GRUB EFI/BOOT/grubx64.efi (signed)"
         ])
     );
-    let manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(iso.with_file_name("manifest.json")).unwrap(),
-    )
-    .unwrap();
-    let entry = manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "iso")
-        .unwrap();
+    let entry = iso_entry(&iso.with_file_name("manifest.json"));
     // The CD variant of Debian's signed GRUB, as AuroraBoot takes it.
     assert_eq!(
         entry["inputs"]["efi_loader"],
@@ -352,16 +343,7 @@ fn the_example_iso_has_bios_and_uefi_entries_a_gpt_esp_and_its_checksum() {
         sums,
         format!("{}  palette-edge-installer.iso\n", sha256_hex(iso))
     );
-    let manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(iso.with_file_name("manifest.json")).unwrap(),
-    )
-    .unwrap();
-    let entry = manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "iso")
-        .unwrap();
+    let entry = iso_entry(&iso.with_file_name("manifest.json"));
     assert_eq!(entry["sha256"], sha256_hex(iso));
     assert_eq!(entry["inputs"]["efi_loader"][0], "grub-mkimage");
 
@@ -380,6 +362,19 @@ fn the_example_iso_has_bios_and_uefi_entries_a_gpt_esp_and_its_checksum() {
         std::fs::read_to_string(dir.path().join("menu")).unwrap(),
         own.replace("{{DEFAULT_ENTRY}}", "0")
     );
+}
+
+/// The ISO's entry in the manifest.json at `manifest`.
+fn iso_entry(manifest: &Path) -> Value {
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "iso")
+        .cloned()
+        .unwrap()
 }
 
 /// The EFI system partition of an ISO (GPT partition 2), read with mtools.
@@ -886,15 +881,7 @@ fn the_iso_pushed_as_an_image_pulls_back_with_skopeo_to_the_same_bytes() {
     let digest = skopeo
         .digest(&reference, true)
         .expect("the ISO image was pushed");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap())
-            .unwrap();
-    let entry = manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "iso")
-        .unwrap();
+    let entry = iso_entry(&out_dir.join("manifest.json"));
     assert_eq!(entry["reference"], reference.as_str());
     assert_eq!(entry["digest"], digest.as_str());
 
