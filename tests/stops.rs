@@ -19,9 +19,10 @@ use support::{docker, forge_build, have, ready, text};
 static ENGINE: Mutex<()> = Mutex::new(());
 const TOOLS: &[&str] = &["xorriso"];
 
-/// Wait up to a minute for `found` to give something.
+/// Wait for `found` to give something: up to five minutes, as a build may squash a 500 MiB
+/// root filesystem first (about a minute on 2 busy cores) before the partial ISO appears.
 fn wait_for<T>(what: &str, found: impl Fn() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if let Some(value) = found() {
             return value;
