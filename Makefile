@@ -38,6 +38,6 @@ example: build fixtures
 # Benchmarks with real components (registries on 127.0.0.1); results in target/bench/.
 bench: fixtures
 	$(CARGO) bench --locked --bench registry_sync
-	K8S_VERSIONS="1.30.11 1.31.7 1.32.3 1.33.1" tests/fixtures/palette/build.sh
 	$(CARGO) bench --locked --bench build
 	$(CARGO) bench --locked --bench iso
+	$(CARGO) bench --locked --bench sites

@@ -11,7 +11,7 @@ use futures_util::{stream, StreamExt as _, TryStreamExt as _};
 use serde_json::json;
 
 use crate::config::Resolved;
-use crate::engine::{self, EngineError};
+use crate::engine::{self, Engine, EngineError};
 use crate::iso::Mastered;
 use crate::plan::{Context, Facts, Kind, Plan, Step, INPUT_HASH_LABEL};
 use crate::reference::Reference;
@@ -33,6 +33,11 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Host(String),
+    #[error("on the engine at {engine}: {source}")]
+    OnEngine {
+        engine: String,
+        source: Box<BuildError>,
+    },
     #[error("writing {path}: {source}")]
     Output {
         path: PathBuf,
@@ -51,6 +56,8 @@ pub struct Built {
     pub digest: Option<String>,
     /// Bytes uploaded by the push (blobs the registry already had are not sent).
     pub pushed_bytes: Option<u64>,
+    /// The engine (index in the build's engines) that holds it.
+    pub engine: usize,
 }
 
 /// The build arguments every step gets: the proxies, which Docker keeps out of image history.
@@ -187,41 +194,330 @@ pub async fn facts(
     })
 }
 
-/// Build every step of the plan; build contexts are written below `work` (the run's private
-/// directory) and removed after each build.
-pub async fn run(
-    docker: &Docker,
+/// A step a run makes (`forge build --only`, one per CI job of `forge plan`); with none
+/// given, every step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Only {
+    Base,
+    Provider(String),
+    Installer,
+    /// The installer image and the ISOs mastered from it.
+    Iso,
+}
+
+impl std::str::FromStr for Only {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Only, String> {
+        match text {
+            "base" => Ok(Only::Base),
+            "installer" => Ok(Only::Installer),
+            "iso" => Ok(Only::Iso),
+            _ => match text.strip_prefix("provider:") {
+                Some(version) if !version.is_empty() => Ok(Only::Provider(version.to_string())),
+                _ => Err("expected base, provider:VERSION, installer or iso".into()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Only {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Only::Base => f.write_str("base"),
+            Only::Provider(version) => write!(f, "provider:{version}"),
+            Only::Installer => f.write_str("installer"),
+            Only::Iso => f.write_str("iso"),
+        }
+    }
+}
+
+impl Only {
+    fn selects(&self, step: &Step) -> bool {
+        match (self, &step.kind) {
+            (Only::Base, Kind::Base) => true,
+            (Only::Provider(want), Kind::Provider { version }) => want == version,
+            (Only::Installer | Only::Iso, Kind::Installer) => true,
+            _ => false,
+        }
+    }
+
+    /// Each `--only` must name a step of the plan: a provider version of its matrix.
+    pub fn check(only: &[Only], plan: &Plan) -> Result<(), BuildError> {
+        for o in only {
+            if !plan.steps.iter().any(|s| o.selects(s)) {
+                let versions: Vec<String> = plan
+                    .steps
+                    .iter()
+                    .filter_map(|s| match &s.kind {
+                        Kind::Provider { version } => Some(version.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                return Err(BuildError::Host(format!(
+                    "--only {o}: the plan has no such step; its provider versions are {}",
+                    versions.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Images shared between runs (CI runners) through a registry: each step's image under
+/// `<repository>:<kind>-<the first 20 hex digits of its input hash>`, pulled instead of built
+/// (`--cache-from`) and pushed once built (`--cache-to`).
+pub struct Shared<'a> {
+    pub repository: String,
+    pub from: bool,
+    pub to: bool,
+    pub syncer: &'a Syncer<'a>,
+}
+
+impl Shared<'_> {
+    /// Where the plan's `step` is kept: by its input hash in the plan, which every runner
+    /// computes alike (the cache key of a local build adds the engine's image IDs).
+    pub fn reference(&self, step: &Step) -> String {
+        let hash = step.input_hash.trim_start_matches("sha256:");
+        format!("{}:{}-{}", self.repository, step.kind.label(), &hash[..20])
+    }
+}
+
+/// How a run makes the plan's images.
+pub struct Run<'a> {
+    /// The build arguments of every step.
+    pub args: &'a HashMap<String, String>,
+    /// Provider images built at once.
+    pub jobs: usize,
+    /// The run's private directory (build contexts are written below it).
+    pub work: &'a Path,
+    pub only: &'a [Only],
+    pub shared: Option<&'a Shared<'a>>,
+    pub progress: &'a Progress,
+}
+
+/// Make the images of the plan `run.only` selects (all by default): each pulled from the
+/// registry cache when `--cache-from` finds it there, else built, with the base image (pulled
+/// or built) when a step to build needs it; built images go to the cache with `--cache-to`.
+/// Provider images are spread over the engines, each engine getting the base image once
+/// (from the cache when it has it, else built there); the rest happens on the first engine.
+/// The result is in plan order.
+pub async fn run(engines: &[Engine], plan: &Plan, run: &Run<'_>) -> Result<Vec<Built>, BuildError> {
+    let dir = &run.work.join("contexts");
+    let progress = run.progress;
+    let primary = &engines[0];
+    let wanted = |step: &Step| run.only.is_empty() || run.only.iter().any(|o| o.selects(step));
+    let cache_from = run.shared.filter(|s| s.from);
+    let mut pulled: Vec<Built> = Vec::new();
+    if let Some(shared) = cache_from {
+        for step in plan
+            .steps
+            .iter()
+            .filter(|s| s.kind != Kind::Os && wanted(s))
+        {
+            pulled.extend(pull_shared(&primary.docker, shared, step, progress).await?);
+        }
+    }
+    let is_pulled = |pulled: &[Built], step: &Step| pulled.iter().any(|b| b.step.tag == step.tag);
+    let to_build: Vec<&Step> = plan
+        .steps
+        .iter()
+        .filter(|s| !matches!(s.kind, Kind::Os | Kind::Base) && wanted(s))
+        .filter(|s| !is_pulled(&pulled, s))
+        .collect();
+    let providers: Vec<&Step> = to_build
+        .iter()
+        .copied()
+        .filter(|s| matches!(s.kind, Kind::Provider { .. }))
+        .collect();
+    let used = engines.len().min(providers.len()).max(1);
+    let several = engines.len() > 1;
+    let mut built = Vec::new();
+    let mut base_cached = false;
+    if let Some(base) = plan.steps.iter().find(|s| s.kind == Kind::Base) {
+        let needed = !to_build.is_empty() || wanted(base);
+        if needed && !is_pulled(&pulled, base) {
+            let from_cache = match cache_from {
+                Some(shared) if !wanted(base) => {
+                    pull_shared(&primary.docker, shared, base, progress).await?
+                }
+                _ => None,
+            };
+            match from_cache {
+                Some(base) => pulled.push(base),
+                None => built.extend(build_base(primary, plan, run, dir).await?),
+            }
+        }
+        // The other engines' base: from the cache (pushed there first), else built there.
+        if used > 1 {
+            if let Some(shared) = run.shared.filter(|s| s.to) {
+                let base_images = built.iter().filter(|b| b.step.kind == Kind::Base);
+                cache_images(engines, plan, shared, base_images, progress).await?;
+                base_cached = true;
+            }
+            let others = engines[1..used].iter().map(|engine| async move {
+                let pulled = match run.shared {
+                    Some(shared) if shared.from || shared.to => {
+                        pull_shared(&engine.docker, shared, base, progress).await?
+                    }
+                    _ => None,
+                };
+                match pulled {
+                    Some(_) => Ok(Vec::new()),
+                    None => build_base(engine, plan, run, dir).await,
+                }
+                .map_err(|e| on_engine(engine, e))
+            });
+            // Their images are the same steps as the first engine's: not listed again.
+            futures_util::future::try_join_all(others).await?;
+        }
+    }
+    let builds = providers.iter().enumerate().map(|(i, step)| {
+        let (k, engine) = (i % used, &engines[i % used]);
+        async move {
+            let mut image = build_step(&engine.docker, step, run.args, dir, progress)
+                .await
+                .map_err(|e| match several {
+                    true => on_engine(engine, e),
+                    false => e,
+                })?;
+            image.engine = k;
+            Ok::<_, BuildError>(image)
+        }
+    });
+    let provider_images: Result<Vec<Built>, BuildError> = stream::iter(builds)
+        .buffered(run.jobs.max(1) * used)
+        .try_collect()
+        .await;
+    // Once no provider build runs: their luet stages may share images.
+    for engine in &engines[..used] {
+        engine::remove_secret_images(&engine.docker).await;
+    }
+    built.append(&mut provider_images?);
+    if let Some(installer) = to_build.iter().find(|s| s.kind == Kind::Installer) {
+        built.push(build_step(&primary.docker, installer, run.args, dir, progress).await?);
+    }
+    if let Some(shared) = run.shared.filter(|s| s.to) {
+        let rest = built
+            .iter()
+            .filter(|b| b.step.kind != Kind::Os && !(base_cached && b.step.kind == Kind::Base));
+        cache_images(engines, plan, shared, rest, progress).await?;
+    }
+    built.append(&mut pulled);
+    let order = |b: &Built| {
+        (
+            plan.steps.iter().position(|s| s.tag == b.step.tag),
+            b.engine,
+        )
+    };
+    built.sort_by_key(order);
+    Ok(built)
+}
+
+/// `error`, said to have happened on `engine`.
+fn on_engine(engine: &Engine, error: BuildError) -> BuildError {
+    BuildError::OnEngine {
+        engine: engine.address.clone(),
+        source: Box::new(error),
+    }
+}
+
+/// Build the OS and base images on `engine`.
+async fn build_base(
+    engine: &Engine,
     plan: &Plan,
-    args: &HashMap<String, String>,
-    jobs: usize,
-    work: &Path,
-    progress: &Progress,
+    run: &Run<'_>,
+    dir: &Path,
 ) -> Result<Vec<Built>, BuildError> {
-    let dir = &work.join("contexts");
     let mut built = Vec::new();
     for step in plan
         .steps
         .iter()
         .filter(|s| matches!(s.kind, Kind::Os | Kind::Base))
     {
-        built.push(build_step(docker, step, args, dir, progress).await?);
-    }
-    let providers = plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s.kind, Kind::Provider { .. }));
-    let provider_images: Result<Vec<Built>, BuildError> =
-        stream::iter(providers.map(|step| build_step(docker, step, args, dir, progress)))
-            .buffered(jobs.max(1))
-            .try_collect()
-            .await;
-    // Once no provider build runs: their luet stages may share images.
-    engine::remove_secret_images(docker).await;
-    built.append(&mut provider_images?);
-    if let Some(installer) = plan.steps.iter().find(|s| s.kind == Kind::Installer) {
-        built.push(build_step(docker, installer, args, dir, progress).await?);
+        built.push(build_step(&engine.docker, step, run.args, dir, run.progress).await?);
     }
     Ok(built)
+}
+
+/// Push `images` (from the engine each was built on) to the registry cache, each under its
+/// plan step's reference.
+async fn cache_images<'b>(
+    engines: &[Engine],
+    plan: &Plan,
+    shared: &Shared<'_>,
+    images: impl Iterator<Item = &'b Built>,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    let layers = engine::LayerCache::new(&shared.syncer.scratch().join("layers"));
+    let mut done = Vec::new();
+    for image in images {
+        let Some(step) = plan.steps.iter().find(|s| s.tag == image.step.tag) else {
+            continue;
+        };
+        let target = shared.reference(step);
+        if done.contains(&target) {
+            continue; // the same step built on another engine
+        }
+        let name = format!("cache {}", image.step.name());
+        progress.start(&name, "pushing", &target);
+        let docker = &engines[image.engine].docker;
+        let synced = push_image(docker, shared.syncer, &image.step.tag, &target, &layers).await?;
+        progress.finish(&name, synced.0, &target);
+        done.push(target);
+    }
+    Ok(())
+}
+
+/// `step`'s image from the registry cache, tagged as the step's image, when the cache has it.
+async fn pull_shared(
+    docker: &Docker,
+    shared: &Shared<'_>,
+    step: &Step,
+    progress: &Progress,
+) -> Result<Option<Built>, BuildError> {
+    let source = shared.reference(step);
+    let reference =
+        Reference::parse(&source).map_err(|e| BuildError::Host(format!("{source}: {e}")))?;
+    let exists = shared
+        .syncer
+        .exists(&reference)
+        .await
+        .map_err(|e| BuildError::Push {
+            image: source.clone(),
+            source: Box::new(e),
+        })?;
+    if !exists {
+        return Ok(None);
+    }
+    let name = step.name();
+    progress.start(&name, "pulling", &source);
+    let credentials = engine::credentials_for(std::slice::from_ref(&source)).await?;
+    engine::ensure_image(docker, &source, &credentials).await?;
+    engine::tag(docker, &source, &step.tag).await?;
+    let inspect = docker
+        .inspect_image(&step.tag)
+        .await
+        .map_err(|e| EngineError::Api(e.to_string()))?;
+    progress.finish(&name, "pulled", &source);
+    let mut step = step.clone();
+    if let Some(key) = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(INPUT_HASH_LABEL))
+    {
+        step.input_hash = key.clone();
+    }
+    Ok(Some(Built {
+        step,
+        image_id: inspect.id.unwrap_or_default(),
+        size: inspect.size.unwrap_or(0).max(0) as u64,
+        cached: true,
+        digest: None,
+        pushed_bytes: None,
+        engine: 0,
+    }))
 }
 
 async fn build_step(
@@ -283,6 +579,7 @@ async fn build_step(
         cached,
         digest: None,
         pushed_bytes: None,
+        engine: 0,
     })
 }
 
@@ -303,52 +600,25 @@ async fn cache_key(docker: &Docker, step: &Step) -> Result<String, BuildError> {
     Ok(crate::registry::client::sha256_digest(key.as_bytes()))
 }
 
-/// Push the provider images to their registry; fills in their digests.
+/// Push the provider images (from the engine each was built on) to their registry; fills in
+/// their digests.
 pub async fn push(
-    docker: &Docker,
+    engines: &[Engine],
     syncer: &Syncer<'_>,
     built: &mut [Built],
     progress: &Progress,
 ) -> Result<(), BuildError> {
     let layers = engine::LayerCache::new(&syncer.scratch().join("layers"));
-    for (i, image) in built
+    for image in built
         .iter_mut()
-        .enumerate()
-        .filter(|(_, b)| matches!(b.step.kind, Kind::Provider { .. }))
+        .filter(|b| matches!(b.step.kind, Kind::Provider { .. }))
     {
-        let push_error = |source: SyncError| BuildError::Push {
-            image: image.step.tag.clone(),
-            source: Box::new(source),
-        };
-        let reference = Reference::parse(&image.step.tag)
-            .map_err(|e| BuildError::Host(format!("{}: {e}", image.step.tag)))?;
-        let target = Rewrite {
-            from: reference.clone(),
-            to: reference,
-            registry: None,
-        };
         let name = format!("push {}", image.step.name());
         progress.start(&name, "pushing", &image.step.tag);
-        let dir = syncer.scratch().join(format!("push-{i}"));
-        std::fs::create_dir_all(&dir).map_err(|source| BuildError::Output {
-            path: dir.clone(),
-            source,
-        })?;
-        let local = engine::export(docker, &image.step.tag, &dir, &layers).await?;
-        let synced = syncer
-            .from_files(&target, &local)
-            .await
-            .map_err(push_error)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        progress.finish(
-            &name,
-            if synced.up_to_date {
-                "up to date"
-            } else {
-                "pushed"
-            },
-            &synced.digest,
-        );
+        let docker = &engines[image.engine].docker;
+        let (status, synced) =
+            push_image(docker, syncer, &image.step.tag, &image.step.tag, &layers).await?;
+        progress.finish(&name, status, &synced.digest);
         image.pushed_bytes = Some(
             synced
                 .stats
@@ -360,8 +630,54 @@ pub async fn push(
     Ok(())
 }
 
+/// Push the engine's image `image` to `target` through forge's registry client: `pushed`,
+/// or `up to date` when the registry already had every blob and the manifest.
+async fn push_image(
+    docker: &Docker,
+    syncer: &Syncer<'_>,
+    image: &str,
+    target: &str,
+    layers: &engine::LayerCache,
+) -> Result<(&'static str, crate::registry::sync::Synced), BuildError> {
+    let push_error = |source: SyncError| BuildError::Push {
+        image: target.to_string(),
+        source: Box::new(source),
+    };
+    let reference =
+        Reference::parse(target).map_err(|e| BuildError::Host(format!("{target}: {e}")))?;
+    let target = Rewrite {
+        from: reference.clone(),
+        to: reference,
+        registry: None,
+    };
+    // Already there (a rerun, or a cache entry another runner pushed): nothing to export.
+    let id = engine::image_id(docker, image).await?;
+    if syncer.has_config(&target, &id).await.map_err(push_error)? {
+        let synced = syncer.from_registry(&target).await.map_err(push_error)?;
+        return Ok(("up to date", synced));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("push-")
+        .tempdir_in(syncer.scratch())
+        .map_err(|source| BuildError::Output {
+            path: syncer.scratch().to_path_buf(),
+            source,
+        })?;
+    let local = engine::export(docker, image, dir.path(), layers).await?;
+    let synced = syncer
+        .from_files(&target, &local)
+        .await
+        .map_err(push_error)?;
+    let status = if synced.up_to_date {
+        "up to date"
+    } else {
+        "pushed"
+    };
+    Ok((status, synced))
+}
+
 /// Push the ISO as the image CanvOS's `+iso-disk-image` makes (see [`crate::iso::artifact`]),
-/// tagged `IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG]`; records where.
+/// tagged `IMAGE_REGISTRY/IMAGE_REPO/<ISO file stem>:PE_VERSION[-CUSTOM_TAG]`; records where.
 pub async fn push_iso(
     syncer: &Syncer<'_>,
     settings: &Resolved,
@@ -369,8 +685,9 @@ pub async fn push_iso(
     epoch: Option<u64>,
     progress: &Progress,
 ) -> Result<(), BuildError> {
+    let stem = iso.path.file_stem().unwrap_or_default().to_string_lossy();
     let tag = settings
-        .iso_image_tag()
+        .iso_image_tag(&stem)
         .ok_or_else(|| BuildError::Host("--push-iso needs IMAGE_REGISTRY".into()))?;
     let reference = Reference::parse(&tag).map_err(|e| BuildError::Host(format!("{tag}: {e}")))?;
     progress.start("push iso", "pushing", &tag);
@@ -397,9 +714,24 @@ pub fn write_outputs(
     settings: &Resolved,
     templates: &Templates,
     built: &[Built],
-    iso: Option<&Mastered>,
+    isos: &[Mastered],
 ) -> Result<String, BuildError> {
-    let output_error = |path: PathBuf| move |source| BuildError::Output { path, source };
+    write_manifest(dir, settings, built, isos)?;
+    let snippet = templates.render("profile-snippet.yaml", &context(settings))?;
+    write_output(dir, "profile-snippet.yaml", &snippet).map_err(|source| BuildError::Output {
+        path: dir.join("profile-snippet.yaml"),
+        source,
+    })?;
+    Ok(snippet)
+}
+
+/// Write `manifest.json` to `dir`: every image built and every ISO, with their inputs.
+pub fn write_manifest(
+    dir: &Path,
+    settings: &Resolved,
+    built: &[Built],
+    isos: &[Mastered],
+) -> Result<(), BuildError> {
     let artifacts: Vec<_> = built
         .iter()
         .map(|b| {
@@ -419,7 +751,7 @@ pub fn write_outputs(
                 "inputs": inputs,
             })
         })
-        .chain(iso.map(|iso| {
+        .chain(isos.iter().map(|iso| {
             json!({
                 "kind": "iso",
                 "path": iso.path,
@@ -428,8 +760,10 @@ pub fn write_outputs(
                 "checksum_file": iso.checksum_path,
                 "reference": iso.pushed.as_ref().map(|(tag, _)| tag),
                 "digest": iso.pushed.as_ref().map(|(_, digest)| digest),
+                "cached": iso.cached,
                 "inputs": {
-                    "image": built.iter().find(|b| b.step.kind == Kind::Installer).map(|b| &b.step.tag),
+                    "image": iso.image,
+                    "user_data": iso.user_data,
                     "rootfs_bytes": iso.rootfs_bytes,
                     "squashfs_compression": settings.get("SQUASHFS_COMPRESSION"),
                     "efi_loader": iso.efi_loader,
@@ -440,11 +774,11 @@ pub fn write_outputs(
         .collect();
     let manifest = json!({"forge_version": env!("CARGO_PKG_VERSION"), "artifacts": artifacts});
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
-    write_output(dir, "manifest.json", &text).map_err(output_error(dir.join("manifest.json")))?;
-    let snippet = templates.render("profile-snippet.yaml", &context(settings))?;
-    write_output(dir, "profile-snippet.yaml", &snippet)
-        .map_err(output_error(dir.join("profile-snippet.yaml")))?;
-    Ok(snippet)
+    write_output(dir, "manifest.json", &text).map_err(|source| BuildError::Output {
+        path: dir.join("manifest.json"),
+        source,
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! forge: a build orchestrator for Palette edge hosts. It validates the build settings, the
 //! installer user-data and the cluster profile ([`validate`]), plans and builds the provider
 //! and installer images on the Docker Engine ([`plan`], [`render`], [`engine`], [`build`]),
-//! pushes them ([`registry`]) and masters the installer ISO ([`iso`]). See DESIGN.md in the
-//! shared notes for the pipeline.
+//! pushes them ([`registry`]) and masters the installer ISO ([`iso`]); [`ci`] splits a build
+//! into CI jobs. See DESIGN.md in the shared notes for the pipeline.
 
 pub mod build;
+pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod content;

@@ -184,15 +184,19 @@ pub struct Inputs<'a> {
     pub overlays: Option<&'a Path>,
     /// forge's output directory, left out of a checkout's build context.
     pub output: &'a Path,
-    /// The user-data file, left out of a checkout's build context (with the luet credentials):
-    /// no `COPY .` of the user's Dockerfile may bake a secret into the base image.
-    pub user_data: Option<&'a Path>,
+    /// The user-data files, left out of a checkout's build context (with the luet
+    /// credentials): no `COPY .` of the user's Dockerfile may bake a secret into the base image.
+    pub user_data: &'a [PathBuf],
     /// An empty directory, for the context paths that have nothing to copy.
     pub empty: &'a Path,
 }
 
 /// The checkout's optional files, each skipped when absent (CanvOS's `COPY --if-exists`).
 pub const LUET_AUTH: &str = "spectro-luet-auth.yaml";
+/// CanvOS's name for the user-data in a checkout: left out of the build context even when
+/// another user-data is given (it holds the site's secrets, and a change to it must not
+/// rebuild the base image).
+pub const USER_DATA: &str = "user-data";
 const KERNEL_HEADERS_SCRIPT: &str = "scripts/install-kernel-headers.sh";
 
 /// Whether the settings and sources name everything a plan needs, before any image is
@@ -259,11 +263,10 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
                 .ok()
                 .map(Path::to_path_buf)
         };
-        let exclude = [Some(inputs.output), inputs.user_data]
-            .into_iter()
-            .flatten()
+        let exclude = std::iter::once(inputs.output)
+            .chain(inputs.user_data.iter().map(PathBuf::as_path))
             .filter_map(within)
-            .chain([PathBuf::from(LUET_AUTH)])
+            .chain([PathBuf::from(LUET_AUTH), PathBuf::from(USER_DATA)])
             .collect();
         (
             text,
@@ -547,7 +550,7 @@ mod tests {
             certs,
             overlays: None,
             output: Path::new("build"),
-            user_data: None,
+            user_data: &[],
             empty: empty.path(),
         })
         .unwrap()
@@ -643,7 +646,7 @@ mod tests {
             certs: None,
             overlays: None,
             output: Path::new("build"),
-            user_data: None,
+            user_data: &[],
             empty: empty.path(),
         })
         .unwrap_err();

@@ -74,6 +74,13 @@ impl Redactor {
         self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
+    /// Register every secret `other` knows.
+    pub fn merge(&mut self, other: &Redactor) {
+        for secret in &other.secrets {
+            self.add(secret);
+        }
+    }
+
     /// Register every secret a text file visibly holds: values of secret-looking YAML keys and
     /// `.arg` variables, and passwords in URLs. Works on text that does not parse.
     pub fn scan(&mut self, text: &str) {

@@ -51,7 +51,7 @@ fn plan_with(sets: &[(&str, &str)], systemd: u32) -> Plan {
         certs: None,
         overlays: None,
         output: Path::new("build"),
-        user_data: None,
+        user_data: &[],
         empty: empty.path(),
     })
     .unwrap()

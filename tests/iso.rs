@@ -38,7 +38,7 @@ const TOOLS: &[&str] = &[
 ];
 
 fn forge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forge"))
+    support::forge_command()
         .current_dir(root())
         .args(args)
         .output()
@@ -622,6 +622,13 @@ fn build_on(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Output {
 /// The command [`build_on`] runs.
 fn build_on_cmd(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Command {
     let user_data = support::example().join("user-data");
+    let mut cmd = build_sites_cmd(base, work, out, &[user_data.to_str().unwrap()]);
+    cmd.args(extra);
+    cmd
+}
+
+/// [`build_on_cmd`] with these `--user-data` arguments.
+fn build_sites_cmd(base: &str, work: &Path, out: &Path, user_data: &[&str]) -> Command {
     let arg = support::example().join(".arg");
     let templates = work.join("templates");
     std::fs::create_dir_all(templates.join("images")).unwrap();
@@ -635,10 +642,10 @@ fn build_on_cmd(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Command 
         "FROM {{ os_tag }}\n",
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    let mut cmd = support::forge_command();
     cmd.current_dir(work)
         .args(["build", "--arg", arg.to_str().unwrap(), "--checkout", "."])
-        .args(["--user-data", user_data.to_str().unwrap()])
+        .args(user_data.iter().flat_map(|u| ["--user-data", u]))
         .args(["--templates", templates.to_str().unwrap()])
         .args([
             "--progress",
@@ -649,7 +656,6 @@ fn build_on_cmd(base: &str, work: &Path, out: &Path, extra: &[&str]) -> Command 
             out.to_str().unwrap(),
         ])
         .args(["--set", &format!("BASE_IMAGE={base}")])
-        .args(extra)
         .env("SOURCE_DATE_EPOCH", EPOCH);
     cmd
 }
@@ -1037,4 +1043,172 @@ fn ctrl_c_while_mastering_leaves_no_container_staging_or_iso() {
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "outputs left behind: {left:?}");
+}
+
+/// The example's user-data for another site: its own name and registration token.
+fn site_user_data(dir: &Path, site: &str) -> PathBuf {
+    let text = std::fs::read_to_string(support::example().join("user-data"))
+        .unwrap()
+        .replace("edge-store-042", &format!("edge-{site}"))
+        .replace(
+            "ExampleToken0123456789abcdefXYZ",
+            &format!("Token{site}0123456789abcdefXYZ"),
+        );
+    let path = dir.join(format!("{site}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_data() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() || !have(TOOLS) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // Outputs and caches outside the checkout (`work`), whose files are a build context.
+    let outs = tempfile::tempdir().unwrap();
+    let image = metadata_image(work.path());
+    let sites = work.path().join("sites");
+    std::fs::create_dir(&sites).unwrap();
+    let files: Vec<PathBuf> = ["north", "south", "west"]
+        .iter()
+        .map(|site| site_user_data(&sites, site))
+        .collect();
+    let cache = outs.path().join("cache");
+    let out = outs.path().join("all");
+    let mut all = build_sites_cmd(image, work.path(), &out, &[sites.to_str().unwrap()]);
+    let built = all
+        .args(["--cache-dir", cache.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let isos: Vec<&Value> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "iso")
+        .collect();
+    assert_eq!(isos.len(), 3, "{manifest:#}");
+    let installer = isos[0]["inputs"]["image"].as_str().unwrap().to_string();
+    for (file, entry) in files.iter().zip(&isos) {
+        let stem = file.file_stem().unwrap().to_str().unwrap();
+        let iso = out.join(format!("palette-edge-installer-{stem}.iso"));
+        assert_eq!(entry["path"], iso.to_str().unwrap());
+        assert_eq!(entry["inputs"]["user_data"], file.to_str().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(out.join(format!("palette-edge-installer-{stem}.iso.sha256")))
+                .unwrap(),
+            format!("{}  palette-edge-installer-{stem}.iso\n", sha256_hex(&iso))
+        );
+        let config = outs.path().join(format!("{stem}.config"));
+        extract(&iso, "/config.yaml", &config);
+        assert_eq!(
+            std::fs::read(&config).unwrap(),
+            std::fs::read(file).unwrap()
+        );
+
+        // The same site alone, on a cold cache.
+        let alone = outs.path().join(format!("alone-{stem}"));
+        let cold = build_sites_cmd(image, work.path(), &alone, &[file.to_str().unwrap()])
+            .args(["--cache-dir", alone.join("cache").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(cold.status.success(), "{}", text(&cold));
+        assert_eq!(
+            sha256_hex(&alone.join("palette-edge-installer.iso")),
+            sha256_hex(&iso),
+            "{stem}: the ISO of three sites differs from its cold build"
+        );
+    }
+
+    // One more site later, from the installer image alone: the cache makes it.
+    let east = site_user_data(&sites, "east");
+    let later = outs.path().join("later");
+    let iso_only = support::forge_command()
+        .current_dir(work.path())
+        .args(["iso", "--image", &installer, "--arg"])
+        .arg(support::example().join(".arg"))
+        .args(["--checkout", ".", "--user-data", east.to_str().unwrap()])
+        .args(["--iso-tools", "host", "--progress", "plain"])
+        .args([
+            "--output",
+            later.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert!(iso_only.status.success(), "{}", text(&iso_only));
+    assert!(
+        text(&iso_only).contains("from the cache"),
+        "{}",
+        text(&iso_only)
+    );
+    let config = outs.path().join("east.config");
+    extract(
+        &later.join("palette-edge-installer.iso"),
+        "/config.yaml",
+        &config,
+    );
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        std::fs::read(&east).unwrap()
+    );
+
+    // The cache holds the one installer image's parts; pruning to nothing empties it.
+    let ls = support::forge_command()
+        .args([
+            "cache",
+            "ls",
+            "--format",
+            "json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let entries = listed["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{listed:#}");
+    assert_eq!(entries[0]["image"], installer.as_str());
+    let prune = support::forge_command()
+        .args([
+            "cache",
+            "prune",
+            "--max-size",
+            "0",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(text(&prune).contains("removed 1 entry"), "{}", text(&prune));
+}
+
+#[test]
+fn two_user_data_files_with_one_stem_are_refused_before_anything_is_built() {
+    let work = tempfile::tempdir().unwrap();
+    for dir in ["a", "b"] {
+        std::fs::create_dir(work.path().join(dir)).unwrap();
+        site_user_data(&work.path().join(dir), "same");
+    }
+    let out = support::forge_command()
+        .current_dir(root())
+        .args(["build", "--arg", "examples/canvos/.arg", "--user-data"])
+        .arg(work.path().join("a/same.yaml"))
+        .arg("--user-data")
+        .arg(work.path().join("b/same.yaml"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("would both be palette-edge-installer-same.iso"),
+        "{}",
+        text(&out)
+    );
 }

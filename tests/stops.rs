@@ -124,9 +124,12 @@ fn partial_iso(out: &Path) -> Option<PathBuf> {
 }
 
 fn staged_user_data(out: &Path) -> Option<PathBuf> {
-    walk(out)
-        .into_iter()
-        .find(|p| p.ends_with("tree/config.yaml"))
+    walk(out).into_iter().find(|p| {
+        p.ends_with("config.yaml")
+            && p.parent()
+                .and_then(Path::file_name)
+                .is_some_and(|d| d.to_string_lossy().starts_with("site-"))
+    })
 }
 
 #[test]

@@ -12,6 +12,7 @@ use super::iso::{boot_all, report as boot_report, BootArgs};
 use super::{Exit, Format, SettingsArgs};
 use crate::build::{self, build_args, BuildError};
 use crate::engine::EngineError;
+use crate::iso::cache::Cache;
 use crate::iso::{self, IsoError, ToolPlace};
 use crate::plan::{self, Kind, Plan};
 use crate::reference::Reference;
@@ -36,16 +37,18 @@ enum IsoTools {
     Host,
 }
 
+/// The inputs every command that plans a build takes (`forge build`, `forge iso`, `forge
+/// plan`): the settings, the user-data of each site, the templates and overlays, and where
+/// the outputs go.
 #[derive(Args)]
-pub(super) struct BuildArgs {
+pub(super) struct Inputs {
     #[command(flatten)]
     settings: SettingsArgs,
-    /// Edge installer user-data (#cloud-config); validated before anything is built.
-    #[arg(long, value_name = "FILE")]
-    user_data: PathBuf,
-    /// Cluster profile, checked against the user-data.
-    #[arg(long, value_name = "FILE")]
-    profile: Option<PathBuf>,
+    /// Edge installer user-data (#cloud-config), validated before anything is built.
+    /// Repeatable, or a directory of *.yaml files: one ISO per user-data, named
+    /// <ISO_NAME>-<file stem>.iso when there are several.
+    #[arg(long, value_name = "FILE|DIR", required = true)]
+    user_data: Vec<PathBuf>,
     /// Directory whose templates replace the built-in ones.
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
@@ -53,49 +56,261 @@ pub(super) struct BuildArgs {
     /// checkout's overlay/ (CanvOS's name) or overlays/.
     #[arg(long, value_name = "DIR")]
     overlays: Option<PathBuf>,
+    /// Directory searched for content bundles (content-*/*.zst). Default: the checkout.
+    #[arg(long, value_name = "DIR")]
+    content_dir: Option<PathBuf>,
+    /// Where the ISOs, their checksums, manifest.json and profile-snippet.yaml go.
+    #[arg(long, value_name = "DIR", default_value = "build")]
+    output: PathBuf,
+}
+
+/// How `forge build` and `forge iso` master and push ISOs, and report.
+#[derive(Args)]
+pub(super) struct Mastering {
+    /// Where the ISO tools (squashfs-tools, xorriso, GRUB, mtools, dosfstools) run: in a
+    /// builder container forge builds, or on this machine.
+    #[arg(long, value_enum, default_value_t = IsoTools::Container)]
+    iso_tools: IsoTools,
+    /// Where the parts every ISO of an installer image shares (squashfs, kernel, initrd, boot
+    /// images) are kept between runs; see `forge cache`. Default: $XDG_CACHE_HOME/forge, else
+    /// ~/.cache/forge.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Push each ISO as an image, as CanvOS's +iso-disk-image:
+    /// IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG] (ISO_NAME-<stem> for
+    /// several user-data), /disk/<ISO file name> inside.
+    #[arg(long)]
+    push_iso: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    progress: ProgressArg,
+    /// `json`: one event per line on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args)]
+pub(super) struct BuildArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+    #[command(flatten)]
+    mastering: Mastering,
+    /// Cluster profile, checked against the user-data.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
     /// CA certificates added to the images' trust store. Default: the checkout's certs/.
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
     /// Push the provider images to IMAGE_REGISTRY.
     #[arg(long)]
     push: bool,
-    /// Push the ISO as an image, as CanvOS's +iso-disk-image:
-    /// IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG], /disk/<ISO_NAME>.iso inside.
-    #[arg(long, conflicts_with = "no_iso")]
-    push_iso: bool,
     /// Build the images only, no installer ISO.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["push_iso", "verify"])]
     no_iso: bool,
-    /// Where the ISO tools (squashfs-tools, xorriso, GRUB, mtools, dosfstools) run: in a
-    /// builder container forge builds, or on this machine.
-    #[arg(long, value_enum, default_value_t = IsoTools::Container)]
-    iso_tools: IsoTools,
-    /// Boot the ISO in QEMU after mastering it (see `forge verify`); a failed boot fails the build.
-    #[arg(long, conflicts_with = "no_iso")]
+    /// Boot each ISO in QEMU after mastering it (see `forge verify`); a failed boot fails the
+    /// build.
+    #[arg(long)]
     verify: bool,
     #[command(flatten)]
     boot: BootArgs,
-    /// Directory searched for content bundles (content-*/*.zst). Default: the checkout.
-    #[arg(long, value_name = "DIR")]
-    content_dir: Option<PathBuf>,
-    #[command(flatten)]
-    access: AccessArgs,
     /// Provider images built at once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     jobs: u16,
-    /// Where the ISO, its checksum, manifest.json and profile-snippet.yaml go.
-    #[arg(long, value_name = "DIR", default_value = "build")]
-    output: PathBuf,
+    /// Build on this Docker Engine (unix:///PATH or tcp://HOST:PORT, TLS as with DOCKER_HOST);
+    /// repeatable: provider images are spread over the engines, each engine getting the base
+    /// image once (from the --cache-from/--cache-to registry cache when there is one, else
+    /// built there); the first engine builds the rest and masters the ISOs. Default:
+    /// DOCKER_HOST.
+    #[arg(long, value_name = "URL")]
+    engine: Vec<String>,
+    /// Make only this step, with what it needs: base, provider:VERSION, installer, or iso
+    /// (the installer image and the ISOs); repeatable. What each CI job of `forge plan` runs.
+    #[arg(long, value_name = "STEP")]
+    only: Vec<build::Only>,
+    /// Pull the images other runs pushed with --cache-to instead of building them: `registry`
+    /// (IMAGE_REGISTRY/forge-cache) or a repository.
+    #[arg(long, value_name = "registry|REPOSITORY")]
+    cache_from: Option<String>,
+    /// Push every image this run builds to a registry cache (`registry` or a repository, as
+    /// --cache-from), tagged <kind>-<input hash>, for other runs to pull.
+    #[arg(long, value_name = "registry|REPOSITORY")]
+    cache_to: Option<String>,
     /// Print the plan (steps, tags, the images each starts FROM, where the edge host pulls
     /// from; with --format json also each rendered Dockerfile) and build nothing. Probes the
     /// base and stylus images, pulling them when the engine does not have them.
     #[arg(long)]
     dry_run: bool,
-    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
-    progress: ProgressArg,
-    /// `json`: one event per line on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+}
+
+#[derive(Args)]
+pub(super) struct IsoArgs {
+    /// The installer image to master ISOs from (built before, or pulled when the engine does
+    /// not have it).
+    #[arg(long, value_name = "REF")]
+    image: String,
+    #[command(flatten)]
+    inputs: Inputs,
+    #[command(flatten)]
+    mastering: Mastering,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    Json,
+    GithubActions,
+    GitlabCi,
+}
+
+#[derive(Args)]
+pub(super) struct PlanArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+    /// CA certificates added to the images' trust store. Default: the checkout's certs/.
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
+    /// The registry cache the jobs share images through (their --cache-from and --cache-to):
+    /// `registry` (IMAGE_REGISTRY/forge-cache) or a repository.
+    #[arg(long, value_name = "registry|REPOSITORY", default_value = "registry")]
+    cache: String,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Json)]
+    format: PlanFormat,
+}
+
+/// The user-data files `--user-data` names: files as given, each directory as its `*.yaml`
+/// files in name order.
+fn user_data_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in args {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read the user-data directory {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        if found.is_empty() {
+            anyhow::bail!(
+                "the user-data directory {} holds no *.yaml file; put one user-data per site there",
+                path.display()
+            );
+        }
+        found.sort();
+        files.append(&mut found);
+    }
+    Ok(files)
+}
+
+/// The ISO file name of each user-data: `<ISO_NAME>.iso` for one, `<ISO_NAME>-<stem>.iso`
+/// for several, whose file stems must then differ.
+fn iso_names(iso_name: &str, files: &[PathBuf]) -> Result<Vec<String>> {
+    if let [_] = files {
+        return Ok(vec![format!("{iso_name}.iso")]);
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        let name = format!("{iso_name}-{stem}.iso");
+        if let Some(j) = names.iter().position(|n| *n == name) {
+            anyhow::bail!(
+                "{} and {} would both be {name}: one ISO per user-data is named after its file stem; rename one",
+                files[j].display(),
+                files[i].display()
+            );
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+impl Inputs {
+    /// These flags as command-line words again (for the jobs `forge plan` emits).
+    fn words(&self) -> Vec<String> {
+        let mut words = self.settings.words();
+        let path = |flag: &str, p: &Path| [format!("--{flag}"), p.display().to_string()];
+        for file in &self.user_data {
+            words.extend(path("user-data", file));
+        }
+        for (flag, dir) in [
+            ("templates", &self.templates),
+            ("overlays", &self.overlays),
+            ("content-dir", &self.content_dir),
+        ] {
+            if let Some(dir) = dir {
+                words.extend(path(flag, dir));
+            }
+        }
+        words.extend(path("output", &self.output));
+        words
+    }
+
+    fn checkout(&self) -> PathBuf {
+        self.settings.checkout()
+    }
+
+    fn content_dir(&self) -> PathBuf {
+        self.content_dir.clone().unwrap_or_else(|| self.checkout())
+    }
+
+    fn overlays(&self) -> Option<PathBuf> {
+        existing(&self.overlays, &self.checkout(), &["overlay", "overlays"])
+    }
+
+    /// Validate the settings, `profile` and every user-data (each user-data's own findings
+    /// once, the settings' once); stops with exit 1 on an error. Returns the first
+    /// user-data's outcome, whose redactor knows every user-data's secrets, and the files.
+    fn validate(&self, profile: Option<&Path>) -> Result<(Outcome, Vec<PathBuf>)> {
+        let files = user_data_files(&self.user_data)?;
+        let mut first: Option<Outcome> = None;
+        let mut errors = 0;
+        for file in &files {
+            let request = Request {
+                user_data: Some(file.clone()),
+                profile: profile.map(Path::to_path_buf),
+                content_dir: Some(self.content_dir()),
+                settings: self.settings.inputs()?,
+                ..Request::default()
+            };
+            let mut outcome = validate::run(&request).context("the inputs could not be read")?;
+            if let Some(first) = &mut first {
+                outcome.report.diagnostics.retain(|d| d.file == *file);
+                first.redactor.merge(&outcome.redactor);
+            }
+            let shown = first.as_ref().map_or(&outcome.redactor, |f| &f.redactor);
+            if !outcome.report.diagnostics.is_empty() {
+                eprint!("{}", outcome.report.render_text(shown));
+            }
+            errors += outcome.report.errors();
+            first.get_or_insert(outcome);
+        }
+        if errors > 0 {
+            eprintln!("validation failed: nothing was built");
+            return Err(Exit(1).into());
+        }
+        Ok((first.expect("at least one user-data"), files))
+    }
+}
+
+impl Mastering {
+    fn mode(&self, dry_run: bool) -> Mode {
+        match (self.format, self.progress) {
+            (Format::Json, _) if dry_run => Mode::Plain,
+            (Format::Json, _) => Mode::Json,
+            (_, ProgressArg::Tty) => Mode::Tty,
+            (_, ProgressArg::Plain) => Mode::Plain,
+            (_, ProgressArg::Auto) => Mode::auto(),
+        }
+    }
+
+    /// The ISO tools' place.
+    fn tools(&self) -> ToolPlace {
+        match self.iso_tools {
+            IsoTools::Container => ToolPlace::Container,
+            IsoTools::Host => ToolPlace::Host,
+        }
+    }
 }
 
 /// The flag's directory, else the first of `defaults` in the checkout that exists.
@@ -108,38 +323,40 @@ fn existing(flag: &Option<PathBuf>, checkout: &Path, defaults: &[&str]) -> Optio
     })
 }
 
-pub(super) fn build(args: BuildArgs) -> Result<u8> {
-    let checkout = args.settings.checkout();
-    let content_dir = args.content_dir.clone().unwrap_or_else(|| checkout.clone());
-    let request = Request {
-        user_data: Some(args.user_data.clone()),
-        profile: args.profile.clone(),
-        content_dir: Some(content_dir.clone()),
-        settings: args.settings.inputs()?,
-        ..Request::default()
-    };
-    let outcome = validate::run(&request).context("the inputs could not be read")?;
-    if !outcome.report.diagnostics.is_empty() {
-        eprint!("{}", outcome.report.render_text(&outcome.redactor));
-    }
-    if outcome.report.errors() > 0 {
-        eprintln!("validation failed: nothing was built");
-        return Err(Exit(1).into());
-    }
-    let templates = Templates::load(args.templates.as_deref())?;
+/// A build's plan, and what made it.
+struct Prepared {
+    outcome: Outcome,
+    user_data: Vec<PathBuf>,
+    iso_names: Vec<String>,
+    templates: Templates,
+    overlays: Option<PathBuf>,
+    plan: Plan,
+    progress: Progress,
+    /// Stands in for absent certs/ and overlays/ in build contexts: an ordinary directory.
+    _empty: tempfile::TempDir,
+}
+
+/// Validate the inputs, probe the source images and plan the build (exit 1 on findings).
+fn prepare(
+    inputs: &Inputs,
+    profile: Option<&Path>,
+    certs: &Option<PathBuf>,
+    mode: Mode,
+    engine: &str,
+) -> Result<Prepared> {
+    let checkout = inputs.checkout();
+    let content_dir = inputs.content_dir();
+    let (outcome, user_data) = inputs.validate(profile)?;
+    let templates = Templates::load(inputs.templates.as_deref())?;
     let settings = &outcome.settings;
-    // Stands in for absent certs/ and overlays/ in build contexts: an ordinary directory.
+    let iso_names = iso_names(
+        settings.get("ISO_NAME").unwrap_or("palette-edge-installer"),
+        &user_data,
+    )?;
     let empty = run::temp_dir()?;
     std::fs::set_permissions(empty.path(), std::fs::Permissions::from_mode(0o755))?;
-    let certs = existing(&args.certs, &checkout, &["certs"]);
-    let overlays = existing(&args.overlays, &checkout, &["overlay", "overlays"]);
-    let mode = match (args.format, args.progress) {
-        (Format::Json, _) if args.dry_run => Mode::Plain,
-        (Format::Json, _) => Mode::Json,
-        (_, ProgressArg::Tty) => Mode::Tty,
-        (_, ProgressArg::Plain) => Mode::Plain,
-        (_, ProgressArg::Auto) => Mode::auto(),
-    };
+    let certs = existing(certs, &checkout, &["certs"]);
+    let overlays = inputs.overlays();
     let progress = Progress::new(mode, outcome.redactor.clone());
     note_absent_inputs(&checkout, &content_dir, &progress);
     let sources = match templates.sources(settings) {
@@ -154,165 +371,430 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         return Err(Exit(1).into());
     }
     let facts = run_async(async {
-        let docker = crate::engine::connect().await?;
+        let docker = crate::engine::connect_to(engine).await?;
         Ok(build::facts(&docker, settings, &sources, &progress).await?)
     })
     .context("probing the source images")?;
-    let inputs = plan::Inputs {
+    let planned = plan::Inputs {
         settings,
         templates: &templates,
         sources: &sources,
         facts,
         certs: certs.as_deref(),
         overlays: overlays.as_deref(),
-        output: &args.output,
-        user_data: Some(&args.user_data),
+        output: &inputs.output,
+        user_data: &user_data,
         empty: empty.path(),
     };
-    let plan = match plan::plan(&inputs) {
+    let plan = match plan::plan(&planned) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: {e}");
             return Err(Exit(1).into());
         }
     };
+    Ok(Prepared {
+        outcome,
+        user_data,
+        iso_names,
+        templates,
+        overlays,
+        plan,
+        progress,
+        _empty: empty,
+    })
+}
+
+pub(super) fn build(args: BuildArgs) -> Result<u8> {
+    let (inputs, mastering) = (&args.inputs, &args.mastering);
+    let addresses = match args.engine.is_empty() {
+        true => vec![crate::engine::default_address()],
+        false => args.engine.clone(),
+    };
+    let Prepared {
+        outcome,
+        user_data,
+        iso_names,
+        templates,
+        overlays,
+        plan,
+        progress,
+        _empty,
+    } = prepare(
+        inputs,
+        args.profile.as_deref(),
+        &args.certs,
+        mastering.mode(args.dry_run),
+        &addresses[0],
+    )?;
+    let settings = &outcome.settings;
     if args.dry_run {
-        print_plan(&plan, &outcome, args.format)?;
+        print_plan(&plan, &outcome, mastering.format)?;
         return Ok(0);
     }
-    let source_date_epoch = super::source_date_epoch()?;
-    let push_policy = if args.push || args.push_iso {
-        Some(policy(
-            outcome
-                .rewriter
-                .as_ref()
-                .context("user-data was not parsed")?,
-            &args.access,
-        )?)
-    } else {
-        None
+    if let Err(e) = build::Only::check(&args.only, &plan) {
+        eprintln!("error: {e}");
+        return Err(Exit(1).into());
+    }
+    let repository = cache_repository(settings, &args.cache_from, &args.cache_to)?;
+    let sharing = args.cache_from.is_some() || args.cache_to.is_some();
+    let pool = match args.push || mastering.push_iso || sharing {
+        true => Some(push_pool(&outcome, &mastering.access)?),
+        false => None,
     };
-    let pool = push_policy.map(Pool::new);
-    let log = |line: &str| progress.line("push", line);
-    let workspace = match Workspace::open(&args.output) {
-        Err(e @ RunError::Busy { .. }) => {
-            eprintln!("error: {e}");
-            return Err(Exit(1).into());
-        }
-        other => other.context("the output directory is not usable")?,
-    };
+    let masters_isos =
+        !args.no_iso && (args.only.is_empty() || args.only.contains(&build::Only::Iso));
+    let workspace = open_workspace(&inputs.output)?;
     let job = async {
-        let docker = crate::engine::connect().await?;
-        let removed = run::clean_leftovers(&docker, &args.output).await?;
-        if let Some(summary) = removed.summary() {
-            progress.finish(
-                "cleanup",
-                "removed",
-                &format!("{summary} left by an earlier run that was stopped"),
-            );
+        let mut engines = Vec::new();
+        for address in &addresses {
+            let engine = crate::engine::Engine::connect(address).await?;
+            clean_leftovers(&engine.docker, &inputs.output, &progress).await?;
+            build::check_arch(&engine.docker, settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("the engine at {address}: {e}"))?;
+            engines.push(engine);
         }
+        let docker = engines[0].docker.clone();
         build::check_host(&docker, &plan).await?;
         let build_args = build_args(&outcome.settings);
-        let mut built = build::run(
-            &docker,
-            &plan,
-            &build_args,
-            usize::from(args.jobs),
-            workspace.dir(),
-            &progress,
-        )
-        .await?;
-        let mut iso = match built.iter().find(|b| b.step.kind == Kind::Installer) {
-            Some(installer) if !args.no_iso => {
-                let spec = iso::Spec {
-                    image: &installer.step.tag,
-                    user_data: &args.user_data,
-                    settings: &outcome.settings,
-                    templates: &templates,
-                    overlays: overlays.as_deref(),
-                    content_dir: &content_dir,
-                    output: &args.output,
-                    work: workspace.dir(),
-                    source_date_epoch,
-                    tools: match args.iso_tools {
-                        IsoTools::Container => ToolPlace::Container,
-                        IsoTools::Host => ToolPlace::Host,
-                    },
-                    build_args: &build_args,
-                };
-                Some(iso::master(&docker, &spec, &progress).await?)
-            }
+        let log = |line: &str| progress.line("cache", line);
+        let syncer = match (&pool, &repository) {
+            (Some(pool), Some(_)) => Some(Syncer::new(pool, None, 4, &log)?),
             _ => None,
         };
-        if let Some(pool) = &pool {
-            let syncer = Syncer::new(pool, None, 4, &log)?;
-            if args.push {
-                build::push(&docker, &syncer, &mut built, &progress).await?;
+        let shared = match (&syncer, repository) {
+            (Some(syncer), Some(repository)) => Some(build::Shared {
+                repository,
+                from: args.cache_from.is_some(),
+                to: args.cache_to.is_some(),
+                syncer,
+            }),
+            _ => None,
+        };
+        let run = build::Run {
+            args: &build_args,
+            jobs: usize::from(args.jobs),
+            work: workspace.dir(),
+            only: &args.only,
+            shared: shared.as_ref(),
+            progress: &progress,
+        };
+        let mut built = build::run(&engines, &plan, &run).await?;
+        let isos = match built.iter().find(|b| b.step.kind == Kind::Installer) {
+            Some(installer) if masters_isos => {
+                let sites = sites(&user_data, &iso_names);
+                let job = IsoJob {
+                    inputs,
+                    mastering,
+                    settings,
+                    templates: &templates,
+                    image: &installer.step.tag,
+                    overlays: overlays.as_deref(),
+                    work: workspace.dir(),
+                    build_args: &build_args,
+                    pool: pool.as_ref(),
+                    progress: &progress,
+                };
+                master_sites(&docker, &job, &sites).await?
             }
-            if let (true, Some(iso)) = (args.push_iso, iso.as_mut()) {
-                build::push_iso(
-                    &syncer,
-                    &outcome.settings,
-                    iso,
-                    source_date_epoch,
-                    &progress,
-                )
-                .await?;
+            _ => Vec::new(),
+        };
+        if let (true, Some(pool)) = (args.push, &pool) {
+            let log = |line: &str| progress.line("push", line);
+            let syncer = Syncer::new(pool, None, 4, &log)?;
+            build::push(&engines, &syncer, &mut built, &progress).await?;
+        }
+        Ok::<_, anyhow::Error>((built, isos))
+    };
+    let (built, isos) = finish_job(run_async(job), &outcome)?;
+    let snippet =
+        build::write_outputs(&inputs.output, &outcome.settings, &templates, &built, &isos)?;
+    let manifest = inputs.output.join("manifest.json");
+    match mastering.format {
+        Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": inputs.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>(), "isos": isos.iter().map(iso_event).collect::<Vec<_>>()})),
+        Format::Text => {
+            let mut out = String::new();
+            for b in built.iter().filter(|b| !matches!(b.step.kind, Kind::Os | Kind::Base)) {
+                out.push_str(&format!("{:9}  {}{}\n", b.step.kind.label(), b.step.tag, b.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default()));
+            }
+            out.push_str(&isos_text(&isos));
+            out.push_str(&format!("\nwrote {} and {}\n\nOS pack values for the cluster profile:\n\n{snippet}", manifest.display(), inputs.output.join("profile-snippet.yaml").display()));
+            print!("{}", outcome.redactor.redact(&out));
+        }
+    }
+    if !args.verify {
+        return Ok(0);
+    }
+    let mut outcomes = Vec::new();
+    for iso in &isos {
+        outcomes.extend(run_async(boot_all(&iso.path, &args.boot))?);
+    }
+    boot_report(&outcomes, mastering.format)
+}
+
+/// `forge iso`: master one ISO per user-data from an installer image built (or pulled) before.
+pub(super) fn iso(args: IsoArgs) -> Result<u8> {
+    let (inputs, mastering) = (&args.inputs, &args.mastering);
+    let (outcome, user_data) = inputs.validate(None)?;
+    let templates = Templates::load(inputs.templates.as_deref())?;
+    let settings = &outcome.settings;
+    let iso_names = iso_names(
+        settings.get("ISO_NAME").unwrap_or("palette-edge-installer"),
+        &user_data,
+    )?;
+    let overlays = inputs.overlays();
+    let progress = Progress::new(mastering.mode(false), outcome.redactor.clone());
+    let pool = match mastering.push_iso {
+        true => Some(push_pool(&outcome, &mastering.access)?),
+        false => None,
+    };
+    let workspace = open_workspace(&inputs.output)?;
+    let job = async {
+        let docker = crate::engine::connect().await?;
+        clean_leftovers(&docker, &inputs.output, &progress).await?;
+        build::check_arch(&docker, settings).await?;
+        let credentials = crate::engine::credentials_for(std::slice::from_ref(&args.image)).await?;
+        crate::engine::ensure_image(&docker, &args.image, &credentials)
+            .await
+            .map_err(BuildError::from)?;
+        let build_args = build_args(settings);
+        let job = IsoJob {
+            inputs,
+            mastering,
+            settings,
+            templates: &templates,
+            image: &args.image,
+            overlays: overlays.as_deref(),
+            work: workspace.dir(),
+            build_args: &build_args,
+            pool: pool.as_ref(),
+            progress: &progress,
+        };
+        let isos = master_sites(&docker, &job, &sites(&user_data, &iso_names)).await?;
+        Ok::<_, anyhow::Error>(isos)
+    };
+    let isos = finish_job(run_async(job), &outcome)?;
+    build::write_manifest(&inputs.output, settings, &[], &isos)?;
+    match mastering.format {
+        Format::Json => progress.event("done", json!({"manifest": inputs.output.join("manifest.json"), "isos": isos.iter().map(iso_event).collect::<Vec<_>>()})),
+        Format::Text => print!("{}", outcome.redactor.redact(&isos_text(&isos))),
+    }
+    Ok(0)
+}
+
+/// The repository of the registry cache `--cache-from` and `--cache-to` name (`registry`:
+/// IMAGE_REGISTRY/forge-cache); they must agree.
+fn cache_repository(
+    settings: &crate::config::Resolved,
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<Option<String>> {
+    let resolve = |value: &String| -> Result<String> {
+        match value.as_str() {
+            "registry" => settings
+                .get("IMAGE_REGISTRY")
+                .map(|r| format!("{}/forge-cache", r.trim_end_matches('/')))
+                .context("--cache-from/--cache-to registry keeps the images in IMAGE_REGISTRY/forge-cache: set IMAGE_REGISTRY, or name a repository"),
+            repository => {
+                Reference::parse(&format!("{repository}:probe")).with_context(|| {
+                    format!("`{repository}` is not a repository (REGISTRY/PATH) for the registry cache")
+                })?;
+                Ok(repository.to_string())
             }
         }
-        Ok::<_, anyhow::Error>((built, iso))
     };
-    let (built, iso) = match run_async(job) {
+    let from = from.as_ref().map(resolve).transpose()?;
+    let to = to.as_ref().map(resolve).transpose()?;
+    match (from, to) {
+        (Some(from), Some(to)) if from != to => anyhow::bail!(
+            "--cache-from {from} and --cache-to {to} name two caches; give one repository to both"
+        ),
+        (from, to) => Ok(from.or(to)),
+    }
+}
+
+/// `forge plan`: the build as independent CI jobs.
+pub(super) fn plan(args: PlanArgs) -> Result<u8> {
+    let inputs = &args.inputs;
+    let prepared = prepare(
+        inputs,
+        None,
+        &args.certs,
+        Mode::Plain,
+        &crate::engine::default_address(),
+    )?;
+    cache_repository(&prepared.outcome.settings, &Some(args.cache.clone()), &None)?;
+    let mut build = vec!["forge".to_string(), "build".to_string()];
+    build.extend(inputs.words());
+    if let Some(certs) = &args.certs {
+        build.extend(["--certs".to_string(), certs.display().to_string()]);
+    }
+    let output = inputs.output.display().to_string();
+    let jobs = crate::ci::jobs(&prepared.plan, &build, &args.cache, &output);
+    let text = match args.format {
+        PlanFormat::Json => {
+            serde_json::to_string_pretty(&crate::ci::json(&jobs, &args.cache))? + "\n"
+        }
+        PlanFormat::GithubActions => crate::ci::github_actions(&jobs),
+        PlanFormat::GitlabCi => crate::ci::gitlab_ci(&jobs),
+    };
+    print!("{}", prepared.outcome.redactor.redact(&text));
+    Ok(0)
+}
+
+/// The sites: each user-data with its ISO's name.
+fn sites<'a>(user_data: &'a [PathBuf], names: &[String]) -> Vec<iso::Site<'a>> {
+    user_data
+        .iter()
+        .zip(names)
+        .map(|(user_data, name)| iso::Site {
+            user_data,
+            name: name.clone(),
+        })
+        .collect()
+}
+
+/// The registry connections a push uses (credentials from the Docker config, the user-data's
+/// registries and the access flags).
+fn push_pool(outcome: &Outcome, access: &AccessArgs) -> Result<Pool> {
+    let rewriter = outcome
+        .rewriter
+        .as_ref()
+        .context("user-data was not parsed")?;
+    Ok(Pool::new(policy(rewriter, access)?))
+}
+
+/// The output directory, locked for this run; a busy one stops with exit 1.
+fn open_workspace(output: &Path) -> Result<Workspace> {
+    match Workspace::open(output) {
+        Err(e @ RunError::Busy { .. }) => {
+            eprintln!("error: {e}");
+            Err(Exit(1).into())
+        }
+        other => other.context("the output directory is not usable"),
+    }
+}
+
+/// Remove what a stopped earlier run left, and say so.
+async fn clean_leftovers(
+    docker: &bollard::Docker,
+    output: &Path,
+    progress: &Progress,
+) -> Result<()> {
+    let removed = run::clean_leftovers(docker, output).await?;
+    if let Some(summary) = removed.summary() {
+        progress.finish(
+            "cleanup",
+            "removed",
+            &format!("{summary} left by an earlier run that was stopped"),
+        );
+    }
+    Ok(())
+}
+
+/// A build or mastering failure is a finding (exit 1, secrets masked); other errors go up.
+fn finish_job<T>(result: Result<T>, outcome: &Outcome) -> Result<T> {
+    match result {
         Err(e)
             if matches!(
                 e.downcast_ref::<BuildError>(),
-                Some(BuildError::Engine(EngineError::Build { .. }))
+                Some(BuildError::Engine(EngineError::Build { .. }) | BuildError::OnEngine { .. })
             ) =>
         {
             eprintln!("error: {}", outcome.redactor.redact(&super::describe(&e)));
-            return Err(Exit(1).into());
+            Err(Exit(1).into())
         }
         Err(e) if e.downcast_ref::<IsoError>().is_some() => {
             eprintln!(
                 "error: mastering the ISO: {}",
                 outcome.redactor.redact(&super::describe(&e))
             );
-            return Err(Exit(1).into());
+            Err(Exit(1).into())
         }
-        other => other?,
+        other => other,
+    }
+}
+
+/// What mastering the sites' ISOs needs.
+struct IsoJob<'a> {
+    inputs: &'a Inputs,
+    mastering: &'a Mastering,
+    settings: &'a crate::config::Resolved,
+    templates: &'a Templates,
+    image: &'a str,
+    overlays: Option<&'a Path>,
+    work: &'a Path,
+    build_args: &'a std::collections::HashMap<String, String>,
+    pool: Option<&'a Pool>,
+    progress: &'a Progress,
+}
+
+/// Master every site's ISO from the job's image, and push them with `--push-iso`.
+async fn master_sites(
+    docker: &bollard::Docker,
+    job: &IsoJob<'_>,
+    sites: &[iso::Site<'_>],
+) -> Result<Vec<iso::Mastered>> {
+    let (inputs, mastering) = (job.inputs, job.mastering);
+    let cache_dir = mastering
+        .cache_dir
+        .clone()
+        .unwrap_or_else(Cache::default_dir);
+    let cache = Cache::open(&cache_dir)
+        .with_context(|| format!("the cache directory {} is not usable", cache_dir.display()))?;
+    let spec = iso::Spec {
+        image: job.image,
+        settings: job.settings,
+        templates: job.templates,
+        overlays: job.overlays,
+        content_dir: &inputs.content_dir(),
+        output: &inputs.output,
+        work: job.work,
+        source_date_epoch: super::source_date_epoch()?,
+        tools: mastering.tools(),
+        build_args: job.build_args,
+        cache: &cache,
     };
-    let snippet = build::write_outputs(
-        &args.output,
-        &outcome.settings,
-        &templates,
-        &built,
-        iso.as_ref(),
-    )?;
-    let manifest = args.output.join("manifest.json");
-    match args.format {
-        Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": args.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>(), "iso": iso.as_ref().map(|i| json!({"path": i.path, "sha256": i.sha256, "size": i.size, "reference": i.pushed.as_ref().map(|p| &p.0), "digest": i.pushed.as_ref().map(|p| &p.1)}))})),
-        Format::Text => {
-            let mut out = String::new();
-            for b in built.iter().filter(|b| !matches!(b.step.kind, Kind::Os | Kind::Base)) {
-                out.push_str(&format!("{:9}  {}{}\n", b.step.kind.label(), b.step.tag, b.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default()));
-            }
-            if let Some(iso) = &iso {
-                out.push_str(&format!("{:9}  {} ({}, sha256 {})\n", "iso", iso.path.display(), crate::registry::sync::human(iso.size), iso.sha256));
-                if let Some((tag, digest)) = &iso.pushed {
-                    out.push_str(&format!("{:9}  {tag}@{digest}\n", "iso image"));
-                }
-            }
-            out.push_str(&format!("\nwrote {} and {}\n\nOS pack values for the cluster profile:\n\n{snippet}", manifest.display(), args.output.join("profile-snippet.yaml").display()));
-            print!("{}", outcome.redactor.redact(&out));
+    let mut isos = iso::master(docker, &spec, sites, job.progress).await?;
+    if let (true, Some(pool)) = (mastering.push_iso, job.pool) {
+        let log = |line: &str| job.progress.line("push", line);
+        let syncer = Syncer::new(pool, None, 4, &log)?;
+        for iso in &mut isos {
+            build::push_iso(
+                &syncer,
+                job.settings,
+                iso,
+                spec.source_date_epoch,
+                job.progress,
+            )
+            .await?;
         }
     }
-    match (&iso, args.verify) {
-        (Some(iso), true) => {
-            let outcomes = run_async(boot_all(&iso.path, &args.boot))?;
-            boot_report(&outcomes, args.format)
+    Ok(isos)
+}
+
+/// An ISO in the `done` event.
+fn iso_event(iso: &iso::Mastered) -> serde_json::Value {
+    json!({"path": iso.path, "user_data": iso.user_data, "sha256": iso.sha256, "size": iso.size, "cached": iso.cached, "reference": iso.pushed.as_ref().map(|p| &p.0), "digest": iso.pushed.as_ref().map(|p| &p.1)})
+}
+
+/// The ISOs, one line each (and where each was pushed).
+fn isos_text(isos: &[iso::Mastered]) -> String {
+    let mut out = String::new();
+    for iso in isos {
+        out.push_str(&format!(
+            "{:9}  {} ({}, sha256 {})\n",
+            "iso",
+            iso.path.display(),
+            crate::registry::sync::human(iso.size),
+            iso.sha256
+        ));
+        if let Some((tag, digest)) = &iso.pushed {
+            out.push_str(&format!("{:9}  {tag}@{digest}\n", "iso image"));
         }
-        _ => Ok(0),
     }
+    out
 }
 
 /// Notes on the checkout's optional inputs that are absent and skipped, as CanvOS skips them

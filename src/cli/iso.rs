@@ -11,6 +11,7 @@ use regex::Regex;
 use super::images::{policy, run_async, AccessArgs};
 use super::{Exit, Format};
 use crate::iso::artifact;
+use crate::iso::cache::Cache;
 use crate::iso::inspect::inspect as read_report;
 use crate::iso::verify::{self, name, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
 use crate::iso::ReadError;
@@ -273,6 +274,16 @@ pub(super) fn report(outcomes: &[Outcome], format: Format) -> Result<u8> {
     }
 }
 
+/// `forge iso [--image REF --user-data ...]` or `forge iso push ...`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(super) struct IsoCommandArgs {
+    #[command(subcommand)]
+    pub command: Option<IsoCommand>,
+    #[command(flatten)]
+    pub master: super::build::IsoArgs,
+}
+
 #[derive(Subcommand)]
 pub(super) enum IsoCommand {
     /// Push an installer ISO as an image, as CanvOS's +iso-disk-image: one layer holding
@@ -342,6 +353,101 @@ pub(super) fn push(args: PushArgs) -> Result<u8> {
                 false => format!("{} uploaded in {:.1} s", human(uploaded), synced.seconds),
             }
         ),
+    }
+    Ok(0)
+}
+
+#[derive(Subcommand)]
+pub(super) enum CacheCommand {
+    /// List the cache's entries, most recently used first.
+    Ls {
+        #[command(flatten)]
+        dir: CacheDir,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Remove entries, least recently used first: all of them, or until the rest fit in
+    /// --max-size. Entries a running build uses are kept.
+    Prune {
+        #[command(flatten)]
+        dir: CacheDir,
+        /// Keep the most recently used entries that fit in this size (split's syntax: 20GB,
+        /// 500MB, 10G).
+        #[arg(long, value_name = "SIZE", value_parser = parse_max_size)]
+        max_size: Option<u64>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Args)]
+pub(super) struct CacheDir {
+    /// The cache directory. Default: $XDG_CACHE_HOME/forge, else ~/.cache/forge.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_max_size(text: &str) -> Result<u64, String> {
+    crate::config::parse_size(text)
+        .ok_or_else(|| "expected a size such as 20GB, 500MB or 10G (split's syntax)".to_string())
+}
+
+pub(super) fn cache(command: CacheCommand) -> Result<u8> {
+    let open = |dir: &CacheDir| {
+        let dir = dir.cache_dir.clone().unwrap_or_else(Cache::default_dir);
+        Cache::open(&dir)
+            .with_context(|| format!("the cache directory {} is not usable", dir.display()))
+    };
+    match command {
+        CacheCommand::Ls { dir, format } => {
+            let cache = open(&dir)?;
+            let entries = cache
+                .list()
+                .with_context(|| format!("cannot read {}", cache.dir().display()))?;
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"dir": cache.dir(), "entries": entries})
+                    )?
+                ),
+                Format::Text => {
+                    for e in &entries {
+                        println!("{}  {:>10}  {}", &e.key[..16], human(e.bytes), e.image);
+                    }
+                    let total: u64 = entries.iter().map(|e| e.bytes).sum();
+                    println!("{} in {}", human(total), cache.dir().display());
+                }
+            }
+        }
+        CacheCommand::Prune {
+            dir,
+            max_size,
+            format,
+        } => {
+            let cache = open(&dir)?;
+            let pruned = cache
+                .prune(max_size)
+                .with_context(|| format!("cannot prune {}", cache.dir().display()))?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&pruned)?),
+                Format::Text => {
+                    println!(
+                        "removed {} ({}), kept {}{}",
+                        match pruned.removed.len() {
+                            1 => "1 entry".to_string(),
+                            n => format!("{n} entries"),
+                        },
+                        human(pruned.removed_bytes),
+                        human(pruned.kept_bytes),
+                        match pruned.busy.len() {
+                            0 => String::new(),
+                            n => format!(" ({n} in use by a running build)"),
+                        }
+                    );
+                }
+            }
+        }
     }
     Ok(0)
 }

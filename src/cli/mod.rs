@@ -34,13 +34,20 @@ struct Cli {
 enum Command {
     /// Build the images on the Docker Engine and master the installer ISO (validation first).
     Build(Box<build::BuildArgs>),
+    /// Print the build as independent CI jobs (JSON, GitHub Actions or GitLab CI): the base,
+    /// one job per provider image, the installer and the ISOs, sharing images through a
+    /// registry cache.
+    Plan(Box<build::PlanArgs>),
     /// Show what an installer ISO holds: label, boot entries, partitions, files, user-data.
     Inspect(iso::InspectArgs),
     /// Boot an installer ISO in QEMU (BIOS and UEFI; CD, disk, USB) and watch its console.
     Verify(iso::VerifyArgs),
-    /// Work with installer ISOs built before.
+    /// Master installer ISOs, one per user-data, from an installer image built (or pulled)
+    /// before; or work with ISOs built before (`forge iso push`).
+    Iso(Box<iso::IsoCommandArgs>),
+    /// The mastering cache: the parts ISOs of one installer image share.
     #[command(subcommand)]
-    Iso(iso::IsoCommand),
+    Cache(iso::CacheCommand),
     /// Check user-data, build settings and a cluster profile before a build.
     Validate(ValidateArgs),
     /// Inspect the resolved build settings.
@@ -143,6 +150,28 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
 }
 
 impl SettingsArgs {
+    /// These flags as command-line words again (for the jobs `forge plan` emits).
+    fn words(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut flag = |name: &str, value: String| words.extend([format!("--{name}"), value]);
+        if let Some(path) = &self.config {
+            flag("config", path.display().to_string());
+        }
+        if let Some(path) = &self.arg {
+            flag("arg", path.display().to_string());
+        }
+        for (key, value) in &self.sets {
+            flag("set", format!("{key}={value}"));
+        }
+        for (key, path) in &self.secret_files {
+            flag("secret-file", format!("{key}={path}"));
+        }
+        if let Some(dir) = &self.checkout {
+            flag("checkout", dir.display().to_string());
+        }
+        words
+    }
+
     /// The checkout directory: `--checkout`, the directory of `--arg`, or `.`; absolute.
     fn checkout(&self) -> PathBuf {
         let dir = self
@@ -260,10 +289,15 @@ fn describe(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Build(args) => build::build(*args),
+        Command::Plan(args) => build::plan(*args),
         Command::Validate(args) => inputs::validate(args),
         Command::Inspect(args) => iso::inspect(args),
         Command::Verify(args) => iso::verify(args),
-        Command::Iso(iso::IsoCommand::Push(args)) => iso::push(args),
+        Command::Iso(args) => match args.command {
+            Some(iso::IsoCommand::Push(push)) => iso::push(push),
+            None => build::iso(args.master),
+        },
+        Command::Cache(command) => iso::cache(command),
         Command::Config(ConfigCommand::Show { settings, format }) => {
             inputs::config_show(&settings, format)
         }

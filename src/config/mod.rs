@@ -339,12 +339,12 @@ impl Resolved {
         Some(tag)
     }
 
-    /// Where `--push-iso` puts the installer ISO, as CanvOS's `+iso-disk-image`:
-    /// `IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG]`, when the registry is set.
-    pub fn iso_image_tag(&self) -> Option<String> {
+    /// Where `--push-iso` puts the installer ISO named `name` (its file stem: ISO_NAME, or
+    /// ISO_NAME-<site> for one of several), as CanvOS's `+iso-disk-image`:
+    /// `IMAGE_REGISTRY/IMAGE_REPO/<name>:PE_VERSION[-CUSTOM_TAG]`, when the registry is set.
+    pub fn iso_image_tag(&self, name: &str) -> Option<String> {
         let registry = self.get("IMAGE_REGISTRY")?.trim_end_matches('/');
         let repo = self.get("IMAGE_REPO")?;
-        let name = self.get("ISO_NAME")?;
         let mut tag = format!("{registry}/{repo}/{name}:{}", self.get("PE_VERSION")?);
         if let Some(custom) = self.get("CUSTOM_TAG") {
             tag.push('-');
@@ -976,7 +976,7 @@ mod tests {
             "IMAGE_REGISTRY=harbor.example.com/edge/\nOS_DISTRIBUTION=ubuntu\nISO_NAME=site-a\nPE_VERSION=v4.9.38\nCUSTOM_TAG=demo\n",
         ));
         assert_eq!(
-            resolved.iso_image_tag().as_deref(),
+            resolved.iso_image_tag("site-a").as_deref(),
             Some("harbor.example.com/edge/ubuntu/site-a:v4.9.38-demo")
         );
     }

@@ -54,20 +54,67 @@ fn host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
+/// A Docker Engine a build uses, and the address it was reached at.
+#[derive(Clone)]
+pub struct Engine {
+    pub address: String,
+    pub docker: Docker,
+}
+
+impl Engine {
+    /// Connect to the engine at `address` (see [`connect_to`]).
+    pub async fn connect(address: &str) -> Result<Engine, EngineError> {
+        Ok(Engine {
+            address: address.to_string(),
+            docker: connect_to(address).await?,
+        })
+    }
+}
+
+/// The engine `DOCKER_HOST` names (default: the local socket).
+pub fn default_address() -> String {
+    host()
+}
+
 /// Connect to the engine `DOCKER_HOST` names (default: the local socket) and agree on an API
 /// version both sides speak.
 pub async fn connect() -> Result<Docker, EngineError> {
+    connect_to(&host()).await
+}
+
+/// Connect to the engine at `url` (`unix:///PATH`, `tcp://HOST:PORT`, as `DOCKER_HOST`; TLS as
+/// the Docker CLI: `DOCKER_TLS_VERIFY` with the client certificates in `DOCKER_CERT_PATH`) and
+/// agree on an API version both sides speak.
+pub async fn connect_to(url: &str) -> Result<Docker, EngineError> {
     let unreachable = |detail: String| EngineError::Unreachable {
-        host: host(),
+        host: url.to_string(),
         detail,
     };
-    // As the Docker CLI: DOCKER_TLS_VERIFY selects TLS with the client certificates in
-    // DOCKER_CERT_PATH (key.pem, cert.pem, ca.pem).
     let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
-    let docker = if tls {
-        Docker::connect_with_ssl_defaults()
-    } else {
-        Docker::connect_with_defaults()
+    const TIMEOUT: u64 = 120;
+    let api = bollard::API_DEFAULT_VERSION;
+    let docker = match url.split_once("://") {
+        Some(("unix", path)) => Docker::connect_with_unix(path, TIMEOUT, api),
+        Some(("tcp" | "https", address)) if tls => {
+            let certs = std::env::var_os("DOCKER_CERT_PATH")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+                .unwrap_or_default();
+            Docker::connect_with_ssl(
+                address,
+                &certs.join("key.pem"),
+                &certs.join("cert.pem"),
+                &certs.join("ca.pem"),
+                TIMEOUT,
+                api,
+            )
+        }
+        Some(("tcp" | "http", address)) => Docker::connect_with_http(address, TIMEOUT, api),
+        _ => {
+            return Err(unreachable(
+                "not an engine address: give unix:///PATH or tcp://HOST:PORT".into(),
+            ))
+        }
     }
     .map_err(|e| unreachable(short(&e)))?;
     docker.ping().await.map_err(|e| unreachable(short(&e)))?;
@@ -100,6 +147,22 @@ pub async fn image_id(docker: &Docker, image: &str) -> Result<String, EngineErro
         }) => Err(EngineError::NoSuchImage(image.to_string())),
         Err(e) => Err(EngineError::Api(e.to_string())),
     }
+}
+
+/// Tag the local image `image` as `target` (`REPOSITORY:TAG`).
+pub async fn tag(docker: &Docker, image: &str, target: &str) -> Result<(), EngineError> {
+    let (repo, tag) = match target.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (target, "latest"),
+    };
+    let options = bollard::query_parameters::TagImageOptions {
+        repo: Some(repo.to_string()),
+        tag: Some(tag.to_string()),
+    };
+    docker
+        .tag_image(image, Some(options))
+        .await
+        .map_err(|e| EngineError::Api(format!("tagging {image} as {target}: {e}")))
 }
 
 /// The labels of a local image, `None` when the engine does not have it.
@@ -416,6 +479,9 @@ fn write_context_tar(dir: &Path, exclude: &[PathBuf], out: impl Write) -> std::i
     let ignore = crate::render::dockerignore(dir, exclude)?;
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
+    // The engine's archive reader refuses GNU sparse entries (`unhandled tar header type
+    // 83`): sparse files (a FAT image made by mkfs.vfat -C, say) go as plain files.
+    tar.sparse(false);
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let entry = entry.map_err(std::io::Error::other)?;
         let rel = entry

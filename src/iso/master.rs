@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bollard::Docker;
 use futures_util::StreamExt as _;
 
+use super::cache::{Cache, Meta};
 use super::image::{boot_files, efi_loader};
 use super::tools::Runner;
 use super::IsoError;
@@ -75,11 +76,10 @@ pub enum ToolPlace {
     Host,
 }
 
-/// What to master.
+/// What to master: the parts every site's ISO shares.
 pub struct Spec<'a> {
     /// The installer image (its root filesystem becomes `rootfs.squashfs`).
     pub image: &'a str,
-    pub user_data: &'a Path,
     pub settings: &'a Resolved,
     pub templates: &'a Templates,
     /// The overlays directory; its `files-iso/` goes to the ISO root.
@@ -87,12 +87,20 @@ pub struct Spec<'a> {
     /// Searched for `content-*/*.zst`.
     pub content_dir: &'a Path,
     pub output: &'a Path,
-    /// The run's private directory, where the ISO tree is staged.
+    /// The run's private directory, where the ISO trees are staged.
     pub work: &'a Path,
     /// `SOURCE_DATE_EPOCH`: every date on the ISO, and the FAT serial and GPT GUIDs from it.
     pub source_date_epoch: Option<u64>,
     pub tools: ToolPlace,
     pub build_args: &'a HashMap<String, String>,
+    /// Where the image-dependent parts are kept between runs.
+    pub cache: &'a Cache,
+}
+
+/// One site's ISO: its user-data and the ISO's file name.
+pub struct Site<'a> {
+    pub user_data: &'a Path,
+    pub name: String,
 }
 
 /// A content bundle and where it went on the ISO.
@@ -106,17 +114,22 @@ pub struct Bundle {
     pub parts: Vec<String>,
 }
 
-/// The ISO made.
+/// An ISO made.
 #[derive(Debug, Clone)]
 pub struct Mastered {
     pub path: PathBuf,
+    /// The installer image it was mastered from.
+    pub image: String,
     pub checksum_path: PathBuf,
+    pub user_data: PathBuf,
     pub sha256: String,
     pub size: u64,
     pub rootfs_bytes: u64,
     /// `image: PATH` for each EFI binary taken from the image, or `grub-mkimage`.
     pub efi_loader: Vec<String>,
     pub bundles: Vec<Bundle>,
+    /// Whether the image-dependent parts came from the mastering cache.
+    pub cached: bool,
     /// Where `--push-iso` pushed it as an image, and the manifest's digest.
     pub pushed: Option<(String, String)>,
 }
@@ -126,17 +139,26 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> IsoError {
     move |source| IsoError::Io { what, source }
 }
 
-/// Master the ISO of `spec`.
+/// The parts every ISO of an installer image shares, in the cache directory `sys/` links to.
+const SYSTEM_FILES: &[(&str, &str)] = &[
+    ("rootfs.squashfs", "rootfs.squashfs"),
+    ("kernel", "boot/kernel"),
+    ("initrd", "boot/initrd"),
+    ("eltorito.img", ELTORITO),
+];
+
+/// Master one ISO per site from the installer image of `spec`. The image-dependent parts
+/// (squashfs, kernel, initrd, BIOS and UEFI boot images) come from the cache when an earlier
+/// run made them from the same inputs, and are made and cached otherwise; each site's ISO
+/// adds its own tree (user-data, overlays, menu) and lands in the output directory only when
+/// complete.
 pub async fn master(
     docker: &Docker,
     spec: &Spec<'_>,
+    sites: &[Site<'_>],
     progress: &Progress,
-) -> Result<Mastered, IsoError> {
+) -> Result<Vec<Mastered>, IsoError> {
     let settings = spec.settings;
-    let name = format!(
-        "{}.iso",
-        settings.get("ISO_NAME").unwrap_or("palette-edge-installer")
-    );
     let on_line = |line: &str| progress.line("iso", line);
     std::fs::create_dir_all(spec.output)
         .map_err(io(format!("creating {}", spec.output.display())))?;
@@ -145,31 +167,164 @@ pub async fn master(
         .tempdir_in(spec.work)
         .map_err(io("creating a staging directory"))?;
     let root = staging.path();
-    let tree = root.join("tree");
-    let esp = root.join("esp/EFI/BOOT");
-    let scratch = root.join("scratch");
-    for dir in [
-        &tree.join("boot/grub/i386-pc"),
-        &tree.join("boot/grub2"),
-        &tree.join("EFI/BOOT"),
-        &esp,
-        &scratch,
-        &root.join("content"),
-    ] {
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    }
-    progress.start("iso", "mastering", &name);
+    std::fs::create_dir_all(root.join("content")).map_err(io("creating the staging"))?;
+    let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+    progress.start("iso", "mastering", &names.join(", "));
 
     // On the host xorriso reads the bundles where they are; a builder container gets them
     // uploaded from links in the staging directory.
     let host = spec.tools == ToolPlace::Host;
     let bundles = content_bundles(spec, (!host).then(|| root.join("content")).as_deref())?;
-    check_space(docker, spec, &bundles).await?;
-    stage_tree(spec, &tree)?;
-    let image = Container::create(docker, spec.image, None).await?;
-    boot_files(&image, spec.image, &tree.join("boot"), &scratch).await?;
+    let menu = boot_menu(spec)?;
     let efi = spec.templates.efi(settings)?;
-    let loader = efi_loader(&image, spec.image, &efi, &esp, &scratch).await?;
+    let image_id = crate::engine::image_id(docker, spec.image).await?;
+    let runner = match spec.tools {
+        ToolPlace::Host => Runner::host(root)?,
+        ToolPlace::Container => {
+            Runner::container(docker, spec.templates, settings, spec.build_args, &on_line).await?
+        }
+    };
+    let compression = settings.get("SQUASHFS_COMPRESSION").unwrap_or("gzip");
+    let key = crate::registry::client::sha256_digest(
+        [
+            env!("CARGO_PKG_VERSION"),
+            &image_id,
+            compression,
+            &runner.tools_id(),
+            &format!("{efi:?}"),
+            &menu,
+            &format!("{:?}", spec.source_date_epoch),
+        ]
+        .join("\n")
+        .as_bytes(),
+    )
+    .replace("sha256:", "");
+    let cache_error = |e| IsoError::Io {
+        what: format!("the mastering cache in {}", spec.cache.dir().display()),
+        source: e,
+    };
+    let hit = spec.cache.get(&key).map_err(cache_error)?;
+    let cached = hit.is_some();
+    check_space(docker, spec, &bundles, sites.len(), cached).await?;
+    let system = match hit {
+        Some(entry) => {
+            link_system(root, &entry.dir)?;
+            runner.put(root, "").await?;
+            on_line(&format!(
+                "squashfs, kernel, initrd and boot images of {} from the cache",
+                spec.image
+            ));
+            entry
+        }
+        None => {
+            let staged = spec.cache.staging().map_err(cache_error)?;
+            link_system(root, staged.path())?;
+            let meta = system_parts(docker, spec, &runner, root, &efi, &image_id, &on_line).await?;
+            // Made by the tools; the kernel and initrd were read into the staging directly.
+            for file in ["rootfs.squashfs", "eltorito.img", "esp.img"] {
+                let dest = staged.path().join(file);
+                runner.take(&format!("sys/{file}"), &dest).await?;
+            }
+            let entry = spec
+                .cache
+                .insert(&key, staged, &meta)
+                .map_err(cache_error)?;
+            std::fs::remove_file(root.join("sys")).map_err(io("staging the ISO"))?;
+            link_system(root, &entry.dir)?;
+            entry
+        }
+    };
+    let sys = std::fs::canonicalize(root.join("sys")).map_err(io("reading the staging"))?;
+
+    let mut mastered = Vec::new();
+    for (i, site) in sites.iter().enumerate() {
+        let dir = format!("site-{i}");
+        let tree = root.join(&dir);
+        stage_tree(spec, site.user_data, &menu, &tree)?;
+        runner.put(&tree, &dir).await?;
+        // The ISO, written next to its final name and renamed when complete.
+        let partial = crate::run::partial_file(spec.output, &site.name)
+            .map_err(io(format!("creating a file in {}", spec.output.display())))?;
+        let system_path = |file: &str| match host {
+            true => sys.join(file).display().to_string(),
+            false => format!("sys/{file}"),
+        };
+        let xorriso = xorriso_args(
+            &runner.iso_path(partial.path()),
+            &dir,
+            &system_path,
+            &bundles,
+            host,
+            spec.source_date_epoch,
+        );
+        runner
+            .run(&xorriso, &tool_env(spec.source_date_epoch), None, &on_line)
+            .await?;
+        runner.take("out.iso", partial.path()).await?;
+        let path = partial.path().to_path_buf();
+        let (sha256, size) = tokio::task::spawn_blocking(move || sha256_file(&path))
+            .await
+            .map_err(|e| IsoError::Tools(e.to_string()))?
+            .map_err(io("hashing the ISO"))?;
+        let dest = spec.output.join(&site.name);
+        partial.persist(&dest).map_err(|e| IsoError::Io {
+            what: format!("writing {}", dest.display()),
+            source: e.error,
+        })?;
+        let checksum_path = write_output(
+            spec.output,
+            &format!("{}.sha256", site.name),
+            &format!("{sha256}  {}\n", site.name),
+        )
+        .map_err(io(format!("writing {}.sha256", site.name)))?;
+        progress.finish(
+            "iso",
+            "mastered",
+            &format!("{} ({})", dest.display(), human(size)),
+        );
+        mastered.push(Mastered {
+            path: dest,
+            image: spec.image.to_string(),
+            checksum_path,
+            user_data: site.user_data.to_path_buf(),
+            sha256,
+            size,
+            rootfs_bytes: system.meta.rootfs_bytes,
+            efi_loader: system.meta.efi_loader.clone(),
+            bundles: bundles.clone(),
+            cached,
+            pushed: None,
+        });
+    }
+    runner.finish().await?;
+    Ok(mastered)
+}
+
+/// `root/sys`: the directory of the image-dependent parts (a cache entry or its staging).
+fn link_system(root: &Path, dir: &Path) -> Result<(), IsoError> {
+    std::os::unix::fs::symlink(dir, root.join("sys")).map_err(io("staging the ISO"))
+}
+
+/// Make the image-dependent parts in `root/sys`: kernel and initrd from the image, the
+/// squashfs streamed from the engine into sqfstar, GRUB's BIOS El Torito image and the ESP
+/// (the image's signed loader, else GRUB built with iso9660 support).
+async fn system_parts(
+    docker: &Docker,
+    spec: &Spec<'_>,
+    runner: &Runner,
+    root: &Path,
+    efi: &crate::render::Efi,
+    image_id: &str,
+    on_line: &(dyn Fn(&str) + Sync),
+) -> Result<Meta, IsoError> {
+    let esp = root.join("esp/EFI/BOOT");
+    let scratch = root.join("scratch");
+    for dir in [&esp, &scratch] {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    let image = Container::create(docker, spec.image, None).await?;
+    boot_files(&image, spec.image, &root.join("sys"), &scratch).await?;
+    let loader = efi_loader(&image, spec.image, efi, &esp, &scratch).await?;
     // The GRUB config where every signed GRUB looks: beside the loader, and in the vendor's
     // directory (Ubuntu's reads only EFI/ubuntu/grub.cfg).
     let mut configs = vec![esp.clone()];
@@ -185,14 +340,7 @@ pub async fn master(
             .map_err(io("staging the ESP"))?;
     }
     std::fs::remove_dir_all(&scratch).map_err(io("removing scratch files"))?;
-
-    let runner = match spec.tools {
-        ToolPlace::Host => Runner::host(root)?,
-        ToolPlace::Container => {
-            Runner::container(docker, spec.templates, settings, spec.build_args, &on_line).await?
-        }
-    };
-    runner.put(root).await?;
+    runner.put(root, "").await?;
     let env = tool_env(spec.source_date_epoch);
 
     // The root filesystem, streamed from the engine into sqfstar.
@@ -211,7 +359,7 @@ pub async fn master(
         Ok::<_, std::io::Error>(chunk)
     });
     let mut reader = tokio_util::io::StreamReader::new(export);
-    let compression = settings.get("SQUASHFS_COMPRESSION").unwrap_or("gzip");
+    let compression = spec.settings.get("SQUASHFS_COMPRESSION").unwrap_or("gzip");
     runner
         .run(
             &argv(&[
@@ -226,12 +374,12 @@ pub async fn master(
                 "0",
                 "-root-gid",
                 "0",
-                "tree/rootfs.squashfs",
+                "sys/rootfs.squashfs",
                 ".dockerenv",
             ]),
             &env,
             Some(&mut reader),
-            &on_line,
+            on_line,
         )
         .await?;
     drop(reader);
@@ -250,11 +398,11 @@ pub async fn master(
         "-p",
         "/boot/grub",
         "-o",
-        &format!("tree/{ELTORITO}"),
+        "sys/eltorito.img",
         "biosdisk",
     ]);
     bios.extend(argv(COMMON_MODULES));
-    runner.run(&bios, &env, None, &on_line).await?;
+    runner.run(&bios, &env, None, on_line).await?;
 
     // UEFI: the image's loader, else GRUB built with iso9660 support, on a FAT ESP.
     let efi_loader = match &loader {
@@ -275,7 +423,7 @@ pub async fn master(
                 "efi_gop",
             ]);
             efi.extend(argv(COMMON_MODULES));
-            runner.run(&efi, &env, None, &on_line).await?;
+            runner.run(&efi, &env, None, on_line).await?;
             vec!["grub-mkimage".to_string()]
         }
     };
@@ -290,88 +438,66 @@ pub async fn master(
         ]);
     }
     mkfs.extend([
-        "esp.img".to_string(),
+        "sys/esp.img".to_string(),
         esp_kib(&root.join("esp"))?.to_string(),
     ]);
-    runner.run(&mkfs, &env, None, &on_line).await?;
+    runner.run(&mkfs, &env, None, on_line).await?;
     runner
         .run(
-            &argv(&["mcopy", "-s", "-i", "esp.img", "esp/EFI", "::"]),
+            &argv(&["mcopy", "-s", "-i", "sys/esp.img", "esp/EFI", "::"]),
             &env,
             None,
-            &on_line,
+            on_line,
         )
         .await?;
-
-    // The ISO, written next to its final name and renamed when complete.
-    let partial = crate::run::partial_file(spec.output, &name)
-        .map_err(io(format!("creating a file in {}", spec.output.display())))?;
-    let xorriso = xorriso_args(
-        &runner.iso_path(partial.path()),
-        &bundles,
-        host,
-        spec.source_date_epoch,
-    );
-    runner.run(&xorriso, &env, None, &on_line).await?;
-    runner.take_iso(partial.path()).await?;
-    runner.finish().await?;
-
-    let path = partial.path().to_path_buf();
-    let (sha256, size) = tokio::task::spawn_blocking(move || sha256_file(&path))
-        .await
-        .map_err(|e| IsoError::Tools(e.to_string()))?
-        .map_err(io("hashing the ISO"))?;
-    let dest = spec.output.join(&name);
-    partial.persist(&dest).map_err(|e| IsoError::Io {
-        what: format!("writing {}", dest.display()),
-        source: e.error,
-    })?;
-    let checksum_path = write_output(
-        spec.output,
-        &format!("{name}.sha256"),
-        &format!("{sha256}  {name}\n"),
-    )
-    .map_err(io(format!("writing {name}.sha256")))?;
-    progress.finish(
-        "iso",
-        "mastered",
-        &format!("{} ({})", dest.display(), human(size)),
-    );
-    Ok(Mastered {
-        path: dest,
-        checksum_path,
-        sha256,
-        size,
+    Ok(Meta {
+        image: spec.image.to_string(),
+        image_id: image_id.to_string(),
         rootfs_bytes,
         efi_loader,
-        bundles,
-        pushed: None,
     })
 }
 
-/// Refuse to start when the output directory's file system cannot hold the ISO: about half
-/// the installer image (squashfs), the content bundles and the boot files; twice the squashfs
-/// with the tools on the host, which stage it beside the output.
-async fn check_space(docker: &Docker, spec: &Spec<'_>, bundles: &[Bundle]) -> Result<(), IsoError> {
+/// Refuse to start when there is no room for the ISOs: each about half the installer image
+/// (squashfs) plus the content bundles and boot files in the output directory, and on a cache
+/// miss the squashfs once more in the cache directory.
+async fn check_space(
+    docker: &Docker,
+    spec: &Spec<'_>,
+    bundles: &[Bundle],
+    isos: usize,
+    cached: bool,
+) -> Result<(), IsoError> {
     let image = docker
         .inspect_image(spec.image)
         .await
         .map_err(|e| IsoError::Tools(format!("inspecting {}: {e}", spec.image)))?;
     let squashfs = image.size.unwrap_or(0).max(0) as u64 / 2;
-    let copies = if spec.tools == ToolPlace::Host { 2 } else { 1 };
-    let need = squashfs * copies + bundles.iter().map(|b| b.size).sum::<u64>() + (64 << 20);
-    let free = fs4::available_space(spec.output).map_err(io(format!(
-        "reading the free space of {}",
-        spec.output.display()
-    )))?;
-    if free < need {
-        return Err(IsoError::Space(format!(
-            "{} has {} free, and the ISO of {} needs about {}; free space there or choose another --output",
-            spec.output.display(),
-            human(free),
-            spec.image,
-            human(need)
-        )));
+    let per_iso = squashfs + bundles.iter().map(|b| b.size).sum::<u64>() + (64 << 20);
+    let mut needs = vec![(
+        spec.output,
+        per_iso * isos as u64,
+        "choose another --output",
+    )];
+    if !cached {
+        needs.push((
+            spec.cache.dir(),
+            squashfs,
+            "choose another --cache-dir or run forge cache prune",
+        ));
+    }
+    for (dir, need, fix) in needs {
+        let free = fs4::available_space(dir)
+            .map_err(io(format!("reading the free space of {}", dir.display())))?;
+        if free < need {
+            return Err(IsoError::Space(format!(
+                "{} has {} free, and mastering {} needs about {} there; free space or {fix}",
+                dir.display(),
+                human(free),
+                spec.image,
+                human(need)
+            )));
+        }
     }
     Ok(())
 }
@@ -418,8 +544,13 @@ fn esp_kib(esp: &Path) -> Result<u64, IsoError> {
     Ok((bytes / 1024 + 1024).div_ceil(1024).max(4) * 1024)
 }
 
-/// Copy the files forge puts on the ISO root into `tree`.
-fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
+/// Copy the files forge puts on one site's ISO root into `tree`: the overlay's `files-iso/`,
+/// the user-data, cluster and edge configuration, the boot menu and GRUB's stubs.
+fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Result<(), IsoError> {
+    for dir in ["boot/grub2", "boot/grub", "EFI/BOOT"] {
+        let dir = tree.join(dir);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
     if let Some(files) = spec
         .overlays
         .map(|o| o.join("files-iso"))
@@ -474,16 +605,15 @@ fn stage_tree(spec: &Spec<'_>, tree: &Path) -> Result<(), IsoError> {
             .map(drop)
             .map_err(io(format!("copying {}", from.display())))
     };
-    copy(spec.user_data, "config.yaml")?;
+    copy(user_data, "config.yaml")?;
     if let Some(path) = spec.settings.file("CLUSTERCONFIG") {
         copy(&path, CLUSTER_CONFIG.trim_start_matches('/'))?;
     }
     if let Some(path) = spec.settings.file("EDGE_CUSTOM_CONFIG") {
         copy(&path, EDGE_CUSTOM_CONFIG.trim_start_matches('/'))?;
     }
-    let menu = boot_menu(spec)?;
     for (path, text) in [
-        (MENU, menu.as_str()),
+        (MENU, menu),
         ("boot/grub/grub.cfg", STUB),
         ("EFI/BOOT/grub.cfg", STUB),
     ] {
@@ -586,10 +716,18 @@ fn split_suffix(i: u64) -> String {
     }
 }
 
-/// The xorriso command: label, tree, content bundles (cut into parts), ownership and modes,
-/// BIOS El Torito with GRUB's hybrid MBR, the ESP appended as GPT partition 2 and named by
-/// the UEFI El Torito entry.
-fn xorriso_args(out: &str, bundles: &[Bundle], host: bool, epoch: Option<u64>) -> Vec<String> {
+/// The xorriso command: label, the site's tree, the image-dependent parts (`system` names
+/// each where the tools see it), content bundles (cut into parts), ownership and modes, BIOS
+/// El Torito with GRUB's hybrid MBR, the ESP appended as GPT partition 2 and named by the UEFI
+/// El Torito entry.
+fn xorriso_args(
+    out: &str,
+    tree: &str,
+    system: &dyn Fn(&str) -> String,
+    bundles: &[Bundle],
+    host: bool,
+    epoch: Option<u64>,
+) -> Vec<String> {
     let mut args = argv(&[
         "xorriso",
         "-report_about",
@@ -603,9 +741,12 @@ fn xorriso_args(out: &str, bundles: &[Bundle], host: bool, epoch: Option<u64>) -
         "-padding",
         "0",
         "-map",
-        "tree",
+        tree,
         "/",
     ]);
+    for (file, iso_path) in SYSTEM_FILES {
+        args.extend(["-map".into(), system(file), format!("/{iso_path}")]);
+    }
     for bundle in bundles {
         let staged = if host {
             bundle.source.display().to_string()
@@ -705,7 +846,7 @@ fn xorriso_args(out: &str, bundles: &[Bundle], host: bool, epoch: Option<u64>) -
         "-append_partition",
         "2",
         "0xef",
-        "esp.img",
+        &system("esp.img"),
         "-boot_image",
         "any",
         "next",

@@ -4,6 +4,7 @@
 //! (`artifact`).
 
 pub mod artifact;
+pub mod cache;
 mod fat;
 mod image;
 pub mod inspect;
@@ -12,7 +13,7 @@ mod read;
 mod tools;
 pub mod verify;
 
-pub use master::{master, Mastered, Spec, ToolPlace};
+pub use master::{master, Mastered, Site, Spec, ToolPlace};
 pub use read::ReadError;
 
 use crate::engine::EngineError;

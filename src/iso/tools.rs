@@ -36,8 +36,8 @@ const WORK: &str = "/forge";
 pub enum Runner {
     /// On this machine, in `root` (the staging directory itself).
     Host { root: PathBuf },
-    /// In a builder container; the staging directory is uploaded to `/forge`.
-    Container { container: Container },
+    /// In a builder container of `image`; the staging directory is uploaded to `/forge`.
+    Container { container: Container, image: String },
 }
 
 impl Runner {
@@ -90,21 +90,44 @@ impl Runner {
                 &|_| {},
             )
             .await?;
-        Ok(Runner::Container { container })
+        Ok(Runner::Container { container, image })
     }
 
-    /// Copy the staging directory where the tools see it (a no-op on the host).
-    pub async fn put(&self, staging: &Path) -> Result<(), IsoError> {
-        let Runner::Container { container } = self else {
+    /// What the tools' output depends on: the builder image (its tag holds its input hash),
+    /// or the host's tools.
+    pub fn tools_id(&self) -> String {
+        match self {
+            Runner::Host { .. } => "host".to_string(),
+            Runner::Container { image, .. } => image.clone(),
+        }
+    }
+
+    /// Copy `dir` (links followed) to `under` in the work directory, where the tools see it
+    /// (a no-op on the host, where the tools work in the staging directory itself).
+    pub async fn put(&self, dir: &Path, under: &str) -> Result<(), IsoError> {
+        let Runner::Container { container, .. } = self else {
             return Ok(());
         };
+        let target = format!("{WORK}/{under}");
+        if !under.is_empty() {
+            container
+                .exec(
+                    &["mkdir".into(), "-p".into(), target.clone()],
+                    "/",
+                    &[],
+                    None,
+                    &|_| {},
+                )
+                .await?;
+        }
+        let staging = dir;
         let (writer, reader) = tokio::io::duplex(1 << 20);
         let dir = staging.to_path_buf();
         let packer = tokio::task::spawn_blocking(move || {
             tar_dir(&dir, tokio_util::io::SyncIoBridge::new(writer))
         });
         let body = tokio_util::io::ReaderStream::new(reader).map(Result::unwrap_or_default);
-        let uploaded = container.upload(WORK, body).await;
+        let uploaded = container.upload(&target, body).await;
         packer
             .await
             .map_err(|e| IsoError::Tools(e.to_string()))?
@@ -125,7 +148,7 @@ impl Runner {
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<(), IsoError> {
         let (code, tail) = match self {
-            Runner::Container { container } => {
+            Runner::Container { container, .. } => {
                 let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let finished = container.exec(argv, WORK, &env, stdin, on_line).await?;
                 (finished.code, finished.tail)
@@ -150,12 +173,13 @@ impl Runner {
         }
     }
 
-    /// Bring the ISO written at `iso_path(dest)` to `dest`.
-    pub async fn take_iso(&self, dest: &Path) -> Result<(), IsoError> {
-        let Runner::Container { container } = self else {
+    /// Bring the file the tools wrote at `path` in the work directory (for the ISO:
+    /// `iso_path(dest)`) to `dest` (a no-op on the host, where the tools wrote it there).
+    pub async fn take(&self, file: &str, dest: &Path) -> Result<(), IsoError> {
+        let Runner::Container { container, .. } = self else {
             return Ok(());
         };
-        let stream = container.download(&format!("{WORK}/out.iso"));
+        let stream = container.download(&format!("{WORK}/{file}"));
         let reader =
             tokio_util::io::StreamReader::new(stream.map(|c| c.map_err(std::io::Error::other)));
         let bridge = tokio_util::io::SyncIoBridge::new(reader);
@@ -174,7 +198,7 @@ impl Runner {
         .map_err(|e| IsoError::Tools(e.to_string()))?
         .map_err(|source| IsoError::Io {
             what: format!(
-                "copying the ISO out of the builder container to {}",
+                "copying {file} out of the builder container to {}",
                 dest.display()
             ),
             source,
@@ -183,7 +207,7 @@ impl Runner {
 
     /// Remove the builder container (dropping the runner does it too).
     pub async fn finish(self) -> Result<(), IsoError> {
-        if let Runner::Container { container } = self {
+        if let Runner::Container { container, .. } = self {
             container.remove().await?;
         }
         Ok(())

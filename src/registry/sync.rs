@@ -231,6 +231,15 @@ impl<'a> Syncer<'a> {
         Ok(manifest.config.is_some_and(|c| c.digest == config_digest))
     }
 
+    /// Whether the registry holds a manifest at `reference`.
+    pub async fn exists(&self, reference: &crate::reference::Reference) -> Result<bool, SyncError> {
+        let registry = self.pool.get(&reference.host).await?;
+        Ok(registry
+            .manifest_head(&reference.path, reference.manifest_reference())
+            .await?
+            .is_some())
+    }
+
     /// A scratch directory for one image's files, removed with the syncer.
     pub fn scratch(&self) -> &std::path::Path {
         self.scratch.path()

@@ -74,9 +74,23 @@ pub fn checkout_copy(dir: &Path) -> PathBuf {
     copy
 }
 
+/// The mastering cache the tests share (`XDG_CACHE_HOME` of every forge they run), so that
+/// only the first ISO of an installer image pays for its squashfs; tests of the cache itself
+/// give `--cache-dir`.
+pub fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache-home")
+}
+
+/// `forge` with the tests' cache.
+pub fn forge_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.env("XDG_CACHE_HOME", cache_home());
+    cmd
+}
+
 /// `forge build --arg .arg --user-data user-data` in `checkout`, with `args` added.
 pub fn forge_build_in(checkout: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    let mut cmd = forge_command();
     cmd.current_dir(checkout)
         .args([
             "build",
