@@ -1059,6 +1059,31 @@ fn site_user_data(dir: &Path, site: &str) -> PathBuf {
     path
 }
 
+/// `forge iso` of `image` in the checkout `work`, one ISO per user-data into `out`.
+fn forge_iso(
+    work: &Path,
+    image: &str,
+    user_data: &[&Path],
+    out: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> Output {
+    support::forge_command()
+        .current_dir(work)
+        .args(["iso", "--image", image, "--arg"])
+        .arg(support::example().join(".arg"))
+        .args(["--checkout", ".", "--progress", "plain"])
+        .args(user_data.iter().flat_map(|u| [Path::new("--user-data"), u]))
+        .arg("--output")
+        .arg(out)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(extra)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_data() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
@@ -1127,21 +1152,14 @@ fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_dat
     // One more site later, from the installer image alone: the cache makes it.
     let east = site_user_data(&sites, "east");
     let later = outs.path().join("later");
-    let iso_only = support::forge_command()
-        .current_dir(work.path())
-        .args(["iso", "--image", &installer, "--arg"])
-        .arg(support::example().join(".arg"))
-        .args(["--checkout", ".", "--user-data", east.to_str().unwrap()])
-        .args(["--iso-tools", "host", "--progress", "plain"])
-        .args([
-            "--output",
-            later.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-        ])
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap();
+    let iso_only = forge_iso(
+        work.path(),
+        &installer,
+        &[&east],
+        &later,
+        &cache,
+        &["--iso-tools", "host"],
+    );
     assert!(iso_only.status.success(), "{}", text(&iso_only));
     assert!(
         text(&iso_only).contains("from the cache"),
@@ -1159,7 +1177,32 @@ fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_dat
         std::fs::read(&east).unwrap()
     );
 
-    // The cache holds the one installer image's parts; pruning to nothing empties it.
+    // Two sites with the tools in the builder container: one container, an ISO after the other.
+    let contained = outs.path().join("contained");
+    let two = forge_iso(
+        work.path(),
+        &installer,
+        &[&east, &files[0]],
+        &contained,
+        &cache,
+        &[],
+    );
+    assert!(two.status.success(), "{}", text(&two));
+    for (stem, file) in [("east", &east), ("north", &files[0])] {
+        let config = outs.path().join(format!("{stem}.contained"));
+        extract(
+            &contained.join(format!("palette-edge-installer-{stem}.iso")),
+            "/config.yaml",
+            &config,
+        );
+        assert_eq!(
+            std::fs::read(&config).unwrap(),
+            std::fs::read(file).unwrap()
+        );
+    }
+
+    // The cache holds the installer image's parts, once per tool place; pruning to nothing
+    // empties it.
     let ls = support::forge_command()
         .args([
             "cache",
@@ -1173,8 +1216,8 @@ fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_dat
         .unwrap();
     let listed: Value = serde_json::from_slice(&ls.stdout).unwrap();
     let entries = listed["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{listed:#}");
-    assert_eq!(entries[0]["image"], installer.as_str());
+    assert_eq!(entries.len(), 2, "{listed:#}");
+    assert!(entries.iter().all(|e| e["image"] == installer.as_str()));
     let prune = support::forge_command()
         .args([
             "cache",
@@ -1186,7 +1229,11 @@ fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_dat
         ])
         .output()
         .unwrap();
-    assert!(text(&prune).contains("removed 1 entry"), "{}", text(&prune));
+    assert!(
+        text(&prune).contains("removed 2 entries"),
+        "{}",
+        text(&prune)
+    );
 }
 
 #[test]

@@ -261,6 +261,7 @@ pub async fn master(
             .run(&xorriso, &tool_env(spec.source_date_epoch), None, &on_line)
             .await?;
         runner.take("out.iso", partial.path()).await?;
+        runner.discard("out.iso").await?;
         let path = partial.path().to_path_buf();
         let (sha256, size) = tokio::task::spawn_blocking(move || sha256_file(&path))
             .await

@@ -205,6 +205,19 @@ impl Runner {
         })
     }
 
+    /// Remove the file the tools wrote at `file` in the work directory of a builder container,
+    /// once taken (xorriso writes only onto an empty output); on the host the file is already
+    /// where it belongs.
+    pub async fn discard(&self, file: &str) -> Result<(), IsoError> {
+        if let Runner::Container { container, .. } = self {
+            let path = format!("{WORK}/{file}");
+            container
+                .exec(&["rm".into(), "-f".into(), path], "/", &[], None, &|_| {})
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Remove the builder container (dropping the runner does it too).
     pub async fn finish(self) -> Result<(), IsoError> {
         if let Runner::Container { container, .. } = self {
