@@ -266,6 +266,37 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_runs_storing_one_key_all_get_the_one_complete_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..8)
+                .map(|i| {
+                    let dir = dir.path();
+                    scope.spawn(move || {
+                        let cache = Cache::open(dir).unwrap();
+                        let staged = cache.staging().unwrap();
+                        let body = vec![i as u8; 1 << 16];
+                        std::fs::write(staged.path().join("rootfs.squashfs"), &body).unwrap();
+                        let entry = cache.insert("k", staged, &meta("run")).unwrap();
+                        std::fs::read(entry.dir.join("rootfs.squashfs")).unwrap()
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(
+            contents.windows(2).all(|w| w[0] == w[1]),
+            "one entry for all"
+        );
+        assert_eq!(contents[0].len(), 1 << 16, "whole");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("iso"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["k"], "no staging left");
+    }
+
+    #[test]
     fn pruning_keeps_the_most_recently_used_entries_within_the_size_and_skips_busy_ones() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
