@@ -527,3 +527,32 @@ fn images_rewrite_needs_valid_user_data_and_some_images() {
             "no images: give IMAGE arguments, --from-file LIST or --profile FILE",
         ));
 }
+
+#[test]
+fn forge_iso_masters_with_an_image_and_pushes_with_its_subcommand() {
+    forge()
+        .args([
+            "iso",
+            "push",
+            "/nonexistent/site.iso",
+            "registry.example.com/edge/iso:1",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "/nonexistent/site.iso is not a file; build the ISO with `forge build` first",
+        ));
+    forge()
+        .args(["iso", "--user-data", "user-data"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--image <REF>"));
+    forge()
+        .args(["iso", "--image", "forge.local/installer:1", "--user-data"])
+        .arg("/nonexistent/site.yaml")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot read user-data file `/nonexistent/site.yaml`",
+        ));
+}

@@ -146,9 +146,9 @@ pub(super) struct BuildArgs {
 #[derive(Args)]
 pub(super) struct IsoArgs {
     /// The installer image to master ISOs from (built before, or pulled when the engine does
-    /// not have it).
-    #[arg(long, value_name = "REF")]
-    image: String,
+    /// not have it). Optional only to clap, which leaves it out with `forge iso push`.
+    #[arg(long, value_name = "REF", required = true)]
+    image: Option<String>,
     #[command(flatten)]
     inputs: Inputs,
     #[command(flatten)]
@@ -535,6 +535,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
 
 /// `forge iso`: master one ISO per user-data from an installer image built (or pulled) before.
 pub(super) fn iso(args: IsoArgs) -> Result<u8> {
+    let image = args.image.as_deref().context("forge iso needs --image")?;
     let (inputs, mastering) = (&args.inputs, &args.mastering);
     let (outcome, user_data) = inputs.validate(None)?;
     let templates = Templates::load(inputs.templates.as_deref())?;
@@ -554,8 +555,8 @@ pub(super) fn iso(args: IsoArgs) -> Result<u8> {
         let docker = crate::engine::connect().await?;
         clean_leftovers(&docker, &inputs.output, &progress).await?;
         build::check_arch(&docker, settings).await?;
-        let credentials = crate::engine::credentials_for(std::slice::from_ref(&args.image)).await?;
-        crate::engine::ensure_image(&docker, &args.image, &credentials)
+        let credentials = crate::engine::credentials_for(&[image.to_string()]).await?;
+        crate::engine::ensure_image(&docker, image, &credentials)
             .await
             .map_err(BuildError::from)?;
         let build_args = build_args(settings);
@@ -564,7 +565,7 @@ pub(super) fn iso(args: IsoArgs) -> Result<u8> {
             mastering,
             settings,
             templates: &templates,
-            image: &args.image,
+            image,
             overlays: overlays.as_deref(),
             work: workspace.dir(),
             build_args: &build_args,
