@@ -359,17 +359,8 @@ fn prepare(
     let overlays = inputs.overlays();
     let progress = Progress::new(mode, outcome.redactor.clone());
     note_absent_inputs(&checkout, &content_dir, &progress);
-    let sources = match templates.sources(settings) {
-        Ok(sources) => sources,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(Exit(1).into());
-        }
-    };
-    if let Err(e) = plan::check(settings, &sources) {
-        eprintln!("error: {e}");
-        return Err(Exit(1).into());
-    }
+    let sources = templates.sources(settings).map_err(finding)?;
+    plan::check(settings, &sources).map_err(finding)?;
     let facts = run_async(async {
         let docker = crate::engine::connect_to(engine).await?;
         Ok(build::facts(&docker, settings, &sources, &progress).await?)
@@ -386,13 +377,7 @@ fn prepare(
         user_data: &user_data,
         empty: empty.path(),
     };
-    let plan = match plan::plan(&planned) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(Exit(1).into());
-        }
-    };
+    let plan = plan::plan(&planned).map_err(finding)?;
     Ok(Prepared {
         outcome,
         user_data,
@@ -432,10 +417,7 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         print_plan(&plan, &outcome, mastering.format)?;
         return Ok(0);
     }
-    if let Err(e) = build::Only::check(&args.only, &plan) {
-        eprintln!("error: {e}");
-        return Err(Exit(1).into());
-    }
+    build::Only::check(&args.only, &plan).map_err(finding)?;
     let repository = cache_repository(settings, &args.cache_from, &args.cache_to)?;
     let sharing = args.cache_from.is_some() || args.cache_to.is_some();
     let pool = match args.push || mastering.push_iso || sharing {
@@ -666,13 +648,16 @@ fn push_pool(outcome: &Outcome, access: &AccessArgs) -> Result<Pool> {
     Ok(Pool::new(policy(rewriter, access)?))
 }
 
+/// A problem with the inputs, said as it is: exit 1.
+fn finding(e: impl std::fmt::Display) -> anyhow::Error {
+    eprintln!("error: {e}");
+    Exit(1).into()
+}
+
 /// The output directory, locked for this run; a busy one stops with exit 1.
 fn open_workspace(output: &Path) -> Result<Workspace> {
     match Workspace::open(output) {
-        Err(e @ RunError::Busy { .. }) => {
-            eprintln!("error: {e}");
-            Err(Exit(1).into())
-        }
+        Err(e @ RunError::Busy { .. }) => Err(finding(e)),
         other => other.context("the output directory is not usable"),
     }
 }

@@ -50,7 +50,8 @@ pub enum EngineError {
     },
 }
 
-fn host() -> String {
+/// The engine `DOCKER_HOST` names (default: the local socket).
+pub fn default_address() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
@@ -71,15 +72,10 @@ impl Engine {
     }
 }
 
-/// The engine `DOCKER_HOST` names (default: the local socket).
-pub fn default_address() -> String {
-    host()
-}
-
 /// Connect to the engine `DOCKER_HOST` names (default: the local socket) and agree on an API
 /// version both sides speak.
 pub async fn connect() -> Result<Docker, EngineError> {
-    connect_to(&host()).await
+    connect_to(&default_address()).await
 }
 
 /// Connect to the engine at `url` (`unix:///PATH`, `tcp://HOST:PORT`, as `DOCKER_HOST`; TLS as
