@@ -3,8 +3,10 @@
 
 CARGO ?= cargo
 FORGE := target/release/forge
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: setup build test lint fmt fixtures example bench
+.PHONY: setup build test lint fmt fixtures example bench man install
 
 # Debian packages and a Docker Engine (installs and starts them as root; checks otherwise).
 setup:
@@ -41,3 +43,18 @@ bench: fixtures
 	$(CARGO) bench --locked --bench build
 	$(CARGO) bench --locked --bench iso
 	$(CARGO) bench --locked --bench sites
+
+# A man page per command (forge.1, forge-build.1, ...) in target/man/.
+man: build
+	rm -rf target/man
+	$(FORGE) man target/man
+
+# The binary, the man pages and the bash, zsh and fish completions under $(DESTDIR)$(PREFIX).
+install: man
+	install -Dm755 $(FORGE) $(DESTDIR)$(PREFIX)/bin/forge
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m644 target/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(FORGE) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/forge
+	$(FORGE) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_forge
+	$(FORGE) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/forge.fish

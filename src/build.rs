@@ -113,18 +113,23 @@ pub async fn check_arch(docker: &Docker, settings: &Resolved) -> Result<(), Buil
         .await
         .map_err(|e| EngineError::Api(e.to_string()))?;
     let engine_arch = info.architecture.unwrap_or_default();
-    let wanted = settings.get("ARCH").unwrap_or("amd64");
-    let native = match engine_arch.as_str() {
+    match arch_mismatch(&engine_arch, settings.get("ARCH").unwrap_or("amd64")) {
+        Some(problem) => Err(BuildError::Host(problem)),
+        None => Ok(()),
+    }
+}
+
+/// Why an engine on `engine_arch` (as `docker info` says it: x86_64, aarch64) cannot build
+/// ARCH=`wanted` artifacts, if it cannot.
+pub fn arch_mismatch(engine_arch: &str, wanted: &str) -> Option<String> {
+    let native = match engine_arch {
         "x86_64" | "amd64" => "amd64",
         "aarch64" | "arm64" => "arm64",
         other => other,
     };
-    if wanted != native {
-        return Err(BuildError::Host(format!(
-            "ARCH={wanted} artifacts need an {wanted} Docker Engine, and this one runs on {engine_arch}; build on an {wanted} host (point DOCKER_HOST at one) or set ARCH={native}"
-        )));
-    }
-    Ok(())
+    (wanted != native).then(|| format!(
+        "ARCH={wanted} artifacts need an {wanted} Docker Engine, and this one runs on {engine_arch}; build on an {wanted} host (point DOCKER_HOST at one) or set ARCH={native}"
+    ))
 }
 
 /// The check that stops a build before anything is built: the engine's free disk space

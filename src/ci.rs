@@ -1,7 +1,7 @@
 //! The build as independent CI jobs (`forge plan`): the base image, one job per provider
 //! image, the installer image and the ISOs, each a `forge build --only` run that shares the
 //! images it needs with the others through a registry cache (`--cache-from`, `--cache-to`);
-//! emitted as JSON, a GitHub Actions workflow or a GitLab CI pipeline.
+//! listed as text, or emitted as JSON, a GitHub Actions workflow or a GitLab CI pipeline.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -89,9 +89,22 @@ pub fn jobs(plan: &Plan, build: &[String], cache: &str, output: &str) -> Vec<Job
     jobs
 }
 
-/// The jobs as a JSON document.
-pub fn json(jobs: &[Job], cache: &str) -> Value {
-    json!({"schema": "forge.plan/1", "cache": cache, "jobs": jobs})
+/// The jobs for people: each with what it needs first and the images it makes, then its
+/// command line.
+pub fn text(jobs: &[Job]) -> String {
+    let mut out = String::new();
+    for job in jobs {
+        let needs = match job.needs.as_slice() {
+            [] => String::new(),
+            needs => format!(" (after {})", needs.join(", ")),
+        };
+        out.push_str(&format!("{}{needs}\n", job.id));
+        for step in &job.steps {
+            out.push_str(&format!("  makes {}\n", step.image));
+        }
+        out.push_str(&format!("  runs  {}\n", shell_words(&job.command)));
+    }
+    out
 }
 
 /// A GitHub Actions workflow running the jobs (on a push and by hand); the ISO job uploads

@@ -344,13 +344,6 @@ impl Report {
         )
     }
 
-    /// One JSON object: `{"diagnostics":[...],"errors":N,"warnings":N}`.
-    pub fn render_json(&self, redactor: &Redactor) -> String {
-        let json =
-            serde_json::to_string_pretty(&self.to_json(redactor)).expect("report serializes");
-        redactor.redact(&json)
-    }
-
     /// The report as a JSON value, messages redacted.
     pub fn to_json(&self, redactor: &Redactor) -> serde_json::Value {
         let report = JsonReport {

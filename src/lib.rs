@@ -2,7 +2,10 @@
 //! installer user-data and the cluster profile ([`validate`]), plans and builds the provider
 //! and installer images on the Docker Engine ([`plan`], [`render`], [`engine`], [`build`]),
 //! pushes them ([`registry`]) and masters the installer ISO ([`iso`]); [`ci`] splits a build
-//! into CI jobs. See DESIGN.md in the shared notes for the pipeline.
+//! into CI jobs; [`doctor`] checks the host for all of it. See DESIGN.md in the shared notes
+//! for the pipeline. What forge prints goes through one door, `cli::output` (progress through
+//! [`report`]): no `print!` anywhere else.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod build;
 pub mod ci;
@@ -10,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod diagnostic;
+pub mod doctor;
 pub mod engine;
 pub mod iso;
 pub mod limits;

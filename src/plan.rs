@@ -263,11 +263,14 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
                 .ok()
                 .map(Path::to_path_buf)
         };
-        let exclude = std::iter::once(inputs.output)
+        let mut exclude: Vec<PathBuf> = std::iter::once(inputs.output)
             .chain(inputs.user_data.iter().map(PathBuf::as_path))
             .filter_map(within)
             .chain([PathBuf::from(LUET_AUTH), PathBuf::from(USER_DATA)])
             .collect();
+        // The checkout's own `user-data` may be given with --user-data: once is enough.
+        let mut seen = std::collections::HashSet::new();
+        exclude.retain(|path| seen.insert(path.clone()));
         (
             text,
             Context::Directory {

@@ -1,8 +1,8 @@
-//! What a build tells: progress (spinners on a TTY, timestamped lines otherwise, one JSON event
-//! per line with `--format json`), and the outputs it leaves — `manifest.json` and
+//! What a build tells: progress on stderr (spinners on a terminal, timestamped lines otherwise,
+//! one JSON event per line with `--progress json`, nothing with `-q`), and the outputs it leaves — `manifest.json` and
 //! `profile-snippet.yaml` — each written whole under a temporary name, then renamed.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -12,23 +12,20 @@ use serde_json::{json, Value};
 
 use crate::secret::Redactor;
 
+/// The `schema` of each `--progress json` event.
+pub const EVENT_SCHEMA: &str = "forge.event/v1";
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    Tty,
+    /// Spinners, one per step; `verbose` prints every line of build output above them.
+    Tty {
+        verbose: bool,
+    },
     Plain,
     Json,
-}
-
-impl Mode {
-    /// `auto`: spinners when stderr is a terminal, lines otherwise.
-    pub fn auto() -> Mode {
-        if std::io::stderr().is_terminal() {
-            Mode::Tty
-        } else {
-            Mode::Plain
-        }
-    }
+    /// Nothing.
+    Quiet,
 }
 
 /// Progress of a build, safe to share between concurrent steps. Everything shown is redacted.
@@ -66,18 +63,14 @@ impl Progress {
         );
     }
 
-    /// One JSON event on stdout.
-    pub fn event(&self, event: &str, fields: Value) {
-        if self.mode != Mode::Json {
-            return;
-        }
-        let mut object = json!({"event": event, "elapsed": (self.elapsed() * 10.0).round() / 10.0});
+    /// One JSON event on stderr.
+    fn event(&self, event: &str, fields: Value) {
+        let mut object = json!({"schema": EVENT_SCHEMA, "event": event, "elapsed": (self.elapsed() * 10.0).round() / 10.0});
         if let (Some(target), Some(extra)) = (object.as_object_mut(), fields.as_object()) {
             target.extend(extra.clone());
         }
         let line = self.redactor.redact(&object.to_string());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
     /// A step began: `action` is what it does (`building`, `pushing`, `mastering`) to `image`.
@@ -88,7 +81,8 @@ impl Progress {
                 json!({"step": step, "action": action, "image": image}),
             ),
             Mode::Plain => self.plain(step, &format!("{action} {image}")),
-            Mode::Tty => {
+            Mode::Quiet => {}
+            Mode::Tty { .. } => {
                 let bar = self.bars.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
@@ -110,7 +104,13 @@ impl Progress {
         match self.mode {
             Mode::Json => self.event("log", json!({"step": step, "line": line})),
             Mode::Plain => self.plain(step, line),
-            Mode::Tty => {
+            Mode::Quiet => {}
+            Mode::Tty { verbose } => {
+                if verbose {
+                    let _ = self
+                        .bars
+                        .println(format!("  {step}: {}", self.redactor.redact(line)));
+                }
                 if let Some((_, bar)) = self
                     .active
                     .lock()
@@ -132,7 +132,8 @@ impl Progress {
                 json!({"step": step, "outcome": outcome, "detail": detail}),
             ),
             Mode::Plain => self.plain(step, &format!("{outcome} {detail}")),
-            Mode::Tty => {
+            Mode::Quiet => {}
+            Mode::Tty { .. } => {
                 let mut active = self.active.lock().expect("progress lock");
                 let mark = if outcome == "failed" { "✗" } else { "✓" };
                 let message = format!("{mark} {outcome} {}", self.redactor.redact(detail));

@@ -925,23 +925,42 @@ fn a_tls_docker_host_is_reached_with_client_certificates() {
 }
 
 #[test]
-fn json_progress_is_one_event_per_line() {
+fn json_output_is_one_document_on_stdout_and_json_progress_one_event_per_line_on_stderr() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
     if !ready() {
         return;
     }
-    let out = forge(&[
-        "--format",
-        "json",
-        "--output",
-        tempfile::tempdir().unwrap().path().to_str().unwrap(),
-    ]);
+    let output = tempfile::tempdir().unwrap();
+    let out = support::forge_build(&["--no-iso", "--format", "json", "--progress", "json"])
+        .arg("--output")
+        .arg(output.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let events: Vec<Value> = String::from_utf8(out.stdout)
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["images"].as_array().unwrap().len(), 4);
+    support::assert_published_shape(&out.stdout);
+    // The example's validation notes stay text among the events, the JSON lines.
+    let events: Vec<Value> = String::from_utf8(out.stderr)
         .unwrap()
         .lines()
+        .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    let mut kinds: Vec<&Value> = Vec::new();
+    for event in &events {
+        if !kinds.iter().any(|k| k["event"] == event["event"]) {
+            kinds.push(event);
+        }
+    }
+    assert_eq!(
+        kinds.len(),
+        3,
+        "step-started, log, step-finished: {kinds:?}"
+    );
+    for event in kinds {
+        support::assert_published_shape(event.to_string().as_bytes());
+    }
     let finished: Vec<&str> = events
         .iter()
         .filter(|e| e["event"] == "step-finished")
@@ -952,7 +971,4 @@ fn json_progress_is_one_event_per_line() {
         finished,
         ["probe", "os", "base", "provider 1.33.1", "installer"]
     );
-    let done = events.last().unwrap();
-    assert_eq!(done["event"], "done");
-    assert_eq!(done["images"].as_array().unwrap().len(), 4);
 }

@@ -440,9 +440,9 @@ fn config_show_text_is_a_table_and_errors_exit_1() {
 #[test]
 fn rules_lists_the_whole_catalog() {
     let output = json_stdout(forge().args(["rules", "--format", "json"]), 0);
-    let rules = output;
+    assert_eq!(output["schema"], "forge.rules/v1");
     assert_eq!(
-        rules.as_array().unwrap().len(),
+        output["rules"].as_array().unwrap().len(),
         forge::diagnostic::Rule::ALL.len()
     );
 }
@@ -486,10 +486,10 @@ fn images_rewrite_json_names_the_registry_whose_credentials_apply() {
     );
     assert_eq!(
         output,
-        serde_json::json!([
+        serde_json::json!({"schema": "forge.images-rewrite/v1", "images": [
             {"from": "docker.io/library/nginx:latest", "to": "example.registry.com/hub/nginx:latest", "registry": "example.registry.com"},
             {"from": "quay.io/tigera/operator:v1", "to": "mirror.example.net/tigera/operator:v1", "registry": null}
-        ])
+        ]})
     );
 }
 

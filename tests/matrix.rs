@@ -112,6 +112,7 @@ fn the_plans_jobs_run_one_by_one_give_what_one_build_gives_with_the_base_built_o
     let mut plan_words: Vec<String> = ["plan", "--arg", ".arg", "--user-data", "user-data"]
         .map(String::from)
         .to_vec();
+    plan_words.extend(["--format", "json"].map(String::from));
     plan_words.extend(sets.iter().cloned());
     let planned = forge_in(&checkout, &docker_config, &plan_words);
     assert!(planned.status.success(), "{}", text(&planned));

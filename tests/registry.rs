@@ -118,8 +118,13 @@ fn assert_output(out: &Output, code: i32, needles: &[&str]) {
     }
 }
 
+/// The images of a `forge registry check|sync --format json` document.
 fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)));
+    let schema = doc["schema"].as_str().unwrap_or_default();
+    assert!(schema.starts_with("forge.registry-"), "{doc}");
+    doc["images"].clone()
 }
 
 fn indent_pem(pem: &str, spaces: usize) -> String {

@@ -7,9 +7,11 @@ use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
+use super::doctor::{engines, preflight, Needs};
 use super::images::{policy, run_async, AccessArgs};
-use super::iso::{boot_all, report as boot_report, BootArgs};
-use super::{Exit, Format, SettingsArgs};
+use super::iso::{boot_all, boots_text, BootArgs};
+use super::output::{self, Exit, ExitStatus, Format, Shape};
+use super::SettingsArgs;
 use crate::build::{self, build_args, BuildError};
 use crate::engine::EngineError;
 use crate::iso::cache::Cache;
@@ -25,14 +27,18 @@ use crate::validate::{self, Outcome, Request};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ProgressArg {
-    /// Spinners on a terminal, lines otherwise.
+    /// Spinners on a terminal without NO_COLOR, lines otherwise.
     Auto,
+    /// Spinners, one per step.
     Tty,
+    /// Timestamped lines.
     Plain,
+    /// One JSON event per line (`forge schema output event`).
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum IsoTools {
+pub(super) enum IsoTools {
     Container,
     Host,
 }
@@ -76,16 +82,17 @@ pub(super) struct Mastering {
     /// ~/.cache/forge.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
-    /// Push each ISO as an image, as CanvOS's +iso-disk-image:
-    /// IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG] (ISO_NAME-<stem> for
-    /// several user-data), /disk/<ISO file name> inside.
+    /// Push each ISO as an image, as CanvOS's +iso-disk-image: ISO_NAME:PE_VERSION[-CUSTOM_TAG]
+    /// in IMAGE_REGISTRY/IMAGE_REPO (ISO_NAME-<stem> for several user-data), /disk/<ISO file
+    /// name> inside.
     #[arg(long)]
     push_iso: bool,
     #[command(flatten)]
     access: AccessArgs,
+    /// How progress is shown on stderr (`-q`: not at all).
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     progress: ProgressArg,
-    /// `json`: one event per line on stdout.
+    /// `json`: one document on stdout when done (`forge schema output build`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -157,8 +164,13 @@ pub(super) struct IsoArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PlanFormat {
+    /// The jobs, one per line, with what each makes.
+    Text,
+    /// `forge schema output plan`.
     Json,
+    /// A GitHub Actions workflow.
     GithubActions,
+    /// A GitLab CI pipeline.
     GitlabCi,
 }
 
@@ -173,13 +185,13 @@ pub(super) struct PlanArgs {
     /// `registry` (IMAGE_REGISTRY/forge-cache) or a repository.
     #[arg(long, value_name = "registry|REPOSITORY", default_value = "registry")]
     cache: String,
-    #[arg(long, value_enum, default_value_t = PlanFormat::Json)]
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
 }
 
 /// The user-data files `--user-data` names: files as given, each directory as its `*.yaml`
 /// files in name order.
-fn user_data_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(super) fn user_data_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in args {
         if !path.is_dir() {
@@ -280,28 +292,22 @@ impl Inputs {
             }
             let shown = first.as_ref().map_or(&outcome.redactor, |f| &f.redactor);
             if !outcome.report.diagnostics.is_empty() {
-                eprint!("{}", outcome.report.render_text(shown));
+                output::report(shown, &outcome.report);
             }
             errors += outcome.report.errors();
             first.get_or_insert(outcome);
         }
         if errors > 0 {
-            eprintln!("validation failed: nothing was built");
-            return Err(Exit(1).into());
+            output::error(&Default::default(), "validation failed: nothing was built");
+            return Err(Exit::failure());
         }
         Ok((first.expect("at least one user-data"), files))
     }
 }
 
 impl Mastering {
-    fn mode(&self, dry_run: bool) -> Mode {
-        match (self.format, self.progress) {
-            (Format::Json, _) if dry_run => Mode::Plain,
-            (Format::Json, _) => Mode::Json,
-            (_, ProgressArg::Tty) => Mode::Tty,
-            (_, ProgressArg::Plain) => Mode::Plain,
-            (_, ProgressArg::Auto) => Mode::auto(),
-        }
+    fn mode(&self) -> Mode {
+        progress_mode(self.progress)
     }
 
     /// The ISO tools' place.
@@ -310,6 +316,20 @@ impl Mastering {
             IsoTools::Container => ToolPlace::Container,
             IsoTools::Host => ToolPlace::Host,
         }
+    }
+}
+
+/// How progress shows: nothing with `-q`; `auto` spinners when stderr is styled (a terminal
+/// without NO_COLOR), lines otherwise.
+fn progress_mode(progress: ProgressArg) -> Mode {
+    let verbose = output::voice().verbose;
+    match progress {
+        _ if output::voice().quiet => Mode::Quiet,
+        ProgressArg::Json => Mode::Json,
+        ProgressArg::Tty => Mode::Tty { verbose },
+        ProgressArg::Plain => Mode::Plain,
+        ProgressArg::Auto if output::stderr_styled() => Mode::Tty { verbose },
+        ProgressArg::Auto => Mode::Plain,
     }
 }
 
@@ -336,17 +356,16 @@ struct Prepared {
     _empty: tempfile::TempDir,
 }
 
-/// Validate the inputs, probe the source images and plan the build (exit 1 on findings).
+/// Probe the source images and plan the build of the validated inputs (exit 1 on findings).
 fn prepare(
     inputs: &Inputs,
-    profile: Option<&Path>,
+    (outcome, user_data): (Outcome, Vec<PathBuf>),
     certs: &Option<PathBuf>,
     mode: Mode,
     engine: &str,
 ) -> Result<Prepared> {
     let checkout = inputs.checkout();
     let content_dir = inputs.content_dir();
-    let (outcome, user_data) = inputs.validate(profile)?;
     let templates = Templates::load(inputs.templates.as_deref())?;
     let settings = &outcome.settings;
     let iso_names = iso_names(
@@ -390,12 +409,26 @@ fn prepare(
     })
 }
 
-pub(super) fn build(args: BuildArgs) -> Result<u8> {
+pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
     let (inputs, mastering) = (&args.inputs, &args.mastering);
-    let addresses = match args.engine.is_empty() {
-        true => vec![crate::engine::default_address()],
-        false => args.engine.clone(),
+    let addresses = engines(&args.engine);
+    let validated = inputs.validate(args.profile.as_deref())?;
+    let sharing = args.cache_from.is_some() || args.cache_to.is_some();
+    let pool = match args.push || mastering.push_iso || sharing {
+        true => Some(push_pool(&validated.0, &mastering.access)?),
+        false => None,
     };
+    let masters_isos = !args.no_iso
+        && !args.dry_run
+        && (args.only.is_empty() || args.only.contains(&build::Only::Iso));
+    let needs = Needs {
+        engines: addresses.clone(),
+        iso_tools: masters_isos.then_some(mastering.iso_tools),
+        push: pool.is_some(),
+        verify: args.verify,
+        secure_boot: args.boot.secure_boot,
+    };
+    preflight(&needs, &validated.0.settings, pool.as_ref())?;
     let Prepared {
         outcome,
         user_data,
@@ -407,25 +440,18 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
         _empty,
     } = prepare(
         inputs,
-        args.profile.as_deref(),
+        validated,
         &args.certs,
-        mastering.mode(args.dry_run),
+        mastering.mode(),
         &addresses[0],
     )?;
     let settings = &outcome.settings;
     if args.dry_run {
         print_plan(&plan, &outcome, mastering.format)?;
-        return Ok(0);
+        return Ok(ExitStatus::Success);
     }
     build::Only::check(&args.only, &plan).map_err(finding)?;
     let repository = cache_repository(settings, &args.cache_from, &args.cache_to)?;
-    let sharing = args.cache_from.is_some() || args.cache_to.is_some();
-    let pool = match args.push || mastering.push_iso || sharing {
-        true => Some(push_pool(&outcome, &mastering.access)?),
-        false => None,
-    };
-    let masters_isos =
-        !args.no_iso && (args.only.is_empty() || args.only.contains(&build::Only::Iso));
     let workspace = open_workspace(&inputs.output)?;
     let job = async {
         let mut engines = Vec::new();
@@ -493,30 +519,55 @@ pub(super) fn build(args: BuildArgs) -> Result<u8> {
     let snippet =
         build::write_outputs(&inputs.output, &outcome.settings, &templates, &built, &isos)?;
     let manifest = inputs.output.join("manifest.json");
-    match mastering.format {
-        Format::Json => progress.event("done", json!({"manifest": manifest, "profile_snippet": inputs.output.join("profile-snippet.yaml"), "images": built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect::<Vec<_>>(), "isos": isos.iter().map(iso_event).collect::<Vec<_>>()})),
-        Format::Text => {
-            let mut out = String::new();
-            for b in built.iter().filter(|b| !matches!(b.step.kind, Kind::Os | Kind::Base)) {
-                out.push_str(&format!("{:9}  {}{}\n", b.step.kind.label(), b.step.tag, b.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default()));
-            }
-            out.push_str(&isos_text(&isos));
-            out.push_str(&format!("\nwrote {} and {}\n\nOS pack values for the cluster profile:\n\n{snippet}", manifest.display(), inputs.output.join("profile-snippet.yaml").display()));
-            print!("{}", outcome.redactor.redact(&out));
+    let snippet_file = inputs.output.join("profile-snippet.yaml");
+    let mut boots = Vec::new();
+    if args.verify {
+        for iso in &isos {
+            boots.extend(run_async(boot_all(&iso.path, &args.boot))?);
         }
     }
-    if !args.verify {
-        return Ok(0);
+    let redactor = &outcome.redactor;
+    match mastering.format {
+        Format::Json => {
+            let images: Vec<_> = built.iter().map(|b| json!({"kind": b.step.kind.label(), "image": b.step.tag, "digest": b.digest})).collect();
+            let isos: Vec<_> = isos.iter().map(iso_json).collect();
+            let body = json!({"manifest": manifest, "profile_snippet": snippet_file, "images": images, "isos": isos, "boots": boots});
+            output::json(redactor, Shape::Build, body)?;
+        }
+        Format::Text => {
+            let mut out = String::new();
+            for b in built
+                .iter()
+                .filter(|b| !matches!(b.step.kind, Kind::Os | Kind::Base))
+            {
+                out.push_str(&format!(
+                    "{:9}  {}{}\n",
+                    b.step.kind.label(),
+                    b.step.tag,
+                    b.digest
+                        .as_deref()
+                        .map(|d| format!("@{d}"))
+                        .unwrap_or_default()
+                ));
+            }
+            out.push_str(&isos_text(&isos));
+            out.push_str(&format!(
+                "\nwrote {} and {}\n\nOS pack values for the cluster profile:\n\n{snippet}",
+                manifest.display(),
+                snippet_file.display()
+            ));
+            if !boots.is_empty() {
+                out.push('\n');
+                out.push_str(&boots_text(&boots));
+            }
+            output::text(redactor, &out)?;
+        }
     }
-    let mut outcomes = Vec::new();
-    for iso in &isos {
-        outcomes.extend(run_async(boot_all(&iso.path, &args.boot))?);
-    }
-    boot_report(&outcomes, mastering.format)
+    Ok(ExitStatus::from_ok(boots.iter().all(|b| b.passed)))
 }
 
 /// `forge iso`: master one ISO per user-data from an installer image built (or pulled) before.
-pub(super) fn iso(args: IsoArgs) -> Result<u8> {
+pub(super) fn iso(args: IsoArgs) -> Result<ExitStatus> {
     let image = args.image.as_deref().context("forge iso needs --image")?;
     let (inputs, mastering) = (&args.inputs, &args.mastering);
     let (outcome, user_data) = inputs.validate(None)?;
@@ -527,11 +578,19 @@ pub(super) fn iso(args: IsoArgs) -> Result<u8> {
         &user_data,
     )?;
     let overlays = inputs.overlays();
-    let progress = Progress::new(mastering.mode(false), outcome.redactor.clone());
+    let progress = Progress::new(mastering.mode(), outcome.redactor.clone());
     let pool = match mastering.push_iso {
         true => Some(push_pool(&outcome, &mastering.access)?),
         false => None,
     };
+    let needs = Needs {
+        engines: engines(&[]),
+        iso_tools: Some(mastering.iso_tools),
+        push: pool.is_some(),
+        verify: false,
+        secure_boot: false,
+    };
+    preflight(&needs, settings, pool.as_ref())?;
     let workspace = open_workspace(&inputs.output)?;
     let job = async {
         let docker = crate::engine::connect().await?;
@@ -559,11 +618,16 @@ pub(super) fn iso(args: IsoArgs) -> Result<u8> {
     };
     let isos = finish_job(run_async(job), &outcome)?;
     build::write_manifest(&inputs.output, settings, &[], &isos)?;
+    let redactor = &outcome.redactor;
     match mastering.format {
-        Format::Json => progress.event("done", json!({"manifest": inputs.output.join("manifest.json"), "isos": isos.iter().map(iso_event).collect::<Vec<_>>()})),
-        Format::Text => print!("{}", outcome.redactor.redact(&isos_text(&isos))),
+        Format::Json => {
+            let isos: Vec<_> = isos.iter().map(iso_json).collect();
+            let body = json!({"manifest": inputs.output.join("manifest.json"), "isos": isos});
+            output::json(redactor, Shape::Iso, body)?;
+        }
+        Format::Text => output::text(redactor, &isos_text(&isos))?,
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 /// The repository of the registry cache `--cache-from` and `--cache-to` name (`registry`:
@@ -598,11 +662,11 @@ fn cache_repository(
 }
 
 /// `forge plan`: the build as independent CI jobs.
-pub(super) fn plan(args: PlanArgs) -> Result<u8> {
+pub(super) fn plan(args: PlanArgs) -> Result<ExitStatus> {
     let inputs = &args.inputs;
     let prepared = prepare(
         inputs,
-        None,
+        inputs.validate(None)?,
         &args.certs,
         Mode::Plain,
         &crate::engine::default_address(),
@@ -615,15 +679,19 @@ pub(super) fn plan(args: PlanArgs) -> Result<u8> {
     }
     let output = inputs.output.display().to_string();
     let jobs = crate::ci::jobs(&prepared.plan, &build, &args.cache, &output);
+    let redactor = &prepared.outcome.redactor;
     let text = match args.format {
         PlanFormat::Json => {
-            serde_json::to_string_pretty(&crate::ci::json(&jobs, &args.cache))? + "\n"
+            let body = json!({"cache": args.cache, "jobs": jobs});
+            output::json(redactor, Shape::Plan, body)?;
+            return Ok(ExitStatus::Success);
         }
+        PlanFormat::Text => crate::ci::text(&jobs),
         PlanFormat::GithubActions => crate::ci::github_actions(&jobs),
         PlanFormat::GitlabCi => crate::ci::gitlab_ci(&jobs),
     };
-    print!("{}", prepared.outcome.redactor.redact(&text));
-    Ok(0)
+    output::text(redactor, &text)?;
+    Ok(ExitStatus::Success)
 }
 
 /// The sites: each user-data with its ISO's name.
@@ -650,8 +718,8 @@ fn push_pool(outcome: &Outcome, access: &AccessArgs) -> Result<Pool> {
 
 /// A problem with the inputs, said as it is: exit 1.
 fn finding(e: impl std::fmt::Display) -> anyhow::Error {
-    eprintln!("error: {e}");
-    Exit(1).into()
+    output::error(&Default::default(), &e.to_string());
+    Exit::failure()
 }
 
 /// The output directory, locked for this run; a busy one stops with exit 1.
@@ -688,15 +756,13 @@ fn finish_job<T>(result: Result<T>, outcome: &Outcome) -> Result<T> {
                 Some(BuildError::Engine(EngineError::Build { .. }) | BuildError::OnEngine { .. })
             ) =>
         {
-            eprintln!("error: {}", outcome.redactor.redact(&super::describe(&e)));
-            Err(Exit(1).into())
+            output::error(&outcome.redactor, &super::describe(&e));
+            Err(Exit::failure())
         }
         Err(e) if e.downcast_ref::<IsoError>().is_some() => {
-            eprintln!(
-                "error: mastering the ISO: {}",
-                outcome.redactor.redact(&super::describe(&e))
-            );
-            Err(Exit(1).into())
+            let said = format!("mastering the ISO: {}", super::describe(&e));
+            output::error(&outcome.redactor, &said);
+            Err(Exit::failure())
         }
         other => other,
     }
@@ -760,8 +826,8 @@ async fn master_sites(
     Ok(isos)
 }
 
-/// An ISO in the `done` event.
-fn iso_event(iso: &iso::Mastered) -> serde_json::Value {
+/// An ISO in the `build` and `iso` documents.
+fn iso_json(iso: &iso::Mastered) -> serde_json::Value {
     json!({"path": iso.path, "user_data": iso.user_data, "sha256": iso.sha256, "size": iso.size, "cached": iso.cached, "reference": iso.pushed.as_ref().map(|p| &p.0), "digest": iso.pushed.as_ref().map(|p| &p.1)})
 }
 
@@ -825,7 +891,7 @@ fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
             .map(|r| r.to.to_string())
             .filter(|to| to != &reference.canonical().to_string())
     };
-    let text = match format {
+    match format {
         Format::Json => {
             let steps: Vec<_> = plan
                 .steps
@@ -848,7 +914,8 @@ fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
                     })
                 })
                 .collect();
-            serde_json::to_string_pretty(&json!({"bundle": plan.bundle, "steps": steps}))?
+            let body = json!({"bundle": plan.bundle, "steps": steps});
+            output::json(&outcome.redactor, Shape::BuildPlan, body)
         }
         Format::Text => {
             let width = plan.steps.iter().map(|s| s.name().len()).max().unwrap_or(0);
@@ -866,9 +933,8 @@ fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
                     lines.push(format!("{:width$}    edge host pulls {to}", ""));
                 }
             }
-            lines.join("\n")
+            lines.push(String::new());
+            Ok(output::text(&outcome.redactor, &lines.join("\n"))?)
         }
-    };
-    println!("{}", outcome.redactor.redact(&text));
-    Ok(())
+    }
 }

@@ -1,7 +1,7 @@
 //! `forge images rewrite`, `forge registry check`, `forge registry sync`: where the edge host
 //! pulls each image from, whether it is there, and putting it there.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use super::{Exit, Format};
+use super::output::{self, Exit, ExitStatus, Format, Shape};
 use crate::engine;
 use crate::registry::client::{Retry, DEADLINE};
 use crate::registry::credentials::DockerCredentials;
@@ -121,10 +121,10 @@ fn prepare(args: &ImagesArgs) -> Result<Prepared> {
     };
     let outcome = validate::run(&request).context("the inputs could not be read")?;
     if !outcome.report.diagnostics.is_empty() {
-        eprint!("{}", outcome.report.render_text(&outcome.redactor));
+        output::report(&outcome.redactor, &outcome.report);
     }
     if outcome.report.errors() > 0 {
-        return Err(Exit(1).into());
+        return Err(Exit::failure());
     }
     if outcome.images.is_empty() {
         bail!("no images: give IMAGE arguments, --from-file LIST or --profile FILE");
@@ -137,23 +137,24 @@ fn prepare(args: &ImagesArgs) -> Result<Prepared> {
     })
 }
 
-pub(super) fn rewrite(args: ImagesArgs) -> Result<u8> {
+pub(super) fn rewrite(args: ImagesArgs) -> Result<ExitStatus> {
     let Prepared {
         rewrites, redactor, ..
     } = prepare(&args)?;
-    let out = match args.format {
+    match args.format {
         Format::Json => {
             let list: Vec<_> = rewrites.iter().map(|r| json!({"from": r.from.to_string(), "to": r.to.to_string(), "registry": r.registry})).collect();
-            serde_json::to_string_pretty(&list)?
+            output::json(&redactor, Shape::ImagesRewrite, json!({ "images": list }))?;
         }
-        Format::Text => rewrites
-            .iter()
-            .map(|r| format!("{} -> {}", r.from, r.to))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    };
-    println!("{}", redactor.redact(&out));
-    Ok(0)
+        Format::Text => {
+            let lines: String = rewrites
+                .iter()
+                .map(|r| format!("{} -> {}\n", r.from, r.to))
+                .collect();
+            output::text(&redactor, &lines)?;
+        }
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// Validated inputs and a pool of registry connections that use the user-data's credentials
@@ -202,7 +203,8 @@ pub(super) fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy>
         retry: Retry {
             deadline: Duration::from_secs(access.registry_timeout),
             on_wait: |registry, waited| {
-                eprintln!("waiting for {registry} ({} s)…", waited.as_secs());
+                let said = format!("waiting for {registry} ({} s)…", waited.as_secs());
+                output::note(&Redactor::new(), &said);
             },
             ..Retry::default()
         },
@@ -237,18 +239,18 @@ pub(super) fn run_async<T>(job: impl std::future::Future<Output = Result<T>>) ->
             result = &mut job => return result,
             ((number, name), _, _) = stopped => (number, name),
         };
-        eprintln!("{name}: stopped, cleaning up");
+        output::error(&Redactor::new(), &format!("{name}: stopped, cleaning up"));
         // Dropping the job removes what it holds (containers, work directory, partial files).
         drop(job);
         crate::run::sweep_after_stop().await;
-        Err(Exit(128 + number as u8).into())
+        Err(Exit(ExitStatus::Stopped(number as u8)).into())
     })
 }
 
-pub(super) fn check(args: CheckArgs) -> Result<u8> {
+pub(super) fn check(args: CheckArgs) -> Result<ExitStatus> {
     let (rewrites, redactor, pool) = connect(&args.images, &args.access)?;
     let results = run_async(async { Ok(registry::check(&pool, &rewrites).await) })?;
-    let out = match args.images.format {
+    match args.images.format {
         Format::Json => {
             let list: Vec<_> = rewrites
                 .iter()
@@ -262,7 +264,7 @@ pub(super) fn check(args: CheckArgs) -> Result<u8> {
                     json!({"from": r.from.to_string(), "image": r.to.to_string(), "status": p.label(), "digest": digest, "media_type": media_type, "error": error})
                 })
                 .collect();
-            serde_json::to_string_pretty(&list)?
+            output::json(&redactor, Shape::RegistryCheck, json!({ "images": list }))?;
         }
         Format::Text => {
             let width = rewrites
@@ -283,10 +285,10 @@ pub(super) fn check(args: CheckArgs) -> Result<u8> {
                         .to_string(),
                 );
             }
-            lines.join("\n")
+            lines.push(String::new());
+            output::text(&redactor, &lines.join("\n"))?;
         }
-    };
-    println!("{}", redactor.redact(&out));
+    }
     let absent: Vec<String> = rewrites
         .iter()
         .zip(&results)
@@ -294,22 +296,21 @@ pub(super) fn check(args: CheckArgs) -> Result<u8> {
         .map(|(r, p)| format!("{}: {}", p.label(), r.to))
         .collect();
     if absent.is_empty() {
-        return Ok(0);
+        return Ok(ExitStatus::Success);
     }
-    eprintln!(
+    let said = format!(
         "{} of {} images are not available:\n  {}",
         absent.len(),
         rewrites.len(),
-        redactor.redact(&absent.join("\n  "))
+        absent.join("\n  ")
     );
-    Ok(1)
+    output::error(&redactor, &said);
+    Ok(ExitStatus::Failure)
 }
 
-pub(super) fn sync(args: SyncArgs) -> Result<u8> {
+pub(super) fn sync(args: SyncArgs) -> Result<ExitStatus> {
     let (rewrites, redactor, pool) = connect(&args.images, &args.access)?;
-    let log = |line: &str| {
-        let _ = writeln!(std::io::stderr().lock(), "  {}", redactor.redact(line));
-    };
+    let log = |line: &str| output::note(&redactor, &format!("  {line}"));
     let syncer = Syncer::new(&pool, args.platform.clone(), usize::from(args.jobs), &log)?;
     let layers = engine::LayerCache::new(&syncer.scratch().join("layers"));
     let job = async {
@@ -319,7 +320,7 @@ pub(super) fn sync(args: SyncArgs) -> Result<u8> {
         };
         let mut done = Vec::new();
         for (i, rewrite) in rewrites.iter().enumerate() {
-            eprintln!("{} -> {}", rewrite.from, rewrite.to);
+            output::note(&redactor, &format!("{} -> {}", rewrite.from, rewrite.to));
             let synced = match &docker {
                 None => syncer.from_registry(rewrite).await?,
                 Some(docker) => {
@@ -342,21 +343,20 @@ pub(super) fn sync(args: SyncArgs) -> Result<u8> {
         Ok::<_, anyhow::Error>(done)
     };
     let done = run_async(job)?;
-    let out = match args.images.format {
-        Format::Json => serde_json::to_string_pretty(
-            &done
+    match args.images.format {
+        Format::Json => {
+            let list: Vec<_> = done.iter().map(|(r, s)| sync_json(r, s.as_ref())).collect();
+            output::json(&redactor, Shape::RegistrySync, json!({ "images": list }))?;
+        }
+        Format::Text => {
+            let lines: String = done
                 .iter()
-                .map(|(r, s)| sync_json(r, s.as_ref()))
-                .collect::<Vec<_>>(),
-        )?,
-        Format::Text => done
-            .iter()
-            .map(|(r, s)| sync_line(r, s.as_ref()))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    };
-    println!("{}", redactor.redact(&out));
-    Ok(0)
+                .map(|(r, s)| sync_line(r, s.as_ref()) + "\n")
+                .collect();
+            output::text(&redactor, &lines)?;
+        }
+    }
+    Ok(ExitStatus::Success)
 }
 
 fn counts(s: &Synced) -> [u64; 4] {

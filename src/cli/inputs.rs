@@ -1,17 +1,16 @@
 //! `forge validate`, `forge config show`, `forge rules`: commands about the build inputs.
 
-use std::io::Write as _;
-
 use anyhow::{Context as _, Result};
 use serde_json::json;
 
-use super::{Format, SettingsArgs, ValidateArgs};
+use super::output::{self, ExitStatus, Format, Shape};
+use super::{SettingsArgs, ValidateArgs};
 use crate::config;
-use crate::diagnostic::{escape_control, plural, Rule};
+use crate::diagnostic::{plural, Rule};
 use crate::secret::{is_secret_key, mask_url, MASK};
 use crate::validate::{self, Request};
 
-pub(super) fn validate(args: ValidateArgs) -> Result<u8> {
+pub(super) fn validate(args: ValidateArgs) -> Result<ExitStatus> {
     let request = Request {
         user_data: args.user_data,
         profile: args.profile,
@@ -22,24 +21,26 @@ pub(super) fn validate(args: ValidateArgs) -> Result<u8> {
     };
     let outcome = validate::run(&request).context("validation could not run")?;
     let redactor = &outcome.redactor;
-    let mut stdout = std::io::stdout().lock();
     match args.format {
-        Format::Json => writeln!(stdout, "{}", outcome.report.render_json(redactor))?,
-        Format::Text => write!(stdout, "{}", outcome.report.render_text(redactor))?,
+        Format::Json => output::json(redactor, Shape::Validate, outcome.report.to_json(redactor))?,
+        Format::Text => output::text(redactor, &outcome.report.render_text(redactor))?,
     }
     if let Some(fixed) = &outcome.fixed {
-        eprintln!(
-            "fixed {} {} in {} (original kept as {})",
-            fixed.count,
-            plural(fixed.count, "problem"),
-            fixed.file.display(),
-            fixed.backup.display()
+        output::note(
+            redactor,
+            &format!(
+                "fixed {} {} in {} (original kept as {})",
+                fixed.count,
+                plural(fixed.count, "problem"),
+                fixed.file.display(),
+                fixed.backup.display()
+            ),
         );
     }
-    Ok(u8::from(outcome.report.errors() > 0))
+    Ok(ExitStatus::from_ok(outcome.report.errors() == 0))
 }
 
-pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<u8> {
+pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<ExitStatus> {
     let request = Request {
         settings: args.inputs()?,
         ..Request::default()
@@ -58,7 +59,6 @@ pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<u8> {
         .iter()
         .filter_map(|v| settings.provider_tag(v))
         .collect();
-    let mut out = String::new();
     match format {
         Format::Json => {
             let values: serde_json::Map<String, serde_json::Value> = settings
@@ -76,10 +76,10 @@ pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<u8> {
                 .collect();
             let report = outcome.report.to_json(redactor);
             let doc = json!({"settings": values, "k8s_versions": versions, "provider_images": images, "diagnostics": report["diagnostics"]});
-            out.push_str(&serde_json::to_string_pretty(&doc)?);
-            out.push('\n');
+            output::json(redactor, Shape::Config, doc)?;
         }
         Format::Text => {
+            let mut out = String::new();
             let width = config::SETTINGS
                 .iter()
                 .map(|d| d.name.len())
@@ -111,36 +111,37 @@ pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<u8> {
                     .iter()
                     .for_each(|i| out.push_str(&format!("  {i}\n")));
             }
+            output::text(redactor, &out)?;
             if !outcome.report.diagnostics.is_empty() {
-                eprint!("{}", outcome.report.render_text(redactor));
+                output::report(redactor, &outcome.report);
             }
         }
     }
-    print!("{}", escape_control(&redactor.redact(&out)));
-    Ok(u8::from(outcome.report.errors() > 0))
+    Ok(ExitStatus::from_ok(outcome.report.errors() == 0))
 }
 
-pub(super) fn rules(format: Format) {
+pub(super) fn rules(format: Format) -> Result<ExitStatus> {
+    let redactor = crate::secret::Redactor::new();
     match format {
         Format::Json => {
             let list: Vec<_> = Rule::ALL
                 .iter()
                 .map(|r| json!({"code": r.code(), "severity": r.severity().as_str(), "summary": r.summary()}))
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&list).expect("rules serialize")
-            );
+            output::json(&redactor, Shape::Rules, json!({ "rules": list }))?;
         }
         Format::Text => {
+            let mut out = String::new();
             for r in Rule::ALL {
-                println!(
-                    "{:9}  {:7}  {}",
+                out.push_str(&format!(
+                    "{:9}  {:7}  {}\n",
                     r.code(),
                     r.severity().as_str(),
                     r.summary()
-                );
+                ));
             }
+            output::text(&redactor, &out)?;
         }
     }
+    Ok(ExitStatus::Success)
 }

@@ -9,7 +9,7 @@ use futures_util::{stream, StreamExt as _};
 use regex::Regex;
 
 use super::images::{policy, run_async, AccessArgs};
-use super::{Exit, Format};
+use super::output::{self, Exit, ExitStatus, Format, Shape};
 use crate::iso::artifact;
 use crate::iso::cache::Cache;
 use crate::iso::inspect::inspect as read_report;
@@ -35,7 +35,7 @@ pub(super) struct InspectArgs {
     format: Format,
 }
 
-pub(super) fn inspect(args: InspectArgs) -> Result<u8> {
+pub(super) fn inspect(args: InspectArgs) -> Result<ExitStatus> {
     let user_data = args
         .user_data
         .as_ref()
@@ -48,8 +48,8 @@ pub(super) fn inspect(args: InspectArgs) -> Result<u8> {
         }
         // A damaged image is a finding, like a missing file: exit 1.
         Err(e) => {
-            eprintln!("error: {}: {e}", args.iso.display());
-            return Err(Exit(1).into());
+            output::error(&Redactor::new(), &format!("{}: {e}", args.iso.display()));
+            return Err(Exit::failure());
         }
     };
     let mut redactor = Redactor::new();
@@ -59,13 +59,13 @@ pub(super) fn inspect(args: InspectArgs) -> Result<u8> {
         validation.secrets.iter().for_each(|s| redactor.add(s));
         mask_yaml(config, &redactor)
     });
-    let text = match args.format {
+    match args.format {
         Format::Json => {
             let mut value = serde_json::to_value(&report)?;
             if args.show_config {
                 value["config"] = config.into();
             }
-            serde_json::to_string_pretty(&value)? + "\n"
+            output::json(&redactor, Shape::Inspect, value)?;
         }
         Format::Text => {
             let mut text = report.render_text();
@@ -73,11 +73,10 @@ pub(super) fn inspect(args: InspectArgs) -> Result<u8> {
                 text.push_str("\n/config.yaml:\n");
                 text.push_str(config);
             }
-            text
+            output::text(&redactor, &text)?;
         }
-    };
-    print!("{}", redactor.redact(&text));
-    Ok(if report.problems.is_empty() { 0 } else { 1 })
+    }
+    Ok(ExitStatus::from_ok(report.problems.is_empty()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,7 +121,7 @@ pub(super) struct BootArgs {
     /// Boot under OVMF with Secure Boot enforced (Microsoft's keys enrolled, as on most
     /// hardware): a boot passes only when Linux also says `Secure boot enabled`. UEFI only.
     #[arg(long)]
-    secure_boot: bool,
+    pub(super) secure_boot: bool,
     /// Pass when the serial console matches this regular expression. Default: the system
     /// reached the squashfs root (systemd's `Welcome to ...!` after the initramfs).
     #[arg(long, value_name = "REGEX")]
@@ -138,9 +137,17 @@ pub(super) struct BootArgs {
     boot_jobs: Option<usize>,
 }
 
-pub(super) fn verify(args: VerifyArgs) -> Result<u8> {
+pub(super) fn verify(args: VerifyArgs) -> Result<ExitStatus> {
     let outcomes = run_async(boot_all(&args.iso, &args.boot))?;
-    report(&outcomes, args.format)
+    let redactor = Redactor::new();
+    match args.format {
+        Format::Json => {
+            let body = serde_json::json!({"iso": args.iso, "boots": outcomes});
+            output::json(&redactor, Shape::Verify, body)?;
+        }
+        Format::Text => output::text(&redactor, &boots_text(&outcomes))?,
+    }
+    Ok(ExitStatus::from_ok(outcomes.iter().all(|o| o.passed)))
 }
 
 /// Boot `iso` every way `args` asks for.
@@ -228,50 +235,35 @@ pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>
 }
 
 fn note(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "{line}");
+    output::note(&Redactor::new(), line);
 }
 
-/// Print the outcomes; exit 1 when any boot failed.
-pub(super) fn report(outcomes: &[Outcome], format: Format) -> Result<u8> {
-    let text = match format {
-        Format::Json => {
-            serde_json::to_string(&serde_json::json!({"event": "verify", "boots": outcomes}))?
-                + "\n"
+/// The boots, one line each (and why each failure failed).
+pub(super) fn boots_text(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    for o in outcomes {
+        let firmware = match o.secure_boot {
+            true => format!("{} (Secure Boot)", name(o.firmware)),
+            false => name(o.firmware),
+        };
+        out.push_str(&format!(
+            "{:18}  {:5}  {:3}  {:6}  {:6.1}s  {}{}\n",
+            firmware,
+            name(o.media),
+            o.accel,
+            if o.passed { "passed" } else { "FAILED" },
+            o.seconds,
+            o.log.display(),
+            o.fallback
+                .as_deref()
+                .map(|f| format!("  ({f}; TCG used)"))
+                .unwrap_or_default()
+        ));
+        if let Some(failure) = &o.failure {
+            out.push_str(&format!("{failure}\n"));
         }
-        Format::Text => {
-            let mut out = String::new();
-            for o in outcomes {
-                let firmware = match o.secure_boot {
-                    true => format!("{} (Secure Boot)", name(o.firmware)),
-                    false => name(o.firmware),
-                };
-                out.push_str(&format!(
-                    "{:18}  {:5}  {:3}  {:6}  {:6.1}s  {}{}\n",
-                    firmware,
-                    name(o.media),
-                    o.accel,
-                    if o.passed { "passed" } else { "FAILED" },
-                    o.seconds,
-                    o.log.display(),
-                    o.fallback
-                        .as_deref()
-                        .map(|f| format!("  ({f}; TCG used)"))
-                        .unwrap_or_default()
-                ));
-                if let Some(failure) = &o.failure {
-                    out.push_str(&format!("{failure}\n"));
-                }
-            }
-            out
-        }
-    };
-    print!("{text}");
-    if outcomes.iter().all(|o| o.passed) {
-        Ok(0)
-    } else {
-        Err(Exit(1).into())
     }
+    out
 }
 
 /// `forge iso [--image REF --user-data ...]` or `forge iso push ...`.
@@ -306,7 +298,7 @@ pub(super) struct PushArgs {
     format: Format,
 }
 
-pub(super) fn push(args: PushArgs) -> Result<u8> {
+pub(super) fn push(args: PushArgs) -> Result<ExitStatus> {
     if !args.iso.is_file() {
         anyhow::bail!(
             "{} is not a file; build the ISO with `forge build` first",
@@ -335,26 +327,31 @@ pub(super) fn push(args: PushArgs) -> Result<u8> {
         .stats
         .uploaded_bytes
         .load(std::sync::atomic::Ordering::Relaxed);
+    let redactor = Redactor::new();
     match args.format {
-        Format::Json => println!(
-            "{}",
+        Format::Json => output::json(
+            &redactor,
+            Shape::IsoPush,
             serde_json::json!({
                 "reference": reference.to_string(),
                 "digest": synced.digest,
                 "up_to_date": synced.up_to_date,
                 "uploaded_bytes": uploaded,
-            })
-        ),
-        Format::Text => println!(
-            "{reference}@{}  ({})",
-            synced.digest,
-            match synced.up_to_date {
-                true => "already there".to_string(),
-                false => format!("{} uploaded in {:.1} s", human(uploaded), synced.seconds),
-            }
-        ),
+            }),
+        )?,
+        Format::Text => output::text(
+            &redactor,
+            &format!(
+                "{reference}@{}  ({})\n",
+                synced.digest,
+                match synced.up_to_date {
+                    true => "already there".to_string(),
+                    false => format!("{} uploaded in {:.1} s", human(uploaded), synced.seconds),
+                }
+            ),
+        )?,
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 #[derive(Subcommand)]
@@ -392,7 +389,8 @@ fn parse_max_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| "expected a size such as 20GB, 500MB or 10G (split's syntax)".to_string())
 }
 
-pub(super) fn cache(command: CacheCommand) -> Result<u8> {
+pub(super) fn cache(command: CacheCommand) -> Result<ExitStatus> {
+    let redactor = Redactor::new();
     let open = |dir: &CacheDir| {
         let dir = dir.cache_dir.clone().unwrap_or_else(Cache::default_dir);
         Cache::open(&dir)
@@ -405,18 +403,21 @@ pub(super) fn cache(command: CacheCommand) -> Result<u8> {
                 .list()
                 .with_context(|| format!("cannot read {}", cache.dir().display()))?;
             match format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"dir": cache.dir(), "entries": entries})
-                    )?
-                ),
+                Format::Json => output::json(
+                    &redactor,
+                    Shape::CacheList,
+                    serde_json::json!({"dir": cache.dir(), "entries": entries}),
+                )?,
                 Format::Text => {
+                    let mut out = String::new();
                     for e in &entries {
-                        println!("{}  {:>10}  {}", &e.key[..16], human(e.bytes), e.image);
+                        let line =
+                            format!("{}  {:>10}  {}\n", &e.key[..16], human(e.bytes), e.image);
+                        out.push_str(&line);
                     }
                     let total: u64 = entries.iter().map(|e| e.bytes).sum();
-                    println!("{} in {}", human(total), cache.dir().display());
+                    out.push_str(&format!("{} in {}\n", human(total), cache.dir().display()));
+                    output::text(&redactor, &out)?;
                 }
             }
         }
@@ -430,10 +431,10 @@ pub(super) fn cache(command: CacheCommand) -> Result<u8> {
                 .prune(max_size)
                 .with_context(|| format!("cannot prune {}", cache.dir().display()))?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&pruned)?),
+                Format::Json => output::json(&redactor, Shape::CachePrune, &pruned)?,
                 Format::Text => {
-                    println!(
-                        "removed {} ({}), kept {}{}",
+                    let said = format!(
+                        "removed {} ({}), kept {}{}\n",
                         match pruned.removed.len() {
                             1 => "1 entry".to_string(),
                             n => format!("{n} entries"),
@@ -445,9 +446,10 @@ pub(super) fn cache(command: CacheCommand) -> Result<u8> {
                             n => format!(" ({n} in use by a running build)"),
                         }
                     );
+                    output::text(&redactor, &said)?;
                 }
             }
         }
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

@@ -1,33 +1,57 @@
-//! The command line: argument parsing (clap), the subcommands, output formats and exit codes
-//! (0 clean or warnings only, 1 errors found, 2 usage or I/O problems). Errors get their
-//! context here; every byte printed passes through the secret redactor.
+//! The command line: argument parsing (clap) and the subcommands, each a thin front over the
+//! library. Errors get their context here; what is printed goes through [`output`], the one
+//! door (formats, the exit status, the secret redactor).
 
+mod about;
 mod build;
+mod doctor;
 mod images;
 mod inputs;
 mod iso;
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Inputs};
-use crate::diagnostic::escape_control;
 use crate::limits::FileKind;
+use crate::secret::Redactor;
 use crate::userdata;
 use crate::validate;
+use output::{Exit, ExitStatus, Format, Shape};
 
 #[derive(Parser)]
 #[command(
     name = "forge",
-    version,
-    about = "Build orchestrator for Palette edge hosts: validates build inputs, shows where the edge host pulls each image from, and checks and fills registries"
+    about = "Build orchestrator for Palette edge hosts: validates build inputs, builds the provider images and installer ISOs CanvOS builds, boots and inspects them, and checks and fills registries",
+    disable_version_flag = true,
+    after_help = "Exit status: 0 ok, 1 findings or failures, 2 usage or I/O errors, 130 interrupted (143 and 129 for SIGTERM and SIGHUP)."
 )]
-struct Cli {
+pub(crate) struct Cli {
+    /// Print the version, the commit and date it was built from, and the default image sources.
+    #[arg(short = 'V', long)]
+    version: bool,
+    /// With --version: text or json.
+    #[arg(long, value_enum, requires = "version")]
+    format: Option<Format>,
+    /// Errors only: no progress, notes or warnings on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More on stderr: every line of build output, beside the spinners too.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+/// `--format text|json`, for commands that take nothing else.
+#[derive(Args)]
+struct FormatArg {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Subcommand)]
@@ -53,11 +77,10 @@ enum Command {
     /// Inspect the resolved build settings.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Print a JSON Schema (2020-12) for editors such as yaml-language-server.
-    Schema {
-        #[arg(value_enum)]
-        document: SchemaDocument,
-    },
+    /// Print a JSON Schema (2020-12): of an input, for editors such as yaml-language-server,
+    /// or of a document forge prints with --format json.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Show where the edge host will pull each image from.
     #[command(subcommand)]
     Images(images::ImagesCommand),
@@ -65,10 +88,14 @@ enum Command {
     #[command(subcommand)]
     Registry(images::RegistryCommand),
     /// List every validation rule with its code and severity.
-    Rules {
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
+    Rules(FormatArg),
+    /// Check this host for everything the given command line needs (Docker Engine, registries,
+    /// ISO tools, QEMU and firmware, KVM, settings and user-data) and say how to fix what lacks.
+    Doctor(Box<doctor::DoctorArgs>),
+    /// Print a shell completion script (bash: `source <(forge completions bash)`).
+    Completions(about::CompletionsArgs),
+    /// Write a man page per command (forge.1, forge-build.1, ...) into a directory.
+    Man(about::ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -82,18 +109,19 @@ enum ConfigCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum SchemaDocument {
+#[derive(Subcommand)]
+enum SchemaCommand {
     /// The edge installer user-data (`#cloud-config` with `stylus`).
-    UserData,
+    UserData(FormatArg),
     /// forge.yaml build settings.
-    Config,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    Config(FormatArg),
+    /// A document forge prints with --format json (each names its shape in `schema`).
+    Output {
+        #[arg(value_enum)]
+        name: Shape,
+        #[command(flatten)]
+        format: FormatArg,
+    },
 }
 
 /// Where build settings come from (precedence: defaults < --config < --arg < FORGE_* env < --set).
@@ -246,27 +274,27 @@ fn source_date_epoch() -> Result<Option<u64>> {
     }
 }
 
-/// Stop with this exit code; what needed saying has been printed.
-#[derive(Debug, thiserror::Error)]
-#[error("exit code {0}")]
-struct Exit(u8);
-
 /// Run the command line and return the process exit code.
 pub fn main() -> ExitCode {
     // Everything forge creates (work directories, staged user-data, partial ISOs, outputs) is
     // its user's alone from the moment it exists.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
+    output::set_voice(output::Voice {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    });
+    let status = match run(cli) {
+        Ok(status) => status,
         Err(e) => match e.downcast_ref::<Exit>() {
-            Some(Exit(code)) => ExitCode::from(*code),
+            Some(Exit(status)) => *status,
             None => {
-                eprintln!("error: {}", escape_control(&describe(&e)));
-                ExitCode::from(2)
+                output::error(&Redactor::new(), &describe(&e));
+                ExitStatus::Error
             }
         },
-    }
+    };
+    ExitCode::from(status.code())
 }
 
 /// An error and its causes, `: `-separated, each cause left out when the text before already
@@ -286,8 +314,17 @@ fn describe(e: &anyhow::Error) -> String {
     text
 }
 
-fn run(cli: Cli) -> Result<u8> {
-    match cli.command {
+fn run(cli: Cli) -> Result<ExitStatus> {
+    let Some(command) = cli.command else {
+        if cli.version {
+            return about::version(cli.format.unwrap_or_default());
+        }
+        let mut help = std::io::stderr().lock();
+        use clap::CommandFactory as _;
+        Cli::command().write_help(&mut help)?;
+        return Ok(ExitStatus::Error);
+    };
+    match command {
         Command::Build(args) => build::build(*args),
         Command::Plan(args) => build::plan(*args),
         Command::Validate(args) => inputs::validate(args),
@@ -304,19 +341,39 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Images(images::ImagesCommand::Rewrite(args)) => images::rewrite(args),
         Command::Registry(images::RegistryCommand::Check(args)) => images::check(args),
         Command::Registry(images::RegistryCommand::Sync(args)) => images::sync(args),
-        Command::Schema { document } => {
-            let schema = match document {
-                SchemaDocument::UserData => userdata::schema(),
-                SchemaDocument::Config => config::schema(),
-            };
-            println!("{}", serde_json::to_string_pretty(&schema)?);
-            Ok(0)
-        }
-        Command::Rules { format } => {
-            inputs::rules(format);
-            Ok(0)
-        }
+        Command::Schema(command) => schema(command),
+        Command::Rules(FormatArg { format }) => inputs::rules(format),
+        Command::Doctor(args) => doctor::doctor(*args),
+        Command::Completions(args) => about::completions(args),
+        Command::Man(args) => about::man(args),
     }
+}
+
+/// `forge schema`: the JSON Schema itself (text), or wrapped in a `schema` document (json).
+fn schema(command: SchemaCommand) -> Result<ExitStatus> {
+    let (name, schema, format) = match command {
+        SchemaCommand::UserData(FormatArg { format }) => {
+            ("user-data".to_string(), userdata::schema(), format)
+        }
+        SchemaCommand::Config(FormatArg { format }) => {
+            ("config".to_string(), config::schema(), format)
+        }
+        SchemaCommand::Output { name, format } => (
+            format!("output/{}", name.name()),
+            name.schema(),
+            format.format,
+        ),
+    };
+    let redactor = Redactor::new();
+    match format {
+        Format::Text => output::text(&redactor, &(serde_json::to_string_pretty(&schema)? + "\n"))?,
+        Format::Json => output::json(
+            &redactor,
+            Shape::Schema,
+            serde_json::json!({"document": name, "json_schema": schema}),
+        )?,
+    }
+    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

@@ -77,6 +77,9 @@ const fn def(
     }
 }
 
+/// The CanvOS revision whose defaults (image sources, versions) and build steps forge follows.
+pub const CANVOS_RELEASE: &str = "spectrocloud/CanvOS fb36e29 (2026-08-21)";
+
 /// Every setting, in display order. The README's settings reference mirrors this table.
 pub const SETTINGS: &[Def] = &[
     def("IMAGE_REGISTRY", Kind::Text, None, "Registry the provider images are pushed to: host[:port][/namespace], no scheme."),

@@ -10,7 +10,7 @@ mod image;
 pub mod inspect;
 pub mod master;
 mod read;
-mod tools;
+pub mod tools;
 pub mod verify;
 
 pub use master::{master, Mastered, Site, Spec, ToolPlace};
@@ -55,7 +55,7 @@ pub enum IsoError {
 }
 
 /// Whether `cmd` is an executable file in a `PATH` directory.
-fn on_path(cmd: &str) -> bool {
+pub fn on_path(cmd: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).any(|d| d.join(cmd).is_file())
 }

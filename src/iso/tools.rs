@@ -40,20 +40,28 @@ pub enum Runner {
     Container { container: Container, image: String },
 }
 
+/// The Debian packages of the commands and GRUB files this machine lacks for `--iso-tools
+/// host`.
+pub fn host_missing() -> Vec<&'static str> {
+    let mut missing: Vec<&str> = COMMANDS
+        .iter()
+        .filter(|(cmd, _)| !super::on_path(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    missing.extend(
+        GRUB_FILES
+            .iter()
+            .filter(|(file, _)| !Path::new(file).is_file())
+            .map(|(_, pkg)| *pkg),
+    );
+    missing.dedup();
+    missing
+}
+
 impl Runner {
     /// Tools on the host: every command and GRUB file must be there.
     pub fn host(root: &Path) -> Result<Runner, IsoError> {
-        let mut missing: Vec<&str> = COMMANDS
-            .iter()
-            .filter(|(cmd, _)| !super::on_path(cmd))
-            .map(|(_, pkg)| *pkg)
-            .collect();
-        missing.extend(
-            GRUB_FILES
-                .iter()
-                .filter(|(file, _)| !Path::new(file).is_file())
-                .map(|(_, pkg)| *pkg),
-        );
+        let missing = host_missing();
         if !missing.is_empty() {
             return Err(IsoError::Tools(format!(
                 "--iso-tools host needs {} on this machine (apt-get install {}); or leave out --iso-tools host to run them in the builder container",

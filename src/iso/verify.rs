@@ -160,10 +160,7 @@ pub fn preflight(boots: &[Boot]) -> Result<(), VerifyError> {
         )));
     }
     if boots.iter().any(|b| b.secure_boot) {
-        if let Some(missing) = [OVMF_SECURE_CODE, OVMF_MS_VARS]
-            .into_iter()
-            .find(|p| !Path::new(p).is_file())
-        {
+        if let Err(missing) = secure_boot_firmware() {
             return Err(VerifyError::Missing(format!(
                 "Secure Boot boots need OVMF built with Secure Boot and Microsoft's keys ({missing} is missing; apt-get install ovmf)"
             )));
@@ -172,8 +169,19 @@ pub fn preflight(boots: &[Boot]) -> Result<(), VerifyError> {
     Ok(())
 }
 
-fn ovmf() -> Option<&'static str> {
+/// The OVMF build UEFI boots use, if this machine has one.
+pub fn ovmf() -> Option<&'static str> {
     OVMF.iter().copied().find(|p| Path::new(p).is_file())
+}
+
+/// The Secure Boot firmware and its variable store with Microsoft's keys, or the first of
+/// them that is missing.
+pub fn secure_boot_firmware() -> Result<[&'static str; 2], &'static str> {
+    let files = [OVMF_SECURE_CODE, OVMF_MS_VARS];
+    match files.into_iter().find(|p| !Path::new(p).is_file()) {
+        Some(missing) => Err(missing),
+        None => Ok(files),
+    }
 }
 
 /// KVM is usable: `/dev/kvm` opens read-write.

@@ -49,6 +49,8 @@ pub enum CredentialsError {
 /// The Docker client configuration, if there is one.
 pub struct DockerCredentials {
     config: DockerConfig,
+    /// The file it was read from.
+    path: Option<PathBuf>,
 }
 
 /// Where the Docker config lives.
@@ -67,6 +69,7 @@ impl DockerCredentials {
         let Some(path) = config_path().filter(|p| p.exists()) else {
             return Ok(DockerCredentials {
                 config: DockerConfig::default(),
+                path: None,
             });
         };
         let text = std::fs::read_to_string(&path).map_err(|e| CredentialsError::Config {
@@ -74,10 +77,29 @@ impl DockerCredentials {
             detail: e.to_string(),
         })?;
         let config = serde_json::from_str(&text).map_err(|e| CredentialsError::Config {
-            path,
+            path: path.clone(),
             detail: e.to_string(),
         })?;
-        Ok(DockerCredentials { config })
+        Ok(DockerCredentials {
+            config,
+            path: Some(path),
+        })
+    }
+
+    /// Where the credentials for `host` come from, never what they are: a credential
+    /// helper, an `auths` entry or the `credsStore` of the config file; `None` without any.
+    pub fn origin(&self, host: &str) -> Option<String> {
+        let file = self.path.as_ref()?.display();
+        let keys = keys_for(host);
+        if let Some(helper) = keys.iter().find_map(|k| self.config.cred_helpers.get(k)) {
+            return Some(format!("credHelpers in {file}: docker-credential-{helper}"));
+        }
+        let entry = keys.iter().find_map(|k| self.config.auths.get(k));
+        if entry.is_some_and(|e| decode(e).is_some()) {
+            return Some(format!("auths in {file}"));
+        }
+        let store = self.config.creds_store.as_ref()?;
+        Some(format!("credsStore in {file}: docker-credential-{store}"))
     }
 
     /// Username and password for `host` (`host[:port]`), if configured.

@@ -58,6 +58,21 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Where the credentials for `host` come from, in [`Policy::access`]'s order, never what
+    /// they are; `None`: anonymous.
+    pub fn credentials_origin(&self, host: &str) -> Option<String> {
+        let declared = self.declared.iter().find(|d| d.domain.authority() == host);
+        if declared.is_some_and(|d| d.username.is_some() && d.password.is_some()) {
+            return Some("the user-data (its stylus registry entry)".into());
+        }
+        if self.credentials.is_some() {
+            return Some("--username and --password-stdin".into());
+        }
+        self.docker.origin(host)
+    }
+}
+
 /// Images `forge registry check` asks about at once.
 const CHECK_JOBS: usize = 8;
 
@@ -77,6 +92,10 @@ impl Pool {
             policy,
             open: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     pub async fn get(&self, host: &str) -> Opened {

@@ -56,6 +56,44 @@ pub const FIXTURES: &[&str] = &[
     "forge-fixtures.local/palette-images/third-party/spectro-third-party:4.8",
 ];
 
+/// `document`, JSON forge printed, has the shape forge publishes for it: the JSON Schema
+/// `forge schema output NAME` prints, NAME from the document's `schema` field
+/// (`forge.NAME/v1`), checked by check-jsonschema (a missing one: as [`have`]).
+pub fn assert_published_shape(document: &[u8]) {
+    let doc: serde_json::Value = serde_json::from_slice(document)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(document)));
+    let id = doc["schema"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no schema field: {doc}"));
+    let name = id
+        .strip_prefix("forge.")
+        .and_then(|n| n.strip_suffix("/v1"))
+        .unwrap_or_else(|| panic!("schema `{id}` is not forge.NAME/v1"));
+    if !have(&["check-jsonschema"]) {
+        return;
+    }
+    let schema = forge_command()
+        .args(["schema", "output", name])
+        .output()
+        .unwrap();
+    assert!(schema.status.success(), "{}", text(&schema));
+    let dir = tempfile::tempdir().unwrap();
+    let (schema_file, doc_file) = (dir.path().join("schema.json"), dir.path().join("doc.json"));
+    std::fs::write(&schema_file, &schema.stdout).unwrap();
+    std::fs::write(&doc_file, document).unwrap();
+    let checked = Command::new("check-jsonschema")
+        .arg("--schemafile")
+        .arg(&schema_file)
+        .arg(&doc_file)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{name}: {}\n{doc:#}",
+        text(&checked)
+    );
+}
+
 /// The shipped example, a CanvOS-shaped checkout.
 pub fn example() -> PathBuf {
     root().join("examples/canvos")
@@ -88,20 +126,16 @@ pub fn forge_command() -> Command {
     cmd
 }
 
-/// `forge build --arg .arg --user-data user-data` in `checkout`, with `args` added.
+/// `forge build --arg .arg --user-data user-data` in `checkout`, with `args` added
+/// (`--progress plain` unless they say otherwise).
 pub fn forge_build_in(checkout: &Path, args: &[&str]) -> Command {
     let mut cmd = forge_command();
     cmd.current_dir(checkout)
-        .args([
-            "build",
-            "--arg",
-            ".arg",
-            "--user-data",
-            "user-data",
-            "--progress",
-            "plain",
-        ])
+        .args(["build", "--arg", ".arg", "--user-data", "user-data"])
         .args(args);
+    if !args.contains(&"--progress") {
+        cmd.args(["--progress", "plain"]);
+    }
     cmd
 }
 

@@ -1,0 +1,223 @@
+//! `forge doctor`: the inputs a command line names and the host checks of [`crate::doctor`]
+//! for it, each with its fix; and [`preflight`], the same host checks `forge build` runs
+//! before anything else.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use serde_json::json;
+
+use super::build::{user_data_files, IsoTools};
+use super::images::{policy, run_async, AccessArgs};
+use super::output::{self, Exit, ExitStatus, Format, Shape};
+use super::SettingsArgs;
+use crate::config::Resolved;
+use crate::doctor::{self, Check, Status};
+use crate::registry::rewrite::{Rewriter, Rules};
+use crate::registry::Pool;
+use crate::secret::Redactor;
+use crate::validate::{self, Request};
+
+#[derive(Args)]
+pub(super) struct DoctorArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Edge installer user-data to validate; repeatable, or a directory of *.yaml files.
+    #[arg(long, value_name = "FILE|DIR")]
+    user_data: Vec<PathBuf>,
+    /// Where the ISO tools will run (`host`: they must be on this machine).
+    #[arg(long, value_enum, default_value_t = IsoTools::Container)]
+    iso_tools: IsoTools,
+    /// The engines the build uses (as `forge build --engine`). Default: DOCKER_HOST.
+    #[arg(long, value_name = "URL")]
+    engine: Vec<String>,
+    /// The build pushes (`--push`, `--push-iso`, a registry cache): IMAGE_REGISTRY must
+    /// answer.
+    #[arg(long)]
+    push: bool,
+    /// The build boots its ISOs (`forge build --verify`, `forge verify`): QEMU and OVMF must
+    /// be there.
+    #[arg(long)]
+    verify: bool,
+    /// The boots enforce Secure Boot: OVMF's Secure Boot build must be there.
+    #[arg(long)]
+    secure_boot: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// What a command line needs of the host.
+pub(super) struct Needs {
+    pub engines: Vec<String>,
+    pub iso_tools: Option<IsoTools>,
+    pub push: bool,
+    pub verify: bool,
+    pub secure_boot: bool,
+}
+
+/// The engines `--engine` names, else DOCKER_HOST's.
+pub(super) fn engines(flags: &[String]) -> Vec<String> {
+    match flags.is_empty() {
+        true => vec![crate::engine::default_address()],
+        false => flags.to_vec(),
+    }
+}
+
+/// The host checks for `needs`, concurrently: every one (`all`, as `forge doctor` shows
+/// them), or only what the command line needs (`forge build`); the registry's with a `pool`.
+async fn host_checks(
+    needs: &Needs,
+    settings: &Resolved,
+    pool: Option<&Pool>,
+    all: bool,
+) -> Vec<Check> {
+    let arch = settings.get("ARCH").unwrap_or("amd64");
+    let engines =
+        futures_util::future::join_all(needs.engines.iter().map(|e| doctor::engine(e, arch)));
+    let registry = async {
+        let host = settings
+            .get("IMAGE_REGISTRY")?
+            .split('/')
+            .next()?
+            .to_string();
+        Some(doctor::registry(pool?, "IMAGE_REGISTRY", &host, needs.push).await)
+    };
+    let (engines, registry) = tokio::join!(engines, registry);
+    let mut checks: Vec<Check> = engines.into_iter().flatten().collect();
+    checks.extend(registry);
+    if let Some(place) = needs.iso_tools {
+        checks.push(doctor::iso_tools(place == IsoTools::Host));
+    }
+    if all || needs.verify {
+        checks.push(doctor::qemu(needs.verify));
+        checks.extend(doctor::firmware(needs.verify, needs.secure_boot));
+        checks.push(doctor::kvm());
+    }
+    checks
+}
+
+/// `forge build`'s first step after validation: the host checks its command line needs (the
+/// registry with the `pool` it pushes with); a failing one stops it (exit 2) with the words
+/// `forge doctor` uses.
+pub(super) fn preflight(needs: &Needs, settings: &Resolved, pool: Option<&Pool>) -> Result<()> {
+    let checks = run_async(async { Ok(host_checks(needs, settings, pool, false).await) })?;
+    let failed: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.status == Status::Error)
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for check in failed {
+        let fix = check.fix.as_deref().unwrap_or_default();
+        let said = format!("{}: {}; {fix}", check.name, check.found);
+        output::error(&Redactor::new(), &said);
+    }
+    output::note(
+        &Redactor::new(),
+        "`forge doctor` with the same flags shows every check",
+    );
+    Err(Exit(ExitStatus::Error).into())
+}
+
+pub(super) fn doctor(args: DoctorArgs) -> Result<ExitStatus> {
+    let mut checks = Vec::new();
+    let mut redactor = Redactor::new();
+    let files = user_data_files(&args.user_data)?;
+    let mut settings = None;
+    let mut rewriter = None;
+    for file in files
+        .iter()
+        .map(Some)
+        .chain(files.is_empty().then_some(None))
+    {
+        let request = Request {
+            user_data: file.cloned(),
+            settings: args.settings.inputs()?,
+            ..Request::default()
+        };
+        let outcome = validate::run(&request).context("the inputs could not be read")?;
+        redactor.merge(&outcome.redactor);
+        let (name, found) = match file {
+            Some(file) => (
+                "user-data",
+                format!("{}: {}", file.display(), outcome.report.summary()),
+            ),
+            None => ("settings", outcome.report.summary()),
+        };
+        checks.push(match outcome.report.errors() {
+            0 => Check::ok(name, found),
+            _ => Check::problem(
+                name,
+                true,
+                found,
+                &format!(
+                    "`forge validate{}` shows each problem and its fix",
+                    file.map_or(String::new(), |f| format!(" --user-data {}", f.display()))
+                ),
+            ),
+        });
+        rewriter = rewriter.or(outcome.rewriter);
+        settings.get_or_insert(outcome.settings);
+    }
+    let settings = settings.expect("the settings are resolved once at least");
+    let rewriter = rewriter.unwrap_or(Rewriter {
+        rules: Rules::Unchanged,
+        registries: Vec::new(),
+    });
+    let policy = policy(&rewriter, &args.access)?;
+    if let Some((_, password)) = &policy.credentials {
+        redactor.add(password);
+    }
+    let pool = Pool::new(policy);
+    let needs = Needs {
+        engines: engines(&args.engine),
+        iso_tools: Some(args.iso_tools),
+        push: args.push,
+        verify: args.verify || args.secure_boot,
+        secure_boot: args.secure_boot,
+    };
+    checks.extend(run_async(async {
+        Ok(host_checks(&needs, &settings, Some(&pool), true).await)
+    })?);
+    let passed = doctor::passed(&checks);
+    match args.format {
+        Format::Json => output::json(
+            &redactor,
+            Shape::Doctor,
+            json!({"passed": passed, "checks": checks}),
+        )?,
+        Format::Text => output::text(&redactor, &text(&checks, passed))?,
+    }
+    Ok(ExitStatus::from_ok(passed))
+}
+
+/// The checks, one per line with a mark, the fix below each problem.
+fn text(checks: &[Check], passed: bool) -> String {
+    let styled = output::stdout_styled();
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for check in checks {
+        let mark = match check.status {
+            Status::Ok => output::paint(styled, "32", "ok  "),
+            Status::Warning => output::paint(styled, "33", "warn"),
+            Status::Error => output::paint(styled, "1;31", "FAIL"),
+        };
+        out.push_str(&format!("{mark}  {:width$}  {}\n", check.name, check.found));
+        if let Some(fix) = &check.fix {
+            out.push_str(&format!("      {:width$}  fix: {fix}\n", ""));
+        }
+    }
+    let failed = checks.iter().filter(|c| c.status == Status::Error).count();
+    out.push_str(&match passed {
+        true => "\nthis command line can run\n".to_string(),
+        false => format!(
+            "\n{failed} {} stop this command line\n",
+            if failed == 1 { "problem" } else { "problems" }
+        ),
+    });
+    out
+}

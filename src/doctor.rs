@@ -1,0 +1,231 @@
+//! Host checks: whether this machine has what a forge command line needs — the Docker Engine
+//! (reachable, its API, architecture, free space in its data root, the classic builder), the
+//! registries the settings name, the ISO tools for `--iso-tools host`, QEMU with its firmware,
+//! and KVM — each saying what it found and how to fix what lacks. `forge doctor` runs them
+//! all; `forge build` runs the ones its command line needs before anything else and stops on
+//! a failing one with the same words.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::EngineError;
+use crate::iso::{self, verify};
+use crate::registry::sync::human;
+use crate::registry::Pool;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Missing or wrong, but the command line does not need it (other commands may).
+    Warning,
+    /// The command line cannot run.
+    Error,
+}
+
+/// One check: what was looked at, what was found, and the fix when it is not ok.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub found: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    pub fn ok(name: &str, found: impl Into<String>) -> Check {
+        Check {
+            name: name.to_string(),
+            status: Status::Ok,
+            found: found.into(),
+            fix: None,
+        }
+    }
+
+    /// A problem: an error when the command line `needs` what is missing, else a warning.
+    pub fn problem(name: &str, needs: bool, found: impl Into<String>, fix: &str) -> Check {
+        Check {
+            name: name.to_string(),
+            status: if needs {
+                Status::Error
+            } else {
+                Status::Warning
+            },
+            found: found.into(),
+            fix: Some(fix.to_string()),
+        }
+    }
+}
+
+/// Below this much free space in the engine's data root, a warning (`forge build` then
+/// measures what its plan needs).
+const LOW_DISK: u64 = 10 << 30;
+/// How long the engine may take to answer.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The engine at `address`: reachable, its version and API, its architecture against `arch`
+/// (the ARCH setting), free space in its data root (a local engine), the classic builder.
+pub async fn engine(address: &str, arch: &str) -> Vec<Check> {
+    const NAME: &str = "engine";
+    let unreachable = |detail: String| {
+        vec![Check::problem(
+            NAME,
+            true,
+            format!("cannot reach the Docker Engine at {address} ({detail})"),
+            "start it (`dockerd`, or `systemctl start docker`), or point DOCKER_HOST or --engine at a running engine",
+        )]
+    };
+    let docker =
+        match tokio::time::timeout(ENGINE_TIMEOUT, crate::engine::connect_to(address)).await {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(EngineError::Unreachable { detail, .. })) => return unreachable(detail),
+            Ok(Err(e)) => return unreachable(e.to_string()),
+            Err(_) => return unreachable(format!("no answer in {} s", ENGINE_TIMEOUT.as_secs())),
+        };
+    let (version, info) = match tokio::join!(docker.version(), docker.info()) {
+        (Ok(version), Ok(info)) => (version, info),
+        (Err(e), _) | (_, Err(e)) => return unreachable(e.to_string()),
+    };
+    let api = docker.client_version();
+    let engine_arch = info.architecture.clone().unwrap_or_default();
+    let os = version.os.clone().unwrap_or_default();
+    let mut checks = vec![match crate::build::arch_mismatch(&engine_arch, arch) {
+        None => Check::ok(
+            NAME,
+            format!(
+                "Docker Engine {} at {address}: API {} (forge speaks {}.{}), {os}/{engine_arch}",
+                version.version.as_deref().unwrap_or("?"),
+                version.api_version.as_deref().unwrap_or("?"),
+                api.major_version,
+                api.minor_version,
+            ),
+        ),
+        Some(problem) => Check::problem(
+            NAME,
+            true,
+            format!("the engine at {address} runs on {engine_arch}"),
+            &problem,
+        ),
+    }];
+    checks.push(match os.as_str() {
+        "linux" => Check::ok(
+            "classic builder",
+            "POST /build (Dockerfile builds without BuildKit), as forge uses it",
+        ),
+        _ => Check::problem(
+            "classic builder",
+            true,
+            format!("the engine runs {os} containers"),
+            "forge builds Linux images: switch the engine to Linux containers",
+        ),
+    });
+    let root = info.docker_root_dir.unwrap_or_default();
+    checks.push(match fs4::available_space(&root) {
+        _ if !address.starts_with("unix://") => Check::ok(
+            "engine data root",
+            format!("{root} on a remote engine: free space not measured here"),
+        ),
+        Ok(free) if free < LOW_DISK => Check::problem(
+            "engine data root",
+            false,
+            format!("{root}: {} free", human(free)),
+            "a build needs a few GiB: free space (`docker system prune`) or move the engine's data-root",
+        ),
+        Ok(free) => Check::ok("engine data root", format!("{root}: {} free", human(free))),
+        Err(e) => Check::ok(
+            "engine data root",
+            format!("{root}: free space not measured ({e})"),
+        ),
+    });
+    checks
+}
+
+/// The registry `host` a setting names (`IMAGE_REGISTRY`, the registry cache): reachable
+/// with the access forge would use, and where its credentials come from.
+pub async fn registry(pool: &Pool, name: &str, host: &str, needs: bool) -> Check {
+    let credentials = pool
+        .policy()
+        .credentials_origin(host)
+        .map_or("anonymous (no credentials found)".to_string(), |origin| {
+            format!("credentials from {origin}")
+        });
+    match pool.get(host).await {
+        Ok(_) => Check::ok(name, format!("{host} answers; {credentials}")),
+        Err(e) => Check::problem(
+            name,
+            needs,
+            format!("{e}; {credentials}"),
+            "check the address and the network; a private CA goes in --registry-ca or the user-data's registry caCerts; credentials come from `docker login`",
+        ),
+    }
+}
+
+/// The ISO tools: on this machine with `--iso-tools host` (`host`), else in the builder
+/// container (then what this machine lacks is only said).
+pub fn iso_tools(host: bool) -> Check {
+    const NAME: &str = "ISO tools";
+    let missing = iso::tools::host_missing();
+    match (host, missing.is_empty()) {
+        (true, true) => Check::ok(NAME, "squashfs-tools, xorriso, GRUB, mtools and dosfstools on this machine (--iso-tools host)"),
+        (true, false) => Check::problem(
+            NAME,
+            true,
+            format!("--iso-tools host, and this machine lacks {}", missing.join(", ")),
+            &format!("apt-get install {}, or leave out --iso-tools host to run them in the builder container", missing.join(" ")),
+        ),
+        (false, _) => Check::ok(NAME, "run in the builder container (--iso-tools container), built on the engine from ISO_TOOLS_IMAGE when missing"),
+    }
+}
+
+/// QEMU, needed by `forge verify` and `forge build --verify`.
+pub fn qemu(needs: bool) -> Check {
+    match iso::on_path("qemu-system-x86_64") {
+        true => Check::ok("QEMU", "qemu-system-x86_64"),
+        false => Check::problem(
+            "QEMU",
+            needs,
+            "no qemu-system-x86_64 on PATH: forge verify cannot boot ISOs",
+            "apt-get install qemu-system-x86",
+        ),
+    }
+}
+
+/// OVMF for UEFI boots, and its Secure Boot build with Microsoft's keys for `--secure-boot`.
+pub fn firmware(uefi: bool, secure_boot: bool) -> Vec<Check> {
+    let ovmf = match verify::ovmf() {
+        Some(path) => Check::ok("OVMF", path),
+        None => Check::problem(
+            "OVMF",
+            uefi,
+            "no OVMF firmware: forge verify can boot BIOS only",
+            "apt-get install ovmf",
+        ),
+    };
+    let secure = match verify::secure_boot_firmware() {
+        Ok(files) => Check::ok("Secure Boot firmware", files.join(", ")),
+        Err(missing) => Check::problem(
+            "Secure Boot firmware",
+            secure_boot,
+            format!("{missing} is missing: forge verify --secure-boot cannot run"),
+            "apt-get install ovmf (bookworm or later ships the Secure Boot build)",
+        ),
+    };
+    vec![ovmf, secure]
+}
+
+/// KVM, as `forge verify --accel auto` decides; TCG always works, slower.
+pub fn kvm() -> Check {
+    let (accel, why) = verify::auto_choice();
+    Check::ok(
+        "KVM",
+        format!("forge verify --accel auto uses {accel}: {why}"),
+    )
+}
+
+/// Whether every check lets the command line run.
+pub fn passed(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.status != Status::Error)
+}
