@@ -94,7 +94,7 @@ fn every_command_prints_json_of_a_shape_forge_publishes() {
             0,
         ),
         row(root, "cache ls --format json", 0),
-        row(root, "cache prune --max-size 1TB --format json", 0),
+        row(root, "cache prune --max-size 500GB --format json", 0),
     ];
     // Kept alive until the rows ran: the registry.
     let mut _registry = None;
