@@ -730,6 +730,9 @@ pub fn write_outputs(
     Ok(snippet)
 }
 
+/// The `schema` of `manifest.json` (`forge schema output manifest`).
+pub const MANIFEST_SCHEMA: &str = "forge.manifest/v1";
+
 /// Write `manifest.json` to `dir`: every image built and every ISO, with their inputs.
 pub fn write_manifest(
     dir: &Path,
@@ -777,7 +780,7 @@ pub fn write_manifest(
             })
         }))
         .collect();
-    let manifest = json!({"forge_version": env!("CARGO_PKG_VERSION"), "artifacts": artifacts});
+    let manifest = json!({"schema": MANIFEST_SCHEMA, "forge_version": env!("CARGO_PKG_VERSION"), "artifacts": artifacts});
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
     write_output(dir, "manifest.json", &text).map_err(|source| BuildError::Output {
         path: dir.join("manifest.json"),

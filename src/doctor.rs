@@ -143,9 +143,9 @@ pub async fn engine(address: &str, arch: &str) -> Vec<Check> {
     checks
 }
 
-/// The registry `host` a setting names (`IMAGE_REGISTRY`, the registry cache): reachable
-/// with the access forge would use, and where its credentials come from.
-pub async fn registry(pool: &Pool, name: &str, host: &str, needs: bool) -> Check {
+/// The registry `host` the setting `name` names: reachable from this machine with the access
+/// forge would use, and where its credentials come from; `fix` when it is not.
+pub async fn registry(pool: &Pool, name: &str, host: &str, needs: bool, fix: &str) -> Check {
     let credentials = pool
         .policy()
         .credentials_origin(host)
@@ -154,12 +154,7 @@ pub async fn registry(pool: &Pool, name: &str, host: &str, needs: bool) -> Check
         });
     match pool.get(host).await {
         Ok(_) => Check::ok(name, format!("{host} answers; {credentials}")),
-        Err(e) => Check::problem(
-            name,
-            needs,
-            format!("{e}; {credentials}"),
-            "check the address and the network; a private CA goes in --registry-ca or the user-data's registry caCerts; credentials come from `docker login`",
-        ),
+        Err(e) => Check::problem(name, needs, format!("{e}; {credentials}"), fix),
     }
 }
 

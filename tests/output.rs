@@ -124,6 +124,8 @@ fn every_command_prints_json_of_a_shape_forge_publishes() {
         let build: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(shape_of(&build), "build");
         assert_published_shape(&out.stdout);
+        let manifest = std::fs::read(work.path().join("built/manifest.json")).unwrap();
+        assert_published_shape(&manifest);
         // Findings and errors stay text among the events: the events are the JSON lines.
         event = String::from_utf8(out.stderr)
             .unwrap()
@@ -207,7 +209,7 @@ fn every_command_prints_json_of_a_shape_forge_publishes() {
     }
     if let Some(event) = event {
         assert_published_shape(event.as_bytes());
-        seen.extend(["event".to_string(), "build".to_string()]);
+        seen.extend(["event", "build", "manifest"].map(String::from));
     }
     if everything {
         assert_eq!(seen, published_shapes(), "every published shape is checked");

@@ -49,6 +49,17 @@ pub(super) struct DoctorArgs {
     format: Format,
 }
 
+/// How to make the push target answer.
+const PUSH_FIX: &str = "check the address and the network; a private CA goes in --registry-ca or the user-data's registry caCerts; credentials come from `docker login`";
+/// How to make a source registry answer.
+const SOURCE_FIX: &str = "the engine pulls the source images from here when it lacks them: check its network and proxy, `docker login` for credentials, /etc/docker/certs.d/HOST/ca.crt for a private CA";
+/// The settings naming registries the source images are pulled from.
+const SOURCE_REGISTRIES: &[&str] = &[
+    "SPECTRO_PUB_REPO",
+    "SPECTRO_LUET_REPO",
+    "KAIROS_BASE_IMAGE_URL",
+];
+
 /// What a command line needs of the host.
 pub(super) struct Needs {
     pub engines: Vec<String>,
@@ -77,17 +88,27 @@ async fn host_checks(
     let arch = settings.get("ARCH").unwrap_or("amd64");
     let engines =
         futures_util::future::join_all(needs.engines.iter().map(|e| doctor::engine(e, arch)));
-    let registry = async {
-        let host = settings
-            .get("IMAGE_REGISTRY")?
-            .split('/')
-            .next()?
-            .to_string();
-        Some(doctor::registry(pool?, "IMAGE_REGISTRY", &host, needs.push).await)
-    };
-    let (engines, registry) = tokio::join!(engines, registry);
+    // The push target, then (for `forge doctor`) where the source images come from when the
+    // engine lacks them; each registry once.
+    let targets = std::iter::once(("IMAGE_REGISTRY", needs.push, PUSH_FIX));
+    let sources = SOURCE_REGISTRIES
+        .iter()
+        .filter(|_| all)
+        .map(|n| (*n, false, SOURCE_FIX));
+    let mut named: Vec<(&str, &str, bool, &str)> = Vec::new();
+    for (name, needed, fix) in targets.chain(sources) {
+        let host = settings.get(name).and_then(|v| v.split('/').next());
+        if let Some(host) = host.filter(|h| !h.is_empty() && named.iter().all(|n| n.1 != *h)) {
+            named.push((name, host, needed, fix));
+        }
+    }
+    let registries =
+        futures_util::future::join_all(named.iter().filter_map(|(name, host, needed, fix)| {
+            Some(doctor::registry(pool?, name, host, *needed, fix))
+        }));
+    let (engines, registries) = tokio::join!(engines, registries);
     let mut checks: Vec<Check> = engines.into_iter().flatten().collect();
-    checks.extend(registry);
+    checks.extend(registries);
     if let Some(place) = needs.iso_tools {
         checks.push(doctor::iso_tools(place == IsoTools::Host));
     }

@@ -174,6 +174,8 @@ pub(super) enum Shape {
     Iso,
     /// `forge iso push`.
     IsoPush,
+    /// `manifest.json`, written by `forge build` and `forge iso` into their output directory.
+    Manifest,
     /// `forge cache ls`.
     CacheList,
     /// `forge cache prune`.
@@ -208,6 +210,7 @@ impl Shape {
             Shape::Verify => "verify",
             Shape::Iso => "iso",
             Shape::IsoPush => "iso-push",
+            Shape::Manifest => "manifest",
             Shape::CacheList => "cache-list",
             Shape::CachePrune => "cache-prune",
             Shape::ImagesRewrite => "images-rewrite",
@@ -240,6 +243,7 @@ impl Shape {
             Shape::Verify => include_str!("schemas/verify.json"),
             Shape::Iso => include_str!("schemas/iso.json"),
             Shape::IsoPush => include_str!("schemas/iso-push.json"),
+            Shape::Manifest => include_str!("schemas/manifest.json"),
             Shape::CacheList => include_str!("schemas/cache-list.json"),
             Shape::CachePrune => include_str!("schemas/cache-prune.json"),
             Shape::ImagesRewrite => include_str!("schemas/images-rewrite.json"),
@@ -298,8 +302,9 @@ mod tests {
     }
 
     #[test]
-    fn progress_events_name_the_event_shape() {
+    fn the_library_names_the_event_and_manifest_shapes() {
         assert_eq!(Shape::Event.id(), crate::report::EVENT_SCHEMA);
+        assert_eq!(Shape::Manifest.id(), crate::build::MANIFEST_SCHEMA);
     }
 
     #[test]
