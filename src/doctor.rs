@@ -78,16 +78,18 @@ pub async fn engine(address: &str, arch: &str) -> Vec<Check> {
             "start it (`dockerd`, or `systemctl start docker`), or point DOCKER_HOST or --engine at a running engine",
         )]
     };
-    let docker =
-        match tokio::time::timeout(ENGINE_TIMEOUT, crate::engine::connect_to(address)).await {
-            Ok(Ok(docker)) => docker,
-            Ok(Err(EngineError::Unreachable { detail, .. })) => return unreachable(detail),
-            Ok(Err(e)) => return unreachable(e.to_string()),
-            Err(_) => return unreachable(format!("no answer in {} s", ENGINE_TIMEOUT.as_secs())),
-        };
-    let (version, info) = match tokio::join!(docker.version(), docker.info()) {
-        (Ok(version), Ok(info)) => (version, info),
-        (Err(e), _) | (_, Err(e)) => return unreachable(e.to_string()),
+    let asked = async {
+        let docker = crate::engine::connect_to(address).await?;
+        match tokio::join!(docker.version(), docker.info()) {
+            (Ok(version), Ok(info)) => Ok((docker, version, info)),
+            (Err(e), _) | (_, Err(e)) => Err(EngineError::Api(e.to_string())),
+        }
+    };
+    let (docker, version, info) = match tokio::time::timeout(ENGINE_TIMEOUT, asked).await {
+        Ok(Ok(answers)) => answers,
+        Ok(Err(EngineError::Unreachable { detail, .. })) => return unreachable(detail),
+        Ok(Err(e)) => return unreachable(e.to_string()),
+        Err(_) => return unreachable(format!("no answer in {} s", ENGINE_TIMEOUT.as_secs())),
     };
     let api = docker.client_version();
     let engine_arch = info.architecture.clone().unwrap_or_default();
@@ -113,7 +115,9 @@ pub async fn engine(address: &str, arch: &str) -> Vec<Check> {
     checks.push(match os.as_str() {
         "linux" => Check::ok(
             "classic builder",
-            "POST /build (Dockerfile builds without BuildKit), as forge uses it",
+            format!(
+                "{address} runs Linux containers: forge builds them with POST /build, no BuildKit"
+            ),
         ),
         _ => Check::problem(
             "classic builder",
@@ -126,18 +130,18 @@ pub async fn engine(address: &str, arch: &str) -> Vec<Check> {
     checks.push(match fs4::available_space(&root) {
         _ if !address.starts_with("unix://") => Check::ok(
             "engine data root",
-            format!("{root} on a remote engine: free space not measured here"),
+            format!("{root} of {address}, a remote engine: free space not measured here"),
         ),
         Ok(free) if free < LOW_DISK => Check::problem(
             "engine data root",
             false,
-            format!("{root}: {} free", human(free)),
+            format!("{root} of {address}: {} free", human(free)),
             "a build needs a few GiB: free space (`docker system prune`) or move the engine's data-root",
         ),
-        Ok(free) => Check::ok("engine data root", format!("{root}: {} free", human(free))),
+        Ok(free) => Check::ok("engine data root", format!("{root} of {address}: {} free", human(free))),
         Err(e) => Check::ok(
             "engine data root",
-            format!("{root}: free space not measured ({e})"),
+            format!("{root} of {address}: free space not measured ({e})"),
         ),
     });
     checks
@@ -162,7 +166,7 @@ pub async fn registry(pool: &Pool, name: &str, host: &str, needs: bool, fix: &st
 /// container (then what this machine lacks is only said).
 pub fn iso_tools(host: bool) -> Check {
     const NAME: &str = "ISO tools";
-    let missing = iso::tools::host_missing();
+    let missing = iso::host_missing();
     match (host, missing.is_empty()) {
         (true, true) => Check::ok(NAME, "squashfs-tools, xorriso, GRUB, mtools and dosfstools on this machine (--iso-tools host)"),
         (true, false) => Check::problem(

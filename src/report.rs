@@ -52,6 +52,11 @@ impl Progress {
         self.started.elapsed().as_secs_f64()
     }
 
+    /// `text` as shown on a terminal: redacted, control characters escaped.
+    fn shown(&self, text: &str) -> String {
+        crate::diagnostic::escape_control(&self.redactor.redact(text))
+    }
+
     /// A timestamped line on stderr; a closed stderr loses the line rather than the build.
     fn plain(&self, step: &str, text: &str) {
         let mut err = std::io::stderr().lock();
@@ -59,7 +64,7 @@ impl Progress {
             err,
             "[{:7.1}s] {step}: {}",
             self.elapsed(),
-            self.redactor.redact(text)
+            self.shown(text)
         );
     }
 
@@ -69,8 +74,8 @@ impl Progress {
         if let (Some(target), Some(extra)) = (object.as_object_mut(), fields.as_object()) {
             target.extend(extra.clone());
         }
-        let line = self.redactor.redact(&object.to_string());
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        self.redactor.redact_json(&mut object);
+        let _ = writeln!(std::io::stderr().lock(), "{object}");
     }
 
     /// A step began: `action` is what it does (`building`, `pushing`, `mastering`) to `image`.
@@ -89,7 +94,7 @@ impl Progress {
                         .expect("valid template"),
                 );
                 bar.set_prefix(step.to_string());
-                bar.set_message(self.redactor.redact(&format!("{action} {image}")));
+                bar.set_message(self.shown(&format!("{action} {image}")));
                 bar.enable_steady_tick(std::time::Duration::from_millis(120));
                 self.active
                     .lock()
@@ -107,9 +112,7 @@ impl Progress {
             Mode::Quiet => {}
             Mode::Tty { verbose } => {
                 if verbose {
-                    let _ = self
-                        .bars
-                        .println(format!("  {step}: {}", self.redactor.redact(line)));
+                    let _ = self.bars.println(format!("  {step}: {}", self.shown(line)));
                 }
                 if let Some((_, bar)) = self
                     .active
@@ -118,7 +121,7 @@ impl Progress {
                     .iter()
                     .find(|(s, _)| s == step)
                 {
-                    bar.set_message(self.redactor.redact(line));
+                    bar.set_message(self.shown(line));
                 }
             }
         }
@@ -136,7 +139,7 @@ impl Progress {
             Mode::Tty { .. } => {
                 let mut active = self.active.lock().expect("progress lock");
                 let mark = if outcome == "failed" { "✗" } else { "✓" };
-                let message = format!("{mark} {outcome} {}", self.redactor.redact(detail));
+                let message = format!("{mark} {outcome} {}", self.shown(detail));
                 match active.iter().position(|(s, _)| s == step) {
                     Some(i) => active.remove(i).1.finish_with_message(message),
                     None => {

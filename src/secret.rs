@@ -119,6 +119,19 @@ impl Redactor {
         out
     }
 
+    /// Replace every registered secret in each string of `value`, keys left alone: JSON is
+    /// redacted before it is serialized, so escaping cannot hide a secret from the mask.
+    pub fn redact_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => *text = self.redact(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            serde_json::Value::Object(fields) => {
+                fields.values_mut().for_each(|v| self.redact_json(v))
+            }
+            _ => {}
+        }
+    }
+
     /// Mask a source line for display: the value of a secret key whatever it is, URL passwords,
     /// then any registered secret.
     pub fn mask_line(&self, line: &str) -> String {
@@ -277,6 +290,18 @@ pub fn mask_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_is_redacted_before_escaping_can_hide_a_secret() {
+        let mut redactor = Redactor::new();
+        redactor.add(r#"pa"ss\word"#);
+        let mut doc = serde_json::json!({"password": [r#"x pa"ss\word y"#], "n": 1});
+        redactor.redact_json(&mut doc);
+        assert_eq!(
+            doc,
+            serde_json::json!({"password": [format!("x {MASK} y")], "n": 1})
+        );
+    }
 
     #[test]
     fn masks_secret_keys_in_yaml_and_arg_lines() {

@@ -319,6 +319,25 @@ fn doctor_names_each_missing_piece_and_its_fix() {
 }
 
 #[test]
+fn json_stays_json_whatever_a_file_name_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("site\u{7f}\u{85}\u{1b}[31m.yaml");
+    std::fs::write(
+        &file,
+        "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: api.example.com\n",
+    )
+    .unwrap();
+    let out = forge_command()
+        .args(["validate", "--format", "json", "--user-data"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    assert_eq!(doc["schema"], "forge.validate/v1");
+}
+
+#[test]
 fn bash_loads_the_completions() {
     let forge = env!("CARGO_BIN_EXE_forge");
     let out = Command::new("bash")

@@ -426,9 +426,11 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
         iso_tools: masters_isos.then_some(mastering.iso_tools),
         push: pool.is_some(),
         verify: args.verify,
-        secure_boot: args.boot.secure_boot,
+        uefi: args.verify && args.boot.uefi(),
+        secure_boot: args.verify && args.boot.secure_boot,
     };
-    preflight(&needs, &validated.0.settings, pool.as_ref())?;
+    let (outcome, _) = &validated;
+    preflight(&needs, &outcome.settings, pool.as_ref(), &outcome.redactor)?;
     let Prepared {
         outcome,
         user_data,
@@ -588,9 +590,10 @@ pub(super) fn iso(args: IsoArgs) -> Result<ExitStatus> {
         iso_tools: Some(mastering.iso_tools),
         push: pool.is_some(),
         verify: false,
+        uefi: false,
         secure_boot: false,
     };
-    preflight(&needs, settings, pool.as_ref())?;
+    preflight(&needs, settings, pool.as_ref(), &outcome.redactor)?;
     let workspace = open_workspace(&inputs.output)?;
     let job = async {
         let docker = crate::engine::connect().await?;

@@ -14,8 +14,10 @@ use super::output::{self, Exit, ExitStatus, Format, Shape};
 use super::SettingsArgs;
 use crate::config::Resolved;
 use crate::doctor::{self, Check, Status};
+use crate::reference::parse_domain;
 use crate::registry::rewrite::{Rewriter, Rules};
 use crate::registry::Pool;
+use crate::render::Templates;
 use crate::secret::Redactor;
 use crate::validate::{self, Request};
 
@@ -26,6 +28,9 @@ pub(super) struct DoctorArgs {
     /// Edge installer user-data to validate; repeatable, or a directory of *.yaml files.
     #[arg(long, value_name = "FILE|DIR")]
     user_data: Vec<PathBuf>,
+    /// Directory whose templates replace the built-in ones (as `forge build --templates`).
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
     /// Where the ISO tools will run (`host`: they must be on this machine).
     #[arg(long, value_enum, default_value_t = IsoTools::Container)]
     iso_tools: IsoTools,
@@ -49,6 +54,8 @@ pub(super) struct DoctorArgs {
     format: Format,
 }
 
+/// How long `forge doctor` waits for a registry, retries included.
+const REGISTRY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 /// How to make the push target answer.
 const PUSH_FIX: &str = "check the address and the network; a private CA goes in --registry-ca or the user-data's registry caCerts; credentials come from `docker login`";
 /// How to make a source registry answer.
@@ -65,7 +72,9 @@ pub(super) struct Needs {
     pub engines: Vec<String>,
     pub iso_tools: Option<IsoTools>,
     pub push: bool,
+    /// Boots: QEMU; `uefi` ones OVMF too, `secure_boot` ones its Secure Boot build.
     pub verify: bool,
+    pub uefi: bool,
     pub secure_boot: bool,
 }
 
@@ -95,10 +104,14 @@ async fn host_checks(
         .iter()
         .filter(|_| all)
         .map(|n| (*n, false, SOURCE_FIX));
-    let mut named: Vec<(&str, &str, bool, &str)> = Vec::new();
+    let mut named: Vec<(&str, String, bool, &str)> = Vec::new();
     for (name, needed, fix) in targets.chain(sources) {
-        let host = settings.get(name).and_then(|v| v.split('/').next());
-        if let Some(host) = host.filter(|h| !h.is_empty() && named.iter().all(|n| n.1 != *h)) {
+        // An invalid value is a validation finding, not a host to probe.
+        let host = settings.get(name).and_then(|v| parse_domain(v).ok());
+        if let Some(host) = host
+            .map(|d| d.authority())
+            .filter(|h| named.iter().all(|n| n.1 != *h))
+        {
             named.push((name, host, needed, fix));
         }
     }
@@ -114,7 +127,7 @@ async fn host_checks(
     }
     if all || needs.verify {
         checks.push(doctor::qemu(needs.verify));
-        checks.extend(doctor::firmware(needs.verify, needs.secure_boot));
+        checks.extend(doctor::firmware(needs.uefi, needs.secure_boot));
         checks.push(doctor::kvm());
     }
     checks
@@ -122,8 +135,13 @@ async fn host_checks(
 
 /// `forge build`'s first step after validation: the host checks its command line needs (the
 /// registry with the `pool` it pushes with); a failing one stops it (exit 2) with the words
-/// `forge doctor` uses.
-pub(super) fn preflight(needs: &Needs, settings: &Resolved, pool: Option<&Pool>) -> Result<()> {
+/// `forge doctor` uses (redacted by `redactor`).
+pub(super) fn preflight(
+    needs: &Needs,
+    settings: &Resolved,
+    pool: Option<&Pool>,
+    redactor: &Redactor,
+) -> Result<()> {
     let checks = run_async(async { Ok(host_checks(needs, settings, pool, false).await) })?;
     let failed: Vec<&Check> = checks
         .iter()
@@ -135,10 +153,10 @@ pub(super) fn preflight(needs: &Needs, settings: &Resolved, pool: Option<&Pool>)
     for check in failed {
         let fix = check.fix.as_deref().unwrap_or_default();
         let said = format!("{}: {}; {fix}", check.name, check.found);
-        output::error(&Redactor::new(), &said);
+        output::error(redactor, &said);
     }
     output::note(
-        &Redactor::new(),
+        redactor,
         "`forge doctor` with the same flags shows every check",
     );
     Err(Exit(ExitStatus::Error).into())
@@ -169,6 +187,17 @@ pub(super) fn doctor(args: DoctorArgs) -> Result<ExitStatus> {
             ),
             None => ("settings", outcome.report.summary()),
         };
+        // The command that shows the findings, with the flags given here.
+        let mut words = match file {
+            Some(file) => vec![
+                "forge".into(),
+                "validate".into(),
+                "--user-data".into(),
+                file.display().to_string(),
+            ],
+            None => vec!["forge".into(), "config".into(), "show".into()],
+        };
+        words.extend(args.settings.words());
         checks.push(match outcome.report.errors() {
             0 => Check::ok(name, found),
             _ => Check::problem(
@@ -176,8 +205,8 @@ pub(super) fn doctor(args: DoctorArgs) -> Result<ExitStatus> {
                 true,
                 found,
                 &format!(
-                    "`forge validate{}` shows each problem and its fix",
-                    file.map_or(String::new(), |f| format!(" --user-data {}", f.display()))
+                    "`{}` shows each problem and its fix",
+                    crate::ci::shell_words(&words)
                 ),
             ),
         });
@@ -185,24 +214,40 @@ pub(super) fn doctor(args: DoctorArgs) -> Result<ExitStatus> {
         settings.get_or_insert(outcome.settings);
     }
     let settings = settings.expect("the settings are resolved once at least");
+    checks.push(build_settings(&settings, args.templates.as_deref()));
     let rewriter = rewriter.unwrap_or(Rewriter {
         rules: Rules::Unchanged,
         registries: Vec::new(),
     });
-    let policy = policy(&rewriter, &args.access)?;
-    if let Some((_, password)) = &policy.credentials {
-        redactor.add(password);
-    }
-    let pool = Pool::new(policy);
+    // A registry answers within seconds or is reported: doctor is quick.
+    let pool = match policy(&rewriter, &args.access) {
+        Ok(mut policy) => {
+            if let Some((_, password)) = &policy.credentials {
+                redactor.add(password);
+            }
+            policy.retry.deadline = policy.retry.deadline.min(REGISTRY_DEADLINE);
+            Some(Pool::new(policy))
+        }
+        Err(e) => {
+            checks.push(Check::problem(
+                "registry access",
+                true,
+                super::describe(&e),
+                "fix the file named (the Docker config: $DOCKER_CONFIG/config.json, else ~/.docker/config.json) or the flags",
+            ));
+            None
+        }
+    };
     let needs = Needs {
         engines: engines(&args.engine),
         iso_tools: Some(args.iso_tools),
         push: args.push,
         verify: args.verify || args.secure_boot,
+        uefi: args.verify || args.secure_boot,
         secure_boot: args.secure_boot,
     };
     checks.extend(run_async(async {
-        Ok(host_checks(&needs, &settings, Some(&pool), true).await)
+        Ok(host_checks(&needs, &settings, pool.as_ref(), true).await)
     })?);
     let passed = doctor::passed(&checks);
     match args.format {
@@ -211,13 +256,37 @@ pub(super) fn doctor(args: DoctorArgs) -> Result<ExitStatus> {
             Shape::Doctor,
             json!({"passed": passed, "checks": checks}),
         )?,
-        Format::Text => output::text(&redactor, &text(&checks, passed))?,
+        Format::Text => output::stdout(&text(&checks, passed, &redactor))?,
     }
     Ok(ExitStatus::from_ok(passed))
 }
 
-/// The checks, one per line with a mark, the fix below each problem.
-fn text(checks: &[Check], passed: bool) -> String {
+/// Whether the settings name a complete build (what `forge build` plans from): IMAGE_REGISTRY,
+/// K8S_DISTRIBUTION, a base image, Kubernetes versions.
+fn build_settings(settings: &Resolved, templates: Option<&std::path::Path>) -> Check {
+    const NAME: &str = "build settings";
+    let planned = Templates::load(templates)
+        .map_err(|e| e.to_string())
+        .and_then(|templates| templates.sources(settings).map_err(|e| e.to_string()))
+        .and_then(|sources| crate::plan::check(settings, &sources).map_err(|e| e.to_string()));
+    match planned {
+        Ok(versions) => Check::ok(
+            NAME,
+            format!("a build of Kubernetes {}", versions.join(", ")),
+        ),
+        Err(e) => Check::problem(
+            NAME,
+            true,
+            e,
+            "set it in the .arg file, forge.yaml, FORGE_<NAME> or --set",
+        ),
+    }
+}
+
+/// The checks, one per line with a mark (coloured on a terminal), the fix below each problem;
+/// what they say redacted and escaped.
+fn text(checks: &[Check], passed: bool, redactor: &Redactor) -> String {
+    let shown = |text: &str| crate::diagnostic::escape_control(&redactor.redact(text));
     let styled = output::stdout_styled();
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::new();
@@ -227,17 +296,25 @@ fn text(checks: &[Check], passed: bool) -> String {
             Status::Warning => output::paint(styled, "33", "warn"),
             Status::Error => output::paint(styled, "1;31", "FAIL"),
         };
-        out.push_str(&format!("{mark}  {:width$}  {}\n", check.name, check.found));
+        out.push_str(&format!(
+            "{mark}  {:width$}  {}\n",
+            check.name,
+            shown(&check.found)
+        ));
         if let Some(fix) = &check.fix {
-            out.push_str(&format!("      {:width$}  fix: {fix}\n", ""));
+            out.push_str(&format!("      {:width$}  fix: {}\n", "", shown(fix)));
         }
     }
     let failed = checks.iter().filter(|c| c.status == Status::Error).count();
     out.push_str(&match passed {
         true => "\nthis command line can run\n".to_string(),
         false => format!(
-            "\n{failed} {} stop this command line\n",
-            if failed == 1 { "problem" } else { "problems" }
+            "\n{failed} {} this command line\n",
+            if failed == 1 {
+                "problem stops"
+            } else {
+                "problems stop"
+            }
         ),
     });
     out

@@ -150,6 +150,13 @@ pub(super) fn verify(args: VerifyArgs) -> Result<ExitStatus> {
     Ok(ExitStatus::from_ok(outcomes.iter().all(|o| o.passed)))
 }
 
+impl BootArgs {
+    /// Some boot is a UEFI one (it needs OVMF).
+    pub(super) fn uefi(&self) -> bool {
+        self.secure_boot || matches!(self.firmware, FirmwareArg::Uefi | FirmwareArg::All)
+    }
+}
+
 /// Boot `iso` every way `args` asks for.
 pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>> {
     let firmwares: &[Firmware] = match (args.firmware, args.secure_boot) {

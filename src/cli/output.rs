@@ -73,7 +73,7 @@ impl Exit {
 pub(super) struct Voice {
     /// `-q`: errors only.
     pub quiet: bool,
-    /// `-v`: every line of build output, details of each check.
+    /// `-v`: every line of build output, beside the spinners too.
     pub verbose: bool,
 }
 
@@ -138,11 +138,19 @@ pub(super) fn error(redactor: &Redactor, text: &str) {
     );
 }
 
-/// Text on stdout, redacted, control characters escaped. A closed stdout is an I/O error.
+/// Text on stdout, redacted, control characters escaped.
 pub(super) fn text(redactor: &Redactor, text: &str) -> std::io::Result<()> {
+    stdout(&escape_control(&redactor.redact(text)))
+}
+
+/// Text on stdout as it is: the caller redacted and escaped what came from outside (styled
+/// text keeps its colour codes). A reader that went away (`| head`) ends the output quietly.
+pub(super) fn stdout(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(escape_control(&redactor.redact(text)).as_bytes())?;
-    out.flush()
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// The shape of a JSON document forge prints; each is published as a JSON Schema.
@@ -256,22 +264,26 @@ impl Shape {
         serde_json::from_str(text).expect("the published schemas are JSON")
     }
 
-    /// `body` (an object) as this shape's document: `schema` first.
+    /// `body` (an object; anything else is kept under `value`) as this shape's document:
+    /// `schema` first.
     pub(super) fn document(self, body: impl Serialize) -> serde_json::Result<Value> {
         let mut doc = Map::new();
         doc.insert("schema".into(), Value::String(self.id()));
         match serde_json::to_value(body)? {
             Value::Object(fields) => doc.extend(fields),
-            other => panic!("a {} document is an object, not {other}", self.name()),
+            other => {
+                doc.insert("value".into(), other);
+            }
         }
         Ok(Value::Object(doc))
     }
 }
 
-/// `body` as one `shape` document on stdout, redacted.
+/// `body` as one `shape` document on stdout, its strings redacted before it is serialized.
 pub(super) fn json(redactor: &Redactor, shape: Shape, body: impl Serialize) -> anyhow::Result<()> {
-    let doc = serde_json::to_string_pretty(&shape.document(body)?)?;
-    text(redactor, &(doc + "\n"))?;
+    let mut doc = shape.document(body)?;
+    redactor.redact_json(&mut doc);
+    stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     Ok(())
 }
 

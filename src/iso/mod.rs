@@ -10,11 +10,12 @@ mod image;
 pub mod inspect;
 pub mod master;
 mod read;
-pub mod tools;
+mod tools;
 pub mod verify;
 
 pub use master::{master, Mastered, Site, Spec, ToolPlace};
 pub use read::ReadError;
+pub use tools::host_missing;
 
 use crate::engine::EngineError;
 use crate::render::RenderError;
