@@ -16,7 +16,7 @@ build:
 	$(CARGO) build --release --locked
 
 test: setup fixtures
-	$(CARGO) test --locked
+	$(CARGO) test --locked --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -271,9 +271,8 @@ impl Inputs {
     }
 
     /// Validate the settings, `profile` and every user-data (each user-data's own findings
-    /// once, the settings' once); stops with exit 1 on an error. Returns the first
-    /// user-data's outcome, whose redactor knows every user-data's secrets, and the files.
-    fn validate(&self, profile: Option<&Path>) -> Result<(Outcome, Vec<PathBuf>)> {
+    /// once, the settings' once) and name their ISOs; stops with exit 1 on an error.
+    fn validate(&self, profile: Option<&Path>) -> Result<Validated> {
         let files = user_data_files(&self.user_data)?;
         let mut first: Option<Outcome> = None;
         let mut errors = 0;
@@ -301,8 +300,25 @@ impl Inputs {
             output::error(&Default::default(), "validation failed: nothing was built");
             return Err(Exit::failure());
         }
-        Ok((first.expect("at least one user-data"), files))
+        let outcome = first.expect("at least one user-data");
+        let iso_name = outcome
+            .settings
+            .get("ISO_NAME")
+            .unwrap_or("palette-edge-installer");
+        Ok(Validated {
+            iso_names: iso_names(iso_name, &files)?,
+            outcome,
+            user_data: files,
+        })
     }
+}
+
+/// Valid inputs: the first user-data's outcome (its redactor knows every user-data's
+/// secrets), the user-data files, and the ISO each is mastered into.
+struct Validated {
+    outcome: Outcome,
+    user_data: Vec<PathBuf>,
+    iso_names: Vec<String>,
 }
 
 impl Mastering {
@@ -359,19 +375,20 @@ struct Prepared {
 /// Probe the source images and plan the build of the validated inputs (exit 1 on findings).
 fn prepare(
     inputs: &Inputs,
-    (outcome, user_data): (Outcome, Vec<PathBuf>),
+    validated: Validated,
     certs: &Option<PathBuf>,
     mode: Mode,
     engine: &str,
 ) -> Result<Prepared> {
+    let Validated {
+        outcome,
+        user_data,
+        iso_names,
+    } = validated;
     let checkout = inputs.checkout();
     let content_dir = inputs.content_dir();
     let templates = Templates::load(inputs.templates.as_deref())?;
     let settings = &outcome.settings;
-    let iso_names = iso_names(
-        settings.get("ISO_NAME").unwrap_or("palette-edge-installer"),
-        &user_data,
-    )?;
     let empty = run::temp_dir()?;
     std::fs::set_permissions(empty.path(), std::fs::Permissions::from_mode(0o755))?;
     let certs = existing(certs, &checkout, &["certs"]);
@@ -415,7 +432,7 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
     let validated = inputs.validate(args.profile.as_deref())?;
     let sharing = args.cache_from.is_some() || args.cache_to.is_some();
     let pool = match args.push || mastering.push_iso || sharing {
-        true => Some(push_pool(&validated.0, &mastering.access)?),
+        true => Some(push_pool(&validated.outcome, &mastering.access)?),
         false => None,
     };
     let masters_isos = !args.no_iso
@@ -429,7 +446,7 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
         uefi: args.verify && args.boot.uefi(),
         secure_boot: args.verify && args.boot.secure_boot,
     };
-    let (outcome, _) = &validated;
+    let outcome = &validated.outcome;
     preflight(&needs, &outcome.settings, pool.as_ref(), &outcome.redactor)?;
     let Prepared {
         outcome,
@@ -572,13 +589,13 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
 pub(super) fn iso(args: IsoArgs) -> Result<ExitStatus> {
     let image = args.image.as_deref().context("forge iso needs --image")?;
     let (inputs, mastering) = (&args.inputs, &args.mastering);
-    let (outcome, user_data) = inputs.validate(None)?;
+    let Validated {
+        outcome,
+        user_data,
+        iso_names,
+    } = inputs.validate(None)?;
     let templates = Templates::load(inputs.templates.as_deref())?;
     let settings = &outcome.settings;
-    let iso_names = iso_names(
-        settings.get("ISO_NAME").unwrap_or("palette-edge-installer"),
-        &user_data,
-    )?;
     let overlays = inputs.overlays();
     let progress = Progress::new(mastering.mode(), outcome.redactor.clone());
     let pool = match mastering.push_iso {
