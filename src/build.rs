@@ -53,7 +53,7 @@ pub struct Built {
     pub size: u64,
     pub cached: bool,
     /// Manifest digest in the registry, when pushed.
-    pub digest: Option<String>,
+    pub digest: Option<crate::digest::Digest>,
     /// Bytes uploaded by the push (blobs the registry already had are not sent).
     pub pushed_bytes: Option<u64>,
     /// The engine (index in the build's engines) that holds it.
@@ -602,7 +602,7 @@ async fn cache_key(docker: &Docker, step: &Step) -> Result<String, BuildError> {
         key.push('\n');
         key.push_str(&id);
     }
-    Ok(crate::registry::client::sha256_digest(key.as_bytes()))
+    Ok(crate::digest::Digest::sha256(key.as_bytes()).to_string())
 }
 
 /// Push the provider images (from the engine each was built on) to their registry; fills in
@@ -623,7 +623,7 @@ pub async fn push(
         let docker = &engines[image.engine].docker;
         let (status, synced) =
             push_image(docker, syncer, &image.step.tag, &image.step.tag, &layers).await?;
-        progress.finish(&name, status, &synced.digest);
+        progress.finish(&name, status, &synced.digest.to_string());
         image.pushed_bytes = Some(
             synced
                 .stats

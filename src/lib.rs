@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod diagnostic;
+pub mod digest;
 pub mod doctor;
 pub mod engine;
 pub mod iso;

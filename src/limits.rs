@@ -28,6 +28,8 @@ pub enum FileKind {
     ImageList,
     /// `--secret-file KEY=FILE`: one setting's value.
     Secret,
+    /// The Docker client configuration (`~/.docker/config.json`).
+    DockerConfig,
 }
 
 impl FileKind {
@@ -38,6 +40,7 @@ impl FileKind {
             FileKind::Profile => 16 << 20,
             FileKind::Settings | FileKind::Arg | FileKind::VersionMatrix => 1 << 20,
             FileKind::Secret => 64 << 10,
+            FileKind::DockerConfig => 1 << 20,
         }
     }
 
@@ -51,6 +54,7 @@ impl FileKind {
             FileKind::VersionMatrix => "Kubernetes version matrix",
             FileKind::ImageList => "image list",
             FileKind::Secret => "secret file",
+            FileKind::DockerConfig => "Docker config",
         }
     }
 }
@@ -114,8 +118,30 @@ pub const MAX_ALIAS_COPIED_BYTES: usize = 16 << 20;
 /// The longest `.arg` value after `$VAR` expansion.
 pub const MAX_ARG_VALUE_BYTES: usize = 64 << 10;
 
-/// How many characters of a source line a diagnostic quotes around its column.
+/// The most of a registry's answer forge reads: a manifest or an index (the distribution
+/// registry's own limit on what it accepts), and anything else that is not a blob (a token,
+/// an error, an upload's answer). A blob is read up to the size its descriptor gives.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+pub const MAX_REGISTRY_REPLY_BYTES: u64 = 1 << 20;
+
+/// A blob download may take the request deadline plus one second for each this many bytes of
+/// the blob (a registry trickling bytes is cut off, a slow link is not: 3 GB is 13 hours).
+pub const MIN_BLOB_BYTES_PER_SECOND: u64 = 64 << 10;
+
+/// How long a Docker credential helper (`docker-credential-NAME get`) may take to answer.
+pub const CREDENTIAL_HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many characters of a source line a diagnostic quotes around its column, and the most
+/// of any one value a message quotes ([`clip`]).
 pub const EXCERPT_CHARS: usize = 200;
+
+/// `value` as a message quotes it: at most [`EXCERPT_CHARS`] characters, `…` where it was cut.
+pub fn clip(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(EXCERPT_CHARS) {
+        None => value.into(),
+        Some((end, _)) => format!("{}…", &value[..end]).into(),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -140,6 +166,15 @@ mod tests {
             read_text(FileKind::UserData, dir.path()),
             Err(ReadError::Io(_))
         ));
+    }
+
+    #[test]
+    fn messages_quote_at_most_200_characters_of_a_value() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(1000);
+        let clipped = clip(&long);
+        assert_eq!(clipped.chars().count(), EXCERPT_CHARS + 1);
+        assert!(clipped.ends_with('…'));
     }
 
     #[test]

@@ -306,22 +306,9 @@ fn check_tag(tag: &str) -> Result<(), ReferenceError> {
 }
 
 fn check_digest(digest: &str) -> Result<(), ReferenceError> {
-    let hex_of = |len: usize, hex: &str| {
-        hex.len() == len
-            && hex
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    };
-    let ok = match digest.split_once(':') {
-        Some(("sha256", hex)) => hex_of(64, hex),
-        Some(("sha512", hex)) => hex_of(128, hex),
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ReferenceError::Digest(digest.to_string()))
-    }
+    crate::digest::Digest::parse(digest)
+        .map(drop)
+        .map_err(|_| ReferenceError::Digest(crate::limits::clip(digest).into_owned()))
 }
 
 /// Why the edge agent cannot authenticate to a registry, when it cannot: the agent only does

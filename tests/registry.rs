@@ -5,8 +5,10 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::{Arc, Mutex};
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use forge::registry::client::DEADLINE;
 use support::{
-    text, Auth, FaultProxy, Layout, Pki, Registry, SilentRegistry, Skopeo, TokenServer, PASSWORD,
-    USER,
+    text, Answer, Auth, FaultProxy, Layout, Pki, Received, Registry, ScriptedRegistry,
+    SilentRegistry, Skopeo, TokenServer, PASSWORD, USER,
 };
 
 /// The components these tests need.
@@ -50,22 +52,33 @@ impl Work {
         std::fs::write(self.path("docker/config.json"), support::auth_file(hosts)).unwrap();
     }
 
-    /// A `docker-credential-forgetest` helper on PATH answering for `host`, and a Docker config
-    /// that names it (under `credHelpers` or as `credsStore`).
+    /// A `docker-credential-forgetest` helper on PATH answering for `host` (the server it is
+    /// asked about goes to `helper.log`), and a Docker config that names it (under
+    /// `credHelpers` or as `credsStore`).
     fn credential_helper(&self, host: &str, store: bool) {
+        let log = self.path("helper.log");
+        self.credential_helper_script(
+            &format!("read -r host\necho \"$host\" >> '{}'\nif [ \"$host\" = \"{host}\" ]; then printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$host\"; else echo 'credentials not found in native keychain'; exit 1; fi", log.display()),
+            if store { None } else { Some(host) },
+        );
+    }
+
+    /// `docker-credential-forgetest` running `script` for `get`, named by the Docker config
+    /// for `host` (`credHelpers`), or for every host (`credsStore`) when `host` is `None`.
+    fn credential_helper_script(&self, script: &str, host: Option<&str>) {
         let bin = self.path("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        let script = format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r host\nif [ \"$host\" = \"{host}\" ]; then printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$host\"; else echo 'credentials not found in native keychain'; exit 1; fi\n"
-        );
         let helper = bin.join("docker-credential-forgetest");
-        std::fs::write(&helper, script).unwrap();
+        std::fs::write(
+            &helper,
+            format!("#!/bin/sh\n[ \"$1\" = get ] || exit 1\n{script}\n"),
+        )
+        .unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let config = if store {
-            serde_json::json!({"credsStore": "forgetest"})
-        } else {
-            serde_json::json!({"credHelpers": {host: "forgetest"}})
+        let config = match host {
+            None => serde_json::json!({"credsStore": "forgetest"}),
+            Some(host) => serde_json::json!({"credHelpers": {host: "forgetest"}}),
         };
         std::fs::write(self.path("docker/config.json"), config.to_string()).unwrap();
     }
@@ -934,4 +947,474 @@ fn a_dead_proxy_is_named_not_the_registry() {
     );
     assert_output(&out, 1, &[&named]);
     assert!(!text(&out).contains("Pr0xy!Secret"), "{}", text(&out));
+}
+
+/// A registry's contents, held by the tests' own registries: manifests by repository and
+/// reference (tag or digest), blobs by digest.
+#[derive(Default)]
+struct Store {
+    manifests: HashMap<(String, String), (String, Vec<u8>)>,
+    /// By repository and digest.
+    blobs: HashMap<(String, String), Vec<u8>>,
+    uploads: u64,
+}
+
+type Shared = Arc<Mutex<Store>>;
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+impl Store {
+    /// An image of one layer at `repository:tag`: its config and layer blobs and its manifest,
+    /// the layer's descriptor digest written as `layer_digest` (the real one when `None`).
+    fn image(&mut self, repository: &str, tag: &str, layer_digest: Option<&str>) -> Vec<u8> {
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+                .to_vec();
+        let layer = vec![7u8; 4096];
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest.map_or_else(|| sha256(&layer), str::to_string), "size": layer.len()}],
+        })
+        .to_string()
+        .into_bytes();
+        self.blobs
+            .insert((repository.into(), sha256(&config)), config);
+        self.blobs
+            .insert((repository.into(), sha256(&layer)), layer);
+        self.put_manifest(repository, tag, manifest.clone());
+        manifest
+    }
+
+    fn put_manifest(&mut self, repository: &str, reference: &str, bytes: Vec<u8>) {
+        let entry = (OCI_MANIFEST.to_string(), bytes.clone());
+        self.manifests
+            .insert((repository.into(), sha256(&bytes)), entry.clone());
+        self.manifests
+            .insert((repository.into(), reference.into()), entry);
+    }
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The distribution API over `store`, as far as pushing and pulling an image goes: ping,
+/// manifests, blobs, monolithic uploads whose sessions live at `uploads`
+/// (`{repository}/{n}`, the session's repository and number, follow it), a refused mount
+/// whose session is at `mount_session`, blob downloads redirected to `blob_redirect`
+/// (`{repository}/{digest}` follow it) when given. `/upload/REPOSITORY/N` and
+/// `/blobs/REPOSITORY/DIGEST` are served too: the storage another host may front.
+struct Api {
+    store: Shared,
+    uploads: String,
+    mount_session: String,
+    blob_redirect: Option<String>,
+}
+
+impl Api {
+    fn answer(&self, r: &Received) -> Answer {
+        let mut store = self.store.lock().unwrap();
+        let path = r.path().to_string();
+        if path == "/v2/" {
+            return Answer::new(200);
+        }
+        if let Some((repository, _)) = path
+            .strip_prefix("/upload/")
+            .and_then(|s| s.rsplit_once('/'))
+        {
+            return match r.method.as_str() {
+                "PUT" => {
+                    let digest = r.query("digest").unwrap_or_default();
+                    if sha256(&r.body) != digest {
+                        return Answer::new(400).body("digest mismatch");
+                    }
+                    store
+                        .blobs
+                        .insert((repository.into(), digest), r.body.clone());
+                    Answer::new(201)
+                }
+                _ => Answer::new(204),
+            };
+        }
+        if let Some((repository, digest)) = path
+            .strip_prefix("/blobs/")
+            .and_then(|s| s.rsplit_once('/'))
+        {
+            return match store.blobs.get(&(repository.into(), digest.into())) {
+                Some(blob) => Answer::new(200).body(blob.clone()),
+                None => Answer::new(404),
+            };
+        }
+        let Some(rest) = path.strip_prefix("/v2/") else {
+            return Answer::new(404);
+        };
+        if let Some(repository) = rest.strip_suffix("/blobs/uploads/") {
+            store.uploads += 1;
+            let location = if r.query("mount").is_some() {
+                self.mount_session.clone()
+            } else {
+                format!("{}{repository}/{}", self.uploads, store.uploads)
+            };
+            return Answer::new(202).header("Location", &location);
+        }
+        if let Some((repository, digest)) = rest.split_once("/blobs/") {
+            return match (
+                store.blobs.get(&(repository.into(), digest.into())),
+                &self.blob_redirect,
+            ) {
+                (None, _) => Answer::new(404),
+                (Some(_), Some(to)) if r.method == "GET" => {
+                    Answer::new(307).header("Location", &format!("{to}{repository}/{digest}"))
+                }
+                (Some(blob), _) => Answer::new(200)
+                    .header("Content-Length", &blob.len().to_string())
+                    .body(blob.clone()),
+            };
+        }
+        if let Some((repository, reference)) = rest.split_once("/manifests/") {
+            if r.method == "PUT" {
+                store.put_manifest(repository, reference, r.body.clone());
+                return Answer::new(201).header("Docker-Content-Digest", &sha256(&r.body));
+            }
+            return match store.manifests.get(&(repository.into(), reference.into())) {
+                Some((media_type, bytes)) => Answer::new(200)
+                    .header("Content-Type", media_type)
+                    .header("Docker-Content-Digest", &sha256(bytes))
+                    .header("Content-Length", &bytes.len().to_string())
+                    .body(bytes.clone()),
+                None => Answer::new(404),
+            };
+        }
+        Answer::new(404)
+    }
+}
+
+/// Basic credentials of [`USER`] and [`PASSWORD`], as a header value.
+fn basic_header() -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    )
+}
+
+/// `forge registry sync --from registry` of `images`, rewritten by `user_data`, in `work`.
+fn sync(work: &Work, user_data: &str, images: &[String]) -> Output {
+    let ud = work.write("ud.yaml", user_data);
+    let mut args = vec![
+        "registry".to_string(),
+        "sync".into(),
+        "--from".into(),
+        "registry".into(),
+        "--user-data".into(),
+        ud.display().to_string(),
+    ];
+    args.extend(images.iter().cloned());
+    work.forge(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A registry that asks for basic credentials sends uploads and blob downloads to another
+/// host (a storage front end, as registries backed by S3 do) and names a relative
+/// `//host:port/...` location for a refused mount: the credentials reach the registry and
+/// nothing else, and the copy completes.
+#[test]
+fn credentials_go_to_the_registry_and_to_no_other_host_it_names() {
+    let work = Work::new();
+    let store: Shared = Arc::default();
+    let elsewhere = {
+        let api = Api {
+            store: store.clone(),
+            uploads: String::new(),
+            mount_session: String::new(),
+            blob_redirect: None,
+        };
+        ScriptedRegistry::start(move |r| api.answer(r))
+    };
+    let other = elsewhere.host();
+    let registry = {
+        let api = Api {
+            store: store.clone(),
+            uploads: format!("http://{other}/upload/"),
+            mount_session: format!("//{other}/upload/mount/0"),
+            blob_redirect: Some(format!("http://{other}/blobs/")),
+        };
+        ScriptedRegistry::start(move |r| {
+            if r.header("authorization") != Some(basic_header().as_str()) {
+                return Answer::new(401).header("WWW-Authenticate", "Basic realm=\"scripted\"");
+            }
+            api.answer(r)
+        })
+    };
+    let host = registry.host();
+    store.lock().unwrap().image("team/app", "v1", None);
+    let ud = mapping(
+        &host,
+        None,
+        true,
+        &[(&format!("{host}/team"), &format!("{host}/mirror"))],
+    );
+    let out = sync(&work, &ud, &[format!("{host}/team/app:v1")]);
+    assert_output(&out, 0, &[&format!("{host}/mirror/app:v1")]);
+    let copied = store.lock().unwrap();
+    assert_eq!(
+        copied.manifests.get(&("mirror/app".into(), "v1".into())),
+        copied.manifests.get(&("team/app".into(), "v1".into())),
+    );
+    drop(copied);
+    let at_registry = registry.received();
+    assert!(
+        at_registry
+            .iter()
+            .any(|r| r.header("authorization") == Some(basic_header().as_str())),
+        "the registry got its credentials: {at_registry:#?}"
+    );
+    let at_other = elsewhere.received();
+    let methods: Vec<&str> = at_other.iter().map(|r| r.method.as_str()).collect();
+    for used in ["GET", "PUT", "DELETE"] {
+        assert!(
+            methods.contains(&used),
+            "{used} reached the other host: {methods:?}"
+        );
+    }
+    for r in &at_other {
+        assert_eq!(
+            r.header("authorization"),
+            None,
+            "{} {} got credentials",
+            r.method,
+            r.target
+        );
+    }
+}
+
+/// A source registry is untrusted: a descriptor whose "digest" is a path, or a header that
+/// names one, is a protocol error naming the registry and the descriptor, and no file is
+/// touched.
+#[test]
+fn digests_from_a_registry_are_data_never_paths() {
+    let work = Work::new();
+    let victim = work.write("victim", "precious\n");
+    let store: Shared = Arc::default();
+    let api = Api {
+        store: store.clone(),
+        uploads: "/upload/".into(),
+        mount_session: "/upload/mount/0".into(),
+        blob_redirect: None,
+    };
+    let registry = ScriptedRegistry::start(move |r| {
+        if r.method == "HEAD" && r.path().ends_with("/manifests/header") {
+            return Answer::new(200).header("Docker-Content-Digest", "../../../etc/shadow");
+        }
+        api.answer(r)
+    });
+    let host = registry.host();
+    for (tag, digest) in [
+        ("path", victim.display().to_string()),
+        ("dots", "sha256:../../../../tmp/forge-owned".to_string()),
+        ("upper", format!("sha256:{}", "A".repeat(64))),
+    ] {
+        store.lock().unwrap().image("team/app", tag, Some(&digest));
+        let ud = mapping(
+            &host,
+            None,
+            true,
+            &[(&format!("{host}/team"), &format!("{host}/mirror"))],
+        );
+        let out = sync(&work, &ud, &[format!("{host}/team/app:{tag}")]);
+        let said = format!(
+            "{host}: the manifest of {host}/team/app:{tag}: layers[0]: `{digest}` is not a digest"
+        );
+        assert_output(&out, 2, &[&said]);
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(!Path::new("/tmp/forge-owned").exists());
+    let uploads: Vec<_> = registry
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "PUT" || r.method == "POST")
+        .collect();
+    assert!(uploads.is_empty(), "nothing was copied: {uploads:#?}");
+
+    let ud = mapping(&host, None, true, &[("unrelated.example.com", &host)]);
+    let ud = work.write("check.yaml", &ud);
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        ud.to_str().unwrap(),
+        &format!("{host}/team/app:header"),
+    ]);
+    assert_output(
+        &out,
+        1,
+        &["the Docker-Content-Digest header: `../../../etc/shadow` is not a digest"],
+    );
+}
+
+/// What a registry sends is read through a bound per kind, within the deadline: a 5 MiB
+/// manifest, a manifest that trickles, a blob longer than its descriptor, a token answer
+/// without end. Each stops the copy (exit 2) fast, in bounded memory, naming the registry and
+/// the limit.
+#[test]
+fn registry_answers_are_read_within_their_bounds() {
+    let store: Shared = Arc::default();
+    let api = Api {
+        store: store.clone(),
+        uploads: "/upload/".into(),
+        mount_session: "/upload/mount/0".into(),
+        blob_redirect: None,
+    };
+    let token_service =
+        ScriptedRegistry::start(|_| Answer::new(200).generated(1 << 30).without_length());
+    let realm = format!("http://{}/token", token_service.host());
+    let registry = ScriptedRegistry::start(move |r| {
+        let path = r.path();
+        if path.contains("/bearer/") && r.header("authorization").is_none() {
+            return Answer::new(401).header(
+                "WWW-Authenticate",
+                &format!("Bearer realm=\"{realm}\",service=\"scripted\""),
+            );
+        }
+        if path.ends_with("/manifests/huge") {
+            return Answer::new(200)
+                .header("Content-Type", OCI_MANIFEST)
+                .generated(5 << 20)
+                .without_length();
+        }
+        if path.ends_with("/manifests/slow") {
+            return Answer::new(200)
+                .header("Content-Type", OCI_MANIFEST)
+                .body(vec![b' '; 100])
+                .trickle(Duration::from_secs(5));
+        }
+        if path.contains("/blobs/sha256:") && path.contains("/long/") && r.method == "GET" {
+            return Answer::new(200).generated(1 << 30).without_length();
+        }
+        api.answer(r)
+    });
+    let host = registry.host();
+    store.lock().unwrap().image("team/long", "v1", None);
+    let work = Work::new();
+    let ud = mapping(
+        &host,
+        None,
+        true,
+        &[(&format!("{host}/team"), &format!("{host}/mirror"))],
+    );
+    let ud = work.write("ud.yaml", &ud);
+    let cases = [
+        ("huge", "the answer to /v2/team/huge/manifests/huge is larger than 4 MiB, the most forge reads of a manifest".to_string(), 10),
+        ("slow", format!("{host}: timed out after 10 s"), 13),
+        ("long", "bytes its descriptor gives".to_string(), 10),
+        ("bearer", "the answer to /token is larger than 1 MiB, the most forge reads of a registry's answer".to_string(), 10),
+    ];
+    for (name, said, seconds) in cases {
+        let image = match name {
+            "long" => format!("{host}/team/long:v1"),
+            other => format!("{host}/team/{other}:{other}"),
+        };
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_forge"));
+        cmd.env("DOCKER_CONFIG", work.path("docker"))
+            .env_remove("HTTPS_PROXY")
+            .env_remove("HTTP_PROXY")
+            .args([
+                "registry",
+                "sync",
+                "--from",
+                "registry",
+                "--registry-timeout",
+                "10",
+            ])
+            .args(["--user-data", ud.to_str().unwrap(), &image]);
+        let run = support::measured(&mut cmd, Duration::from_secs(60));
+        eprintln!(
+            "{name:7} exit {:?} {:>6} ms {:>7} KiB",
+            run.code,
+            run.elapsed.as_millis(),
+            run.peak_rss_bytes >> 10
+        );
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert_eq!(run.code, Some(2), "{name}: {all}");
+        assert!(all.contains(&said), "{name}: missing `{said}` in\n{all}");
+        assert!(
+            run.elapsed < Duration::from_secs(seconds),
+            "{name} took {:?}",
+            run.elapsed
+        );
+        assert!(
+            run.peak_rss_bytes < 128 << 20,
+            "{name}: peak RSS {} MiB",
+            run.peak_rss_bytes >> 20
+        );
+    }
+}
+
+/// Docker Hub as the Docker CLI reaches it: a `docker.io` reference is fetched from
+/// `registry-1.docker.io` (seen by a proxy of the test's own as the CONNECT target), and its
+/// credentials are asked for under `https://index.docker.io/v1/`.
+#[test]
+fn docker_hub_is_reached_at_registry_1_with_its_index_credentials() {
+    let work = Work::new();
+    let proxy = ScriptedRegistry::start(|_| Answer::new(403));
+    work.credential_helper("https://index.docker.io/v1/", true);
+    let ud = work.write(
+        "ud.yaml",
+        "#cloud-config\nstylus:\n  site:\n    name: hub\n",
+    );
+    let out = work.forge_with(
+        &[
+            "registry",
+            "check",
+            "--user-data",
+            ud.to_str().unwrap(),
+            "alpine:3.20",
+        ],
+        "",
+        &[("HTTPS_PROXY", &format!("http://{}", proxy.host()))],
+    );
+    assert_output(&out, 1, &["docker.io"]);
+    let connects: Vec<String> = proxy
+        .received()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(
+        connects.first().map(String::as_str),
+        Some("CONNECT registry-1.docker.io:443"),
+        "{connects:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.path("helper.log")).unwrap(),
+        "https://index.docker.io/v1/\n"
+    );
+}
+
+/// A credential helper that never answers (waiting for a prompt no one sees) is stopped after
+/// 10 s and named.
+#[test]
+fn a_hanging_credential_helper_is_stopped_and_named() {
+    let work = Work::new();
+    work.credential_helper_script("sleep 600", None);
+    let ud = work.write(
+        "ud.yaml",
+        "#cloud-config\nstylus:\n  site:\n    name: hub\n",
+    );
+    let started = Instant::now();
+    let out = work.forge(&[
+        "registry",
+        "check",
+        "--user-data",
+        ud.to_str().unwrap(),
+        "registry.example.com/app:v1",
+    ]);
+    let elapsed = started.elapsed();
+    assert_output(
+        &out,
+        1,
+        &["credential helper docker-credential-forgetest failed for registry.example.com: docker-credential-forgetest did not answer within 10 s"],
+    );
+    assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
 }

@@ -564,7 +564,7 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
                     b.step.kind.label(),
                     b.step.tag,
                     b.digest
-                        .as_deref()
+                        .as_ref()
                         .map(|d| format!("@{d}"))
                         .unwrap_or_default()
                 ));

@@ -275,7 +275,7 @@ pub(super) fn check(args: CheckArgs) -> Result<ExitStatus> {
             let mut lines = vec![format!("{:12}  {:width$}  DIGEST", "STATUS", "IMAGE")];
             for (r, p) in rewrites.iter().zip(&results) {
                 let detail = match p {
-                    Presence::Present(f) => f.digest.clone(),
+                    Presence::Present(f) => f.digest.to_string(),
                     Presence::Missing => String::new(),
                     Presence::Unauthorized(e) | Presence::Failed(e) => e.clone(),
                 };

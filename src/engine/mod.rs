@@ -18,7 +18,8 @@ use bollard::Docker;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
+
+use crate::digest::{Algorithm, Digest, Hasher};
 
 use crate::registry::client::BlobFile;
 use crate::registry::sync::{LocalImage, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
@@ -514,7 +515,7 @@ pub struct LayerCache {
 #[derive(Clone)]
 struct Compressed {
     path: PathBuf,
-    digest: String,
+    digest: Digest,
     size: u64,
 }
 
@@ -588,7 +589,7 @@ fn assemble(image: &str, unpacked: &Path, cache: &LayerCache) -> Result<LocalIma
         .iter()
         .filter_map(|d| d.as_str().map(str::to_string))
         .collect();
-    let config_digest = crate::registry::client::sha256_digest(&config);
+    let config_digest = Digest::sha256(&config);
     let mut blobs = HashMap::from([(config_digest.clone(), BlobFile::plain(config_path))]);
     let mut layers = Vec::new();
     std::fs::create_dir_all(&cache.dir).map_err(io(&cache.dir))?;
@@ -604,16 +605,19 @@ fn assemble(image: &str, unpacked: &Path, cache: &LayerCache) -> Result<LocalIma
             None => {
                 let staged = cache.dir.join(format!(
                     ".{image_hash}-{i}.tar.gz",
-                    image_hash = &crate::registry::client::sha256_digest(image.as_bytes())[7..19]
+                    image_hash = Digest::sha256(image.as_bytes()).short()
                 ));
                 let (diff_id, digest, size) = compress(&raw, &staged).map_err(io(&raw))?;
-                if diff_ids.get(i).is_some_and(|expected| *expected != diff_id) {
+                if diff_ids
+                    .get(i)
+                    .is_some_and(|expected| diff_id != **expected)
+                {
                     return Err(malformed(format!(
                         "layer {i} has diff ID {diff_id}, the config says {}",
                         diff_ids[i]
                     )));
                 }
-                let gz = cache.dir.join(format!("{}.tar.gz", &diff_id[7..]));
+                let gz = cache.dir.join(format!("{}.tar.gz", diff_id.hex()));
                 std::fs::rename(&staged, &gz).map_err(io(&gz))?;
                 let entry = Compressed {
                     path: gz,
@@ -624,7 +628,7 @@ fn assemble(image: &str, unpacked: &Path, cache: &LayerCache) -> Result<LocalIma
                     .known
                     .lock()
                     .expect("layer cache lock")
-                    .insert(diff_id, entry.clone());
+                    .insert(diff_id.to_string(), entry.clone());
                 entry
             }
         };
@@ -646,10 +650,10 @@ fn assemble(image: &str, unpacked: &Path, cache: &LayerCache) -> Result<LocalIma
 }
 
 /// Gzip `raw` into `gz`: (sha256 of the tar, sha256 of the gzip, gzip size).
-fn compress(raw: &Path, gz: &Path) -> std::io::Result<(String, String, u64)> {
+fn compress(raw: &Path, gz: &Path) -> std::io::Result<(Digest, Digest, u64)> {
     struct Hashing<W: Write> {
         inner: W,
-        hasher: Sha256,
+        hasher: Hasher,
         size: u64,
     }
     impl<W: Write> Write for Hashing<W> {
@@ -666,13 +670,13 @@ fn compress(raw: &Path, gz: &Path) -> std::io::Result<(String, String, u64)> {
     let mut input = BufReader::with_capacity(1 << 20, File::open(raw)?);
     let out = Hashing {
         inner: BufWriter::with_capacity(1 << 20, File::create(gz)?),
-        hasher: Sha256::new(),
+        hasher: Hasher::new(Algorithm::Sha256),
         size: 0,
     };
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .write(out, flate2::Compression::default());
-    let mut tar_hasher = Sha256::new();
+    let mut tar_hasher = Hasher::new(Algorithm::Sha256);
     let mut buf = vec![0; 1 << 20];
     loop {
         let n = input.read(&mut buf)?;
@@ -684,8 +688,7 @@ fn compress(raw: &Path, gz: &Path) -> std::io::Result<(String, String, u64)> {
     }
     let mut out = encoder.finish()?;
     out.flush()?;
-    let hex = |h: Sha256| format!("sha256:{}", hex::encode(h.finalize()));
-    Ok((hex(tar_hasher), hex(out.hasher), out.size))
+    Ok((tar_hasher.finish(), out.hasher.finish(), out.size))
 }
 
 #[cfg(test)]
@@ -700,15 +703,10 @@ mod tests {
         let a = compress(&raw, &dir.path().join("a.gz")).unwrap();
         let b = compress(&raw, &dir.path().join("b.gz")).unwrap();
         assert_eq!(a, b);
-        assert_eq!(
-            a.0,
-            crate::registry::client::sha256_digest(&vec![7u8; 300_000])
-        );
+        assert_eq!(a.0, Digest::sha256(&vec![7u8; 300_000]));
         assert_eq!(
             a.1,
-            crate::registry::client::sha256_digest(
-                &std::fs::read(dir.path().join("a.gz")).unwrap()
-            )
+            Digest::sha256(&std::fs::read(dir.path().join("a.gz")).unwrap())
         );
     }
 }

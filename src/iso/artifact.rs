@@ -10,8 +10,9 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::digest::Digest;
 use crate::reference::Reference;
-use crate::registry::client::{sha256_digest, BlobFile};
+use crate::registry::client::BlobFile;
 use crate::registry::rewrite::Rewrite;
 use crate::registry::sync::{
     LocalImage, SyncError, Synced, Syncer, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST,
@@ -34,8 +35,7 @@ pub fn image(
         .to_string_lossy()
         .into_owned();
     let layer = layer(iso, &name, epoch.unwrap_or(0))?;
-    let (hex, layer_size) = layer.sha256()?;
-    let layer_digest = format!("sha256:{hex}");
+    let (layer_digest, layer_size) = layer.sha256()?;
     let config = serde_json::to_vec(&json!({
         "architecture": arch,
         "os": "linux",
@@ -44,7 +44,7 @@ pub fn image(
         "history": [{"created_by": format!("forge: COPY {name} /{DIRECTORY}/")}],
     }))
     .expect("config serializes");
-    let config_digest = sha256_digest(&config);
+    let config_digest = Digest::sha256(&config);
     let config_path = scratch.join("iso-config.json");
     std::fs::write(&config_path, &config)?;
     let manifest = json!({

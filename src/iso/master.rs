@@ -131,7 +131,7 @@ pub struct Mastered {
     /// Whether the image-dependent parts came from the mastering cache.
     pub cached: bool,
     /// Where `--push-iso` pushed it as an image, and the manifest's digest.
-    pub pushed: Option<(String, String)>,
+    pub pushed: Option<(String, crate::digest::Digest)>,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> IsoError {
@@ -185,7 +185,7 @@ pub async fn master(
         }
     };
     let compression = settings.get("SQUASHFS_COMPRESSION").unwrap_or("gzip");
-    let key = crate::registry::client::sha256_digest(
+    let key = crate::digest::Digest::sha256(
         [
             env!("CARGO_PKG_VERSION"),
             &image_id,
@@ -198,7 +198,8 @@ pub async fn master(
         .join("\n")
         .as_bytes(),
     )
-    .replace("sha256:", "");
+    .hex()
+    .to_string();
     let cache_error = |e| IsoError::Io {
         what: format!("the mastering cache in {}", spec.cache.dir().display()),
         source: e,
@@ -869,5 +870,6 @@ fn xorriso_args(
 
 /// sha256 (hex) and size of a file, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    crate::registry::client::BlobFile::plain(path.to_path_buf()).sha256()
+    let (digest, size) = crate::registry::client::BlobFile::plain(path.to_path_buf()).sha256()?;
+    Ok((digest.hex().to_string(), size))
 }

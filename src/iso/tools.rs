@@ -316,8 +316,8 @@ async fn builder_image(
         "iso/iso-tools.Dockerfile",
         &crate::render::context(settings),
     )?;
-    let hash = crate::registry::client::sha256_digest(dockerfile.as_bytes());
-    let tag = format!("{LOCAL_HOST}/forge-iso-tools:{}", &hash[7..19]);
+    let hash = crate::digest::Digest::sha256(dockerfile.as_bytes());
+    let tag = format!("{LOCAL_HOST}/forge-iso-tools:{}", hash.short());
     if engine::labels(docker, &tag).await?.is_some() {
         return Ok(tag);
     }
@@ -330,7 +330,7 @@ async fn builder_image(
         context: scratch.path(),
         exclude: &[],
         tag: &tag,
-        labels: [(INPUT_HASH_LABEL.to_string(), hash)].into(),
+        labels: [(INPUT_HASH_LABEL.to_string(), hash.to_string())].into(),
         build_args: build_args.clone(),
         credentials: engine::credentials_for(&[settings
             .get("ISO_TOOLS_IMAGE")

@@ -15,9 +15,11 @@ use reqwest::header::{
     WWW_AUTHENTICATE,
 };
 use reqwest::{Method, Response, StatusCode};
-use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Mutex;
+
+use crate::digest::Digest;
+use crate::limits::{MAX_MANIFEST_BYTES, MAX_REGISTRY_REPLY_BYTES, MIN_BLOB_BYTES_PER_SECOND};
 
 /// Every manifest type forge reads or writes.
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -136,6 +138,12 @@ pub enum Error {
     },
     #[error("{registry}: {detail}")]
     Protocol { registry: String, detail: String },
+    #[error("{registry}: the answer to {what} is larger than {limit}")]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: String,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -144,14 +152,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again may help.
+    /// Whether trying again may help: a connection that failed or timed out, 429 and 5xx. A
+    /// definite answer (401, 403, 404, a malformed or oversized answer) stands.
     fn transient(&self) -> bool {
         match self {
             Error::Connect { .. } | Error::Proxy { .. } | Error::Timeout { .. } => true,
             Error::Status { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
             }
-            Error::Protocol { .. } => true,
             _ => false,
         }
     }
@@ -160,9 +168,47 @@ impl Error {
 /// A descriptor as the registry reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    pub digest: String,
+    pub digest: Digest,
     pub media_type: String,
     pub size: u64,
+}
+
+/// A registry's answer, its body read (bounded) within the request's deadline.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: impl reqwest::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The most of an answer's body a request reads, by what the answer is.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// A manifest or an index.
+    Manifest,
+    /// Anything else that is not a blob: a token, an error, an upload's answer.
+    Reply,
+}
+
+impl Limit {
+    fn bytes(self) -> u64 {
+        match self {
+            Limit::Manifest => MAX_MANIFEST_BYTES,
+            Limit::Reply => MAX_REGISTRY_REPLY_BYTES,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Limit::Manifest => "a manifest",
+            Limit::Reply => "a registry's answer",
+        }
+    }
 }
 
 /// Body of a request, re-creatable for retries.
@@ -196,11 +242,11 @@ impl BlobFile {
         Ok(self.head.len() as u64 + file + self.tail.len() as u64)
     }
 
-    /// The blob's sha256 (hex) and size, read in blocks of 1 MiB (blocking).
-    pub fn sha256(&self) -> std::io::Result<(String, u64)> {
+    /// The blob's sha256 digest and size, read in blocks of 1 MiB (blocking).
+    pub fn sha256(&self) -> std::io::Result<(Digest, u64)> {
         use std::io::Read as _;
         let mut file = std::fs::File::open(&self.path)?;
-        let mut hasher = Sha256::new();
+        let mut hasher = crate::digest::Hasher::new(crate::digest::Algorithm::Sha256);
         hasher.update(&self.head);
         let mut buf = vec![0; 1 << 20];
         let mut size = self.head.len() as u64;
@@ -214,7 +260,7 @@ impl BlobFile {
         }
         hasher.update(&self.tail);
         size += self.tail.len() as u64;
-        Ok((hex::encode(hasher.finalize()), size))
+        Ok((hasher.finish(), size))
     }
 
     /// The blob's bytes, in blocks of 1 MiB.
@@ -236,8 +282,10 @@ impl BlobFile {
 
 /// A connection to one registry host.
 pub struct Registry {
+    /// The host as references name it (`docker.io`), for messages and credentials.
     host: String,
-    base: String,
+    /// Where its API is: `https://HOST/` (`http://` for an insecure one that needs it).
+    base: reqwest::Url,
     http: reqwest::Client,
     access: Access,
     retry: Retry,
@@ -310,17 +358,39 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The host a registry's API is served from: Docker Hub's references name `docker.io`, its API
+/// is at `registry-1.docker.io`, as the Docker CLI reaches it.
+fn endpoint(host: &str) -> &str {
+    match host {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
+    }
+}
+
+/// Whether `url` is on the same origin (scheme, host and port) as `base`: only then does a
+/// request carry the registry's credentials or token.
+fn same_origin(url: &reqwest::Url, base: &reqwest::Url) -> bool {
+    url.scheme() == base.scheme()
+        && url.host_str() == base.host_str()
+        && url.port_or_known_default() == base.port_or_known_default()
+}
+
 impl Registry {
     /// Connect to `host` (`host[:port]`): HTTPS, verified unless `insecure`; an insecure
     /// registry that does not speak TLS is used over plain HTTP.
     pub async fn connect(host: &str, access: Access, retry: Retry) -> Result<Registry, Error> {
-        let http = client(&access, !access.insecure).map_err(|detail| Error::Protocol {
+        let protocol = |detail: String| Error::Protocol {
             registry: host.to_string(),
             detail,
-        })?;
+        };
+        let http = client(&access, !access.insecure).map_err(protocol)?;
+        let base = |scheme: &str| {
+            reqwest::Url::parse(&format!("{scheme}://{}/", endpoint(host)))
+                .map_err(|e| protocol(format!("not a registry host: {e}")))
+        };
         let mut registry = Registry {
             host: host.to_string(),
-            base: format!("https://{host}"),
+            base: base("https")?,
             http,
             access,
             retry,
@@ -330,15 +400,18 @@ impl Registry {
             registry.ping().await?;
             return Ok(registry);
         }
-        // An insecure registry may speak TLS (unverified) or plain HTTP: probe TLS briefly.
-        match tokio::time::timeout(INSECURE_PROBE, registry.ping()).await {
-            Ok(Ok(())) => {}
+        // An insecure registry may speak TLS (unverified) or plain HTTP: probe TLS briefly,
+        // once (a plain-HTTP server's answer to a TLS handshake is no reason to try again).
+        let (headers, body) = (HeaderMap::new(), Body::Empty);
+        let probe = registry.exchange(&Method::GET, "/v2/", "", &headers, &body);
+        match tokio::time::timeout(INSECURE_PROBE, probe).await {
+            Ok(Ok(_)) => {}
             // It answered over TLS, or cannot be found at all: the error stands.
             Ok(Err(
                 e @ (Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Dns { .. }),
             )) => return Err(e),
             Ok(Err(_)) | Err(_) => {
-                registry.base = format!("http://{host}");
+                registry.base = base("http")?;
                 registry.ping().await?;
             }
         }
@@ -351,9 +424,16 @@ impl Registry {
 
     /// `GET /v2/`: reachable, and authenticated when the registry asks for it.
     async fn ping(&self) -> Result<(), Error> {
-        self.request(Method::GET, "/v2/", "", HeaderMap::new(), Body::Empty)
-            .await
-            .map(drop)
+        self.request(
+            Method::GET,
+            "/v2/",
+            "",
+            HeaderMap::new(),
+            Body::Empty,
+            Limit::Reply,
+        )
+        .await
+        .map(drop)
     }
 
     fn classify(&self, e: reqwest::Error) -> Error {
@@ -405,7 +485,7 @@ impl Registry {
                 registry,
                 detail: "no such host".into(),
             }
-        } else if e.is_connect() || e.is_request() || e.is_body() {
+        } else if e.is_connect() || e.is_request() || e.is_body() || e.is_decode() {
             Error::Connect {
                 registry,
                 detail: connect_reason(&detail),
@@ -413,15 +493,16 @@ impl Registry {
         } else {
             Error::Protocol {
                 registry,
-                detail: detail.chars().take(200).collect(),
+                detail: crate::limits::clip(&detail).into_owned(),
             }
         }
     }
 
-    /// Send a request with authentication and retries, all within the deadline (a streamed
-    /// upload has none: its caller retries it whole), telling `retry.on_wait` every 10 s that
-    /// it is still waiting. `scope` is the token scope, e.g. `repository:app:pull`. Non-success
-    /// statuses other than 404 and 401/403 (after auth) are errors; the caller sees 2xx and 404.
+    /// Send a request and read its answer's body (at most `limit`), with authentication and
+    /// retries, all within the deadline (a streamed upload has none and is not retried: its
+    /// caller retries it whole), telling `retry.on_wait` every 10 s that it is still waiting.
+    /// `scope` is the token scope, e.g. `repository:app:pull`. The caller sees 2xx and 404;
+    /// other statuses are errors.
     async fn request(
         &self,
         method: Method,
@@ -429,13 +510,36 @@ impl Registry {
         scope: &str,
         headers: HeaderMap,
         body: Body<'_>,
-    ) -> Result<Response, Error> {
-        let deadline = match body {
-            Body::Blob(_) => None,
-            _ => Some(self.retry.deadline),
+        limit: Limit,
+    ) -> Result<Reply, Error> {
+        let exchange = || async {
+            let response = self.exchange(&method, path, scope, &headers, &body).await?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            let body = self.read_body(response, path, limit).await?;
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
         };
+        match body {
+            Body::Blob(_) => self.waiting(None, exchange()).await,
+            _ => {
+                let deadline = Some(self.retry.deadline);
+                self.waiting(deadline, self.retrying(|_| false, exchange))
+                    .await
+            }
+        }
+    }
+
+    /// `work` within `deadline` (none: unbounded), telling `retry.on_wait` every 10 s that it
+    /// is still waiting.
+    async fn waiting<T>(
+        &self,
+        deadline: Option<Duration>,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let started = Instant::now();
-        let work = self.attempts(method, path, scope, headers, body);
         tokio::pin!(work);
         let expired = tokio::time::sleep(deadline.unwrap_or(Duration::MAX / 4));
         tokio::pin!(expired);
@@ -447,7 +551,7 @@ impl Registry {
                 () = &mut expired, if deadline.is_some() => {
                     return Err(Error::Timeout {
                         registry: self.host.clone(),
-                        after: self.retry.deadline,
+                        after: deadline.unwrap_or_default(),
                     })
                 }
                 _ = notices.tick() => (self.retry.on_wait)(&self.host, started.elapsed()),
@@ -455,82 +559,121 @@ impl Registry {
         }
     }
 
-    /// [`Registry::request`]'s attempts, without its deadline.
-    async fn attempts(
+    /// The one retry loop: `attempt` again after a backoff while it fails with a transient
+    /// error (or one `also` accepts), at most `retry.attempts` times.
+    async fn retrying<T, F, Fut>(
         &self,
-        method: Method,
+        also: fn(&Error) -> bool,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut tried = 0;
+        loop {
+            match attempt().await {
+                Err(e) if (e.transient() || also(&e)) && tried + 1 < self.retry.attempts => {
+                    tried += 1;
+                    tokio::time::sleep(self.retry.delay(tried)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One request, answering a 401 challenge once: a response with a 2xx or 404 status, or
+    /// the error the status means (an error body read up to [`Limit::Reply`]).
+    async fn exchange(
+        &self,
+        method: &Method,
         path: &str,
         scope: &str,
-        headers: HeaderMap,
-        body: Body<'_>,
+        headers: &HeaderMap,
+        body: &Body<'_>,
     ) -> Result<Response, Error> {
-        let mut attempt = 0;
         let mut authenticated = false;
         loop {
-            let result = self.send_once(&method, path, scope, &headers, &body).await;
-            let error = match result {
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !authenticated => {
-                    let challenge = response
-                        .headers()
-                        .get(WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    authenticated = true;
-                    match self.authenticate(&challenge, scope).await {
-                        Ok(()) => continue,
-                        Err(e) => e,
-                    }
-                }
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
-                    let challenge = response
-                        .headers()
-                        .get(WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    self.unauthorized(challenge)
-                }
-                Ok(response) if response.status() == StatusCode::FORBIDDEN => Error::Forbidden {
-                    registry: self.host.clone(),
-                    what: if scope.is_empty() {
-                        path.to_string()
-                    } else {
-                        scope.to_string()
-                    },
-                },
-                Ok(response)
-                    if response.status().is_success()
-                        || response.status() == StatusCode::NOT_FOUND =>
-                {
-                    return Ok(response)
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let body: String = response
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(300)
-                        .collect();
-                    Error::Status {
-                        registry: self.host.clone(),
-                        method: method.to_string(),
-                        path: path.to_string(),
-                        status,
-                        body: body.trim().to_string(),
-                    }
-                }
-                Err(e) => e,
+            let response = self.send_once(method, path, scope, headers, body).await?;
+            let status = response.status();
+            let challenge = || {
+                response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
             };
-            attempt += 1;
-            // A streamed upload cannot be replayed into the same session: its caller restarts it.
-            let replayable = !matches!(body, Body::Blob(_));
-            if !replayable || !error.transient() || attempt >= self.retry.attempts {
-                return Err(error);
+            if status == StatusCode::UNAUTHORIZED && !authenticated {
+                authenticated = true;
+                self.authenticate(&challenge(), scope).await?;
+                continue;
             }
-            tokio::time::sleep(self.retry.delay(attempt)).await;
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(self.unauthorized(&challenge()));
+            }
+            if status == StatusCode::FORBIDDEN {
+                return Err(Error::Forbidden {
+                    registry: self.host.clone(),
+                    what: if scope.is_empty() { path } else { scope }.to_string(),
+                });
+            }
+            if status.is_success() || status == StatusCode::NOT_FOUND {
+                return Ok(response);
+            }
+            let body = self.read_body(response, path, Limit::Reply).await?;
+            let body = String::from_utf8_lossy(&body);
+            return Err(Error::Status {
+                registry: self.host.clone(),
+                method: method.to_string(),
+                path: path.to_string(),
+                status,
+                body: body.trim().chars().take(300).collect(),
+            });
         }
+    }
+
+    /// The body of `response`, refused once it is longer than `limit`.
+    async fn read_body(
+        &self,
+        response: Response,
+        path: &str,
+        limit: Limit,
+    ) -> Result<Vec<u8>, Error> {
+        let too_large = || Error::TooLarge {
+            registry: self.host.clone(),
+            what: path.to_string(),
+            limit: format!(
+                "{} MiB, the most forge reads of {}",
+                limit.bytes() >> 20,
+                limit.what()
+            ),
+        };
+        if response.content_length().is_some_and(|n| n > limit.bytes()) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.classify(e))?;
+            if (body.len() + chunk.len()) as u64 > limit.bytes() {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// `path` (relative to the registry, or a URL the registry gave: an upload's `Location`)
+    /// as a URL, resolved as a browser resolves a link.
+    fn url(&self, path: &str) -> Result<reqwest::Url, Error> {
+        self.base.join(path).map_err(|e| Error::Protocol {
+            registry: self.host.clone(),
+            detail: format!(
+                "the registry named `{}` as a location: {e}",
+                crate::limits::clip(path)
+            ),
+        })
     }
 
     async fn send_once(
@@ -541,17 +684,16 @@ impl Registry {
         headers: &HeaderMap,
         body: &Body<'_>,
     ) -> Result<Response, Error> {
-        let url = if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.base)
-        };
+        let url = self.url(path)?;
         let mut request = self
             .http
-            .request(method.clone(), &url)
+            .request(method.clone(), url.clone())
             .headers(headers.clone());
-        if let Some(auth) = self.tokens.lock().await.get(scope).cloned() {
-            request = request.header(AUTHORIZATION, auth);
+        // Credentials belong to the registry: a location on another host gets none.
+        if same_origin(&url, &self.base) {
+            if let Some(auth) = self.tokens.lock().await.get(scope).cloned() {
+                request = request.header(AUTHORIZATION, auth);
+            }
         }
         request = match body {
             Body::Empty => request,
@@ -573,7 +715,7 @@ impl Registry {
 
     fn unauthorized(&self, challenge: &str) -> Error {
         let realm = param(challenge, "realm")
-            .map(|r| format!(", realm \"{r}\""))
+            .map(|r| format!(", realm \"{}\"", crate::limits::clip(&r)))
             .unwrap_or_default();
         let user = match &self.access.credentials {
             Some((user, _)) => format!(" as `{user}`"),
@@ -587,7 +729,8 @@ impl Registry {
     }
 
     /// Answer a `WWW-Authenticate` challenge: basic credentials, or a bearer token fetched from
-    /// the realm (with basic credentials when there are some, anonymously otherwise).
+    /// the realm (with basic credentials when there are some, anonymously otherwise: Docker's
+    /// rule, the realm is the one other host that sees them).
     async fn authenticate(&self, challenge: &str, scope: &str) -> Result<(), Error> {
         let scheme = challenge
             .split_whitespace()
@@ -606,51 +749,79 @@ impl Registry {
                     registry: self.host.clone(),
                     detail: "bearer challenge without a realm".into(),
                 })?;
-                let mut query: Vec<(String, String)> = Vec::new();
-                if let Some(service) = param(challenge, "service") {
-                    query.push(("service".into(), service));
-                }
-                for s in scope.split(' ').filter(|s| !s.is_empty()) {
-                    query.push(("scope".into(), s.to_string()));
-                }
-                let mut request = self.http.get(&realm).query(&query);
-                if let Some((user, password)) = &self.access.credentials {
-                    request = request.header(AUTHORIZATION, basic(user, password));
-                }
-                let response = request.send().await.map_err(|e| self.classify(e))?;
-                if response.status() == StatusCode::UNAUTHORIZED {
-                    return Err(self.unauthorized(challenge));
-                }
-                if !response.status().is_success() {
-                    return Err(Error::Protocol {
-                        registry: self.host.clone(),
-                        detail: format!("token service answered {}", response.status()),
-                    });
-                }
-                let body: serde_json::Value =
-                    response.json().await.map_err(|e| self.classify(e))?;
-                let token = body
-                    .get("token")
-                    .or_else(|| body.get("access_token"))
-                    .and_then(|t| t.as_str())
-                    .ok_or_else(|| Error::Protocol {
-                        registry: self.host.clone(),
-                        detail: "token service returned no token".into(),
-                    })?;
-                let mut value =
-                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                        Error::Protocol {
-                            registry: self.host.clone(),
-                            detail: "malformed token".into(),
-                        }
-                    })?;
-                value.set_sensitive(true);
-                value
+                self.token(&realm, param(challenge, "service"), scope, challenge)
+                    .await?
             }
             _ => return Err(self.unauthorized(challenge)),
         };
         self.tokens.lock().await.insert(scope.to_string(), header);
         Ok(())
+    }
+
+    /// A bearer token for `scope` from the token service at `realm`.
+    async fn token(
+        &self,
+        realm: &str,
+        service: Option<String>,
+        scope: &str,
+        challenge: &str,
+    ) -> Result<HeaderValue, Error> {
+        let protocol = |detail: String| Error::Protocol {
+            registry: self.host.clone(),
+            detail,
+        };
+        let realm = reqwest::Url::parse(realm).map_err(|e| {
+            protocol(format!(
+                "the token service `{}` is not a URL: {e}",
+                crate::limits::clip(realm)
+            ))
+        })?;
+        let mut query: Vec<(String, String)> = service
+            .map(|service| ("service".to_string(), service))
+            .into_iter()
+            .collect();
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
+            query.push(("scope".into(), s.to_string()));
+        }
+        let path = realm.path().to_string();
+        let mut request = self.http.get(realm).query(&query);
+        if let Some((user, password)) = &self.access.credentials {
+            request = request.header(AUTHORIZATION, basic(user, password));
+        }
+        let response = request.send().await.map_err(|e| self.classify(e))?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(self.unauthorized(challenge));
+        }
+        let body = self.read_body(response, &path, Limit::Reply).await?;
+        if !status.is_success() {
+            return Err(Error::Status {
+                registry: self.host.clone(),
+                method: "GET".into(),
+                path: format!("{path} (the token service)"),
+                status,
+                body: String::from_utf8_lossy(&body)
+                    .trim()
+                    .chars()
+                    .take(300)
+                    .collect(),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let answer: Answer = serde_json::from_slice(&body)
+            .map_err(|e| protocol(format!("the token service's answer is not JSON ({e})")))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .ok_or_else(|| protocol("token service returned no token".into()))?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| protocol("malformed token".into()))?;
+        value.set_sensitive(true);
+        Ok(value)
     }
 
     fn manifest_accept() -> HeaderMap {
@@ -662,25 +833,17 @@ impl Registry {
         headers
     }
 
-    fn found(&self, response: &Response, what: &str) -> Result<Found, Error> {
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let digest = header("docker-content-digest").ok_or_else(|| Error::Protocol {
-            registry: self.host.clone(),
-            detail: format!("{what}: no Docker-Content-Digest header"),
-        })?;
-        Ok(Found {
-            digest,
-            media_type: header("content-type").unwrap_or_default(),
-            size: header("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0),
-        })
+    /// The digest a registry names in its `Docker-Content-Digest` header, parsed.
+    fn content_digest(&self, reply: &Reply, what: &str) -> Result<Option<Digest>, Error> {
+        reply
+            .header("docker-content-digest")
+            .map(|text| {
+                Digest::parse(text).map_err(|e| Error::Protocol {
+                    registry: self.host.clone(),
+                    detail: format!("{what}: the Docker-Content-Digest header: {e}"),
+                })
+            })
+            .transpose()
     }
 
     /// Ask for a manifest (any of [`MANIFEST_TYPES`]): `None` when it is missing.
@@ -689,18 +852,19 @@ impl Registry {
         method: Method,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<(Response, String)>, Error> {
+    ) -> Result<Option<(Reply, String)>, Error> {
         let path = format!("/v2/{repository}/manifests/{reference}");
-        let response = self
+        let reply = self
             .request(
                 method,
                 &path,
                 &pull(repository),
                 Self::manifest_accept(),
                 Body::Empty,
+                Limit::Manifest,
             )
             .await?;
-        Ok((response.status() != StatusCode::NOT_FOUND).then_some((response, path)))
+        Ok((reply.status != StatusCode::NOT_FOUND).then_some((reply, path)))
     }
 
     /// `HEAD` a manifest (image, index or list, Docker or OCI): `None` when it is missing.
@@ -709,13 +873,26 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Found>, Error> {
-        match self
+        let Some((reply, path)) = self
             .manifest_request(Method::HEAD, repository, reference)
             .await?
-        {
-            Some((response, path)) => self.found(&response, &path).map(Some),
-            None => Ok(None),
-        }
+        else {
+            return Ok(None);
+        };
+        let digest = self
+            .content_digest(&reply, &path)?
+            .ok_or_else(|| Error::Protocol {
+                registry: self.host.clone(),
+                detail: format!("{path}: no Docker-Content-Digest header"),
+            })?;
+        Ok(Some(Found {
+            digest,
+            media_type: reply.header(CONTENT_TYPE).unwrap_or_default().to_string(),
+            size: reply
+                .header(CONTENT_LENGTH)
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0),
+        }))
     }
 
     /// `GET` a manifest: its media type, bytes and digest (verified when asked by digest).
@@ -723,34 +900,32 @@ impl Registry {
         &self,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<(String, Vec<u8>, String)>, Error> {
-        let Some((response, path)) = self
+    ) -> Result<Option<(String, Vec<u8>, Digest)>, Error> {
+        let Some((reply, path)) = self
             .manifest_request(Method::GET, repository, reference)
             .await?
         else {
             return Ok(None);
         };
-        let media_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.classify(e))?
-            .to_vec();
-        let digest = sha256_digest(&bytes);
-        if reference.starts_with("sha256:") && reference != digest {
-            return Err(Error::DigestMismatch {
-                registry: self.host.clone(),
-                what: path,
-                expected: reference.to_string(),
-                actual: digest,
-            });
-        }
-        Ok(Some((media_type, bytes, digest)))
+        let media_type = reply.header(CONTENT_TYPE).unwrap_or_default().to_string();
+        let digest = match Digest::parse(reference) {
+            Ok(expected) => {
+                let mut hasher = expected.hasher();
+                hasher.update(&reply.body);
+                let actual = hasher.finish();
+                if actual != expected {
+                    return Err(Error::DigestMismatch {
+                        registry: self.host.clone(),
+                        what: path,
+                        expected: expected.to_string(),
+                        actual: actual.to_string(),
+                    });
+                }
+                expected
+            }
+            Err(_) => Digest::sha256(&reply.body),
+        };
+        Ok(Some((media_type, reply.body, digest)))
     }
 
     /// `PUT` a manifest and check the registry stored exactly these bytes.
@@ -760,136 +935,147 @@ impl Registry {
         reference: &str,
         media_type: &str,
         bytes: &[u8],
-    ) -> Result<String, Error> {
+    ) -> Result<Digest, Error> {
         let path = format!("/v2/{repository}/manifests/{reference}");
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_str(media_type).map_err(|_| Error::Protocol {
                 registry: self.host.clone(),
-                detail: format!("bad media type {media_type}"),
+                detail: format!("bad media type {}", crate::limits::clip(media_type)),
             })?,
         );
-        let response = self
+        let reply = self
             .request(
                 Method::PUT,
                 &path,
                 &push(repository),
                 headers,
                 Body::Bytes(bytes),
+                Limit::Reply,
             )
             .await?;
-        self.expect_created(&response, &path)?;
-        let expected = sha256_digest(bytes);
-        let stored = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(&expected)
-            .to_string();
-        if stored != expected {
-            return Err(Error::DigestMismatch {
+        self.expect_created(&reply, &path)?;
+        let expected = Digest::sha256(bytes);
+        match self.content_digest(&reply, &path)? {
+            Some(stored) if stored != expected => Err(Error::DigestMismatch {
                 registry: self.host.clone(),
                 what: path,
-                expected,
-                actual: stored,
-            });
+                expected: expected.to_string(),
+                actual: stored.to_string(),
+            }),
+            _ => Ok(expected),
         }
-        Ok(expected)
     }
 
-    fn expect_created(&self, response: &Response, path: &str) -> Result<(), Error> {
-        if response.status().is_success() {
+    fn expect_created(&self, reply: &Reply, path: &str) -> Result<(), Error> {
+        if reply.status.is_success() {
             Ok(())
         } else {
             Err(Error::Status {
                 registry: self.host.clone(),
                 method: "PUT".into(),
                 path: path.to_string(),
-                status: response.status(),
+                status: reply.status,
                 body: String::new(),
             })
         }
     }
 
     /// Whether the repository has the blob.
-    pub async fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool, Error> {
+    pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool, Error> {
         let path = format!("/v2/{repository}/blobs/{digest}");
-        let response = self
+        let reply = self
             .request(
                 Method::HEAD,
                 &path,
                 &pull(repository),
                 HeaderMap::new(),
                 Body::Empty,
+                Limit::Reply,
             )
             .await?;
-        Ok(response.status().is_success())
+        Ok(reply.status.is_success())
     }
 
-    /// Download a blob to `dest`, verifying its digest; `progress` gets byte counts.
+    /// Download the blob `digest` of `size` bytes to `dest`: it stops at `size`, and the
+    /// digest is checked before the file is used; `progress` gets byte counts. It may take
+    /// the deadline plus a second per [`MIN_BLOB_BYTES_PER_SECOND`].
     pub async fn blob_download(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
+        size: u64,
         dest: &Path,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<u64, Error> {
+    ) -> Result<(), Error> {
         let path = format!("/v2/{repository}/blobs/{digest}");
-        let mut attempt = 0;
-        loop {
-            let result = async {
-                let response = self
-                    .request(
-                        Method::GET,
-                        &path,
-                        &pull(repository),
-                        HeaderMap::new(),
-                        Body::Empty,
-                    )
-                    .await?;
-                if response.status() == StatusCode::NOT_FOUND {
-                    return Err(Error::Protocol {
-                        registry: self.host.clone(),
-                        detail: format!("blob {digest} is missing from {repository}"),
-                    });
-                }
-                let io = |source| Error::Io {
-                    what: dest.display().to_string(),
-                    source: Arc::new(source),
-                };
-                let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-                let mut hasher = Sha256::new();
-                let mut size = 0u64;
-                let mut stream = response.bytes_stream();
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| self.classify(e))?;
-                    hasher.update(&chunk);
-                    file.write_all(&chunk).await.map_err(io)?;
-                    size += chunk.len() as u64;
-                    progress(chunk.len() as u64);
-                }
-                file.flush().await.map_err(io)?;
-                let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-                if digest.starts_with("sha256:") && actual != digest {
-                    return Err(Error::DigestMismatch {
-                        registry: self.host.clone(),
-                        what: path.clone(),
-                        expected: digest.to_string(),
-                        actual,
-                    });
-                }
-                Ok(size)
+        let deadline = self.retry.deadline + Duration::from_secs(size / MIN_BLOB_BYTES_PER_SECOND);
+        let attempt = || async {
+            let response = self
+                .exchange(
+                    &Method::GET,
+                    &path,
+                    &pull(repository),
+                    &HeaderMap::new(),
+                    &Body::Empty,
+                )
+                .await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Err(Error::Protocol {
+                    registry: self.host.clone(),
+                    detail: format!("blob {digest} is missing from {repository}"),
+                });
             }
-            .await;
-            match result {
-                Err(e) if e.transient() && attempt + 1 < self.retry.attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
-                }
-                other => return other,
+            let oversized = || {
+                Error::Protocol {
+                registry: self.host.clone(),
+                detail: format!(
+                    "blob {digest} of {repository} is longer than the {size} bytes its descriptor gives"
+                ),
             }
-        }
+            };
+            if response.content_length().is_some_and(|n| n > size) {
+                return Err(oversized());
+            }
+            let io = |source| Error::Io {
+                what: dest.display().to_string(),
+                source: Arc::new(source),
+            };
+            let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+            let mut hasher = digest.hasher();
+            let mut received = 0u64;
+            let mut stream = response.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.classify(e))?;
+                received += chunk.len() as u64;
+                if received > size {
+                    return Err(oversized());
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await.map_err(io)?;
+                progress(chunk.len() as u64);
+            }
+            file.flush().await.map_err(io)?;
+            if received < size {
+                return Err(Error::Connect {
+                    registry: self.host.clone(),
+                    detail: format!("blob {digest} ended after {received} of {size} bytes"),
+                });
+            }
+            let actual = hasher.finish();
+            if actual != *digest {
+                return Err(Error::DigestMismatch {
+                    registry: self.host.clone(),
+                    what: path.clone(),
+                    expected: digest.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            Ok(())
+        };
+        self.waiting(Some(deadline), self.retrying(|_| false, attempt))
+            .await
     }
 
     /// Mount a blob from another repository of this registry. `false` when the registry
@@ -897,112 +1083,94 @@ impl Registry {
     pub async fn blob_mount(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         from: &str,
     ) -> Result<bool, Error> {
         let path = format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}");
         let scope = format!("{} {}", push(repository), pull(from));
-        let response = self
-            .request(Method::POST, &path, &scope, HeaderMap::new(), Body::Empty)
+        let reply = self
+            .request(
+                Method::POST,
+                &path,
+                &scope,
+                HeaderMap::new(),
+                Body::Empty,
+                Limit::Reply,
+            )
             .await?;
-        if response.status() == StatusCode::CREATED {
+        if reply.status == StatusCode::CREATED {
             return Ok(true);
         }
-        if let Some(location) = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-        {
-            let location = self.absolute(location);
+        if let Some(location) = reply.header(LOCATION) {
             let _ = self
                 .request(
                     Method::DELETE,
-                    &location,
+                    location,
                     &push(repository),
                     HeaderMap::new(),
                     Body::Empty,
+                    Limit::Reply,
                 )
                 .await;
         }
         Ok(false)
     }
 
-    /// Upload a blob from a file (monolithic PUT, streamed); retried from the start.
+    /// Upload a blob from a file (monolithic PUT, streamed); retried from the start, also
+    /// when the registry lost the upload session (404).
     pub async fn blob_upload(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         blob: &BlobFile,
     ) -> Result<(), Error> {
-        let mut attempt = 0;
-        loop {
-            let result = async {
-                let start = format!("/v2/{repository}/blobs/uploads/");
-                let response = self
-                    .request(
-                        Method::POST,
-                        &start,
-                        &push(repository),
-                        HeaderMap::new(),
-                        Body::Empty,
-                    )
-                    .await?;
-                let location = response
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| Error::Protocol {
-                        registry: self.host.clone(),
-                        detail: "upload start without a Location".into(),
-                    })?;
-                let location = self.absolute(location);
-                let separator = if location.contains('?') { '&' } else { '?' };
-                let target = format!("{location}{separator}digest={digest}");
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                let response = self
-                    .request(
-                        Method::PUT,
-                        &target,
-                        &push(repository),
-                        headers,
-                        Body::Blob(blob),
-                    )
-                    .await?;
-                self.expect_created(&response, &start)
-            }
-            .await;
-            // A session the registry dropped (cut connection) answers 404: start a new one.
-            let lost_session = |e: &Error| {
-                matches!(
-                    e,
-                    Error::Status {
-                        status: StatusCode::NOT_FOUND,
-                        ..
-                    }
+        let attempt = || async {
+            let start = format!("/v2/{repository}/blobs/uploads/");
+            let reply = self
+                .request(
+                    Method::POST,
+                    &start,
+                    &push(repository),
+                    HeaderMap::new(),
+                    Body::Empty,
+                    Limit::Reply,
                 )
-            };
-            match result {
-                Err(e)
-                    if (e.transient() || lost_session(&e)) && attempt + 1 < self.retry.attempts =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                .await?;
+            let location = reply.header(LOCATION).ok_or_else(|| Error::Protocol {
+                registry: self.host.clone(),
+                detail: "upload start without a Location".into(),
+            })?;
+            let mut target = self.url(location)?;
+            target
+                .query_pairs_mut()
+                .append_pair("digest", &digest.to_string());
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            let reply = self
+                .request(
+                    Method::PUT,
+                    target.as_str(),
+                    &push(repository),
+                    headers,
+                    Body::Blob(blob),
+                    Limit::Reply,
+                )
+                .await?;
+            self.expect_created(&reply, &start)
+        };
+        let lost_session = |e: &Error| {
+            matches!(
+                e,
+                Error::Status {
+                    status: StatusCode::NOT_FOUND,
+                    ..
                 }
-                other => return other,
-            }
-        }
-    }
-
-    fn absolute(&self, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
-        } else {
-            format!("{}{location}", self.base)
-        }
+            )
+        };
+        self.retrying(lost_session, attempt).await
     }
 }
 
@@ -1058,11 +1226,6 @@ fn tls_reason(detail: &str) -> String {
             .take(160)
             .collect()
     }
-}
-
-/// `sha256:<hex>` of bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 #[cfg(test)]

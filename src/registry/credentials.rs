@@ -1,6 +1,8 @@
 //! Registry credentials from the Docker client configuration: `$DOCKER_CONFIG/config.json`
 //! (default `~/.docker/config.json`), its `auths`, and the `credHelpers` / `credsStore`
-//! helpers (`docker-credential-NAME get`, the host on standard input, never in arguments).
+//! helpers (`docker-credential-NAME get`, the server on standard input, never in arguments,
+//! answering within [`CREDENTIAL_HELPER_TIMEOUT`]). Docker Hub's credentials are kept under
+//! `https://index.docker.io/v1/`, as the Docker CLI keeps them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,6 +11,11 @@ use std::process::Stdio;
 use base64::Engine as _;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
+
+use crate::limits::{FileKind, CREDENTIAL_HELPER_TIMEOUT};
+
+/// The key and server address of Docker Hub's credentials.
+const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,9 +79,11 @@ impl DockerCredentials {
                 path: None,
             });
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| CredentialsError::Config {
-            path: path.clone(),
-            detail: e.to_string(),
+        let text = crate::limits::read_text(FileKind::DockerConfig, &path).map_err(|e| {
+            CredentialsError::Config {
+                path: path.clone(),
+                detail: e.to_string(),
+            }
         })?;
         let config = serde_json::from_str(&text).map_err(|e| CredentialsError::Config {
             path: path.clone(),
@@ -122,7 +131,14 @@ impl DockerCredentials {
     }
 }
 
-/// The spellings of a host that Docker configs use as keys.
+fn is_docker_hub(host: &str) -> bool {
+    matches!(
+        host,
+        "docker.io" | "registry-1.docker.io" | "index.docker.io"
+    )
+}
+
+/// The spellings of a host that Docker configs use as keys; Docker Hub's first.
 fn keys_for(host: &str) -> Vec<String> {
     let mut keys = vec![
         host.to_string(),
@@ -131,10 +147,19 @@ fn keys_for(host: &str) -> Vec<String> {
         format!("https://{host}/v1/"),
         format!("https://{host}/v2/"),
     ];
-    if host == "docker.io" || host == "registry-1.docker.io" || host == "index.docker.io" {
-        keys.insert(0, "https://index.docker.io/v1/".to_string());
+    if is_docker_hub(host) {
+        keys.insert(0, DOCKER_HUB_SERVER.to_string());
     }
     keys
+}
+
+/// The server a credential helper is asked about: the host, or Docker Hub's address.
+fn server_for(host: &str) -> &str {
+    if is_docker_hub(host) {
+        DOCKER_HUB_SERVER
+    } else {
+        host
+    }
 }
 
 fn decode(entry: &AuthEntry) -> Option<(String, String)> {
@@ -167,15 +192,20 @@ async fn run_helper(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| error(format!("cannot run {program}: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(host.as_bytes())
-            .await
-            .map_err(|e| error(e.to_string()))?;
-    }
-    let output = child
-        .wait_with_output()
+    let ask = async {
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(server_for(host).as_bytes()).await?;
+        }
+        child.wait_with_output().await
+    };
+    let output = tokio::time::timeout(CREDENTIAL_HELPER_TIMEOUT, ask)
         .await
+        .map_err(|_| {
+            error(format!(
+                "{program} did not answer within {} s (it was stopped); check that it runs without a prompt, or log in again",
+                CREDENTIAL_HELPER_TIMEOUT.as_secs()
+            ))
+        })?
         .map_err(|e| error(e.to_string()))?;
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stdout).to_lowercase();

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use super::client::{BlobFile, Error, Registry};
 use super::rewrite::Rewrite;
 use super::Pool;
+use crate::digest::Digest;
 use crate::reference::Reference;
 
 /// The OCI media types of what forge pushes from local files.
@@ -29,16 +30,27 @@ const INDEX_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
-/// A content descriptor, as manifests list them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A content descriptor, as manifests list them; its digest parsed before any use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
-    #[serde(default)]
     pub media_type: String,
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+}
+
+/// A descriptor as a manifest writes it, its digest still text.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDescriptor {
+    #[serde(default)]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<Platform>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,13 +72,60 @@ impl std::fmt::Display for Platform {
 }
 
 /// The parts of a manifest or index that copying needs.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct Manifest {
-    #[serde(default)]
     manifests: Vec<Descriptor>,
     config: Option<Descriptor>,
-    #[serde(default)]
     layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawManifest {
+    #[serde(default)]
+    manifests: Vec<RawDescriptor>,
+    config: Option<RawDescriptor>,
+    #[serde(default)]
+    layers: Vec<RawDescriptor>,
+}
+
+impl Manifest {
+    /// Parse `bytes`, the manifest of `image` from `registry`: every descriptor's digest is
+    /// checked against the OCI grammar, and one that is not a digest names the descriptor.
+    fn parse(bytes: &[u8], image: &Reference, registry: &str) -> Result<Manifest, SyncError> {
+        let raw: RawManifest = serde_json::from_slice(bytes).map_err(|e| SyncError::Manifest {
+            image: image.to_string(),
+            detail: e.to_string(),
+        })?;
+        let descriptor = |field: String, d: RawDescriptor| {
+            let digest = Digest::parse(&d.digest).map_err(|e| {
+                SyncError::Registry(Error::Protocol {
+                    registry: registry.to_string(),
+                    detail: format!("the manifest of {image}: {field}: {e}"),
+                })
+            })?;
+            Ok::<_, SyncError>(Descriptor {
+                media_type: d.media_type,
+                digest,
+                size: d.size,
+                platform: d.platform,
+            })
+        };
+        let list = |name: &str, items: Vec<RawDescriptor>| {
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| descriptor(format!("{name}[{i}]"), d))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Manifest {
+            manifests: list("manifests", raw.manifests)?,
+            config: raw
+                .config
+                .map(|d| descriptor("config".into(), d))
+                .transpose()?,
+            layers: list("layers", raw.layers)?,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +160,7 @@ pub struct Stats {
 pub struct Synced {
     pub rewrite: Rewrite,
     /// Digest of the top manifest at the target.
-    pub digest: String,
+    pub digest: Digest,
     /// The target already had it: nothing was copied.
     pub up_to_date: bool,
     pub stats: Stats,
@@ -114,7 +173,7 @@ pub struct LocalImage {
     pub media_type: String,
     pub manifest: Vec<u8>,
     /// Digest → where the blob's bytes are.
-    pub blobs: HashMap<String, BlobFile>,
+    pub blobs: HashMap<Digest, BlobFile>,
 }
 
 /// Where blobs come from.
@@ -123,7 +182,7 @@ enum Blobs<'a> {
         registry: Arc<Registry>,
         repository: String,
     },
-    Files(&'a HashMap<String, BlobFile>),
+    Files(&'a HashMap<Digest, BlobFile>),
 }
 
 /// One image being copied: where to, where from, and its counters.
@@ -140,7 +199,7 @@ pub struct Syncer<'a> {
     pool: &'a Pool,
     platform: Option<String>,
     jobs: usize,
-    known: Mutex<HashMap<(String, String), String>>,
+    known: Mutex<HashMap<(String, Digest), String>>,
     scratch: tempfile::TempDir,
     progress: &'a (dyn Fn(&str) + Sync),
 }
@@ -180,9 +239,9 @@ impl<'a> Syncer<'a> {
         let (media_type, bytes, digest) =
             match (&self.platform, INDEX_TYPES.contains(&media_type.as_str())) {
                 (Some(platform), true) => {
-                    let child = self.choose_platform(from, &bytes, platform)?;
+                    let child = self.choose_platform(from, source.host(), &bytes, platform)?;
                     source
-                        .manifest_get(&from.path, &child.digest)
+                        .manifest_get(&from.path, &child.digest.to_string())
                         .await?
                         .ok_or_else(|| {
                             SyncError::NotFound(format!("{}@{}", from.repository(), child.digest))
@@ -200,7 +259,7 @@ impl<'a> Syncer<'a> {
         rewrite: &Rewrite,
         image: &LocalImage,
     ) -> Result<Synced, SyncError> {
-        let digest = super::client::sha256_digest(&image.manifest);
+        let digest = Digest::sha256(&image.manifest);
         self.push(
             rewrite,
             &image.media_type,
@@ -227,8 +286,8 @@ impl<'a> Syncer<'a> {
         else {
             return Ok(false);
         };
-        let manifest: Manifest = serde_json::from_slice(&bytes).unwrap_or_default();
-        Ok(manifest.config.is_some_and(|c| c.digest == config_digest))
+        let manifest = Manifest::parse(&bytes, to, target.host()).unwrap_or_default();
+        Ok(manifest.config.is_some_and(|c| c.digest == *config_digest))
     }
 
     /// Whether the registry holds a manifest at `reference`.
@@ -248,14 +307,11 @@ impl<'a> Syncer<'a> {
     fn choose_platform(
         &self,
         image: &Reference,
+        registry: &str,
         index: &[u8],
         wanted: &str,
     ) -> Result<Descriptor, SyncError> {
-        let manifest: Manifest =
-            serde_json::from_slice(index).map_err(|e| SyncError::Manifest {
-                image: image.to_string(),
-                detail: e.to_string(),
-            })?;
+        let manifest = Manifest::parse(index, image, registry)?;
         let matches = |p: &Platform| {
             let text = p.to_string();
             text == wanted
@@ -283,7 +339,7 @@ impl<'a> Syncer<'a> {
         rewrite: &Rewrite,
         media_type: &str,
         bytes: &[u8],
-        digest: &str,
+        digest: &Digest,
         blobs: &Blobs<'_>,
         started: Instant,
     ) -> Result<Synced, SyncError> {
@@ -293,7 +349,7 @@ impl<'a> Syncer<'a> {
         let existing = target
             .manifest_head(&to.path, to.manifest_reference())
             .await?;
-        let up_to_date = existing.is_some_and(|found| found.digest == digest);
+        let up_to_date = existing.is_some_and(|found| found.digest == *digest);
         if !up_to_date {
             let job = Job {
                 target: &target,
@@ -306,7 +362,7 @@ impl<'a> Syncer<'a> {
             target
                 .manifest_put(
                     &to.path,
-                    to.tag.as_deref().unwrap_or(digest),
+                    &to.tag.clone().unwrap_or_else(|| digest.to_string()),
                     media_type,
                     bytes,
                 )
@@ -314,19 +370,19 @@ impl<'a> Syncer<'a> {
             let stored = target
                 .manifest_head(&to.path, to.manifest_reference())
                 .await?;
-            if stored.as_ref().map(|f| f.digest.as_str()) != Some(digest) {
+            if stored.as_ref().map(|f| &f.digest) != Some(digest) {
                 return Err(Error::DigestMismatch {
                     registry: to.host.clone(),
                     what: to.to_string(),
                     expected: digest.to_string(),
-                    actual: stored.map_or("nothing".into(), |f| f.digest),
+                    actual: stored.map_or("nothing".into(), |f| f.digest.to_string()),
                 }
                 .into());
             }
         }
         Ok(Synced {
             rewrite: rewrite.clone(),
-            digest: digest.to_string(),
+            digest: digest.clone(),
             up_to_date,
             stats,
             seconds: started.elapsed().as_secs_f64(),
@@ -348,11 +404,11 @@ impl<'a> Syncer<'a> {
             image,
             ..
         } = *job;
-        let manifest: Manifest =
-            serde_json::from_slice(bytes).map_err(|e| SyncError::Manifest {
-                image: image.to_string(),
-                detail: e.to_string(),
-            })?;
+        let source = match blobs {
+            Blobs::Registry { registry, .. } => registry.host(),
+            Blobs::Files(_) => "local files",
+        };
+        let manifest = Manifest::parse(bytes, image, source)?;
         if INDEX_TYPES.contains(&media_type) || !manifest.manifests.is_empty() {
             let Blobs::Registry {
                 registry,
@@ -365,20 +421,17 @@ impl<'a> Syncer<'a> {
                 });
             };
             for child in &manifest.manifests {
-                if target
-                    .manifest_head(repository, &child.digest)
-                    .await?
-                    .is_some()
-                {
+                let digest = child.digest.to_string();
+                if target.manifest_head(repository, &digest).await?.is_some() {
                     continue;
                 }
                 let (child_type, child_bytes, _) = registry
-                    .manifest_get(source_repo, &child.digest)
+                    .manifest_get(source_repo, &digest)
                     .await?
-                    .ok_or_else(|| SyncError::NotFound(format!("{image}@{}", child.digest)))?;
+                    .ok_or_else(|| SyncError::NotFound(format!("{image}@{digest}")))?;
                 Box::pin(self.copy_manifest(job, &child_type, &child_bytes)).await?;
                 target
-                    .manifest_put(repository, &child.digest, &child_type, &child_bytes)
+                    .manifest_put(repository, &digest, &child_type, &child_bytes)
                     .await?;
             }
             return Ok(());
@@ -400,7 +453,8 @@ impl<'a> Syncer<'a> {
             ..
         } = *job;
         let key = (target.host().to_string(), blob.digest.clone());
-        let short = &blob.digest[..blob.digest.len().min(19)];
+        let full = blob.digest.to_string();
+        let short = &full[..19];
         if target.blob_exists(repository, &blob.digest).await? {
             stats.present.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -430,14 +484,14 @@ impl<'a> Syncer<'a> {
                     Blobs::Files(files) => files
                         .get(&blob.digest)
                         .cloned()
-                        .ok_or_else(|| SyncError::NotFound(blob.digest.clone()))?,
+                        .ok_or_else(|| SyncError::NotFound(full.clone()))?,
                     Blobs::Registry {
                         registry,
                         repository: from,
                     } => {
-                        let file = self.scratch.path().join(blob.digest.replace(':', "-"));
+                        let file = self.scratch.path().join(blob.digest.file_name());
                         registry
-                            .blob_download(from, &blob.digest, &file, &|_| ())
+                            .blob_download(from, &blob.digest, blob.size, &file, &|_| ())
                             .await?;
                         BlobFile::plain(file)
                     }

@@ -1082,3 +1082,224 @@ pub fn measured(cmd: &mut Command, limit: Duration) -> Measured {
         peak_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
     }
 }
+
+/// A request as a [`ScriptedRegistry`] received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// Header names in lowercase, values as sent.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    /// The value of query parameter `key`, percent-decoded.
+    pub fn query(&self, key: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == key).then(|| v.replace("%3A", ":").replace("%3a", ":"))
+        })
+    }
+}
+
+/// What a [`ScriptedRegistry`] answers: a status, headers and a body, the body sent
+/// `trickle` at a time when given (one byte, then a pause).
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+    pub trickle: Option<Duration>,
+    /// Whether the head says the body's length (else the end of the connection ends it).
+    pub sized: bool,
+}
+
+/// An answer's body: bytes, or `n` bytes of `x` generated as they are sent (a body larger
+/// than memory should hold).
+pub enum Body {
+    Bytes(Vec<u8>),
+    Generated(u64),
+}
+
+impl Answer {
+    pub fn new(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: Body::Bytes(Vec::new()),
+            trickle: None,
+            sized: true,
+        }
+    }
+
+    /// No `Content-Length`: the client cannot tell the body's size before reading it.
+    pub fn without_length(mut self) -> Answer {
+        self.sized = false;
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Answer {
+        self.body = Body::Bytes(body.into());
+        self
+    }
+
+    pub fn generated(mut self, size: u64) -> Answer {
+        self.body = Body::Generated(size);
+        self
+    }
+
+    pub fn trickle(mut self, pause: Duration) -> Answer {
+        self.trickle = Some(pause);
+        self
+    }
+}
+
+/// A registry of the test's own on 127.0.0.1, plain HTTP (user-data `insecure: true`): each
+/// request is recorded and answered by the test's function, so that it can misbehave in
+/// exactly one way. One request per connection.
+pub struct ScriptedRegistry {
+    pub port: u16,
+    received: Arc<std::sync::Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ScriptedRegistry {
+    pub fn start(answer: impl Fn(&Received) -> Answer + Send + Sync + 'static) -> ScriptedRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, s, answer) = (received.clone(), stop.clone(), Arc::new(answer));
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (log, answer, s) = (log.clone(), answer.clone(), s.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_one(stream, &log, &*answer, &s);
+                });
+            }
+        });
+        ScriptedRegistry {
+            port,
+            received,
+            stop,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ScriptedRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_one(
+    mut stream: TcpStream,
+    log: &std::sync::Mutex<Vec<Received>>,
+    answer: &(dyn Fn(&Received) -> Answer + Send + Sync),
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let (head, mut body) = read_head(&mut stream)?;
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let (method, target) = (
+        first.next().unwrap_or_default(),
+        first.next().unwrap_or_default(),
+    );
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let mut buf = vec![0; (length - body.len()).min(1 << 20)];
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+    let request = Received {
+        method: method.to_string(),
+        target: target.to_string(),
+        headers,
+        body,
+    };
+    let reply = answer(&request);
+    log.lock().unwrap().push(request);
+    let length = match &reply.body {
+        Body::Bytes(bytes) => bytes.len() as u64,
+        Body::Generated(n) => *n,
+    };
+    let mut head = format!("HTTP/1.1 {} Scripted\r\n", reply.status);
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let stated = reply
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+    if reply.sized && !stated {
+        head.push_str(&format!("Content-Length: {length}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    let block = vec![b'x'; 64 << 10];
+    let mut sent = 0u64;
+    while sent < length && !stop.load(Ordering::Relaxed) {
+        let n = match reply.trickle {
+            Some(_) => 1,
+            None => (length - sent).min(block.len() as u64) as usize,
+        };
+        match &reply.body {
+            Body::Bytes(bytes) => stream.write_all(&bytes[sent as usize..sent as usize + n])?,
+            Body::Generated(_) => stream.write_all(&block[..n])?,
+        }
+        sent += n as u64;
+        if let Some(pause) = reply.trickle {
+            std::thread::sleep(pause);
+        }
+    }
+    stream.shutdown(Shutdown::Write)
+}
