@@ -972,3 +972,63 @@ fn json_output_is_one_document_on_stdout_and_json_progress_one_event_per_line_on
         ["probe", "os", "base", "provider 1.33.1", "installer"]
     );
 }
+
+/// Files-only images have no `CMD` (the stylus framework is built `FROM scratch`), and some
+/// images have an `ENTRYPOINT`: forge reads the files of the one and probes the other with its
+/// own command, and leaves no container behind.
+#[test]
+fn images_without_a_command_or_with_an_entrypoint_are_read_with_forges_own() {
+    if !ready() {
+        return;
+    }
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/kairos")).unwrap();
+    std::fs::write(dir.path().join("etc/kairos/80_stylus.yaml"), "stages: {}\n").unwrap();
+    let files_only = "forge-test/files-only:no-cmd";
+    let imported = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C '{}' -c . | docker import - {files_only}",
+            dir.path().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", text(&imported));
+    let cmd = docker(&["image", "inspect", "-f", "{{json .Config.Cmd}}", files_only]);
+    assert_eq!(String::from_utf8_lossy(&cmd.stdout).trim(), "null");
+    let entrypoint = "forge-test/entrypoint:false";
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {FIXTURE_REPO}/edge/kairos-ubuntu:22.04-core-amd64-generic-v0.17.1\nENTRYPOINT [\"/bin/false\"]\n"),
+    )
+    .unwrap();
+    let built = docker(&[
+        "build",
+        "-q",
+        "-t",
+        entrypoint,
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(built.status.success(), "{}", text(&built));
+    let before = containers();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (found, missing, systemd) = runtime.block_on(async {
+        let docker = forge::engine::connect().await.unwrap();
+        (
+            forge::engine::has_path(&docker, files_only, "/etc/kairos/80_stylus.yaml").await,
+            forge::engine::has_path(&docker, files_only, "/etc/kairos/absent.yaml").await,
+            forge::engine::systemd_version(&docker, entrypoint).await,
+        )
+    });
+    docker(&["rmi", files_only, entrypoint]);
+    assert!(found.unwrap(), "the file is found in the files-only image");
+    assert!(!missing.unwrap());
+    assert_eq!(
+        systemd.unwrap(),
+        252,
+        "probed with forge's command, not /bin/false"
+    );
+    assert_eq!(containers(), before, "no container left behind");
+}

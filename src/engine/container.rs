@@ -29,6 +29,9 @@ pub struct Finished {
     pub tail: Tail,
 }
 
+/// The command of a container that is never started: it only gives access to the files.
+const NEVER_STARTED: &str = "/forge-reads-files-only";
+
 fn api(e: bollard::errors::Error) -> EngineError {
     EngineError::Api(e.to_string())
 }
@@ -36,7 +39,10 @@ fn api(e: bollard::errors::Error) -> EngineError {
 impl Container {
     /// Create a container from `image`. With `cmd` it is started (a long-running command such
     /// as `sleep infinity`, for `exec`); without, it only gives access to the image's files.
-    /// It never gets a network or privileges.
+    /// It never gets a network or privileges. Its command is always forge's own, never the
+    /// image's: files-only images (built `FROM scratch`) have no `CMD`, which the engine
+    /// refuses to create a container without, and an image's `ENTRYPOINT` would take `cmd`
+    /// for its arguments.
     pub async fn create(
         docker: &Docker,
         image: &str,
@@ -44,9 +50,10 @@ impl Container {
     ) -> Result<Container, EngineError> {
         image_id(docker, image).await?;
         let start = cmd.is_some();
+        let entrypoint = cmd.unwrap_or_else(|| vec![NEVER_STARTED.to_string()]);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
-            cmd,
+            entrypoint: Some(entrypoint),
             network_disabled: Some(true),
             labels: Some(
                 crate::run::current()
