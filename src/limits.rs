@@ -114,6 +114,11 @@ pub const MAX_ALIAS_COPIED_BYTES: usize = 16 << 20;
 /// The longest `.arg` value after `$VAR` expansion.
 pub const MAX_ARG_VALUE_BYTES: usize = 64 << 10;
 
+/// What `$VAR` expansion may add to all the values of one `.arg` file together: as much as the
+/// file itself may hold. The limit per value alone lets many lines each just under it
+/// (`B=$A` on 200,000 lines) ask for gigabytes.
+pub const MAX_ARG_EXPANSION_BYTES: usize = 1 << 20;
+
 /// How many characters of a source line a diagnostic quotes around its column.
 pub const EXCERPT_CHARS: usize = 200;
 

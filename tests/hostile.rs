@@ -61,6 +61,22 @@ fn cases() -> Vec<Case> {
             says: &["build.arg:18:5: error[CFG001]: A: the value grows past 64 KiB where `$A` is expanded"],
         },
         Case {
+            name: ".arg values each just under 64 KiB on 3,000 lines",
+            files: vec![("build.arg", format!("A={}\n{}", "x".repeat(65_535), "B=$A\n".repeat(3_000)).into_bytes())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            env: vec![],
+            exit: 1,
+            says: &["build.arg:18:3: error[CFG001]: B: expanding `$A` takes what `$VAR` expansion adds to this file's values past 1 MiB, the most forge expands in one .arg file"],
+        },
+        Case {
+            name: ".arg: one variable expanded on 70,000 lines",
+            files: vec![("build.arg", format!("A=x\n{}", "IMAGE_REPO=$A\n".repeat(70_000)).into_bytes())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            env: vec![],
+            exit: 0,
+            says: &["0 errors"],
+        },
+        Case {
             name: "400 KB of nested block sequences",
             files: vec![("user-data.yaml", format!("#cloud-config\nx:\n{}1\n", "- ".repeat(200_000)).into_bytes())],
             args: &["validate", "--user-data", "{dir}/user-data.yaml"],
