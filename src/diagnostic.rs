@@ -86,7 +86,7 @@ rules! {
     ProviderCredentialsOverridden = "PR004", Warning, "the user-data registry replaces the profile's provider credentials";
     SeveralProviderRegistries = "PR005", Error, "more than one private provider registry";
     NoPacks = "PR006", Error, "the cluster profile lists no packs";
-    UnresolvedTemplate = "PR007", Error, "an image or system.uri uses a {{ .spectro... }} value the profile does not define";
+    UnresolvedTemplate = "PR007", Error, "an image or system.uri uses a {{ .spectro... }} value the profile does not define, or templates expanding past 1 MiB";
     ImageReplacementRulesWin = "PR008", Warning, "Registry Connect's imageReplacementRules take precedence over the user-data's registryMappingRules";
     ContentBundleIgnored = "PR009", Error, "content bundles with an external registry but no primary registry pack: the host ignores the bundles";
     BadImageReference = "IMG001", Error, "an image reference (in a profile, a list file or an argument) is not valid";

@@ -283,10 +283,12 @@ impl Size {
     }
 }
 
-/// The work of reading one document: values decoded, those that alias expansion produced, and
-/// what anchors and aliases copied. Checked at every copy, before it is made.
-#[derive(Debug, Default)]
-struct Budget {
+/// The work of reading one input: values decoded, those that alias expansion produced, and
+/// what anchors and aliases copied, checked at every copy before it is made. One budget is
+/// shared by every document of an input (a cluster profile and the YAML embedded in its
+/// values), so that many documents each just under the limits cannot add up to more.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Budget {
     decoded: usize,
     aliased: usize,
     copied: Size,
@@ -300,29 +302,38 @@ impl Budget {
             self.aliased += size.nodes;
         }
         self.copied = self.copied.plus(size);
-        let excessive = |message: String| SyntaxError {
-            pos: at,
-            message: format!("excessive aliasing: {message}"),
-            rule: Rule::YamlLimit,
-        };
+        match self.excess() {
+            Some(message) => Err(SyntaxError {
+                pos: at,
+                message: format!("excessive aliasing: {message}"),
+                rule: Rule::YamlLimit,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a limit is met, so that the documents of the input still to come are not read.
+    pub fn spent(&self) -> bool {
+        self.excess().is_some()
+    }
+
+    /// Which limit the copies so far exceed.
+    fn excess(&self) -> Option<String> {
         let ratio = self.aliased as f64 / self.decoded.max(1) as f64;
         let allowed = allowed_alias_ratio(self.decoded);
         if self.aliased > MIN_ALIASED_NODES && self.decoded > MIN_DECODED_NODES && ratio > allowed {
-            return Err(excessive(format!(
-                "aliases expand to {} of the document's {} values, more than the {:.0}% allowed",
+            return Some(format!(
+                "aliases expand to {} of the file's {} values, more than the {:.0}% allowed",
                 self.aliased,
                 self.decoded,
                 allowed * 100.0
-            )));
+            ));
         }
-        if self.copied.nodes > MAX_ALIAS_COPIED_VALUES || self.copied.bytes > MAX_ALIAS_COPIED_BYTES
-        {
-            return Err(excessive(format!(
-                "anchors and aliases copy more than {MAX_ALIAS_COPIED_VALUES} values or {} MiB of text",
+        (self.copied.nodes > MAX_ALIAS_COPIED_VALUES || self.copied.bytes > MAX_ALIAS_COPIED_BYTES)
+            .then(|| format!(
+                "anchors and aliases copy more than {MAX_ALIAS_COPIED_VALUES} values or {} MiB of text, the most forge copies for one file (the YAML embedded in it included)",
                 MAX_ALIAS_COPIED_BYTES >> 20
-            )));
-        }
-        Ok(())
+            ))
     }
 }
 
@@ -338,9 +349,13 @@ fn syntax(pos: Pos, message: impl Into<String>) -> SyntaxError {
 /// [`MAX_YAML_DEPTH`] levels and aliases expand within go-yaml's bounds, so the tree is small
 /// and shallow enough for every recursive walk over it.
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    parse_with(text, &mut Budget::default())
+}
+
+/// Parse one YAML document of an input whose documents share `budget`.
+pub fn parse_with(text: &str, budget: &mut Budget) -> Result<Document, SyntaxError> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, (Node, Size)> = HashMap::new();
-    let mut budget = Budget::default();
     let mut duplicates = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;
@@ -511,9 +526,14 @@ fn current_path(stack: &[Frame]) -> String {
 }
 
 /// Parse an input file: the document (if it is valid YAML) and the findings of parsing, a
-/// syntax error (YAML001) or keys defined twice (YAML002).
-pub fn parse_file(file: &Path, text: &str) -> (Option<Document>, Vec<Diagnostic>) {
-    match parse(text) {
+/// syntax error (YAML001) or keys defined twice (YAML002). `budget` is the file's, which the
+/// documents embedded in it go on spending.
+pub fn parse_file(
+    file: &Path,
+    text: &str,
+    budget: &mut Budget,
+) -> (Option<Document>, Vec<Diagnostic>) {
+    match parse_with(text, budget) {
         Ok(doc) => {
             let duplicates = doc
                 .duplicates
@@ -558,9 +578,9 @@ impl SyntaxError {
 }
 
 /// Parse YAML held in a string value of another document (a pack's `values: |` block), with
-/// positions translated into the outer file. Block scalars map line for line; other styles
-/// map every position to the start of the string.
-pub fn parse_embedded(node: &Node) -> Result<Document, SyntaxError> {
+/// positions translated into the outer file, within the outer file's `budget`. Block scalars
+/// map line for line; other styles map every position to the start of the string.
+pub fn parse_embedded(node: &Node, budget: &mut Budget) -> Result<Document, SyntaxError> {
     let text = node.as_str().unwrap_or_default();
     let origin = node.pos;
     let map: Box<dyn Fn(Pos) -> Pos> = match node.style {
@@ -576,7 +596,7 @@ pub fn parse_embedded(node: &Node) -> Result<Document, SyntaxError> {
         }
         _ => Box::new(move |_| origin),
     };
-    match parse(text) {
+    match parse_with(text, budget) {
         Ok(mut doc) => {
             doc.root.shift(&*map);
             for d in &mut doc.duplicates {
@@ -672,6 +692,27 @@ mod tests {
     }
 
     #[test]
+    fn the_documents_of_one_input_share_the_alias_budget() {
+        // Each document copies 15 MB of text, under the limit alone, over it with another.
+        let one = format!(
+            "a: &a {}\nb: [{}]\n",
+            "x".repeat(1 << 20),
+            vec!["*a"; 14].join(",")
+        );
+        assert!(parse(&one).is_ok());
+        let mut budget = Budget::default();
+        assert!(parse_with(&one, &mut budget).is_ok());
+        assert!(!budget.spent());
+        let err = parse_with(&one, &mut budget).unwrap_err();
+        assert_eq!((err.rule, err.pos), (Rule::YamlLimit, Pos::new(2, 5)));
+        assert!(
+            err.message.contains("the most forge copies for one file"),
+            "{err}"
+        );
+        assert!(budget.spent());
+    }
+
+    #[test]
     fn finds_duplicates_among_many_keys_in_linear_time() {
         let mut text: String = (0..20_000).map(|i| format!("k{i}: 1\n")).collect();
         text.push_str("k7: 2\n");
@@ -684,7 +725,8 @@ mod tests {
     fn maps_embedded_block_positions_to_the_outer_file() {
         let outer = "values: |\n  pack:\n    name: x\n";
         let doc = parse(outer).unwrap();
-        let inner = parse_embedded(doc.root.get("values").unwrap()).unwrap();
+        let inner =
+            parse_embedded(doc.root.get("values").unwrap(), &mut Budget::default()).unwrap();
         let entry = inner.root.get("pack").unwrap().entry("name").unwrap();
         assert_eq!(entry.key_pos, Pos::new(3, 5));
     }
