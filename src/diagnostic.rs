@@ -59,7 +59,7 @@ macro_rules! rules {
 }
 
 rules! {
-    YamlSyntax = "YAML001", Error, "the file is not valid YAML";
+    YamlSyntax = "YAML001", Error, "the file is not valid YAML as the agent reads it (syntax, a tag that does not fit its value, a merge key whose value is not mappings)";
     DuplicateKey = "YAML002", Error, "a mapping defines the same key twice";
     YamlLimit = "YAML003", Error, "excessive aliasing (aliases expanding to most of the document) or collections nested more than 128 levels deep";
     WrongType = "SCHEMA001", Error, "a value has the wrong type, or a key has no value";
