@@ -59,7 +59,7 @@ macro_rules! rules {
 }
 
 rules! {
-    YamlSyntax = "YAML001", Error, "the file is not valid YAML";
+    YamlSyntax = "YAML001", Error, "the file is not valid YAML as the agent reads it (syntax, a tag that does not fit its value, a merge key whose value is not mappings)";
     DuplicateKey = "YAML002", Error, "a mapping defines the same key twice";
     YamlLimit = "YAML003", Error, "excessive aliasing (aliases expanding to most of the document) or collections nested more than 128 levels deep";
     WrongType = "SCHEMA001", Error, "a value has the wrong type, or a key has no value";
@@ -86,7 +86,7 @@ rules! {
     ProviderCredentialsOverridden = "PR004", Warning, "the user-data registry replaces the profile's provider credentials";
     SeveralProviderRegistries = "PR005", Error, "more than one private provider registry";
     NoPacks = "PR006", Error, "the cluster profile lists no packs";
-    UnresolvedTemplate = "PR007", Error, "an image or system.uri uses a {{ .spectro... }} value the profile does not define";
+    UnresolvedTemplate = "PR007", Error, "an image or system.uri uses a {{ .spectro... }} value the profile does not define, or templates expanding past 1 MiB";
     ImageReplacementRulesWin = "PR008", Warning, "Registry Connect's imageReplacementRules take precedence over the user-data's registryMappingRules";
     ContentBundleIgnored = "PR009", Error, "content bundles with an external registry but no primary registry pack: the host ignores the bundles";
     BadImageReference = "IMG001", Error, "an image reference (in a profile, a list file or an argument) is not valid";

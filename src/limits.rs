@@ -1,8 +1,8 @@
 //! The bounds on the work forge does for one input, in one place: how much of each file it
-//! reads, how deep and how aliased a YAML document may be, how long a `.arg` value may grow and
-//! how much of a line a diagnostic quotes. Hostile or broken input meets one of these and
-//! becomes a finding or an error, never an exhausted memory, an overflowed stack or a flooded
-//! terminal.
+//! reads, how deep and how aliased a YAML document may be, how much `.arg` values and profile
+//! templates may grow by expansion and how much of a line a diagnostic quotes. Hostile or
+//! broken input meets one of these and becomes a finding or an error, never an exhausted
+//! memory, an overflowed stack or a flooded terminal.
 
 use std::fs::File;
 use std::io::Read as _;
@@ -130,6 +130,21 @@ pub const MIN_BLOB_BYTES_PER_SECOND: u64 = 64 << 10;
 
 /// How long a Docker credential helper (`docker-credential-NAME get`) may take to answer.
 pub const CREDENTIAL_HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What `$VAR` expansion may add to all the values of one `.arg` file together: as much as the
+/// file itself may hold. The limit per value alone lets many lines each just under it
+/// (`B=$A` on 200,000 lines) ask for gigabytes.
+pub const MAX_ARG_EXPANSION_BYTES: usize = 1 << 20;
+
+/// How deep `{{ .spectro... }}` templates of a cluster profile nest: an option holding a
+/// template of an option holding a template, and so on (a template of itself stops here).
+pub const MAX_TEMPLATE_DEPTH: usize = 8;
+
+/// What `{{ }}` expansion may copy into the image references of one cluster profile, all
+/// together: each expansion counts the text of the option it copies in, nested ones included.
+/// The depth limit alone lets eight options each holding ten templates of the one before ask
+/// for ten million copies.
+pub const MAX_TEMPLATE_EXPANSION_BYTES: usize = 1 << 20;
 
 /// How many characters of a source line a diagnostic quotes around its column, and the most
 /// of any one value a message quotes ([`clip`]).

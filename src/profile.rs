@@ -2,13 +2,16 @@
 //! the Kubernetes pack's admission plugins, and the compatibility rules between a profile and
 //! the user-data's registries (the table of "Deployment with Custom Image Registries").
 
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Pos, Rule};
+use crate::limits::{MAX_TEMPLATE_DEPTH, MAX_TEMPLATE_EXPANSION_BYTES};
 use crate::reference::Reference;
 use crate::userdata::credentials::{Credentials, Keys};
 use crate::userdata::ExternalRegistry;
-use crate::yaml::{self, index, join, Document, Node, Value};
+use crate::yaml::{self, index, join, Budget, Document, Node, SyntaxError, Value};
 
 const PROVIDER_KEYS: Keys = Keys {
     domain: "registry",
@@ -46,8 +49,6 @@ pub struct ProfileImage {
     pub pos: Pos,
 }
 
-const TEMPLATE_DEPTH: usize = 8;
-
 impl Pack {
     /// The local Harbor (Harbor Edge-Native Config) or primary registry (Registry Connect) pack.
     pub fn is_primary_registry(&self) -> bool {
@@ -60,15 +61,20 @@ impl Pack {
 pub struct Profile {
     pub packs: Vec<Pack>,
     pub diagnostics: Vec<Diagnostic>,
+    /// The file's YAML budget, which every document embedded in it spends, those the checks
+    /// read from strings of the packs' values included.
+    budget: Cell<Budget>,
 }
 
 /// Read the packs of a profile: `packs:` at the top, or Palette's `spec.template.packs`.
 pub fn parse(file: &Path, text: &str) -> Profile {
-    let (document, mut diagnostics) = yaml::parse_file(file, text);
+    let mut budget = Budget::default();
+    let (document, mut diagnostics) = yaml::parse_file(file, text, &mut budget);
     let Some(document) = document else {
         return Profile {
             packs: Vec::new(),
             diagnostics,
+            budget: Cell::new(budget),
         };
     };
     let root = &document.root;
@@ -88,6 +94,7 @@ pub fn parse(file: &Path, text: &str) -> Profile {
             return Profile {
                 packs: Vec::new(),
                 diagnostics,
+                budget: Cell::new(budget),
             };
         }
     };
@@ -95,12 +102,17 @@ pub fn parse(file: &Path, text: &str) -> Profile {
     for (i, node) in list.items().iter().enumerate() {
         let path = index(list_path, i);
         let values = match node.get("values") {
+            // Once the file's budget is spent (a finding says where), no more values are read.
+            Some(Node {
+                value: Value::Str(_),
+                ..
+            }) if budget.spent() => None,
             Some(
                 v @ Node {
                     value: Value::Str(_),
                     ..
                 },
-            ) => match yaml::parse_embedded(v) {
+            ) => match yaml::parse_embedded(v, &mut budget) {
                 Ok(doc) => Some(doc),
                 Err(e) => {
                     diagnostics.push(e.diagnostic(file, &join(&path, "values")));
@@ -126,10 +138,23 @@ pub fn parse(file: &Path, text: &str) -> Profile {
             values,
         });
     }
-    Profile { packs, diagnostics }
+    Profile {
+        packs,
+        diagnostics,
+        budget: Cell::new(budget),
+    }
 }
 
 impl Profile {
+    /// Parse YAML held in a string of the packs' values, within the file's budget; `None`
+    /// once the budget is spent (a finding already says where).
+    fn embedded(&self, node: &Node) -> Option<Result<Document, SyntaxError>> {
+        let mut budget = self.budget.get();
+        let parsed = (!budget.spent()).then(|| yaml::parse_embedded(node, &mut budget));
+        self.budget.set(budget);
+        parsed
+    }
+
     /// `providerCredentials` blocks of the packs' values.
     fn provider_credentials(&self) -> Vec<Credentials<'_>> {
         self.packs
@@ -210,7 +235,7 @@ impl Profile {
             }
         }
         if let Some(ext) = external {
-            out.extend(self.replacement_rules_win(file, ext, against));
+            self.replacement_rules_win(file, ext, against, &mut out);
             if primary.is_none() {
                 out.extend(ignored_bundles(file, ext, against));
             }
@@ -229,7 +254,7 @@ impl Profile {
         if let Some(reason) = reason {
             for pack in &self.packs {
                 if let Some(values) = &pack.values {
-                    find_always_pull(
+                    self.find_always_pull(
                         file,
                         &values.root,
                         &join(&pack.path, "values"),
@@ -251,41 +276,57 @@ impl Profile {
         file: &Path,
         external: &ExternalRegistry,
         against: &Against<'_>,
-    ) -> Option<Diagnostic> {
-        let mapping = external.mapping_rules?;
-        let (pack, entry) = self.packs.iter().find_map(|pack| {
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let Some(mapping) = external.mapping_rules else {
+            return;
+        };
+        let rules_path = |pack: &Pack| {
+            REPLACEMENT_RULES
+                .iter()
+                .chain(&["imageReplacementRules"])
+                .fold(join(&pack.path, "values"), |path, key| join(&path, key))
+        };
+        let found = self.packs.iter().find_map(|pack| {
             let registry = pack.values.as_ref()?.root.at(&REPLACEMENT_RULES)?;
             let entry = registry.entry("imageReplacementRules")?;
             let rules = match &entry.value.value {
-                Value::Str(text) => yaml::parse_embedded(&entry.value)
-                    .map(|doc| !doc.root.entries().is_empty())
-                    .unwrap_or(!text.trim().is_empty()),
+                Value::Str(text) => match self.embedded(&entry.value) {
+                    Some(Ok(doc)) => !doc.root.entries().is_empty(),
+                    Some(Err(e)) if e.rule == Rule::YamlLimit => {
+                        out.push(e.diagnostic(file, &rules_path(pack)));
+                        false
+                    }
+                    _ => !text.trim().is_empty(),
+                },
                 _ => !entry.value.entries().is_empty(),
             };
             rules.then_some((pack, entry))
-        })?;
-        let path = REPLACEMENT_RULES
-            .iter()
-            .chain(&["imageReplacementRules"])
-            .fold(join(&pack.path, "values"), |path, key| join(&path, key));
-        Some(
+        });
+        let Some((pack, entry)) = found else {
+            return;
+        };
+        out.push(
             Diagnostic::new(
                 Rule::ImageReplacementRulesWin,
                 file,
-                path,
+                rules_path(pack),
                 entry.key_pos,
                 format!("Registry Connect's imageReplacementRules take precedence over the registryMappingRules of {} (line {}): the agent does not apply those", against.user_data.display(), mapping.line),
             )
             .width("imageReplacementRules".len())
             .help("keep one set of rules: move the mapping rules into imageReplacementRules, or remove imageReplacementRules"),
-        )
+        );
     }
 
     /// Every image the profile references: each pack's `pack.content.images` and the OS pack's
     /// `options.system.uri`, with `{{ .spectro... }}` templates resolved, in profile order.
+    /// Expansion stops for good at [`MAX_TEMPLATE_EXPANSION_BYTES`], with a finding where.
     pub fn images(&self, file: &Path) -> (Vec<ProfileImage>, Vec<Diagnostic>) {
         let mut images: Vec<ProfileImage> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut diagnostics = Vec::new();
+        let mut templates = Templates::new(&self.packs);
         for pack in &self.packs {
             let Some(values) = &pack.values else { continue };
             let values_path = join(&pack.path, "values");
@@ -317,14 +358,21 @@ impl Profile {
             }
             for (path, node) in found {
                 let Some(raw) = node.as_str() else { continue };
-                let image = match self.resolve(raw, 0) {
+                let image = match templates.expand(raw, 0) {
                     Ok(image) => image,
-                    Err(missing) => {
+                    Err(Unresolved::Undefined(missing)) => {
                         diagnostics.push(
                             Diagnostic::new(Rule::UnresolvedTemplate, file, path, node.pos, format!("cannot resolve `{{{{ {missing} }}}}` in `{raw}`"))
                                 .help("define the option in the pack's options, or the Kubernetes version as the k8s pack's tag"),
                         );
                         continue;
+                    }
+                    Err(Unresolved::BudgetSpent) => {
+                        diagnostics.push(
+                            Diagnostic::new(Rule::UnresolvedTemplate, file, path, node.pos, format!("expanding the `{{{{ }}}}` templates of this profile copies more than {} MiB of option text by here, the most forge expands in one profile; the images after this one are not checked", MAX_TEMPLATE_EXPANSION_BYTES >> 20))
+                                .help("write the values out instead of nesting templates in templates"),
+                        );
+                        return (images, diagnostics);
                     }
                 };
                 if let Err(e) = Reference::parse(&image) {
@@ -337,7 +385,7 @@ impl Profile {
                     ));
                     continue;
                 }
-                if !images.iter().any(|i| i.image == image) {
+                if seen.insert(image.clone()) {
                     images.push(ProfileImage {
                         image,
                         path,
@@ -349,53 +397,132 @@ impl Profile {
         (images, diagnostics)
     }
 
-    /// Expand `{{ .spectro.pack.NAME.options.KEY }}` and
-    /// `{{ .spectro.system.kubernetes.version }}`; `Err` names the first unknown variable.
-    fn resolve(&self, text: &str, depth: usize) -> Result<String, String> {
+    /// Find `enable-admission-plugins` lists (as a key, or as a `enable-admission-plugins=...`
+    /// argument) that hold AlwaysPullImages, looking into YAML strings such as
+    /// `cluster.config`.
+    fn find_always_pull(
+        &self,
+        file: &Path,
+        node: &Node,
+        path: &str,
+        reason: &str,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        match &node.value {
+            Value::Map(entries) => {
+                for entry in entries {
+                    let child = join(path, &entry.key);
+                    match entry.value.as_str() {
+                        Some(plugins) if entry.key == "enable-admission-plugins" => {
+                            if plugins.split(',').any(|p| p.trim() == ALWAYS_PULL) {
+                                out.push(always_pull(file, child, &entry.value, plugins, reason));
+                            }
+                        }
+                        Some(s) if s.contains("admission-plugins") => {
+                            match self.embedded(&entry.value) {
+                                Some(Ok(inner)) => {
+                                    self.find_always_pull(file, &inner.root, &child, reason, out)
+                                }
+                                // A string that is not YAML holds no list to check; one that
+                                // spends the file's budget is refused as the file would be.
+                                Some(Err(e)) if e.rule == Rule::YamlLimit => {
+                                    out.push(e.diagnostic(file, &child))
+                                }
+                                _ => {}
+                            }
+                        }
+                        _ => self.find_always_pull(file, &entry.value, &child, reason, out),
+                    }
+                }
+            }
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let child = index(path, i);
+                    match item.as_str().and_then(|s| {
+                        s.trim_start_matches('-')
+                            .strip_prefix("enable-admission-plugins=")
+                    }) {
+                        Some(plugins) if plugins.split(',').any(|p| p.trim() == ALWAYS_PULL) => {
+                            out.push(always_pull(file, child, item, plugins, reason))
+                        }
+                        _ => self.find_always_pull(file, item, &child, reason, out),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why a template cannot be expanded.
+enum Unresolved {
+    /// The variable the profile does not define (or that nests too deep).
+    Undefined(String),
+    /// The profile's expansions reached [`MAX_TEMPLATE_EXPANSION_BYTES`].
+    BudgetSpent,
+}
+
+/// The `{{ }}` variables a profile defines, looked up by name, and what is left of its
+/// expansion budget.
+struct Templates<'a> {
+    variables: HashMap<String, &'a str>,
+    left: usize,
+}
+
+impl<'a> Templates<'a> {
+    /// `{{ .spectro.pack.NAME.options.KEY }}` (the first pack of that name) and
+    /// `{{ .spectro.system.kubernetes.version }}` (the k8s pack's tag).
+    fn new(packs: &'a [Pack]) -> Templates<'a> {
+        let mut variables = HashMap::new();
+        if let Some(version) = packs
+            .iter()
+            .find(|p| p.layer == "k8s")
+            .and_then(|p| p.version.as_deref())
+        {
+            variables.insert(".spectro.system.kubernetes.version".to_string(), version);
+        }
+        let mut names = HashSet::new();
+        for pack in packs.iter().filter(|p| names.insert(p.name.as_str())) {
+            let options = pack.values.as_ref().and_then(|v| v.root.get("options"));
+            for entry in options.map(Node::entries).unwrap_or_default() {
+                if let Some(value) = entry.value.as_str() {
+                    let name = format!(".spectro.pack.{}.options.{}", pack.name, entry.key);
+                    variables.entry(name).or_insert(value);
+                }
+            }
+        }
+        Templates {
+            variables,
+            left: MAX_TEMPLATE_EXPANSION_BYTES,
+        }
+    }
+
+    /// `text` with its templates expanded, each spending the length of the option it copies in.
+    fn expand(&mut self, text: &str, depth: usize) -> Result<String, Unresolved> {
         let mut out = String::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
             let close = rest[open..]
                 .find("}}")
                 .map(|c| open + c)
-                .ok_or_else(|| rest[open..].to_string())?;
+                .ok_or_else(|| Unresolved::Undefined(rest[open..].to_string()))?;
             let variable = rest[open + 2..close].trim();
             let value = self
-                .lookup(variable)
-                .filter(|_| depth < TEMPLATE_DEPTH)
-                .ok_or_else(|| variable.to_string())?;
+                .variables
+                .get(variable)
+                .copied()
+                .filter(|_| depth < MAX_TEMPLATE_DEPTH)
+                .ok_or_else(|| Unresolved::Undefined(variable.to_string()))?;
+            self.left = self
+                .left
+                .checked_sub(value.len())
+                .ok_or(Unresolved::BudgetSpent)?;
             out.push_str(&rest[..open]);
-            out.push_str(&self.resolve(&value, depth + 1)?);
+            out.push_str(&self.expand(value, depth + 1)?);
             rest = &rest[close + 2..];
         }
         out.push_str(rest);
         Ok(out)
-    }
-
-    fn lookup(&self, variable: &str) -> Option<String> {
-        if variable == ".spectro.system.kubernetes.version" {
-            return self
-                .packs
-                .iter()
-                .find(|p| p.layer == "k8s")?
-                .version
-                .clone();
-        }
-        let (pack, key) = variable
-            .strip_prefix(".spectro.pack.")?
-            .split_once(".options.")?;
-        let values = self
-            .packs
-            .iter()
-            .find(|p| p.name == pack)?
-            .values
-            .as_ref()?;
-        values
-            .root
-            .get("options")?
-            .get(key)?
-            .as_str()
-            .map(str::to_string)
     }
 }
 
@@ -426,46 +553,6 @@ fn ignored_bundles(
         .width(ext.key.len())
         .help("add the Registry Connect pack (with Harbor or Zot) to the profile, or build without the external registry or without the content bundles"),
     )
-}
-
-/// Find `enable-admission-plugins` lists (as a key, or as a `enable-admission-plugins=...`
-/// argument) that hold AlwaysPullImages, looking into YAML strings such as `cluster.config`.
-fn find_always_pull(file: &Path, node: &Node, path: &str, reason: &str, out: &mut Vec<Diagnostic>) {
-    match &node.value {
-        Value::Map(entries) => {
-            for entry in entries {
-                let child = join(path, &entry.key);
-                match entry.value.as_str() {
-                    Some(plugins) if entry.key == "enable-admission-plugins" => {
-                        if plugins.split(',').any(|p| p.trim() == ALWAYS_PULL) {
-                            out.push(always_pull(file, child, &entry.value, plugins, reason));
-                        }
-                    }
-                    Some(s) if s.contains("admission-plugins") => {
-                        if let Ok(inner) = yaml::parse_embedded(&entry.value) {
-                            find_always_pull(file, &inner.root, &child, reason, out);
-                        }
-                    }
-                    _ => find_always_pull(file, &entry.value, &child, reason, out),
-                }
-            }
-        }
-        Value::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let child = index(path, i);
-                match item.as_str().and_then(|s| {
-                    s.trim_start_matches('-')
-                        .strip_prefix("enable-admission-plugins=")
-                }) {
-                    Some(plugins) if plugins.split(',').any(|p| p.trim() == ALWAYS_PULL) => {
-                        out.push(always_pull(file, child, item, plugins, reason))
-                    }
-                    _ => find_always_pull(file, item, &child, reason, out),
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 fn always_pull(file: &Path, path: String, at: &Node, plugins: &str, reason: &str) -> Diagnostic {

@@ -333,6 +333,15 @@ mod tests {
     }
 
     #[test]
+    fn masks_a_merged_password_where_it_is_written() {
+        let text = "base: &b\n  password: hunter2\nreg:\n  <<: *b\n  domain: x\n";
+        assert_eq!(
+            mask_yaml(text, &Redactor::new()),
+            "base: &b\n  password: ****\nreg:\n  <<: *b\n  domain: x\n"
+        );
+    }
+
+    #[test]
     fn masks_url_passwords() {
         assert_eq!(
             mask_url("http://bob:s3cret@proxy:3128"),

@@ -1,10 +1,12 @@
 //! A YAML tree that remembers where every key and value came from, so that each finding can
-//! name its line and column. Scalars are resolved with the YAML 1.2 core schema, the one the
-//! edge agent's Go YAML library uses.
+//! name its line and column. It means what the edge agent's Go YAML library (go-yaml v3) makes
+//! of the text: scalars resolved with the YAML 1.2 core schema, explicit tags applied and
+//! checked, merge keys (`<<: *defaults`) merged, aliases bounded as go-yaml bounds them.
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use base64::Engine as _;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use crate::diagnostic::{Diagnostic, Pos, Rule};
@@ -256,15 +258,155 @@ enum Frame {
     Seq {
         node: Node,
         anchor: usize,
+        /// The value of a merge key: each item is a mapping to merge.
+        merge: bool,
     },
     Map {
         node: Node,
         anchor: usize,
-        pending_key: Option<(String, Pos)>,
+        pending_key: Option<Key>,
         path: String,
         /// Where each key was first defined, to find duplicates in linear time.
         keys: HashMap<String, Pos>,
+        /// The mappings `<<` merges into this one, in order, and where among its entries
+        /// theirs go.
+        merges: Vec<Node>,
+        merge_at: usize,
     },
+}
+
+/// A mapping key waiting for its value.
+struct Key {
+    text: String,
+    pos: Pos,
+    /// The merge key `<<`.
+    merge: bool,
+}
+
+/// How an event made its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    Written,
+    /// Copied by an alias (`*name`).
+    Alias,
+    /// The merge key `<<`, written plain with no tag, `!` or `!!merge`.
+    MergeKey,
+}
+
+/// Whether the value an event makes next is merged into a mapping: the value of `<<`, or an
+/// item of the list that is.
+fn merging_next(stack: &[Frame]) -> bool {
+    match stack.last() {
+        Some(Frame::Seq { merge, .. }) => *merge,
+        Some(Frame::Map {
+            pending_key: Some(key),
+            ..
+        }) => key.merge,
+        _ => false,
+    }
+}
+
+/// Add the entries of `sources`, the mappings `<<` merges in order, to `entries` at `at`, as
+/// go-yaml does: a key written in the mapping itself (the keys of `written`) wins over a
+/// merged one, and an earlier source over a later one.
+fn merge(
+    entries: &mut Vec<Entry>,
+    at: usize,
+    mut written: HashMap<String, Pos>,
+    sources: Vec<Node>,
+) {
+    let mut merged = Vec::new();
+    for source in sources {
+        if let Value::Map(source) = source.value {
+            for entry in source {
+                if let std::collections::hash_map::Entry::Vacant(key) =
+                    written.entry(entry.key.clone())
+                {
+                    key.insert(entry.key_pos);
+                    merged.push(entry);
+                }
+            }
+        }
+    }
+    entries.splice(at..at, merged);
+}
+
+/// A merge key's value (or an item of its list) that is not a mapping, as go-yaml refuses it.
+fn bad_merge(at: Pos, node: &Node) -> SyntaxError {
+    syntax(
+        at,
+        format!(
+            "map merge requires a mapping or a list of mappings as the value (`<<: *defaults`, `<<: [*a, *b]`), and this is of type {}",
+            node.type_name()
+        ),
+    )
+}
+
+/// The prefix of the core schema's tags (`!!int` is `tag:yaml.org,2002:int`).
+const CORE_TAG: &str = "tag:yaml.org,2002:";
+
+/// A scalar's value as go-yaml decodes it into `interface{}`, given its whole tag
+/// (`tag:yaml.org,2002:int` for `!!int`, `!foo`, `!`). With no tag (or the
+/// non-specific `!`) a plain scalar is read by the core schema and any other style is a
+/// string. `!!str` makes a string; `!!bool`, `!!int`, `!!float` and `!!null` read the text by
+/// the core schema, quoted or not, and it must be of that type (an integer becomes a
+/// `!!float`); `!!binary` is decoded from base64. Any other tag, local (`!foo`) or not
+/// (`!!seq` on a scalar), leaves the text a string.
+fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Value, String> {
+    let Some(tag) = tag.filter(|t| *t != "!") else {
+        return Ok(match style {
+            ScalarStyle::Plain => resolve_plain(text),
+            _ => Value::Str(text.to_string()),
+        });
+    };
+    let Some(kind) = tag.strip_prefix(CORE_TAG) else {
+        return Ok(Value::Str(text.to_string()));
+    };
+    let expected = match kind {
+        "bool" => "true or false",
+        "int" => "an integer",
+        "float" => "a number",
+        "null" => "nothing, `null` or `~`",
+        "binary" => {
+            let base64: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+            return base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map(|bytes| Value::Str(String::from_utf8_lossy(&bytes).into_owned()))
+                .map_err(|_| "!!binary value contains invalid base64 data".to_string());
+        }
+        _ => return Ok(Value::Str(text.to_string())),
+    };
+    match (kind, resolve_plain(text)) {
+        ("float", Value::Int(i)) => Ok(Value::Float(i as f64)),
+        (kind, value) if core_tag(&value) == kind => Ok(value),
+        (kind, value) => Err(format!(
+            "cannot decode !!{} as !!{kind}, so the edge agent cannot read the file: write {expected}, or remove the tag",
+            core_tag(&value)
+        )),
+    }
+}
+
+/// Whether a scalar (its text, style and whole tag) is the merge key: `<<` written plain,
+/// with no tag or the non-specific `!`, or tagged `!!merge`.
+fn is_merge_key(text: &str, style: ScalarStyle, tag: Option<&str>) -> bool {
+    text == "<<"
+        && match tag {
+            None | Some("!") => style == ScalarStyle::Plain,
+            Some(tag) => tag.strip_prefix(CORE_TAG) == Some("merge"),
+        }
+}
+
+/// The core schema's name for the type of a scalar value.
+fn core_tag(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Int(_) => "int",
+        Value::Float(_) => "float",
+        Value::Str(_) => "str",
+        Value::Seq(_) => "seq",
+        Value::Map(_) => "map",
+    }
 }
 
 /// A count of values and of the bytes of their text.
@@ -283,10 +425,12 @@ impl Size {
     }
 }
 
-/// The work of reading one document: values decoded, those that alias expansion produced, and
-/// what anchors and aliases copied. Checked at every copy, before it is made.
-#[derive(Debug, Default)]
-struct Budget {
+/// The work of reading one input: values decoded, those that alias expansion produced, and
+/// what anchors and aliases copied, checked at every copy before it is made. One budget is
+/// shared by every document of an input (a cluster profile and the YAML embedded in its
+/// values), so that many documents each just under the limits cannot add up to more.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Budget {
     decoded: usize,
     aliased: usize,
     copied: Size,
@@ -300,29 +444,38 @@ impl Budget {
             self.aliased += size.nodes;
         }
         self.copied = self.copied.plus(size);
-        let excessive = |message: String| SyntaxError {
-            pos: at,
-            message: format!("excessive aliasing: {message}"),
-            rule: Rule::YamlLimit,
-        };
+        match self.excess() {
+            Some(message) => Err(SyntaxError {
+                pos: at,
+                message: format!("excessive aliasing: {message}"),
+                rule: Rule::YamlLimit,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a limit is met, so that the documents of the input still to come are not read.
+    pub fn spent(&self) -> bool {
+        self.excess().is_some()
+    }
+
+    /// Which limit the copies so far exceed.
+    fn excess(&self) -> Option<String> {
         let ratio = self.aliased as f64 / self.decoded.max(1) as f64;
         let allowed = allowed_alias_ratio(self.decoded);
         if self.aliased > MIN_ALIASED_NODES && self.decoded > MIN_DECODED_NODES && ratio > allowed {
-            return Err(excessive(format!(
-                "aliases expand to {} of the document's {} values, more than the {:.0}% allowed",
+            return Some(format!(
+                "aliases expand to {} of the file's {} values, more than the {:.0}% allowed",
                 self.aliased,
                 self.decoded,
                 allowed * 100.0
-            )));
+            ));
         }
-        if self.copied.nodes > MAX_ALIAS_COPIED_VALUES || self.copied.bytes > MAX_ALIAS_COPIED_BYTES
-        {
-            return Err(excessive(format!(
-                "anchors and aliases copy more than {MAX_ALIAS_COPIED_VALUES} values or {} MiB of text",
+        (self.copied.nodes > MAX_ALIAS_COPIED_VALUES || self.copied.bytes > MAX_ALIAS_COPIED_BYTES)
+            .then(|| format!(
+                "anchors and aliases copy more than {MAX_ALIAS_COPIED_VALUES} values or {} MiB of text, the most forge copies for one file (the YAML embedded in it included)",
                 MAX_ALIAS_COPIED_BYTES >> 20
-            )));
-        }
-        Ok(())
+            ))
     }
 }
 
@@ -338,9 +491,13 @@ fn syntax(pos: Pos, message: impl Into<String>) -> SyntaxError {
 /// [`MAX_YAML_DEPTH`] levels and aliases expand within go-yaml's bounds, so the tree is small
 /// and shallow enough for every recursive walk over it.
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    parse_with(text, &mut Budget::default())
+}
+
+/// Parse one YAML document of an input whose documents share `budget`.
+pub fn parse_with(text: &str, budget: &mut Budget) -> Result<Document, SyntaxError> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, (Node, Size)> = HashMap::new();
-    let mut budget = Budget::default();
     let mut duplicates = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;
@@ -374,7 +531,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
         ) {
             budget.decoded += 1;
         }
-        let (node, anchor) = match event {
+        let (node, anchor, made) = match event {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
@@ -388,7 +545,18 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => continue,
             Event::SequenceStart(anchor, _) => {
                 let node = Node::new(Value::Seq(Vec::new()), &span, None);
-                stack.push(Frame::Seq { node, anchor });
+                let merge = matches!(
+                    stack.last(),
+                    Some(Frame::Map {
+                        pending_key: Some(Key { merge: true, .. }),
+                        ..
+                    })
+                );
+                stack.push(Frame::Seq {
+                    node,
+                    anchor,
+                    merge,
+                });
                 continue;
             }
             Event::MappingStart(anchor, _) => {
@@ -400,40 +568,57 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                     pending_key: None,
                     path,
                     keys: HashMap::new(),
+                    merges: Vec::new(),
+                    merge_at: 0,
                 });
                 continue;
             }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Frame::Seq { mut node, anchor })
-                | Some(Frame::Map {
-                    mut node, anchor, ..
-                }) => {
-                    node.end = span.end.index().max(node.end);
-                    (node, anchor)
-                }
-                None => continue,
-            },
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (mut node, anchor) = match stack.pop() {
+                    Some(Frame::Seq { node, anchor, .. }) => (node, anchor),
+                    Some(Frame::Map {
+                        mut node,
+                        anchor,
+                        keys,
+                        merges,
+                        merge_at,
+                        ..
+                    }) => {
+                        if let Value::Map(entries) = &mut node.value {
+                            merge(entries, merge_at, keys, merges);
+                        }
+                        (node, anchor)
+                    }
+                    None => continue,
+                };
+                node.end = span.end.index().max(node.end);
+                (node, anchor, Made::Written)
+            }
             Event::Alias(id) => match anchors.get(&id) {
                 Some((target, size)) => {
                     budget.copy(*size, true, here)?;
                     let mut node = target.clone();
-                    node.shift(&|_| here);
-                    node.start = span.start.index();
-                    node.end = span.end.index();
-                    (node, 0)
+                    // Merged entries keep the positions where they are written, so that a
+                    // finding about one names its line; other copies are where the alias is.
+                    if !merging_next(&stack) {
+                        node.shift(&|_| here);
+                        node.start = span.start.index();
+                        node.end = span.end.index();
+                    }
+                    (node, 0, Made::Alias)
                 }
                 None => return Err(syntax(here, "alias to an unknown anchor")),
             },
             Event::Scalar(text, style, anchor, tag) => {
-                let value = match (&tag, style) {
-                    (Some(tag), _) if tag.is_yaml_core_schema() && tag.suffix == "str" => {
-                        Value::Str(text.to_string())
-                    }
-                    (_, ScalarStyle::Plain) => resolve_plain(&text),
-                    _ => Value::Str(text.to_string()),
+                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                let value = scalar_value(&text, style, tag.as_deref())
+                    .map_err(|message| syntax(here, message))?;
+                let made = if is_merge_key(&text, style, tag.as_deref()) {
+                    Made::MergeKey
+                } else {
+                    Made::Written
                 };
-                let node = Node::new(value, &span, Some(style));
-                (node, anchor)
+                (Node::new(value, &span, Some(style)), anchor, made)
             }
         };
         if anchor != 0 {
@@ -441,9 +626,18 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
             budget.copy(size, false, here)?;
             anchors.insert(anchor, (node.clone(), size));
         }
+        // Where the value is written: an alias's copy is written where the alias is.
+        let at = if made == Made::Alias { here } else { node.pos };
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq { node: parent, .. }) => {
+            Some(Frame::Seq {
+                node: parent,
+                merge,
+                ..
+            }) => {
+                if *merge && !matches!(node.value, Value::Map(_)) {
+                    return Err(bad_merge(at, &node));
+                }
                 if let Value::Seq(items) = &mut parent.value {
                     items.push(node);
                 }
@@ -453,33 +647,52 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                 pending_key,
                 path,
                 keys,
+                merges,
+                merge_at,
                 ..
             }) => match pending_key.take() {
                 None => {
-                    let key = match &node.value {
+                    let text = match &node.value {
                         Value::Str(s) => s.clone(),
                         Value::Null => String::new(),
                         _ => node.to_json().to_string(),
                     };
-                    *pending_key = Some((key, node.pos));
+                    *pending_key = Some(Key {
+                        text,
+                        pos: node.pos,
+                        merge: made == Made::MergeKey,
+                    });
                 }
-                Some((key, key_pos)) => {
-                    if let Value::Map(entries) = &mut parent.value {
-                        match keys.get(&key) {
-                            Some(first) => duplicates.push(Duplicate {
-                                path: join(path, &key),
-                                pos: key_pos,
-                                first: *first,
-                            }),
-                            None => {
-                                keys.insert(key.clone(), key_pos);
-                            }
+                Some(key) => {
+                    match keys.get(&key.text) {
+                        Some(first) => duplicates.push(Duplicate {
+                            path: join(path, &key.text),
+                            pos: key.pos,
+                            first: *first,
+                        }),
+                        None => {
+                            keys.insert(key.text.clone(), key.pos);
                         }
+                    }
+                    let Value::Map(entries) = &mut parent.value else {
+                        continue;
+                    };
+                    if !key.merge {
                         entries.push(Entry {
-                            key,
-                            key_pos,
+                            key: key.text,
+                            key_pos: key.pos,
                             value: node,
                         });
+                        continue;
+                    }
+                    if merges.is_empty() {
+                        *merge_at = entries.len();
+                    }
+                    match node.value {
+                        Value::Map(_) => merges.push(node),
+                        // A written list; its items are mappings, checked as they came.
+                        Value::Seq(items) if made == Made::Written => merges.extend(items),
+                        _ => return Err(bad_merge(at, &node)),
                     }
                 }
             },
@@ -500,9 +713,9 @@ fn current_path(stack: &[Frame]) -> String {
     for frame in stack {
         match frame {
             Frame::Map {
-                pending_key: Some((key, _)),
+                pending_key: Some(key),
                 ..
-            } => path = join(&path, key),
+            } => path = join(&path, &key.text),
             Frame::Seq { node, .. } => path = index(&path, node.items().len()),
             Frame::Map { .. } => {}
         }
@@ -511,9 +724,14 @@ fn current_path(stack: &[Frame]) -> String {
 }
 
 /// Parse an input file: the document (if it is valid YAML) and the findings of parsing, a
-/// syntax error (YAML001) or keys defined twice (YAML002).
-pub fn parse_file(file: &Path, text: &str) -> (Option<Document>, Vec<Diagnostic>) {
-    match parse(text) {
+/// syntax error (YAML001) or keys defined twice (YAML002). `budget` is the file's, which the
+/// documents embedded in it go on spending.
+pub fn parse_file(
+    file: &Path,
+    text: &str,
+    budget: &mut Budget,
+) -> (Option<Document>, Vec<Diagnostic>) {
+    match parse_with(text, budget) {
         Ok(doc) => {
             let duplicates = doc
                 .duplicates
@@ -558,9 +776,9 @@ impl SyntaxError {
 }
 
 /// Parse YAML held in a string value of another document (a pack's `values: |` block), with
-/// positions translated into the outer file. Block scalars map line for line; other styles
-/// map every position to the start of the string.
-pub fn parse_embedded(node: &Node) -> Result<Document, SyntaxError> {
+/// positions translated into the outer file, within the outer file's `budget`. Block scalars
+/// map line for line; other styles map every position to the start of the string.
+pub fn parse_embedded(node: &Node, budget: &mut Budget) -> Result<Document, SyntaxError> {
     let text = node.as_str().unwrap_or_default();
     let origin = node.pos;
     let map: Box<dyn Fn(Pos) -> Pos> = match node.style {
@@ -576,7 +794,7 @@ pub fn parse_embedded(node: &Node) -> Result<Document, SyntaxError> {
         }
         _ => Box::new(move |_| origin),
     };
-    match parse(text) {
+    match parse_with(text, budget) {
         Ok(mut doc) => {
             doc.root.shift(&*map);
             for d in &mut doc.duplicates {
@@ -636,6 +854,191 @@ mod tests {
         assert_eq!(doc.root.at(&["c", "b"]).unwrap().value, Value::Int(1));
     }
 
+    /// The keys of a mapping and their values, as JSON.
+    fn entries(node: &Node) -> Vec<(String, serde_json::Value)> {
+        node.entries()
+            .iter()
+            .map(|e| (e.key.clone(), e.value.to_json()))
+            .collect()
+    }
+
+    #[test]
+    fn merge_keys_merge_like_go_yaml() {
+        let doc = parse(concat!(
+            "a: &a {x: 1, y: 1}\n",
+            "b: &b {y: 2, z: 2}\n",
+            "one:\n  <<: *a\n",
+            "list:\n  <<: [*a, *b]\n",
+            "own:\n  x: 0\n  <<: [*a, *b]\n  z: 0\n",
+            "inline: {<<: {x: 3}}\n",
+        ))
+        .unwrap();
+        let json = |pairs: &[(&str, i64)]| -> Vec<(String, serde_json::Value)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), (*v).into()))
+                .collect()
+        };
+        let at = |key: &str| entries(doc.root.get(key).unwrap());
+        assert_eq!(at("one"), json(&[("x", 1), ("y", 1)]));
+        // The earlier mapping of the list wins.
+        assert_eq!(at("list"), json(&[("x", 1), ("y", 1), ("z", 2)]));
+        // Keys written in the mapping win, before `<<` or after it, and are no duplicates.
+        assert_eq!(at("own"), json(&[("x", 0), ("y", 1), ("z", 0)]));
+        assert_eq!(at("inline"), json(&[("x", 3)]));
+        assert!(doc.duplicates.is_empty(), "{:?}", doc.duplicates);
+    }
+
+    #[test]
+    fn merged_entries_keep_the_positions_where_they_are_written() {
+        let text = "defaults: &d\n  password: abc\ncreds:\n  <<: *d\n  user: u\n";
+        let doc = parse(text).unwrap();
+        let password = doc.root.at(&["creds"]).unwrap().entry("password").unwrap();
+        assert_eq!(password.key_pos, Pos::new(2, 3));
+        assert_eq!(
+            (password.value.pos, password.value.as_str()),
+            (Pos::new(2, 13), Some("abc"))
+        );
+        assert_eq!(&text[password.value.start..password.value.end], "abc");
+        // A plain alias is where the alias is written.
+        let doc = parse("defaults: &d\n  password: abc\ncreds: *d\n").unwrap();
+        let copied = doc.root.at(&["creds"]).unwrap().entry("password").unwrap();
+        assert_eq!(copied.key_pos, Pos::new(3, 8));
+    }
+
+    #[test]
+    fn an_anchor_with_a_merge_key_carries_its_merged_entries() {
+        let doc = parse("a: &a {x: 1}\nb: &b {<<: *a, y: 2}\nc: {<<: *b}\n").unwrap();
+        let c = doc.root.get("c").unwrap();
+        assert_eq!(entries(c), [("x".into(), 1.into()), ("y".into(), 2.into())]);
+    }
+
+    #[test]
+    fn only_a_plain_or_merge_tagged_key_merges() {
+        let doc = parse("a: &a {x: 1}\nq: {\"<<\": *a}\nt: {!!merge \"<<\": *a}\nn: {! <<: *a}\n")
+            .unwrap();
+        assert_eq!(doc.root.get("q").unwrap().entries()[0].key, "<<");
+        assert_eq!(doc.root.get("t").unwrap().entries()[0].key, "x");
+        assert_eq!(doc.root.get("n").unwrap().entries()[0].key, "x");
+    }
+
+    #[test]
+    fn a_second_merge_key_is_a_duplicate_as_in_go_yaml() {
+        let doc = parse("a: &a {x: 1}\nb: &b {y: 1}\nc:\n  <<: *a\n  <<: *b\n").unwrap();
+        assert_eq!(doc.duplicates.len(), 1);
+        assert_eq!(
+            (doc.duplicates[0].path.as_str(), doc.duplicates[0].pos),
+            ("c[\"<<\"]", Pos::new(5, 3))
+        );
+    }
+
+    #[test]
+    fn refuses_merging_anything_but_mappings_where_it_is_written() {
+        let refused = |text: &str| {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.rule, Rule::YamlSyntax);
+            assert!(
+                err.message
+                    .starts_with("map merge requires a mapping or a list of mappings"),
+                "{err}"
+            );
+            err.pos
+        };
+        assert_eq!(refused("b:\n  <<: 5\n"), Pos::new(2, 7));
+        assert_eq!(
+            refused("a: &a {x: 1}\nb:\n  <<: [*a, 5]\n"),
+            Pos::new(3, 12)
+        );
+        assert_eq!(refused("s: &s text\nb: {<<: *s}\n"), Pos::new(2, 9));
+        assert_eq!(
+            refused("a: &a {x: 1}\nl: &l [*a]\nb: {<<: *l}\n"),
+            Pos::new(3, 9)
+        );
+        assert_eq!(refused("b: {<<: [[{x: 1}]]}\n"), Pos::new(1, 10));
+        assert_eq!(refused("b: {<<: }\n"), Pos::new(1, 7));
+    }
+
+    #[test]
+    fn merging_spends_the_alias_budget() {
+        let keys: String = (0..50).map(|i| format!("k{i}: {i}, ")).collect();
+        let text = format!(
+            "a: &a {{{keys}}}\nb: {{<<: [{}]}}\n",
+            vec!["*a"; 500].join(", ")
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!((err.rule, err.pos.line), (Rule::YamlLimit, 2));
+    }
+
+    #[test]
+    fn explicit_tags_mean_what_go_yaml_makes_of_them() {
+        let doc = parse(concat!(
+            "bool: !!bool \"true\"\n",
+            "int: !!int \"5\"\n",
+            "str: !!str 5\n",
+            "float: !!float 5\n",
+            "null: !!null \"\"\n",
+            "long: !<tag:yaml.org,2002:int> '7'\n",
+            "local: !foo 5\n",
+            "plain: ! 5\n",
+            "seq: !!map [1]\n",
+            "scalar: !!seq text\n",
+            "binary: !!binary |\n  aGVs\n  bG8=\n",
+        ))
+        .unwrap();
+        let values: Vec<Value> = doc
+            .root
+            .entries()
+            .iter()
+            .map(|e| e.value.value.clone())
+            .collect();
+        assert_eq!(
+            values,
+            [
+                Value::Bool(true),
+                Value::Int(5),
+                Value::Str("5".into()),
+                Value::Float(5.0),
+                Value::Null,
+                Value::Int(7),
+                Value::Str("5".into()),
+                Value::Int(5),
+                Value::Seq(doc.root.get("seq").unwrap().items().to_vec()),
+                Value::Str("text".into()),
+                Value::Str("hello".into()),
+            ]
+        );
+        assert_eq!(doc.root.get("seq").unwrap().items()[0].value, Value::Int(1));
+    }
+
+    #[test]
+    fn refuses_a_tag_that_does_not_fit_its_value_where_it_is_written() {
+        let refused = |text: &str| {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.rule, Rule::YamlSyntax);
+            (err.pos, err.message)
+        };
+        assert_eq!(
+            refused("a:\n  b: !!int \"abc\"\n"),
+            (Pos::new(2, 6), "cannot decode !!str as !!int, so the edge agent cannot read the file: write an integer, or remove the tag".into())
+        );
+        assert!(refused("a: !!bool \"yes\"\n")
+            .1
+            .starts_with("cannot decode !!str as !!bool"));
+        assert!(refused("a: !!int 1.5\n")
+            .1
+            .starts_with("cannot decode !!float as !!int"));
+        assert!(refused("a: !!null x\n")
+            .1
+            .starts_with("cannot decode !!str as !!null"));
+        assert!(refused("a: !!bool\n")
+            .1
+            .starts_with("cannot decode !!null as !!bool"));
+        assert_eq!(
+            refused("a: !!binary '*'\n").1,
+            "!!binary value contains invalid base64 data"
+        );
+    }
+
     #[test]
     fn refuses_nesting_deeper_than_the_limit_where_it_is_crossed() {
         let ok = format!("{}1", "- ".repeat(MAX_YAML_DEPTH));
@@ -672,6 +1075,27 @@ mod tests {
     }
 
     #[test]
+    fn the_documents_of_one_input_share_the_alias_budget() {
+        // Each document copies 15 MB of text, under the limit alone, over it with another.
+        let one = format!(
+            "a: &a {}\nb: [{}]\n",
+            "x".repeat(1 << 20),
+            vec!["*a"; 14].join(",")
+        );
+        assert!(parse(&one).is_ok());
+        let mut budget = Budget::default();
+        assert!(parse_with(&one, &mut budget).is_ok());
+        assert!(!budget.spent());
+        let err = parse_with(&one, &mut budget).unwrap_err();
+        assert_eq!((err.rule, err.pos), (Rule::YamlLimit, Pos::new(2, 5)));
+        assert!(
+            err.message.contains("the most forge copies for one file"),
+            "{err}"
+        );
+        assert!(budget.spent());
+    }
+
+    #[test]
     fn finds_duplicates_among_many_keys_in_linear_time() {
         let mut text: String = (0..20_000).map(|i| format!("k{i}: 1\n")).collect();
         text.push_str("k7: 2\n");
@@ -684,7 +1108,8 @@ mod tests {
     fn maps_embedded_block_positions_to_the_outer_file() {
         let outer = "values: |\n  pack:\n    name: x\n";
         let doc = parse(outer).unwrap();
-        let inner = parse_embedded(doc.root.get("values").unwrap()).unwrap();
+        let inner =
+            parse_embedded(doc.root.get("values").unwrap(), &mut Budget::default()).unwrap();
         let entry = inner.root.get("pack").unwrap().entry("name").unwrap();
         assert_eq!(entry.key_pos, Pos::new(3, 5));
     }

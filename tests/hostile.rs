@@ -41,6 +41,27 @@ fn billion_laughs() -> Vec<u8> {
     text.into_bytes()
 }
 
+/// A cluster profile of twenty packs whose values each copy 14.4 MB by aliases, just under the
+/// limit of one document: 288 MB together.
+fn packs_each_aliasing_just_under_the_limit() -> Vec<u8> {
+    let pack = |i: usize| {
+        let aliases = vec!["*a"; 900].join(", ");
+        format!("  - name: pack{i}\n    layer: addon\n    values: |\n      a: &a {}\n      b: [{aliases}]\n", "x".repeat(16 << 10))
+    };
+    format!("packs:\n{}", (0..20).map(pack).collect::<String>()).into_bytes()
+}
+
+/// A cluster profile whose options each hold `fanout` templates of the one before, eight
+/// deep, starting from `first`; its one image expands the last.
+fn nested_templates(first: &str, fanout: usize) -> Vec<u8> {
+    let mut options = format!("        o0: \"{first}\"\n");
+    for k in 1..8 {
+        let templates = format!("{{{{ .spectro.pack.p.options.o{} }}}}", k - 1).repeat(fanout);
+        options.push_str(&format!("        o{k}: \"{templates}\"\n"));
+    }
+    format!("packs:\n  - name: p\n    layer: addon\n    values: |\n      options:\n{options}      pack:\n        content:\n          images:\n            - image: \"{{{{ .spectro.pack.p.options.o7 }}}}\"\n").into_bytes()
+}
+
 fn cases() -> Vec<Case> {
     let lines = |n: usize, line: &dyn Fn(usize) -> String| -> String { (0..n).map(line).collect() };
     vec![
@@ -59,6 +80,46 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["build.arg:18:5: error[CFG001]: A: the value grows past 64 KiB where `$A` is expanded"],
+        },
+        Case {
+            name: ".arg values each just under 64 KiB on 3,000 lines",
+            files: vec![("build.arg", format!("A={}\n{}", "x".repeat(65_535), "B=$A\n".repeat(3_000)).into_bytes())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            env: vec![],
+            exit: 1,
+            says: &["build.arg:18:3: error[CFG001]: B: expanding `$A` takes what `$VAR` expansion adds to this file's values past 1 MiB, the most forge expands in one .arg file"],
+        },
+        Case {
+            name: ".arg: one variable expanded on 70,000 lines",
+            files: vec![("build.arg", format!("A=x\n{}", "IMAGE_REPO=$A\n".repeat(70_000)).into_bytes())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            env: vec![],
+            exit: 0,
+            says: &["0 errors"],
+        },
+        Case {
+            name: "profile: 20 packs each aliasing just under the limit",
+            files: vec![("profile.yaml", packs_each_aliasing_just_under_the_limit())],
+            args: &["validate", "--profile", "{dir}/profile.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["profile.yaml:11:499: error[YAML003]: packs[1].values: excessive aliasing: anchors and aliases copy more than 1000000 values or 16 MiB of text, the most forge copies for one file", "1 error, 0 warnings"],
+        },
+        Case {
+            name: "profile: templates of 100 bytes, ten to a level, eight deep",
+            files: vec![("profile.yaml", nested_templates(&"x".repeat(100), 10))],
+            args: &["validate", "--profile", "{dir}/profile.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["profile.yaml:17:22: error[PR007]: packs[0].values.pack.content.images[0].image: expanding the `{{ }}` templates of this profile copies more than 1 MiB of option text by here, the most forge expands in one profile"],
+        },
+        Case {
+            name: "profile: empty templates, 1,000 to a level, eight deep",
+            files: vec![("profile.yaml", nested_templates("", 1000))],
+            args: &["validate", "--profile", "{dir}/profile.yaml"],
+            env: vec![],
+            exit: 1,
+            says: &["profile.yaml:17:22: error[PR007]"],
         },
         Case {
             name: "400 KB of nested block sequences",

@@ -1,11 +1,13 @@
 //! CanvOS `.arg` files: `KEY=VALUE` lines, `#` comments, optional `export`, single and double
 //! quotes, and `$VAR` / `${VAR}` expansion (earlier lines, then lower setting layers, then the
-//! environment; an undefined variable expands to nothing, with a warning).
+//! environment; an undefined variable expands to nothing, with a warning). Expansion is
+//! bounded per value ([`MAX_ARG_VALUE_BYTES`]) and per file ([`MAX_ARG_EXPANSION_BYTES`]).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Pos, Rule};
-use crate::limits::MAX_ARG_VALUE_BYTES;
+use crate::limits::{MAX_ARG_EXPANSION_BYTES, MAX_ARG_VALUE_BYTES};
 
 /// One `KEY=VALUE` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,13 +20,18 @@ pub struct Assignment {
     pub value_pos: Pos,
 }
 
-/// Parse a `.arg` file. `lookup` resolves variables the file does not define itself.
+/// Parse a `.arg` file. `lookup` resolves variables the file does not define itself. Once
+/// expansion has added [`MAX_ARG_EXPANSION_BYTES`] to the file's values, the line that would
+/// add more is an error and the lines after it are not read.
 pub fn parse(
     file: &Path,
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> (Vec<Assignment>, Vec<Diagnostic>) {
     let mut assignments: Vec<Assignment> = Vec::new();
+    // The latest assignment of each name, so that a lookup does not scan every line before.
+    let mut latest: HashMap<String, usize> = HashMap::new();
+    let mut expansion_left = MAX_ARG_EXPANSION_BYTES;
     let mut diagnostics = Vec::new();
     let text = match text.strip_prefix('\u{feff}') {
         Some(rest) => {
@@ -89,14 +96,12 @@ pub fn parse(
         let value_byte = indent + line.len() - rest.len();
         let value_pos = Pos::new(line_no, column(value_byte));
         let defined = |var: &str| {
-            assignments
-                .iter()
-                .rev()
-                .find(|a| a.name == var)
-                .map(|a| a.value.clone())
+            latest
+                .get(var)
+                .map(|&i| assignments[i].value.clone())
                 .or_else(|| lookup(var))
         };
-        match unquote_and_expand(rest, &defined) {
+        match unquote_and_expand(rest, &defined, &mut expansion_left) {
             Ok((value, undefined)) => {
                 for var in undefined {
                     diagnostics.push(
@@ -112,6 +117,7 @@ pub fn parse(
                         )),
                     );
                 }
+                latest.insert(name.to_string(), assignments.len());
                 assignments.push(Assignment {
                     name: name.to_string(),
                     value,
@@ -119,16 +125,36 @@ pub fn parse(
                     value_pos,
                 });
             }
-            Err((offset, message)) => diagnostics.push(Diagnostic::new(
-                Rule::ArgSyntax,
-                file,
-                name,
-                Pos::new(line_no, value_pos.column + offset),
-                message,
-            )),
+            Err(e) => {
+                let at = Pos::new(line_no, value_pos.column + e.offset);
+                let d = Diagnostic::new(Rule::ArgSyntax, file, name, at, e.message);
+                if e.budget_spent {
+                    diagnostics.push(d.help("write the values out instead of expanding the same variables again and again"));
+                    break;
+                }
+                diagnostics.push(d);
+            }
         }
     }
     (assignments, diagnostics)
+}
+
+/// Why a value cannot be read: at which character of the text after `=`, what is wrong, and
+/// whether it is the file's expansion budget that is spent (which ends the reading).
+struct ValueError {
+    offset: usize,
+    message: String,
+    budget_spent: bool,
+}
+
+impl ValueError {
+    fn syntax(offset: usize, message: impl Into<String>) -> ValueError {
+        ValueError {
+            offset,
+            message: message.into(),
+            budget_spent: false,
+        }
+    }
 }
 
 fn is_name(name: &str) -> bool {
@@ -141,12 +167,14 @@ fn is_name(name: &str) -> bool {
 
 /// The value of the text after `=`: quotes removed, `$VAR` expanded outside single quotes,
 /// an unquoted ` #` starting a comment. Returns the value and the undefined variables, or the
-/// character offset and text of a syntax error, which a value longer than
-/// [`MAX_ARG_VALUE_BYTES`] is (`A=$A$A` on forty lines would otherwise need a terabyte).
+/// error, which a value longer than [`MAX_ARG_VALUE_BYTES`] is (`A=$A$A` on forty lines would
+/// otherwise need a terabyte), and so is an expansion larger than what is `left` of the file's
+/// budget (`B=$A` on many lines, each value just under the first limit).
 fn unquote_and_expand(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(String, Vec<String>), (usize, String)> {
+    left: &mut usize,
+) -> Result<(String, Vec<String>), ValueError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::new();
     // Unquoted whitespace is kept only between words, as in a shell.
@@ -181,24 +209,32 @@ fn unquote_and_expand(
                 }
             }
             (_, '$') => {
-                let (name, consumed) = variable_at(&chars[i + 1..]).map_err(|m| (i, m))?;
+                let (name, consumed) =
+                    variable_at(&chars[i + 1..]).map_err(|m| ValueError::syntax(i, m))?;
                 let expansion = match &name {
-                    Some(name) => lookup(name).unwrap_or_else(|| {
-                        undefined.push(name.clone());
+                    Some(var) => lookup(var).unwrap_or_else(|| {
+                        undefined.push(var.clone());
                         String::new()
                     }),
                     None => "$".to_string(),
                 };
+                let var = name.unwrap_or_default();
                 if out.len() + pending.len() + expansion.len() > MAX_ARG_VALUE_BYTES {
-                    return Err((
+                    return Err(ValueError::syntax(
                         i,
                         format!(
-                            "the value grows past {} KiB where `${}` is expanded",
+                            "the value grows past {} KiB where `${var}` is expanded",
                             MAX_ARG_VALUE_BYTES >> 10,
-                            name.unwrap_or_default()
                         ),
                     ));
                 }
+                // A lone `$` is text, not an expansion.
+                let expanded = if var.is_empty() { 0 } else { expansion.len() };
+                *left = left.checked_sub(expanded).ok_or_else(|| ValueError {
+                    offset: i,
+                    message: format!("expanding `${var}` takes what `$VAR` expansion adds to this file's values past {} MiB, the most forge expands in one .arg file; the lines after this one are not read", MAX_ARG_EXPANSION_BYTES >> 20),
+                    budget_spent: true,
+                })?;
                 i += consumed;
                 push(&mut out, &mut pending, &expansion);
                 started = true;
@@ -211,7 +247,7 @@ fn unquote_and_expand(
         i += 1;
     }
     if let Some((q, at)) = quote {
-        return Err((at, format!("unterminated {q} quote")));
+        return Err(ValueError::syntax(at, format!("unterminated {q} quote")));
     }
     Ok((out, undefined))
 }
@@ -280,6 +316,32 @@ mod tests {
             first.message,
             "the value grows past 64 KiB where `$A` is expanded"
         );
+    }
+
+    #[test]
+    fn expansion_stops_at_the_budget_of_the_file() {
+        let a = "x".repeat(MAX_ARG_VALUE_BYTES - 1);
+        let text = format!("A={a}\n{}", "B=$A\n".repeat(1000));
+        let (assignments, d) = parse(Path::new(".arg"), &text, &|_| None);
+        let expanded: usize = assignments[1..].iter().map(|a| a.value.len()).sum();
+        assert!(expanded <= MAX_ARG_EXPANSION_BYTES, "{expanded}");
+        assert_eq!(d.len(), 1, "one error, then the file is not read further");
+        let lines = MAX_ARG_EXPANSION_BYTES / a.len();
+        assert_eq!(
+            (d[0].rule, d[0].pos, d[0].path.as_str()),
+            (Rule::ArgSyntax, Pos::new(lines + 2, 3), "B")
+        );
+        assert!(d[0]
+            .message
+            .contains("past 1 MiB, the most forge expands in one .arg file"));
+    }
+
+    #[test]
+    fn a_lone_dollar_is_text_not_expansion() {
+        let text = format!("A={}\n", "$".repeat(60 << 10)).repeat(17);
+        let (assignments, d) = parse(Path::new(".arg"), &text, &|_| None);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(assignments.len(), 17);
     }
 
     #[test]

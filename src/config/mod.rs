@@ -546,7 +546,7 @@ fn unknown(file: &Path, name: &str, pos: Pos) -> Diagnostic {
 }
 
 fn apply_config_file(r: &mut Resolved, path: &Path, text: &str) {
-    let (doc, findings) = yaml::parse_file(path, text);
+    let (doc, findings) = yaml::parse_file(path, text, &mut yaml::Budget::default());
     r.diagnostics.extend(findings);
     let Some(doc) = doc else { return };
     if doc.root.value == Value::Null {

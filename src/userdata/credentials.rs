@@ -223,7 +223,8 @@ impl<'a> Credentials<'a> {
 
     /// Text edits replacing the password by `encoded` and setting `encodedPassword: true`,
     /// touching nothing else. `None` where a safe line edit is impossible (flow mappings,
-    /// block scalars).
+    /// block scalars), and for a password written outside the block: merged from an anchor
+    /// (`<<: *defaults`) or copied by an alias, it may be other blocks' password too.
     fn encode_edits(
         &self,
         password: &Entry,
@@ -237,7 +238,9 @@ impl<'a> Credentials<'a> {
             password.value.style,
             Some(saphyr_parser::ScalarStyle::Literal | saphyr_parser::ScalarStyle::Folded)
         );
-        if is_flow || is_block {
+        let written_here =
+            self.node.start <= password.value.start && password.value.end <= self.node.end;
+        if is_flow || is_block || !written_here {
             return None;
         }
         let mut edits = vec![Edit::replace(

@@ -59,7 +59,7 @@ pub fn validate(file: &Path, text: &str) -> Validation {
             .help("move large content out of the user-data: files into overlay/files-iso, images into a content bundle"),
         );
     }
-    let (document, findings) = yaml::parse_file(file, text);
+    let (document, findings) = yaml::parse_file(file, text, &mut yaml::Budget::default());
     diagnostics.extend(findings);
     let Some(document) = document else {
         return Validation {
