@@ -20,7 +20,7 @@ use crate::plan::{self, Kind, Plan};
 use crate::reference::Reference;
 use crate::registry::sync::Syncer;
 use crate::registry::Pool;
-use crate::render::Templates;
+use crate::render::{Sources, Templates};
 use crate::report::{Mode, Progress};
 use crate::run::{self, RunError, Workspace};
 use crate::validate::{self, Outcome, Request};
@@ -187,6 +187,21 @@ pub(super) struct PlanArgs {
     cache: String,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
+    /// The forge git repository the CI files' first job builds forge from (cargo install
+    /// --git), for the other jobs. Required by github-actions and gitlab-ci.
+    #[arg(long, value_name = "URL", required_if_eq_any = [("format", "github-actions"), ("format", "gitlab-ci")])]
+    forge_git: Option<String>,
+    /// The commit of --forge-git to build. Default: the commit this forge was built from.
+    #[arg(long, value_name = "COMMIT")]
+    forge_rev: Option<String>,
+    /// The branch whose pushes run the GitHub Actions workflow (the repository's default
+    /// branch; GitLab pipelines read $CI_DEFAULT_BRANCH).
+    #[arg(long, value_name = "NAME", default_value = "main")]
+    branch: String,
+    /// The ISO job uploads the ISOs with its output directory as a CI artifact. They hold
+    /// the user-data's credentials, so by default they are left out.
+    #[arg(long)]
+    upload_iso: bool,
 }
 
 /// The user-data files `--user-data` names: files as given, each directory as its `*.yaml`
@@ -237,24 +252,26 @@ fn iso_names(iso_name: &str, files: &[PathBuf]) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// `--FLAG PATH` as words.
+fn path_words(flag: &str, path: &Path) -> [String; 2] {
+    [format!("--{flag}"), path.display().to_string()]
+}
+
 impl Inputs {
-    /// These flags as command-line words again (for the jobs `forge plan` emits).
+    /// These flags as command-line words again (for the jobs `forge plan` emits), but the
+    /// user-data and `--secret-file`, which CI jobs get from CI secrets.
     fn words(&self) -> Vec<String> {
         let mut words = self.settings.words();
-        let path = |flag: &str, p: &Path| [format!("--{flag}"), p.display().to_string()];
-        for file in &self.user_data {
-            words.extend(path("user-data", file));
-        }
         for (flag, dir) in [
             ("templates", &self.templates),
             ("overlays", &self.overlays),
             ("content-dir", &self.content_dir),
         ] {
             if let Some(dir) = dir {
-                words.extend(path(flag, dir));
+                words.extend(path_words(flag, dir));
             }
         }
-        words.extend(path("output", &self.output));
+        words.extend(path_words("output", &self.output));
         words
     }
 
@@ -367,6 +384,8 @@ struct Prepared {
     templates: Templates,
     overlays: Option<PathBuf>,
     plan: Plan,
+    /// The images the build starts from.
+    sources: Sources,
     progress: Progress,
     /// Stands in for absent certs/ and overlays/ in build contexts: an ordinary directory.
     _empty: tempfile::TempDir,
@@ -421,6 +440,7 @@ fn prepare(
         templates,
         overlays,
         plan,
+        sources,
         progress,
         _empty: empty,
     })
@@ -456,6 +476,7 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
         overlays,
         plan,
         progress,
+        sources: _,
         _empty,
     } = prepare(
         inputs,
@@ -691,15 +712,39 @@ pub(super) fn plan(args: PlanArgs) -> Result<ExitStatus> {
         Mode::Plain,
         &crate::engine::default_address(),
     )?;
-    cache_repository(&prepared.outcome.settings, &Some(args.cache.clone()), &None)?;
-    let mut build = vec!["forge".to_string(), "build".to_string()];
-    build.extend(inputs.words());
+    let settings = &prepared.outcome.settings;
+    let cache = cache_repository(settings, &Some(args.cache.clone()), &None)?;
+    let carried = crate::ci::carried(settings);
+    let mut shared = inputs.words();
+    shared.extend(carried.sets);
     if let Some(certs) = &args.certs {
-        build.extend(["--certs".to_string(), certs.display().to_string()]);
+        shared.extend(path_words("certs", certs));
+    }
+    let mut build = vec!["forge".to_string(), "build".to_string()];
+    build.extend(shared.iter().cloned());
+    build.extend(inputs.settings.secret_file_words());
+    for file in &inputs.user_data {
+        build.extend(path_words("user-data", file));
     }
     let output = inputs.output.display().to_string();
     let jobs = crate::ci::jobs(&prepared.plan, &build, &args.cache, &output);
     let redactor = &prepared.outcome.redactor;
+    let pipeline = || {
+        let install = crate::ci::Install::new(
+            args.forge_git.as_deref().unwrap_or_default(),
+            args.forge_rev.as_deref(),
+        )?;
+        crate::ci::Pipeline::new(crate::ci::Request {
+            jobs: &jobs,
+            build: shared.clone(),
+            user_data: &prepared.user_data,
+            registries: crate::ci::registries(settings, &prepared.sources, cache.as_deref()),
+            secret_settings: carried.secrets.clone(),
+            install,
+            branch: args.branch.clone(),
+            upload_iso: args.upload_iso,
+        })
+    };
     let text = match args.format {
         PlanFormat::Json => {
             let body = json!({"cache": args.cache, "jobs": jobs});
@@ -707,8 +752,10 @@ pub(super) fn plan(args: PlanArgs) -> Result<ExitStatus> {
             return Ok(ExitStatus::Success);
         }
         PlanFormat::Text => crate::ci::text(&jobs),
-        PlanFormat::GithubActions => crate::ci::github_actions(&jobs),
-        PlanFormat::GitlabCi => crate::ci::gitlab_ci(&jobs),
+        PlanFormat::GithubActions => pipeline()
+            .and_then(|p| p.github_actions())
+            .map_err(finding)?,
+        PlanFormat::GitlabCi => pipeline().map(|p| p.gitlab_ci()).map_err(finding)?,
     };
     output::text(redactor, &text)?;
     Ok(ExitStatus::Success)

@@ -178,7 +178,8 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
 }
 
 impl SettingsArgs {
-    /// These flags as command-line words again (for the jobs `forge plan` emits).
+    /// These flags as command-line words again (for the jobs `forge plan` emits), but
+    /// `--secret-file`: see [`SettingsArgs::secret_file_words`].
     fn words(&self) -> Vec<String> {
         let mut words = Vec::new();
         let mut flag = |name: &str, value: String| words.extend([format!("--{name}"), value]);
@@ -191,13 +192,18 @@ impl SettingsArgs {
         for (key, value) in &self.sets {
             flag("set", format!("{key}={value}"));
         }
-        for (key, path) in &self.secret_files {
-            flag("secret-file", format!("{key}={path}"));
-        }
         if let Some(dir) = &self.checkout {
             flag("checkout", dir.display().to_string());
         }
         words
+    }
+
+    /// The `--secret-file` flags as words: files of this machine, which CI jobs do not have.
+    fn secret_file_words(&self) -> Vec<String> {
+        self.secret_files
+            .iter()
+            .flat_map(|(key, path)| ["--secret-file".to_string(), format!("{key}={path}")])
+            .collect()
     }
 
     /// The checkout directory: `--checkout`, the directory of `--arg`, or `.`; absolute.

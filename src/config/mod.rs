@@ -463,7 +463,7 @@ pub fn resolve(inputs: &Inputs) -> Resolved {
     }
     for (key, value) in &inputs.sets {
         match lookup_def(&flag_name(key)) {
-            Some(d) if d.kind.may_hold_secret() && has_password(value) => {
+            Some(d) if holds_secret(d, value) => {
                 r.diagnostics.push(secret_on_command_line(d));
             }
             Some(d) => r.set(d.name, value.clone(), Origin::Flag),
@@ -493,6 +493,11 @@ pub fn resolve(inputs: &Inputs) -> Resolved {
 /// `--set https-proxy=...` names `HTTPS_PROXY`.
 fn flag_name(key: &str) -> String {
     key.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Whether `value` of the setting `def` is a secret: a proxy URL with a password.
+pub fn holds_secret(def: &Def, value: &str) -> bool {
+    def.kind.may_hold_secret() && has_password(value)
 }
 
 /// Whether a URL carries a password in its user information.
