@@ -1,7 +1,9 @@
-//! The installer ISO: the example's ISO boots under SeaBIOS (CD and disk) and OVMF
-//! (CD) in QEMU and reports the sha256 of the user-data it carries, and Secure Boot refuses
-//! its unsigned GRUB; the ISO of an image with Debian's signed shim and GRUB boots under OVMF
-//! with Secure Boot enforced (CD and disk) and says so, its GRUB menu where the vendor's GRUB
+//! The installer ISO: the example's ISO boots under SeaBIOS (CD and disk) in QEMU and reports
+//! the sha256 of the user-data it carries, and under OVMF (CD) with the checkout's CanvOS menu,
+//! tty0 last, `forge verify` sees it reach its root from the serial console (GRUB's banner not
+//! taken for it); Secure Boot refuses its unsigned GRUB; the ISO of an image with Debian's
+//! signed shim and GRUB reaches its root under OVMF with Secure Boot enforced (CD) and reports
+//! the user-data (disk), and says Secure Boot is on, its GRUB menu where the vendor's GRUB
 //! reads it (Debian, Ubuntu); xorriso sees BIOS and UEFI
 //! El Torito entries and a GPT EFI partition; the squashfs keeps capabilities, owners, hard
 //! links and device nodes; two builds give the same bytes; content bundles are cut into
@@ -88,16 +90,22 @@ fn xorriso_report(iso: &Path) -> String {
     text(&out)
 }
 
-/// `forge verify` of `iso` (as `extra` says), expecting the fixture's report of the example
-/// user-data's sha256; returns the boot's console log.
-fn boot(iso: &Path, extra: &[&str], log_name: &str) -> Booted {
+/// `--expect` of the fixture's report of the example user-data's sha256.
+fn user_data_reported() -> [String; 2] {
     let expected = sha256_hex(&support::example().join("user-data"));
+    [
+        "--expect".into(),
+        format!("forge-fixture: config.yaml sha256 {expected}"),
+    ]
+}
+
+/// `forge verify` of `iso` as `extra` says (by default until the system reached its root);
+/// returns what it printed and the boot's console log.
+fn boot(iso: &Path, extra: &[&str], log_name: &str) -> Booted {
     let logs = tempfile::tempdir().unwrap();
     let mut args = vec![
         "verify".to_string(),
         iso.to_str().unwrap().to_string(),
-        "--expect".into(),
-        format!("forge-fixture: config.yaml sha256 {expected}"),
         "--timeout".into(),
         "600".into(),
         "--log".into(),
@@ -124,9 +132,10 @@ struct Booted {
 /// Boot the example ISO and expect the fixture's report of the user-data's sha256.
 fn boots(firmware: &str, media: &str) {
     let Some(iso) = example_iso() else { return };
+    let [expect, report] = user_data_reported();
     let run = boot(
         iso,
-        &["--firmware", firmware, "--media", media],
+        &["--firmware", firmware, "--media", media, &expect, &report],
         &format!("{firmware}-{media}"),
     );
     assert!(run.out.status.success(), "{}", text(&run.out));
@@ -147,9 +156,41 @@ fn the_example_iso_boots_as_a_disk_under_seabios() {
     boots("bios", "disk");
 }
 
+/// The line that passed a boot of `forge verify --format json`.
+fn evidence(run: &Booted) -> String {
+    let report: Value = serde_json::from_slice(&run.out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&run.out)));
+    report["boots"][0]["evidence"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no evidence: {report:#}"))
+        .to_string()
+}
+
 #[test]
-fn the_example_iso_boots_from_cd_under_ovmf() {
-    boots("uefi", "cdrom");
+fn the_example_iso_reaches_its_root_under_ovmf_with_canvos_menu_naming_tty0_last() {
+    let Some(iso) = example_iso() else { return };
+    let run = boot(
+        iso,
+        &["--firmware", "uefi", "--media", "cdrom", "--format", "json"],
+        "uefi-cdrom",
+    );
+    assert!(run.out.status.success(), "{}\n{}", text(&run.out), run.log);
+    // The checkout's menu (CanvOS's UEFI consoles): systemd writes its welcome to tty0, and
+    // GRUB's banner, the first welcome on the serial console, is not taken for the root.
+    for line in [
+        "Welcome to GRUB!",
+        "Command line: BOOT_IMAGE=(cd0)/boot/kernel cdroot root=live:CDLABEL=COS_LIVE",
+        " console=ttyS0,115200n8 console=tty0 ",
+        "systemd[1]: Running in initrd.",
+    ] {
+        assert!(run.log.contains(line), "no `{line}` in\n{}", run.log);
+    }
+    assert!(!run.log.contains("Welcome to Debian"), "{}", run.log);
+    let evidence = evidence(&run);
+    assert!(
+        evidence.ends_with("systemd[1]: initrd-switch-root.service: Deactivated successfully."),
+        "{evidence}"
+    );
 }
 
 #[test]
@@ -191,14 +232,40 @@ fn secure_boot_iso() -> Option<&'static Path> {
     .map(|(_, iso)| iso.as_path())
 }
 
-/// Boot the Secure Boot fixture's ISO with Secure Boot enforced: it reaches the squashfs root
-/// with the user-data, and the system itself says Secure Boot is on.
-fn boots_with_secure_boot(media: &str) {
+#[test]
+fn the_secure_boot_iso_reaches_its_root_from_cd_under_ovmf_with_secure_boot_enforced() {
     let Some(iso) = secure_boot_iso() else { return };
     let run = boot(
         iso,
-        &["--secure-boot", "--media", media],
-        &format!("uefi-secureboot-{media}"),
+        &["--secure-boot", "--media", "cdrom", "--format", "json"],
+        "uefi-secureboot-cdrom",
+    );
+    assert!(run.out.status.success(), "{}\n{}", text(&run.out), run.log);
+    // Debian's signed GRUB says its banner on the serial console seconds into the boot; forge's
+    // menu names tty0 last too.
+    for line in [
+        "Welcome to GRUB!",
+        " console=ttyS0,115200n8 console=tty0 ",
+        "Secure boot enabled",
+    ] {
+        assert!(run.log.contains(line), "no `{line}` in\n{}", run.log);
+    }
+    assert!(!run.log.contains("Welcome to Debian"), "{}", run.log);
+    let evidence = evidence(&run);
+    assert!(
+        evidence.ends_with("systemd[1]: initrd-switch-root.service: Deactivated successfully."),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn the_secure_boot_iso_boots_as_a_disk_under_ovmf_with_secure_boot_enforced_with_the_user_data() {
+    let Some(iso) = secure_boot_iso() else { return };
+    let [expect, report] = user_data_reported();
+    let run = boot(
+        iso,
+        &["--secure-boot", "--media", "disk", &expect, &report],
+        "uefi-secureboot-disk",
     );
     assert!(run.out.status.success(), "{}", text(&run.out));
     for line in [
@@ -208,16 +275,6 @@ fn boots_with_secure_boot(media: &str) {
     ] {
         assert!(run.log.contains(line), "no `{line}` in\n{}", run.log);
     }
-}
-
-#[test]
-fn the_secure_boot_iso_boots_from_cd_under_ovmf_with_secure_boot_enforced() {
-    boots_with_secure_boot("cdrom");
-}
-
-#[test]
-fn the_secure_boot_iso_boots_as_a_disk_under_ovmf_with_secure_boot_enforced() {
-    boots_with_secure_boot("disk");
 }
 
 #[test]

@@ -245,7 +245,7 @@ fn note(line: &str) {
     output::note(&Redactor::new(), line);
 }
 
-/// The boots, one line each (and why each failure failed).
+/// The boots, one line each, and the console line that passed each or why it failed.
 pub(super) fn boots_text(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     for o in outcomes {
@@ -266,6 +266,9 @@ pub(super) fn boots_text(outcomes: &[Outcome]) -> String {
                 .map(|f| format!("  ({f}; TCG used)"))
                 .unwrap_or_default()
         ));
+        if let Some(line) = &o.evidence {
+            out.push_str(&format!("  seen: {line}\n"));
+        }
         if let Some(failure) = &o.failure {
             out.push_str(&format!("{failure}\n"));
         }

@@ -1,7 +1,11 @@
 //! Booting the ISO in QEMU: SeaBIOS or OVMF firmware, OVMF with Secure Boot enforced too; the
 //! ISO as a CD, as a virtio disk (the path a USB stick takes through the hybrid MBR) or as a
 //! USB mass-storage device. The serial console is saved per run and watched for the
-//! expectation (and, under Secure Boot, for the kernel saying it booted with it).
+//! expectation (and, under Secure Boot, for the kernel saying it booted with it). By default
+//! that is the live system running from its root, told from what reaches the serial console
+//! whichever console the kernel command line names last (CanvOS's UEFI entry names tty0 last,
+//! so systemd's own lines go to the screen); a boot loader's banner never counts. A kernel
+//! panic, or Secure Boot refusing the loader, ends a boot at once.
 //!
 //! Nested KVM is unreliable on CI machines (OVMF dies with an emulation failure, BIOS boots
 //! stall while GRUB loads the kernel), so `auto` uses KVM only on bare metal and falls back to
@@ -33,6 +37,8 @@ const OVMF_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 const SECURE_BOOT_ON: &str = "Secure boot enabled";
 /// What OVMF prints when Secure Boot refuses a boot loader.
 const ACCESS_DENIED: &str = "Access Denied";
+/// What the kernel prints when it panics, on every console.
+const KERNEL_PANIC: &str = "Kernel panic - not syncing";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,32 +66,96 @@ pub enum Accel {
 /// What the console must show for a boot to pass.
 #[derive(Debug, Clone)]
 pub enum Expect {
-    /// The system reached the squashfs root: systemd's `Welcome to ...!` after the switch out
-    /// of the initramfs (the initramfs's own welcome line says `(Initramfs)`).
+    /// The live system runs from its root, the squashfs: see [`root_reached`].
     SquashfsRoot,
+    /// A marker the boot prints (`--expect`).
     Regex(Regex),
 }
 
 impl Expect {
-    fn matches(&self, console: &str) -> bool {
+    /// The console line that meets the expectation, if one does. `from` is where the lines
+    /// not yet looked at start: the default expectation reads line by line and looks only
+    /// there, a regular expression may span lines and looks at the whole console.
+    fn met<'c>(&self, console: &'c str, from: usize) -> Option<&'c str> {
         match self {
-            Expect::SquashfsRoot => console.lines().any(|l| {
-                l.trim_start().starts_with("Welcome to ")
-                    && l.trim_end().ends_with('!')
-                    && !l.contains("Initramfs")
-            }),
-            Expect::Regex(re) => re.is_match(console),
+            Expect::SquashfsRoot => root_reached(&console[from..]),
+            Expect::Regex(re) => re.find(console).map(|m| line_at(console, m.start())),
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Expect::SquashfsRoot => {
-                "the squashfs root was reached (systemd's welcome after the initramfs)".into()
-            }
+            Expect::SquashfsRoot => "the live system reached its root (systemd's welcome after the initramfs, the real root's systemd stopping the initramfs's switch-root unit, or the serial getty's login prompt)".into(),
             Expect::Regex(re) => format!("/{}/", re.as_str()),
         }
     }
+}
+
+/// The first console line showing that the live system runs from its real root, whichever
+/// console the kernel command line names last (that one is `/dev/console`, where systemd
+/// writes its welcome and status lines; kernel messages go to every console):
+/// - systemd's welcome, `Welcome to Debian GNU/Linux 12 (bookworm)!`, when the serial console
+///   is `/dev/console` (`console=tty1 console=ttyS0`); the initramfs's own welcome says
+///   `(Initramfs)`, and GRUB's banner `Welcome to GRUB!` is no system's;
+/// - the real root's systemd stopping the initramfs's switch-root unit, a kernel message
+///   (`systemd[1]: initrd-switch-root.service: Deactivated successfully.`; `Succeeded.` and
+///   `Stopped Switch Root.` from older systemd), also when `/dev/console` is the screen
+///   (`console=ttyS0,115200n8 console=tty0`, CanvOS's UEFI entry);
+/// - the serial getty's prompt, `localhost login:`, which systemd starts on the serial consoles
+///   the kernel command line names, also with `quiet`.
+///
+/// Lines count once complete, but for the last one, a prompt that waits for input.
+fn root_reached(console: &str) -> Option<&str> {
+    let (complete, prompt) = console.rsplit_once('\n').unwrap_or(("", console));
+    complete
+        .lines()
+        .map(str::trim)
+        .find_map(|line| {
+            if systemd_welcome(line) || switch_root_done(line) {
+                Some(line)
+            } else {
+                getty_prompt(line)
+            }
+        })
+        .or_else(|| getty_prompt(prompt.trim()))
+}
+
+/// `Welcome to NAME!` from systemd out of the initramfs; not GRUB's banner.
+fn systemd_welcome(line: &str) -> bool {
+    line.strip_prefix("Welcome to ")
+        .and_then(|rest| rest.strip_suffix('!'))
+        .is_some_and(|name| name != "GRUB" && !name.ends_with("(Initramfs)"))
+}
+
+/// The real root's systemd saying the initramfs's switch-root unit is done (a kernel message,
+/// or a status line on `/dev/console`).
+fn switch_root_done(line: &str) -> bool {
+    [
+        "initrd-switch-root.service: Deactivated successfully",
+        "initrd-switch-root.service: Succeeded",
+        "Stopped initrd-switch-root.service",
+        "Stopped Switch Root.",
+    ]
+    .iter()
+    .any(|sign| line.contains(sign))
+}
+
+/// agetty's `HOSTNAME login:` prompt at the start of `line` (with autologin, `HOSTNAME login:
+/// root (automatic login)` follows), if it is there.
+fn getty_prompt(line: &str) -> Option<&str> {
+    let (host, _) = line.split_once(" login:")?;
+    let hostname = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    hostname.then(|| &line[..host.len() + " login:".len()])
+}
+
+/// The line of `text` holding byte `at`.
+fn line_at(text: &str, at: usize) -> &str {
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    text[start..end].trim()
 }
 
 /// One boot to try.
@@ -121,6 +191,8 @@ pub struct Outcome {
     pub log: PathBuf,
     /// Why KVM was left for TCG, when it was.
     pub fallback: Option<String>,
+    /// The console line that met the expectation, when one did.
+    pub evidence: Option<String>,
     /// Why it failed, with the console's last lines.
     pub failure: Option<String>,
 }
@@ -242,11 +314,19 @@ pub async fn run(
                 accel = "tcg";
             }
             attempt => {
+                let evidence = match &attempt {
+                    Attempt::Passed(line) => Some(line.clone()),
+                    _ => None,
+                };
                 let failure = match attempt {
-                    Attempt::Passed => None,
+                    Attempt::Passed(_) => None,
                     Attempt::KvmTrouble(why) => Some(format!("KVM {why}")),
                     Attempt::Exited(tail) => Some(format!(
                         "QEMU exited before {}:\n{tail}",
+                        options.expect.describe()
+                    )),
+                    Attempt::Panicked(panic, tail) => Some(format!(
+                        "the kernel panicked (`{panic}`) before {}:\n{tail}",
                         options.expect.describe()
                     )),
                     Attempt::Refused(tail) => Some(format!(
@@ -271,6 +351,7 @@ pub async fn run(
                     seconds: started.elapsed().as_secs_f64(),
                     log,
                     fallback,
+                    evidence,
                     failure,
                 });
             }
@@ -287,10 +368,13 @@ pub fn name(value: impl clap::ValueEnum) -> String {
 }
 
 enum Attempt {
-    Passed,
+    /// The expectation was met, by this console line.
+    Passed(String),
     KvmTrouble(String),
     Exited(String),
     TimedOut(String),
+    /// The kernel panicked (it waits there for ever): its panic line, the console's last lines.
+    Panicked(String, String),
     /// Secure Boot: the firmware refused the loader.
     Refused(String),
     /// Secure Boot: the expectation was met, but Linux did not run with Secure Boot on.
@@ -405,13 +489,12 @@ async fn boot_once(
     let mut file = tokio::fs::File::create(log)
         .await
         .map_err(io(format!("creating {}", log.display())))?;
-    let mut console = String::new();
+    let mut console = Console::new(&options.expect, boot.secure_boot);
     let mut errors = String::new();
     let (mut buf, mut ebuf) = (vec![0u8; 1 << 16], vec![0u8; 4096]);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_output = tokio::time::Instant::now();
     let mut stderr_open = true;
-    let mut secure_boot_on = false;
     let outcome = loop {
         let stall = last_output + KVM_STALL;
         tokio::select! {
@@ -419,26 +502,18 @@ async fn boot_once(
                 let n = n.map_err(io("reading the console".into()))?;
                 if n == 0 {
                     let _ = child.wait().await;
-                    break Attempt::Exited(tail(&console, &errors));
+                    break Attempt::Exited(tail(&console.text, &errors));
                 }
                 file.write_all(&buf[..n]).await.map_err(io(format!("writing {}", log.display())))?;
-                console.push_str(&strip_ansi(&String::from_utf8_lossy(&buf[..n])));
-                // Said early in the boot: noted before the window drops it.
-                secure_boot_on |= console.contains(SECURE_BOOT_ON);
-                if console.len() > WINDOW {
-                    let cut = console.len() - WINDOW / 2;
-                    let cut = (cut..console.len()).find(|i| console.is_char_boundary(*i)).unwrap_or(0);
-                    console.drain(..cut);
-                }
                 last_output = tokio::time::Instant::now();
-                if options.expect.matches(&console) {
-                    break match !boot.secure_boot || secure_boot_on {
-                        true => Attempt::Passed,
-                        false => Attempt::SecureBootOff(tail(&console, &errors)),
+                if let Some(verdict) = console.feed(&buf[..n]) {
+                    let tail = tail(&console.text, &errors);
+                    break match verdict {
+                        Verdict::Met(line) => Attempt::Passed(line),
+                        Verdict::SecureBootOff => Attempt::SecureBootOff(tail),
+                        Verdict::Panicked(line) => Attempt::Panicked(line, tail),
+                        Verdict::Refused => Attempt::Refused(tail),
                     };
-                }
-                if boot.secure_boot && console.contains(ACCESS_DENIED) {
-                    break Attempt::Refused(tail(&console, &errors));
                 }
             }
             n = stderr.read(&mut ebuf), if stderr_open => {
@@ -455,7 +530,7 @@ async fn boot_once(
             _ = tokio::time::sleep_until(stall), if watch_stall => {
                 break Attempt::KvmTrouble(format!("left the console silent for {} s", KVM_STALL.as_secs()));
             }
-            _ = tokio::time::sleep_until(deadline) => break Attempt::TimedOut(tail(&console, &errors)),
+            _ = tokio::time::sleep_until(deadline) => break Attempt::TimedOut(tail(&console.text, &errors)),
         }
     };
     let _ = child.kill().await;
@@ -466,6 +541,109 @@ async fn boot_once(
         .await
         .map_err(io(format!("writing {}", log.display())))?;
     Ok(outcome)
+}
+
+/// The serial console as QEMU writes it, watched for the expectation and for what ends a boot
+/// at once.
+struct Console<'e> {
+    expect: &'e Expect,
+    secure_boot: bool,
+    /// The console's last [`WINDOW`] bytes, without escape sequences.
+    text: String,
+    /// What the last read cut inside an escape sequence or a UTF-8 character: it is read
+    /// with the next bytes (QEMU writes the console as the guest's UART sends it, a few
+    /// bytes at a time).
+    cut: Vec<u8>,
+    /// Where the lines not yet looked at start (the last one may still grow).
+    unread: usize,
+    /// Linux said it booted with Secure Boot on (early in the boot: kept when the window
+    /// drops the line).
+    secure_boot_on: bool,
+}
+
+/// How the console decided a boot.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// The expectation was met, by this line.
+    Met(String),
+    /// Secure Boot: the expectation was met, but Linux did not say `Secure boot enabled`.
+    SecureBootOff,
+    /// The kernel panicked, with this line.
+    Panicked(String),
+    /// Secure Boot: the firmware refused the loader.
+    Refused,
+}
+
+impl<'e> Console<'e> {
+    fn new(expect: &'e Expect, secure_boot: bool) -> Self {
+        Console {
+            expect,
+            secure_boot,
+            text: String::new(),
+            cut: Vec::new(),
+            unread: 0,
+            secure_boot_on: false,
+        }
+    }
+
+    /// Take what QEMU wrote next; the verdict once the console has one.
+    fn feed(&mut self, bytes: &[u8]) -> Option<Verdict> {
+        self.cut.extend_from_slice(bytes);
+        let whole = whole_prefix(&self.cut);
+        self.text
+            .push_str(&strip_ansi(&String::from_utf8_lossy(&self.cut[..whole])));
+        self.cut.drain(..whole);
+        if self.text.len() > WINDOW {
+            let cut = self.text.len() - WINDOW / 2;
+            let cut = (cut..self.text.len())
+                .find(|i| self.text.is_char_boundary(*i))
+                .unwrap_or(0);
+            self.text.drain(..cut);
+            self.unread = self.unread.saturating_sub(cut);
+        }
+        let unread = &self.text[self.unread..];
+        self.secure_boot_on |= unread.contains(SECURE_BOOT_ON);
+        if let Some(line) = self.expect.met(&self.text, self.unread) {
+            return Some(match !self.secure_boot || self.secure_boot_on {
+                true => Verdict::Met(line.to_string()),
+                false => Verdict::SecureBootOff,
+            });
+        }
+        // Complete lines only: the panic line names the reason at its end.
+        let complete = unread.rfind('\n').map_or(0, |i| i + 1);
+        if let Some(panic) = unread[..complete]
+            .lines()
+            .find(|l| l.contains(KERNEL_PANIC))
+        {
+            return Some(Verdict::Panicked(panic.trim().to_string()));
+        }
+        if self.secure_boot && unread.contains(ACCESS_DENIED) {
+            return Some(Verdict::Refused);
+        }
+        self.unread += complete;
+        None
+    }
+}
+
+/// How much of `bytes` is whole characters and escape sequences: all but an escape sequence
+/// or a UTF-8 character the end cuts.
+fn whole_prefix(bytes: &[u8]) -> usize {
+    let mut end = bytes.len();
+    if let Some(esc) = bytes.iter().rposition(|&b| b == 0x1b) {
+        let rest = &bytes[esc + 1..];
+        let whole = match rest.split_first() {
+            None => false,
+            Some((b'[', rest)) => rest.iter().any(|b| (b'@'..=b'~').contains(b)),
+            Some(_) => true,
+        };
+        if !whole {
+            end = esc;
+        }
+    }
+    match std::str::from_utf8(&bytes[..end]) {
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        _ => end,
+    }
 }
 
 /// The last lines of the console (and QEMU's own errors).
@@ -513,12 +691,278 @@ fn strip_ansi(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A serial console as QEMU writes it: `lines` with the UART's CR LF, the last one (a
+    /// prompt) without.
+    fn serial(lines: &[&str]) -> String {
+        lines.join("\r\n")
+    }
+
+    /// The verdict of a console that writes `console` five bytes at a time, as a UART
+    /// does: escape sequences, characters and lines cut between reads.
+    fn verdict(expect: &Expect, secure_boot: bool, console: &str) -> Option<Verdict> {
+        let mut watched = Console::new(expect, secure_boot);
+        console
+            .as_bytes()
+            .chunks(5)
+            .find_map(|bytes| watched.feed(bytes))
+    }
+
+    /// The line at which the default expectation is met.
+    fn root_reached_at(console: &str) -> Option<String> {
+        match verdict(&Expect::SquashfsRoot, false, console) {
+            Some(Verdict::Met(line)) => Some(line),
+            None => None,
+            Some(other) => panic!("{other:?} instead of the root"),
+        }
+    }
+
+    /// A UEFI boot of CanvOS's menu, `console=ttyS0,115200n8 console=tty0` (abridged from the
+    /// example's ISO under OVMF): `/dev/console` is tty0, so systemd's welcome and status lines
+    /// never reach ttyS0; GRUB's banner, the kernel's messages and the serial getty do.
+    const TTY0_LAST: &[&str] = &[
+        "BdsDxe: loading Boot0001 \"UEFI QEMU DVD-ROM QM00003 \" from PciRoot(0x0)/Pci(0x1,0x1)/Ata(Secondary,Master,0x0)",
+        "BdsDxe: starting Boot0001 \"UEFI QEMU DVD-ROM QM00003 \" from PciRoot(0x0)/Pci(0x1,0x1)/Ata(Secondary,Master,0x0)",
+        "\u{1b}[0m\u{1b}[30m\u{1b}[47mWelcome to GRUB!",
+        "",
+        "\u{1b}[2J\u{1b}[01;01H\u{1b}[02;24HGNU GRUB  version 2.06-13+deb12u2",
+        "\u{1b}[05;03H*Palette eXtended Kubernetes Edge Installer",
+        "Loading kernel...",
+        "Loading initrd...",
+        "[    0.000000] Linux version 6.1.0-50-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0) #1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)",
+        "[    0.000000] Command line: BOOT_IMAGE=(cd0)/boot/kernel cdroot root=live:CDLABEL=COS_LIVE rd.live.dir=/ rd.live.squashimg=rootfs.squashfs net.ifnames=1 console=ttyS0,115200n8 console=tty0 rd.cos.disable nodepair.enable selinux=0",
+        "[    0.000000] secureboot: Secure boot disabled",
+        "[    3.788464] Console: switching to colour frame buffer device 100x37",
+        "[    5.172333] Run /init as init process",
+        "[    5.600111] systemd[1]: systemd 252.39-1~deb12u2 running in system mode (+PAM +AUDIT +SELINUX +APPARMOR +IMA +SMACK +SECCOMP)",
+        "[    5.619335] systemd[1]: Running in initrd.",
+        "[    9.004845] systemd[1]: Queued start job for default target initrd.target.",
+        "[   11.517975] systemd[1]: Starting dracut-cmdline.service - dracut cmdline hook...",
+        "[   11.759114] systemd[1]: Started systemd-journald.service - Journal Service.",
+        "[   28.204380] squashfs: version 4.0 (2009/01/31) Phillip Lougher",
+        "[   28.704788] loop0: detected capacity change from 0 to 384528",
+        "[   35.643485] systemd-journald[140]: Received SIGTERM from PID 1 (systemd).",
+        "[   37.026591] systemd[1]: systemd 252.39-1~deb12u2 running in system mode (+PAM +AUDIT +SELINUX +APPARMOR +IMA +SMACK +SECCOMP)",
+        "[   37.045315] systemd[1]: Detected virtualization qemu.",
+        "[   41.662988] systemd[1]: initrd-switch-root.service: Deactivated successfully.",
+        "[   41.672732] systemd[1]: Stopped initrd-switch-root.service - Switch Root.",
+        "[   41.756681] systemd[1]: Created slice system-serial\\x2dgetty.slice - Slice /system/serial-getty.",
+        "[   45.875086] systemd[1]: Started systemd-journald.service - Journal Service.",
+        "",
+        "Debian GNU/Linux 12 localhost ttyS0",
+        "",
+        "localhost login: ",
+    ];
+
+    /// A BIOS boot of the same menu, `console=tty1 console=ttyS0` (abridged from the example's
+    /// ISO under SeaBIOS): `/dev/console` is ttyS0, so systemd's welcome and status lines, in
+    /// colour, are there too.
+    const TTYS0_LAST: &[&str] = &[
+        "\u{1b}[H\u{1b}[J\u{1b}[1;1H\u{1b}[?25l\u{1b}[m\u{1b}[2;24HGNU GRUB  version 2.06-13+deb12u2",
+        "\u{1b}[5;3H*Palette eXtended Kubernetes Edge Installer",
+        "Loading kernel...",
+        "vga=795 is deprecated. Use set gfxpayload=1280x1024x24,1280x1024 before linux",
+        "command instead.",
+        "Loading initrd...",
+        "[    0.000000] Linux version 6.1.0-50-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0) #1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)",
+        "[    0.000000] Command line: BOOT_IMAGE=(cd)/boot/kernel cdroot root=live:CDLABEL=COS_LIVE rd.live.dir=/ rd.live.squashimg=rootfs.squashfs net.ifnames=1 console=tty1 console=ttyS0 rd.cos.disable vga=795 nomodeset",
+        "[    3.775390] systemd[1]: Running in initrd.",
+        "",
+        "Welcome to \u{1b}[1mDebian GNU/Linux 12 (bookworm) dracut-059-4 (Initramfs)\u{1b}[0m!",
+        "",
+        "[\u{1b}[0;32m  OK  \u{1b}[0m] Reached target \u{1b}[0;1;39minitrd-root-device.target\u{1b}[0m - Initrd Root Device.",
+        "         Mounting \u{1b}[0;1;39msysroot.mount\u{1b}[0m - /sysroot...",
+        "[\u{1b}[0;32m  OK  \u{1b}[0m] Reached target \u{1b}[0;1;39minitrd-switch-root.target\u{1b}[0m - Switch Root.",
+        "         Starting \u{1b}[0;1;39minitrd-switch-root.service\u{1b}[0m - Switch Root...",
+        "[   18.150339] systemd-journald[139]: Received SIGTERM from PID 1 (systemd).",
+        "[   18.917797] systemd[1]: systemd 252.39-1~deb12u2 running in system mode (+PAM +AUDIT +SELINUX +APPARMOR +IMA +SMACK +SECCOMP)",
+        "[   18.930050] systemd[1]: Detected virtualization qemu.",
+        "",
+        "Welcome to \u{1b}[1mDebian GNU/Linux 12 (bookworm)\u{1b}[0m!",
+        "",
+        "[   19.840211] systemd[1]: initrd-switch-root.service: Deactivated successfully.",
+        "[\u{1b}[0;32m  OK  \u{1b}[0m] Stopped \u{1b}[0;1;39minitrd-switch-root.service\u{1b}[0m - Switch Root.",
+        "",
+        "Debian GNU/Linux 12 localhost ttyS0",
+        "",
+        "localhost login: ",
+    ];
+
+    /// The lines of `console` before the first one containing `line`, and from it on.
+    fn split<'a>(console: &[&'a str], line: &str) -> (Vec<&'a str>, Vec<&'a str>) {
+        let at = console.iter().position(|l| l.contains(line)).unwrap();
+        (console[..at].to_vec(), console[at..].to_vec())
+    }
+
+    /// The lines of `console` before the first one containing `line`.
+    fn before<'a>(console: &[&'a str], line: &str) -> Vec<&'a str> {
+        split(console, line).0
+    }
+
     #[test]
-    fn the_default_expectation_wants_the_welcome_after_the_initramfs() {
-        let initramfs = "Welcome to Debian GNU/Linux 12 (bookworm) dracut-059-4 (Initramfs)!\n";
-        assert!(!Expect::SquashfsRoot.matches(initramfs));
-        let root = format!("{initramfs}[  OK  ] Reached target Switch Root.\nWelcome to Debian GNU/Linux 12 (bookworm)!\n");
-        assert!(Expect::SquashfsRoot.matches(&root));
+    fn with_tty0_last_the_root_shows_in_the_kernel_messages_of_the_real_roots_systemd() {
+        assert_eq!(
+            root_reached_at(&serial(TTY0_LAST)).as_deref(),
+            Some(
+                "[   41.662988] systemd[1]: initrd-switch-root.service: Deactivated successfully."
+            )
+        );
+        // GRUB's banner, the kernel and the initramfs up to its switch root are not the root.
+        let initramfs = before(TTY0_LAST, "initrd-switch-root.service");
+        assert_eq!(root_reached_at(&serial(&initramfs)), None);
+    }
+
+    #[test]
+    fn with_the_serial_console_last_the_root_shows_in_systemds_welcome_after_the_initramfs() {
+        assert_eq!(
+            root_reached_at(&serial(TTYS0_LAST)).as_deref(),
+            Some("Welcome to Debian GNU/Linux 12 (bookworm)!")
+        );
+        let initramfs = before(TTYS0_LAST, "systemd-journald[139]: Received SIGTERM");
+        assert!(initramfs.iter().any(|l| l.contains("(Initramfs)")));
+        assert_eq!(root_reached_at(&serial(&initramfs)), None);
+    }
+
+    #[test]
+    fn with_quiet_the_serial_gettys_prompt_shows_the_root() {
+        // `quiet`: no kernel messages below warnings, no systemd status lines.
+        for console in [TTY0_LAST, TTYS0_LAST] {
+            let quiet: Vec<&str> = console
+                .iter()
+                .copied()
+                .filter(|l| !l.starts_with('[') && !l.contains("Welcome to \u{1b}[1m"))
+                .collect();
+            assert_eq!(
+                root_reached_at(&serial(&quiet)).as_deref(),
+                Some("localhost login:")
+            );
+        }
+        let autologin = serial(&[
+            "",
+            "Debian GNU/Linux 12 kairos ttyS0",
+            "",
+            "kairos login: root (automatic login)",
+            "",
+        ]);
+        assert_eq!(
+            root_reached_at(&autologin).as_deref(),
+            Some("kairos login:")
+        );
+    }
+
+    #[test]
+    fn older_systemd_says_switch_root_in_its_older_words() {
+        let console = serial(&[
+            "[   21.302113] systemd[1]: initrd-switch-root.service: Succeeded.",
+            "[   21.310982] systemd[1]: Stopped Switch Root.",
+        ]);
+        assert_eq!(
+            root_reached_at(&console).as_deref(),
+            Some("[   21.302113] systemd[1]: initrd-switch-root.service: Succeeded.")
+        );
+    }
+
+    /// A Secure Boot boot of Debian's signed shim and GRUB with forge's menu (tty0 last), up
+    /// to the initramfs.
+    const SIGNED_GRUB: &[&str] = &[
+        "BdsDxe: loading Boot0001 \"UEFI QEMU DVD-ROM QM00005 \" from PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x2,0xFFFF,0x0)",
+        "BdsDxe: starting Boot0001 \"UEFI QEMU DVD-ROM QM00005 \" from PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x2,0xFFFF,0x0)",
+        "\u{1b}[0m\u{1b}[30m\u{1b}[47mWelcome to GRUB!",
+        "",
+        "Loading kernel...",
+        "Loading initrd...",
+        "EFI stub: UEFI Secure Boot is enabled.",
+        "[    0.000000] Linux version 6.1.0-50-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)",
+        "[    0.000000] secureboot: Secure boot enabled",
+        "[    0.000000] Kernel is locked down from EFI Secure Boot mode; see man kernel_lockdown.7",
+        "[    6.214409] systemd[1]: Running in initrd.",
+    ];
+
+    #[test]
+    fn grubs_banner_is_not_the_root_under_secure_boot_either() {
+        assert_eq!(
+            verdict(&Expect::SquashfsRoot, true, &serial(SIGNED_GRUB)),
+            None
+        );
+        let (_, switch_root) = split(TTY0_LAST, "systemd-journald[140]: Received SIGTERM");
+        let root = [SIGNED_GRUB, &switch_root].concat();
+        assert_eq!(
+            verdict(&Expect::SquashfsRoot, true, &serial(&root)),
+            Some(Verdict::Met(
+                "[   41.662988] systemd[1]: initrd-switch-root.service: Deactivated successfully."
+                    .into()
+            ))
+        );
+        // The same console without Linux saying Secure Boot is on.
+        let off: Vec<&str> = root
+            .iter()
+            .copied()
+            .filter(|l| !l.contains("Secure boot enabled"))
+            .collect();
+        assert_eq!(
+            verdict(&Expect::SquashfsRoot, true, &serial(&off)),
+            Some(Verdict::SecureBootOff)
+        );
+    }
+
+    #[test]
+    fn a_loader_secure_boot_refuses_ends_the_boot_at_once() {
+        let console = serial(&[
+            "BdsDxe: loading Boot0001 \"UEFI QEMU DVD-ROM QM00005 \" from PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x2,0xFFFF,0x0)",
+            "BdsDxe: failed to load Boot0001 \"UEFI QEMU DVD-ROM QM00005 \" from PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x2,0xFFFF,0x0): Access Denied",
+            "",
+        ]);
+        assert_eq!(
+            verdict(&Expect::SquashfsRoot, true, &console),
+            Some(Verdict::Refused)
+        );
+    }
+
+    #[test]
+    fn a_kernel_panic_ends_the_boot_at_once_naming_its_reason() {
+        let mut console = before(TTY0_LAST, "Run /init");
+        console.extend([
+            "[    5.172333] Run /init as init process",
+            "[    5.431082] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100",
+            "[    5.431990] CPU: 0 PID: 1 Comm: init Not tainted 6.1.0-50-amd64 #1  Debian 6.1.176-1",
+            "[    5.432811] Hardware name: QEMU Standard PC (i440FX + PIIX, 1996), BIOS 0.0.0 02/06/2015",
+            "[    5.433602] Call Trace:",
+        ]);
+        assert_eq!(
+            verdict(&Expect::SquashfsRoot, false, &serial(&console)),
+            Some(Verdict::Panicked(
+                "[    5.431082] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_marker_asked_for_is_met_by_the_line_that_holds_it_whatever_the_console_order() {
+        let expect =
+            Expect::Regex(Regex::new("forge-fixture: config.yaml sha256 [0-9a-f]{64}").unwrap());
+        let marker = "forge-fixture: config.yaml sha256 6005ead6ef37f995d26df6fb23d7a73cd451585f3b431b908bc35a046814c7b4";
+        for console in [TTY0_LAST, TTYS0_LAST] {
+            let mut console = console.to_vec();
+            assert_eq!(verdict(&expect, false, &serial(&console)), None);
+            console.insert(console.len() - 3, marker);
+            assert_eq!(
+                verdict(&expect, false, &serial(&console)),
+                Some(Verdict::Met(marker.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn the_root_is_seen_after_more_console_than_the_window_keeps() {
+        let (mut console, root) = split(TTY0_LAST, "initrd-switch-root.service");
+        let noise = "[   30.000000] audit: type=1400 audit(1796415440.176:6): apparmor=\"STATUS\" operation=\"profile_load\"";
+        console.extend(std::iter::repeat_n(noise, 2 * WINDOW / noise.len()));
+        console.extend(root);
+        assert_eq!(
+            root_reached_at(&serial(&console)).as_deref(),
+            Some(
+                "[   41.662988] systemd[1]: initrd-switch-root.service: Deactivated successfully."
+            )
+        );
     }
 
     #[test]
