@@ -539,16 +539,16 @@ async fn build_step(
     if !cached {
         progress.start(&name, "building", &step.tag);
         let written = scratch.join(step.input_hash.replace(':', "-"));
-        let (dir, exclude) = match &step.context {
+        let dir = match &step.context {
             Context::Files(files) => {
-                write_context(&written, &step.dockerfile, files)?;
-                (written.as_path(), &[][..])
+                write_context(&written, &step.dockerfile, files, &step.exclude)?;
+                written.as_path()
             }
-            Context::Directory { root, exclude } => (root.as_path(), exclude.as_slice()),
+            Context::Directory { root } => root.as_path(),
         };
         let build = engine::Build {
             context: dir,
-            exclude,
+            exclude: &step.exclude,
             tag: &step.tag,
             labels: step
                 .labels

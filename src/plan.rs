@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Resolved;
-use crate::render::{context, dockerignore, RenderError, Sources, Templates};
+use crate::render::{
+    check_overlay_links, context, dockerignore, Exclude, RenderError, Sources, Templates,
+};
 
 /// Label holding a step's input hash.
 pub const INPUT_HASH_LABEL: &str = "dev.forge.input-hash";
@@ -43,13 +45,8 @@ impl Kind {
 pub enum Context {
     /// A directory forge writes: the rendered Dockerfile and `(path in the context, source)`.
     Files(Vec<(String, PathBuf)>),
-    /// A directory used as it is, with its own Dockerfile and `.dockerignore` (the checkout),
-    /// without the paths in `exclude` (forge's output directory, the user-data, the luet
-    /// credentials).
-    Directory {
-        root: PathBuf,
-        exclude: Vec<PathBuf>,
-    },
+    /// A directory used as it is, with its own Dockerfile and `.dockerignore` (the checkout).
+    Directory { root: PathBuf },
 }
 
 /// One image to build.
@@ -59,6 +56,9 @@ pub struct Step {
     pub tag: String,
     pub dockerfile: String,
     pub context: Context,
+    /// What the context leaves out: the user-data always; from the checkout also forge's
+    /// output directory and the luet credentials.
+    pub exclude: Exclude,
     /// Build arguments of this step (the proxies are added to every step at build time).
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
@@ -251,32 +251,20 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
         );
     }
     let user_dockerfile = checkout.join("Dockerfile");
-    let (dockerfile, os_context) = if user_dockerfile.is_file() {
+    let user_data: Vec<&Path> = inputs.user_data.iter().map(PathBuf::as_path).collect();
+    let secrets = Exclude::files(&user_data);
+    let (dockerfile, os_context, os_exclude) = if user_dockerfile.is_file() {
         let text = std::fs::read_to_string(&user_dockerfile).map_err(|source| PlanError::Read {
             path: user_dockerfile.clone(),
             source,
         })?;
-        let root = std::path::absolute(checkout).ok();
-        let within = |path: &Path| {
-            let path = std::path::absolute(path).ok()?;
-            path.strip_prefix(root.as_ref()?)
-                .ok()
-                .map(Path::to_path_buf)
-        };
-        let mut exclude: Vec<PathBuf> = std::iter::once(inputs.output)
-            .chain(inputs.user_data.iter().map(PathBuf::as_path))
-            .filter_map(within)
-            .chain([PathBuf::from(LUET_AUTH), PathBuf::from(USER_DATA)])
-            .collect();
-        // The checkout's own `user-data` may be given with --user-data: once is enough.
-        let mut seen = std::collections::HashSet::new();
-        exclude.retain(|path| seen.insert(path.clone()));
+        let given: Vec<&Path> = std::iter::once(inputs.output).collect();
         (
             text,
             Context::Directory {
                 root: checkout.to_path_buf(),
-                exclude,
             },
+            Exclude::new(checkout, &given, &user_data, &[LUET_AUTH, USER_DATA]),
         )
     } else {
         (
@@ -284,6 +272,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
                 .templates
                 .render_dockerfile("images/os.Dockerfile", &ctx)?,
             Context::Files(vec![("certs".to_string(), certs.clone())]),
+            secrets.clone(),
         )
     };
     let mut steps = Vec::new();
@@ -291,6 +280,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
         Kind::Os,
         dockerfile,
         os_context,
+        os_exclude,
         os_args,
         settings,
         &local(format!("{repo}-os")),
@@ -309,6 +299,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
             .templates
             .render_dockerfile("images/base.Dockerfile", &ctx)?,
         Context::Files(Vec::new()),
+        secrets.clone(),
         BTreeMap::new(),
         settings,
         &local(format!("{repo}-base")),
@@ -317,6 +308,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
     steps.push(base);
 
     // Provider images.
+    if let Some(overlays) = inputs.overlays {
+        check_overlay_links(overlays, checkout)?;
+    }
     let overlay_files = inputs
         .overlays
         .map(|o| o.join("files"))
@@ -366,6 +360,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
             },
             dockerfile,
             Context::Files(provider_files.clone()),
+            secrets.clone(),
             BTreeMap::new(),
             settings,
             &|_| tag.clone(),
@@ -382,6 +377,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
         Kind::Installer,
         dockerfile,
         Context::Files(vec![("overlay".to_string(), overlay)]),
+        secrets,
         BTreeMap::new(),
         settings,
         &local(iso_name.to_string()),
@@ -393,6 +389,7 @@ fn step(
     kind: Kind,
     dockerfile: String,
     context: Context,
+    exclude: Exclude,
     build_args: BTreeMap<String, String>,
     settings: &Resolved,
     tag: &dyn Fn(&str) -> String,
@@ -405,11 +402,11 @@ fn step(
     match &context {
         Context::Files(files) => {
             for (dest, src) in files {
-                hash_path(&mut hasher, dest, src, &|_| false)?;
+                hash_path(&mut hasher, dest, src, &|_, meta| exclude.is_secret(meta))?;
             }
         }
-        Context::Directory { root, exclude } => {
-            let ignored = dockerignore(root, exclude).map_err(|source| PlanError::Read {
+        Context::Directory { root } => {
+            let ignored = dockerignore(root, &exclude).map_err(|source| PlanError::Read {
                 path: root.join(".dockerignore"),
                 source,
             })?;
@@ -461,6 +458,7 @@ fn step(
         tag,
         dockerfile,
         context,
+        exclude,
         build_args,
         labels,
         input_hash,
@@ -473,7 +471,7 @@ fn hash_path(
     hasher: &mut Sha256,
     dest: &str,
     src: &Path,
-    ignored: &dyn Fn(&Path) -> bool,
+    ignored: &dyn Fn(&Path, &std::fs::Metadata) -> bool,
 ) -> Result<(), PlanError> {
     let read = |path: &Path| {
         let path = path.to_path_buf();
@@ -488,10 +486,10 @@ fn hash_path(
     entries.sort();
     for path in entries {
         let rel = path.strip_prefix(src).unwrap_or(&path);
-        if !rel.as_os_str().is_empty() && ignored(rel) {
+        let meta = std::fs::symlink_metadata(&path).map_err(read(&path))?;
+        if ignored(rel, &meta) && (!rel.as_os_str().is_empty() || meta.is_file()) {
             continue;
         }
-        let meta = std::fs::symlink_metadata(&path).map_err(read(&path))?;
         hasher.update(
             format!(
                 "{dest}/{}\0{:o}\0",

@@ -78,6 +78,8 @@ pub enum RenderError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("`{link}` is a symbolic link to `{target}`, outside the checkout: an image or an ISO made from the checkout must not carry the build machine's files; put the file itself in the overlay, or make the link point inside the checkout (relative, e.g. `../lib/x`)")]
+    LinkOutside { link: PathBuf, target: PathBuf },
 }
 
 /// Where the images of a build come from: `sources.yaml` rendered, by key (`base_image`,
@@ -300,13 +302,140 @@ pub fn context(settings: &Resolved) -> Context {
     context
 }
 
-/// The `.dockerignore` of a context directory as a predicate on relative paths (last match
-/// wins; `!` re-includes; a pattern also covers everything below a matching directory), with
-/// the relative paths in `exclude` always left out.
-pub type Ignore = Box<dyn Fn(&Path) -> bool + Send + Sync>;
+/// What a build context leaves out besides its `.dockerignore`: paths relative to the
+/// context's root (forge's output directory, CanvOS's names for the checkout's secrets), and
+/// secret files (the user-data) by device and inode, however they are named: through `..`, a
+/// symlinked checkout, a link to the file or a hard link, the file itself never goes in.
+#[derive(Debug, Clone, Default)]
+pub struct Exclude {
+    paths: Vec<PathBuf>,
+    files: Vec<(u64, u64)>,
+}
 
-pub fn dockerignore(dir: &Path, exclude: &[PathBuf]) -> std::io::Result<Ignore> {
-    let exclude = exclude.to_vec();
+/// `path` made absolute with `.` and `..` resolved by name, as the shell's `cd` does.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .components()
+    {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            part => out.push(part),
+        }
+    }
+    out
+}
+
+impl Exclude {
+    /// Leave the files `secrets` out, wherever they are.
+    pub fn files(secrets: &[&Path]) -> Exclude {
+        let mut exclude = Exclude::default();
+        for path in secrets {
+            if let Some(meta) = std::fs::metadata(path).ok().filter(|m| m.is_file()) {
+                use std::os::unix::fs::MetadataExt as _;
+                exclude.files.push((meta.dev(), meta.ino()));
+            }
+        }
+        exclude
+    }
+
+    /// Leave out of the context of `root`: `given` (paths as given on the command line:
+    /// below `root` by name, or by what they resolve to), the secret files among them
+    /// (`secrets`, by identity too), and `named`, paths relative to `root`.
+    pub fn new(root: &Path, given: &[&Path], secrets: &[&Path], named: &[&str]) -> Exclude {
+        let named: Vec<PathBuf> = named.iter().map(|n| root.join(n)).collect();
+        let mut exclude = Exclude::files(
+            &secrets
+                .iter()
+                .copied()
+                .chain(named.iter().map(PathBuf::as_path))
+                .collect::<Vec<_>>(),
+        );
+        let roots = [Some(lexical(root)), std::fs::canonicalize(root).ok()];
+        for path in given
+            .iter()
+            .copied()
+            .chain(secrets.iter().copied())
+            .chain(named.iter().map(PathBuf::as_path))
+        {
+            let spellings = [Some(lexical(path)), std::fs::canonicalize(path).ok()];
+            for (root, path) in roots
+                .iter()
+                .flatten()
+                .flat_map(|r| spellings.iter().flatten().map(move |p| (r, p)))
+            {
+                if let Ok(rel) = path.strip_prefix(root) {
+                    if !rel.as_os_str().is_empty() && !exclude.paths.iter().any(|p| p == rel) {
+                        exclude.paths.push(rel.to_path_buf());
+                    }
+                }
+            }
+        }
+        exclude
+    }
+
+    /// The paths left out, relative to the context's root.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Whether `meta` (of an entry not followed if it is a link) is one of the secret files.
+    pub fn is_secret(&self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        meta.is_file() && self.files.contains(&(meta.dev(), meta.ino()))
+    }
+}
+
+/// Refuse the overlay directory `overlays` when it, or a symbolic link below it (in `files/`,
+/// `files-iso/`, anywhere), resolves outside the checkout: an untrusted change to a checkout
+/// must not put the build machine's files into an image or onto an ISO. Links that stay
+/// inside are kept as links, as Docker's `COPY` keeps them. An overlay directory named
+/// outside the checkout (`--overlays DIR`) is its own boundary.
+pub fn check_overlay_links(overlays: &Path, checkout: &Path) -> Result<(), RenderError> {
+    let read = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RenderError::Read { path, source }
+    };
+    let resolved = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| lexical(path));
+    let named_inside = lexical(overlays).starts_with(lexical(checkout));
+    let boundary = resolved(if named_inside { checkout } else { overlays });
+    let outside = |link: &Path, target: PathBuf| RenderError::LinkOutside {
+        link: link.to_path_buf(),
+        target,
+    };
+    let root = resolved(overlays);
+    if !root.starts_with(&boundary) {
+        return Err(outside(overlays, root));
+    }
+    for entry in walkdir::WalkDir::new(overlays).follow_links(false) {
+        let entry = entry.map_err(|e| RenderError::Read {
+            path: overlays.to_path_buf(),
+            source: e.into(),
+        })?;
+        if !entry.path_is_symlink() || entry.depth() == 0 {
+            continue;
+        }
+        let target = std::fs::read_link(entry.path()).map_err(read(entry.path()))?;
+        let place = entry.path().parent().map(resolved).unwrap_or_default();
+        let lands = resolved(&place.join(&target));
+        if !lands.starts_with(&boundary) {
+            return Err(outside(entry.path(), target));
+        }
+    }
+    Ok(())
+}
+
+/// The `.dockerignore` of a context directory and an [`Exclude`] as a predicate on an entry's
+/// relative path and metadata (last match wins; `!` re-includes; a pattern also covers
+/// everything below a matching directory; what `Exclude` leaves out stays out).
+pub type Ignore = Box<dyn Fn(&Path, &std::fs::Metadata) -> bool + Send + Sync>;
+
+pub fn dockerignore(dir: &Path, exclude: &Exclude) -> std::io::Result<Ignore> {
+    let exclude = exclude.clone();
     let text = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -329,8 +458,8 @@ pub fn dockerignore(dir: &Path, exclude: &[PathBuf]) -> std::io::Result<Ignore> 
             .map_err(std::io::Error::other)?;
         rules.push((glob.compile_matcher(), include));
     }
-    Ok(Box::new(move |path: &Path| {
-        if exclude.iter().any(|e| path.starts_with(e)) {
+    Ok(Box::new(move |path: &Path, meta: &std::fs::Metadata| {
+        if exclude.paths.iter().any(|e| path.starts_with(e)) || exclude.is_secret(meta) {
             return true;
         }
         let mut excluded = false;
@@ -346,11 +475,13 @@ pub fn dockerignore(dir: &Path, exclude: &[PathBuf]) -> std::io::Result<Ignore> 
     }))
 }
 
-/// Write a build context: the Dockerfile and each `(path in context, source file or directory)`.
+/// Write a build context: the Dockerfile and each `(path in context, source file or
+/// directory)`, without the secret files of `exclude`.
 pub fn write_context(
     dir: &Path,
     dockerfile: &str,
     files: &[(String, PathBuf)],
+    exclude: &Exclude,
 ) -> Result<(), RenderError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
@@ -372,15 +503,18 @@ pub fn write_context(
                     .expect("walkdir stays below its root");
                 let out = target.join(rel);
                 let file_type = entry.file_type();
+                let meta = entry.metadata().map_err(|e| RenderError::Read {
+                    path: entry.path().to_path_buf(),
+                    source: e.into(),
+                })?;
+                if exclude.is_secret(&meta) {
+                    continue;
+                }
                 if file_type.is_dir() {
                     // With its own mode: COPY gives existing directories in the image the
                     // mode of the context's (forge's umask must not make /etc 0700).
-                    let mode = entry.metadata().map_err(|e| RenderError::Read {
-                        path: entry.path().to_path_buf(),
-                        source: e.into(),
-                    })?;
                     std::fs::create_dir_all(&out).map_err(write_err(&out))?;
-                    std::fs::set_permissions(&out, mode.permissions()).map_err(write_err(&out))?;
+                    std::fs::set_permissions(&out, meta.permissions()).map_err(write_err(&out))?;
                 } else if file_type.is_symlink() {
                     let link =
                         std::fs::read_link(entry.path()).map_err(|source| RenderError::Read {
@@ -393,6 +527,13 @@ pub fn write_context(
                 }
             }
         } else {
+            let read = |source| RenderError::Read {
+                path: src.clone(),
+                source,
+            };
+            if exclude.is_secret(&std::fs::metadata(src).map_err(read)?) {
+                continue;
+            }
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(write_err(parent))?;
             }
@@ -460,19 +601,58 @@ mod tests {
             "# build junk\n*.log\nsecrets\n!secrets/README\n",
         )
         .unwrap();
-        let ignored = dockerignore(dir.path(), &[PathBuf::from("build")]).unwrap();
-        assert!(ignored(Path::new("debug.log")));
+        let exclude = Exclude::new(dir.path(), &[&dir.path().join("build")], &[], &[]);
+        let ignore = dockerignore(dir.path(), &exclude).unwrap();
+        let plain = std::fs::metadata(dir.path().join(".dockerignore")).unwrap();
+        let ignored = |path: &str| ignore(Path::new(path), &plain);
+        assert!(ignored("debug.log"));
         assert!(
-            !ignored(Path::new("notes/debug.log")),
+            !ignored("notes/debug.log"),
             "`*` does not cross directories"
         );
-        assert!(ignored(Path::new("secrets/key.pem")));
-        assert!(!ignored(Path::new("secrets/README")));
-        assert!(!ignored(Path::new("Dockerfile")));
-        assert!(
-            ignored(Path::new("build/manifest.json")),
-            "the output is left out"
-        );
+        assert!(ignored("secrets/key.pem"));
+        assert!(!ignored("secrets/README"));
+        assert!(!ignored("Dockerfile"));
+        assert!(ignored("build/manifest.json"), "the output is left out");
+    }
+
+    #[test]
+    fn a_secret_is_left_out_however_it_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("checkout");
+        std::fs::create_dir_all(checkout.join("sites")).unwrap();
+        let secret = checkout.join("sites/edge-01.yaml");
+        std::fs::write(&secret, "#cloud-config\n").unwrap();
+        std::os::unix::fs::symlink(&checkout, dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("ud.yaml")).unwrap();
+        std::fs::hard_link(&secret, dir.path().join("hard.yaml")).unwrap();
+        let spellings = [
+            checkout.join("sites/../sites/edge-01.yaml"),
+            dir.path().join("link/sites/edge-01.yaml"),
+            dir.path().join("ud.yaml"),
+            dir.path().join("hard.yaml"),
+        ];
+        for given in &spellings {
+            for root in [checkout.clone(), dir.path().join("link")] {
+                let exclude = Exclude::new(&root, &[], &[given], &[]);
+                let ignore = dockerignore(&root, &exclude).unwrap();
+                let meta = std::fs::symlink_metadata(root.join("sites/edge-01.yaml")).unwrap();
+                assert!(
+                    ignore(Path::new("sites/edge-01.yaml"), &meta),
+                    "{} in {}",
+                    given.display(),
+                    root.display()
+                );
+            }
+        }
+        let other = checkout.join("sites/other.yaml");
+        std::fs::write(&other, "#cloud-config\n").unwrap();
+        let exclude = Exclude::new(&checkout, &[], &[&spellings[2]], &[]);
+        let meta = std::fs::symlink_metadata(&other).unwrap();
+        assert!(!dockerignore(&checkout, &exclude).unwrap()(
+            Path::new("sites/other.yaml"),
+            &meta
+        ));
     }
 
     #[test]

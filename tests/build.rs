@@ -1032,3 +1032,113 @@ fn images_without_a_command_or_with_an_entrypoint_are_read_with_forges_own() {
     );
     assert_eq!(containers(), before, "no container left behind");
 }
+
+/// The user-data never enters the checkout's build context, however it is named: through
+/// `..`, a symlinked checkout, a link to the file, a hard link. The base image's input hash
+/// stays the same whatever the user-data holds.
+#[test]
+fn the_user_data_is_left_out_of_the_context_however_it_is_named() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let checkout = checkout_copy(work.path());
+    std::fs::create_dir_all(checkout.join("sites")).unwrap();
+    let site = checkout.join("sites/edge-01.yaml");
+    let user_data = std::fs::read_to_string(checkout.join("user-data")).unwrap();
+    std::os::unix::fs::symlink(&checkout, work.path().join("linked")).unwrap();
+    std::os::unix::fs::symlink(&site, work.path().join("ud-link.yaml")).unwrap();
+    let hard = work.path().join("ud-hard.yaml");
+    // (directory the command runs in, --user-data as given)
+    let spellings = [
+        (
+            checkout.clone(),
+            "../checkout/sites/edge-01.yaml".to_string(),
+        ),
+        (work.path().join("linked"), "sites/edge-01.yaml".to_string()),
+        (
+            checkout.clone(),
+            work.path().join("ud-link.yaml").display().to_string(),
+        ),
+        (checkout.clone(), hard.display().to_string()),
+    ];
+    let mut hashes = Vec::new();
+    for content in [
+        user_data.clone(),
+        format!("{user_data}# another site's secrets\n"),
+    ] {
+        std::fs::write(&site, &content).unwrap();
+        let _ = std::fs::remove_file(&hard);
+        std::fs::hard_link(&site, &hard).unwrap();
+        for (dir, given) in &spellings {
+            let out = support::forge_command()
+                .current_dir(dir)
+                .args(["build", "--arg", ".arg", "--user-data", given])
+                .args(["--dry-run", "--format", "json"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{given}: {}", text(&out));
+            let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let os = &plan["steps"][0];
+            assert_eq!(os["kind"], "os");
+            let exclude: Vec<&str> = os["context"]["exclude"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                exclude.contains(&"sites/edge-01.yaml") || given.ends_with("ud-hard.yaml"),
+                "{given}: {exclude:?}"
+            );
+            hashes.push((
+                given.clone(),
+                os["input_hash"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let first = &hashes[0].1;
+    for (given, hash) in &hashes {
+        assert_eq!(hash, first, "{given} changed the base image's input hash");
+    }
+}
+
+/// A checkout's overlay must not reach out of it: a link in `overlay/files-iso/` or
+/// `overlay/files/` that points outside the checkout, or an `overlay` that is such a link, is
+/// refused before anything is built, naming the link (an untrusted change to a checkout must
+/// not put the build machine's files into an image or onto an ISO).
+#[test]
+fn overlay_links_out_of_the_checkout_are_refused_naming_the_link() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() {
+        return;
+    }
+    let cases: [(&str, &str); 3] = [
+        ("overlay/files-iso/opt/leak", "/etc/hostname"),
+        (
+            "overlay/files/etc/leak",
+            "../../../../../../../../etc/shadow",
+        ),
+        ("overlay", "/etc"),
+    ];
+    for (link, target) in cases {
+        let work = tempfile::tempdir().unwrap();
+        let checkout = checkout_copy(work.path());
+        let path = checkout.join(link);
+        if link == "overlay" {
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        let out = forge_in(&checkout, &["--dry-run"]);
+        assert_eq!(out.status.code(), Some(1), "{link}: {}", text(&out));
+        let said =
+            format!("/checkout/{link}` is a symbolic link to `{target}`, outside the checkout");
+        assert!(
+            text(&out).contains(&said),
+            "{link}: missing `{said}` in {}",
+            text(&out)
+        );
+    }
+}

@@ -754,6 +754,9 @@ fn the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_spli
         "hello\n",
     )
     .unwrap();
+    // A link inside the overlay stays a link, as Docker's COPY keeps one.
+    std::os::unix::fs::symlink("hello.txt", work.path().join("overlays/files-iso/extra/hi"))
+        .unwrap();
     std::fs::write(work.path().join("spc.tgz"), "cluster definition").unwrap();
     let out_dir = work.path().join("out");
     let out = build_on(
@@ -860,7 +863,16 @@ fn the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_spli
             "/opt/spectrocloud/content/core.zst_part02"
         ]
     );
-    assert_eq!(paths("overlay_files"), ["/extra/hello.txt"]);
+    assert_eq!(paths("overlay_files"), ["/extra/hello.txt", "/extra/hi"]);
+    let extra = Command::new("xorriso")
+        .args(["-indev", iso.to_str().unwrap(), "-lsl", "/extra"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&extra).contains("'hi' -> 'hello.txt'"),
+        "the link is a link on the ISO:\n{}",
+        text(&extra)
+    );
     let mut joined = Vec::new();
     for (i, size) in [3_000_000, 3_000_000, 1_000_000].into_iter().enumerate() {
         let part = work.path().join(format!("part-{i}"));

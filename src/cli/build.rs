@@ -966,7 +966,7 @@ fn print_plan(plan: &Plan, outcome: &Outcome, format: Format) -> Result<()> {
                 .map(|s| {
                     let context = match &s.context {
                         plan::Context::Files(files) => json!({"files": files.iter().map(|(dest, _)| dest).collect::<Vec<_>>()}),
-                        plan::Context::Directory { root, exclude } => json!({"directory": root, "exclude": exclude}),
+                        plan::Context::Directory { root } => json!({"directory": root, "exclude": s.exclude.paths()}),
                     };
                     json!({
                         "step": s.name(),

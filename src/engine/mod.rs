@@ -217,8 +217,8 @@ pub async fn remove_secret_images(docker: &Docker) -> usize {
 /// arguments (proxies: Docker keeps its predefined proxy arguments out of the history).
 pub struct Build<'a> {
     pub context: &'a Path,
-    /// Relative paths of the context left out (besides its `.dockerignore`).
-    pub exclude: &'a [PathBuf],
+    /// What the context leaves out besides its `.dockerignore`.
+    pub exclude: &'a crate::render::Exclude,
     pub tag: &'a str,
     pub labels: HashMap<String, String>,
     pub build_args: HashMap<String, String>,
@@ -402,7 +402,7 @@ pub async fn build(
     crate::run::using_engine();
     let (writer, reader) = tokio::io::duplex(1 << 20);
     let context = build.context.to_path_buf();
-    let exclude = build.exclude.to_vec();
+    let exclude = build.exclude.clone();
     let packer = tokio::task::spawn_blocking(move || {
         write_context_tar(
             &context,
@@ -472,7 +472,11 @@ pub async fn build(
 }
 
 /// Write `dir` as a tar stream, leaving out what its `.dockerignore` excludes and `exclude`.
-fn write_context_tar(dir: &Path, exclude: &[PathBuf], out: impl Write) -> std::io::Result<()> {
+fn write_context_tar(
+    dir: &Path,
+    exclude: &crate::render::Exclude,
+    out: impl Write,
+) -> std::io::Result<()> {
     let ignore = crate::render::dockerignore(dir, exclude)?;
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
@@ -485,7 +489,8 @@ fn write_context_tar(dir: &Path, exclude: &[PathBuf], out: impl Write) -> std::i
             .path()
             .strip_prefix(dir)
             .expect("below the context root");
-        if rel != Path::new("Dockerfile") && ignore(rel) {
+        let meta = entry.metadata().map_err(std::io::Error::other)?;
+        if rel != Path::new("Dockerfile") && ignore(rel, &meta) {
             continue;
         }
         tar.append_path_with_name(entry.path(), rel)?;

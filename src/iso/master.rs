@@ -553,6 +553,9 @@ fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Res
         let dir = tree.join(dir);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     }
+    if let Some(overlays) = spec.overlays {
+        crate::render::check_overlay_links(overlays, spec.settings.checkout())?;
+    }
     if let Some(files) = spec
         .overlays
         .map(|o| o.join("files-iso"))
@@ -583,6 +586,10 @@ fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Res
             let private = |mode: u32| std::fs::Permissions::from_mode(mode & 0o700);
             if entry.file_type().is_dir() {
                 std::fs::create_dir_all(&target)
+            } else if entry.path_is_symlink() {
+                // Inside the checkout (checked above): kept as a link, never followed.
+                std::fs::read_link(entry.path())
+                    .and_then(|link| std::os::unix::fs::symlink(link, &target))
             } else {
                 std::fs::copy(entry.path(), &target).and_then(|_| {
                     let source = std::fs::metadata(entry.path())?.permissions().mode();

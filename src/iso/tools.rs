@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _};
 use super::IsoError;
 use crate::engine::{self, Container, Tail};
 use crate::plan::{INPUT_HASH_LABEL, LOCAL_HOST};
-use crate::render::{write_context, Templates};
+use crate::render::{write_context, Exclude, Templates};
 
 /// The commands mastering needs, and the Debian packages holding them.
 pub const COMMANDS: &[(&str, &str)] = &[
@@ -325,10 +325,10 @@ async fn builder_image(
         what: "a temporary directory".into(),
         source,
     })?;
-    write_context(scratch.path(), &dockerfile, &[])?;
+    write_context(scratch.path(), &dockerfile, &[], &Exclude::default())?;
     let build = engine::Build {
         context: scratch.path(),
-        exclude: &[],
+        exclude: &Exclude::default(),
         tag: &tag,
         labels: [(INPUT_HASH_LABEL.to_string(), hash.to_string())].into(),
         build_args: build_args.clone(),
@@ -342,16 +342,35 @@ async fn builder_image(
     Ok(tag)
 }
 
-/// `dir` as a tar stream, links followed, owned by root; modes and times as on disk.
+/// `dir` as a tar stream, owned by root; modes and times as on disk. Absolute links are
+/// followed (forge stages the cache entry and the content bundles as links to them); relative
+/// ones, an overlay's own, stay links, as xorriso keeps them on the host.
 fn tar_dir(dir: &Path, out: impl std::io::Write) -> std::io::Result<()> {
     let mut tar = tar::Builder::new(out);
-    for entry in walkdir::WalkDir::new(dir)
+    let mut entries = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .follow_links(true)
         .sort_by_file_name()
-    {
+        .into_iter();
+    while let Some(entry) = entries.next() {
         let entry = entry.map_err(std::io::Error::other)?;
         let rel = entry.path().strip_prefix(dir).expect("below the root");
+        let link = entry
+            .path_is_symlink()
+            .then(|| std::fs::read_link(entry.path()))
+            .transpose()?
+            .filter(|link| link.is_relative());
+        if let Some(link) = link {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            tar.append_link(&mut header, rel, link)?;
+            if entry.file_type().is_dir() {
+                entries.skip_current_dir();
+            }
+            continue;
+        }
         let meta = entry.metadata().map_err(std::io::Error::other)?;
         let mut header = tar::Header::new_gnu();
         header.set_metadata(&meta);
