@@ -967,13 +967,14 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 impl Store {
-    /// An image of one layer at `repository:tag`: its config and layer blobs and its manifest,
-    /// the layer's descriptor digest written as `layer_digest` (the real one when `None`).
+    /// An image of one 2 MiB layer at `repository:tag`: its config and layer blobs and its
+    /// manifest, the layer's descriptor digest written as `layer_digest` (the real one when
+    /// `None`). Returns the layer.
     fn image(&mut self, repository: &str, tag: &str, layer_digest: Option<&str>) -> Vec<u8> {
         let config =
             br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
                 .to_vec();
-        let layer = vec![7u8; 4096];
+        let layer = vec![7u8; 2 << 20];
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -985,9 +986,9 @@ impl Store {
         self.blobs
             .insert((repository.into(), sha256(&config)), config);
         self.blobs
-            .insert((repository.into(), sha256(&layer)), layer);
-        self.put_manifest(repository, tag, manifest.clone());
-        manifest
+            .insert((repository.into(), sha256(&layer)), layer.clone());
+        self.put_manifest(repository, tag, manifest);
+        layer
     }
 
     fn put_manifest(&mut self, repository: &str, reference: &str, bytes: Vec<u8>) {
@@ -1015,6 +1016,16 @@ struct Api {
 }
 
 impl Api {
+    /// The API with its uploads and blobs on its own host.
+    fn at_home(store: Shared) -> Api {
+        Api {
+            store,
+            uploads: "/upload/".into(),
+            mount_session: "/upload/mount/0".into(),
+            blob_redirect: None,
+        }
+    }
+
     fn answer(&self, r: &Received) -> Answer {
         let mut store = self.store.lock().unwrap();
         let path = r.path().to_string();
@@ -1092,6 +1103,17 @@ impl Api {
     }
 }
 
+/// User-data mirroring `host/team` to `host/mirror`, the registry declared insecure (plain
+/// HTTP) with [`USER`]'s credentials.
+fn mirror(host: &str) -> String {
+    mapping(
+        host,
+        None,
+        true,
+        &[(&format!("{host}/team"), &format!("{host}/mirror"))],
+    )
+}
+
 /// Basic credentials of [`USER`] and [`PASSWORD`], as a header value.
 fn basic_header() -> String {
     use base64::Engine as _;
@@ -1119,7 +1141,7 @@ fn sync(work: &Work, user_data: &str, images: &[String]) -> Output {
 /// A registry that asks for basic credentials sends uploads and blob downloads to another
 /// host (a storage front end, as registries backed by S3 do) and names a relative
 /// `//host:port/...` location for a refused mount: the credentials reach the registry and
-/// nothing else, and the copy completes.
+/// nothing else, and the copy completes (the 2 MiB layer is at the target already).
 #[test]
 fn credentials_go_to_the_registry_and_to_no_other_host_it_names() {
     let work = Work::new();
@@ -1149,13 +1171,13 @@ fn credentials_go_to_the_registry_and_to_no_other_host_it_names() {
         })
     };
     let host = registry.host();
-    store.lock().unwrap().image("team/app", "v1", None);
-    let ud = mapping(
-        &host,
-        None,
-        true,
-        &[(&format!("{host}/team"), &format!("{host}/mirror"))],
-    );
+    let layer = store.lock().unwrap().image("team/app", "v1", None);
+    store
+        .lock()
+        .unwrap()
+        .blobs
+        .insert(("mirror/app".into(), sha256(&layer)), layer);
+    let ud = mirror(&host);
     let out = sync(&work, &ud, &[format!("{host}/team/app:v1")]);
     assert_output(&out, 0, &[&format!("{host}/mirror/app:v1")]);
     let copied = store.lock().unwrap();
@@ -1198,12 +1220,7 @@ fn digests_from_a_registry_are_data_never_paths() {
     let work = Work::new();
     let victim = work.write("victim", "precious\n");
     let store: Shared = Arc::default();
-    let api = Api {
-        store: store.clone(),
-        uploads: "/upload/".into(),
-        mount_session: "/upload/mount/0".into(),
-        blob_redirect: None,
-    };
+    let api = Api::at_home(store.clone());
     let registry = ScriptedRegistry::start(move |r| {
         if r.method == "HEAD" && r.path().ends_with("/manifests/header") {
             return Answer::new(200).header("Docker-Content-Digest", "../../../etc/shadow");
@@ -1217,12 +1234,7 @@ fn digests_from_a_registry_are_data_never_paths() {
         ("upper", format!("sha256:{}", "A".repeat(64))),
     ] {
         store.lock().unwrap().image("team/app", tag, Some(&digest));
-        let ud = mapping(
-            &host,
-            None,
-            true,
-            &[(&format!("{host}/team"), &format!("{host}/mirror"))],
-        );
+        let ud = mirror(&host);
         let out = sync(&work, &ud, &[format!("{host}/team/app:{tag}")]);
         let said = format!(
             "{host}: the manifest of {host}/team/app:{tag}: layers[0]: `{digest}` is not a digest"
@@ -1261,12 +1273,7 @@ fn digests_from_a_registry_are_data_never_paths() {
 #[test]
 fn registry_answers_are_read_within_their_bounds() {
     let store: Shared = Arc::default();
-    let api = Api {
-        store: store.clone(),
-        uploads: "/upload/".into(),
-        mount_session: "/upload/mount/0".into(),
-        blob_redirect: None,
-    };
+    let api = Api::at_home(store.clone());
     let token_service =
         ScriptedRegistry::start(|_| Answer::new(200).generated(1 << 30).without_length());
     let realm = format!("http://{}/token", token_service.host());
@@ -1298,12 +1305,7 @@ fn registry_answers_are_read_within_their_bounds() {
     let host = registry.host();
     store.lock().unwrap().image("team/long", "v1", None);
     let work = Work::new();
-    let ud = mapping(
-        &host,
-        None,
-        true,
-        &[(&format!("{host}/team"), &format!("{host}/mirror"))],
-    );
+    let ud = mirror(&host);
     let ud = work.write("ud.yaml", &ud);
     let cases = [
         ("huge", "the answer to /v2/team/huge/manifests/huge is larger than 4 MiB, the most forge reads of a manifest".to_string(), 10),
@@ -1417,4 +1419,48 @@ fn a_hanging_credential_helper_is_stopped_and_named() {
         &["credential helper docker-credential-forgetest failed for registry.example.com: docker-credential-forgetest did not answer within 10 s"],
     );
     assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
+}
+
+/// Over TLS the client and the registry speak HTTP/2, where a HEAD's `Content-Length` (the
+/// size of the blob it describes) is no body to bound: a 2 MiB layer the target already has
+/// is skipped, not refused as an oversized answer.
+#[test]
+fn blobs_the_target_has_are_skipped_over_http2_whatever_their_size() {
+    if !components() {
+        return;
+    }
+    let work = Work::new();
+    let pki = Pki::generate();
+    let registry = Registry::start(Some(&pki), false);
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[registry.host()]);
+    let mut images = Layout::new(&work.path("oci"));
+    let layer = images.layer(1, 2 << 20);
+    images.image("a", "amd64", vec![layer]);
+    images.finish();
+    let host = registry.host();
+    for to in ["team/a:v1", "mirror/a:v0"] {
+        skopeo.push(&images.dir, "a", &format!("{host}/{to}"), true);
+    }
+    let ca = work.write("ca.pem", &pki.ca_pem);
+    let ud = work.write(
+        "ud.yaml",
+        &mapping(
+            &host,
+            Some(&pki.ca_pem),
+            false,
+            &[(&format!("{host}/team"), &format!("{host}/mirror"))],
+        ),
+    );
+    let out = work.forge(&[
+        "registry",
+        "sync",
+        "--from",
+        "registry",
+        "--registry-ca",
+        ca.to_str().unwrap(),
+        "--user-data",
+        ud.to_str().unwrap(),
+        &format!("{host}/team/a:v1"),
+    ]);
+    assert_output(&out, 0, &["0 blobs uploaded (0 B), 2 already there"]);
 }

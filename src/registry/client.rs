@@ -515,7 +515,11 @@ impl Registry {
         let exchange = || async {
             let response = self.exchange(&method, path, scope, &headers, &body).await?;
             let (status, headers) = (response.status(), response.headers().clone());
-            let body = self.read_body(response, path, limit).await?;
+            // A HEAD answer's Content-Length is the size of what it describes, not a body.
+            let body = match method {
+                Method::HEAD => Vec::new(),
+                _ => self.read_body(response, path, limit).await?,
+            };
             Ok(Reply {
                 status,
                 headers,
