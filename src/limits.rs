@@ -124,6 +124,10 @@ pub const MAX_ARG_VALUE_BYTES: usize = 64 << 10;
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 pub const MAX_REGISTRY_REPLY_BYTES: u64 = 1 << 20;
 
+/// The most forge reads of a mastering cache entry's `meta.json` (forge writes well under
+/// 1 KiB): an entry with a larger one is unusable, a miss.
+pub const MAX_CACHE_META_BYTES: u64 = 64 << 10;
+
 /// A blob download may take the request deadline plus one second for each this many bytes of
 /// the blob (a registry trickling bytes is cut off, a slow link is not: 3 GB is 13 hours).
 pub const MIN_BLOB_BYTES_PER_SECOND: u64 = 64 << 10;

@@ -1,10 +1,14 @@
 //! The `forge` command line as users see it: exit codes, text and JSON output, `--fix`,
-//! `forge schema`, `forge config show`, `forge rules`.
+//! `forge schema`, `forge config show`, `forge rules`, `forge cache ls|prune` on damaged,
+//! foreign and unreadable entries and several at once.
+
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use forge::iso::cache::{Cache, Meta, Stored};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -555,4 +559,252 @@ fn forge_iso_masters_with_an_image_and_pushes_with_its_subcommand() {
         .stderr(predicate::str::contains(
             "cannot read user-data file `/nonexistent/site.yaml`",
         ));
+}
+
+/// A mastering cache in `dir` with `count` whole entries (keys 1, 2, ...: `key`), each a
+/// 1000-byte squashfs and a kernel.
+fn cache_with(dir: &Path, count: u16) -> Cache {
+    let cache = Cache::open(dir).unwrap();
+    for n in 1..=count {
+        let staged = cache.staging().unwrap();
+        fs::write(staged.path().join("rootfs.squashfs"), [0; 1000]).unwrap();
+        fs::write(staged.path().join("kernel"), b"kernel").unwrap();
+        let meta = Meta {
+            image: format!("forge.local/installer:{n}"),
+            image_id: format!("sha256:{n:064x}"),
+            rootfs_bytes: 1000,
+            efi_loader: Vec::new(),
+        };
+        match cache.insert(&key(n), staged, &meta).unwrap() {
+            Stored::Cached(_) => {}
+            Stored::Uncached(_, why) => panic!("{why}"),
+        }
+    }
+    cache
+}
+
+fn key(n: u16) -> String {
+    format!("{n:064x}")
+}
+
+/// `forge cache ARGS --cache-dir DIR`, as a process to start.
+fn forge_cache(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.arg("cache").args(args).arg("--cache-dir").arg(dir);
+    cmd
+}
+
+#[test]
+fn cache_ls_and_prune_name_each_damaged_or_foreign_entry_say_what_is_done_and_follow_no_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache_with(&dir.path().join("cache"), 4);
+    let root = cache.dir();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), b"secret").unwrap();
+    fs::write(root.join(key(1)).join("meta.json"), b"").unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(key(2)).join("rootfs.squashfs"))
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    fs::remove_dir_all(root.join(key(3))).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join(key(3))).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join(key(4)).join("outside")).unwrap();
+    // A name too short for a key, holding what a whole entry holds.
+    fs::create_dir(root.join("ab")).unwrap();
+    for file in ["meta.json", "rootfs.squashfs", "kernel"] {
+        fs::copy(root.join(key(4)).join(file), root.join("ab").join(file)).unwrap();
+    }
+    let at = |name: &str| root.join(name).display().to_string();
+
+    let ls = forge_cache(root.parent().unwrap(), &["ls"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert_eq!(
+        ls.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let rebuilt = "the next build that needs it makes it again, and forge cache prune removes it";
+    assert_eq!(
+        lines,
+        [
+            format!("{}     1.2 KiB  forge.local/installer:4", &key(4)[..16]).as_str(),
+            &format!("1.2 KiB in {}", root.display()),
+            &format!("{} has an empty meta.json: {rebuilt}", at(&key(1))),
+            &format!(
+                "{} has a rootfs.squashfs of 10 bytes, not the 1000 its meta.json records: {rebuilt}",
+                at(&key(2))
+            ),
+            &format!("{} is a symbolic link, not a directory: {rebuilt}", at(&key(3))),
+            &format!(
+                "{} is not a cache entry (its name is not a key): forge leaves it alone",
+                at("ab")
+            ),
+        ]
+    );
+    let json = forge_cache(root.parent().unwrap(), &["ls", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(0));
+    support::assert_published_shape(&json.stdout);
+    let listed = json_of(&json.stdout);
+    let skipped: Vec<(&str, bool)> = listed["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["left_alone"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (key(1).as_str(), false),
+            (&key(2), false),
+            (&key(3), false),
+            ("ab", true)
+        ]
+    );
+
+    let prune = forge_cache(root.parent().unwrap(), &["prune", "--max-size", "1GB"])
+        .output()
+        .unwrap();
+    assert_eq!(prune.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&prune.stdout),
+        format!(
+            "removed 3 entries (1.2 KiB, 3 of them unusable), kept 1.2 KiB\n\
+             {} is not a cache entry (its name is not a key): left alone\n",
+            at("ab")
+        )
+    );
+    let prune = forge_cache(root.parent().unwrap(), &["prune", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(prune.status.code(), Some(0));
+    support::assert_published_shape(&prune.stdout);
+    assert_eq!(
+        json_of(&prune.stdout)["removed"],
+        serde_json::json!([key(4)])
+    );
+    assert_eq!(fs::read(outside.join("secret")).unwrap(), b"secret");
+    assert!(
+        root.join("ab/rootfs.squashfs").exists(),
+        "ab is not forge's"
+    );
+}
+
+#[test]
+fn an_entry_forge_cannot_open_is_named_and_left_alone_by_ls_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache_with(&dir.path().join("cache"), 1);
+    let entry = cache.dir().join(key(1));
+    // Root reads everything: the entry is root's own (0700), read by an unprivileged user,
+    // as one made by `sudo forge build` is by its user; otherwise it has no permissions.
+    let root = rustix::process::geteuid().is_root();
+    let run = |args: &[&str]| {
+        let cmd = forge_cache(cache.dir().parent().unwrap(), args);
+        let mut cmd = match root {
+            true => {
+                let mut setpriv = std::process::Command::new("setpriv");
+                setpriv
+                    .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(cmd.get_program())
+                    .args(cmd.get_args());
+                setpriv
+            }
+            false => cmd,
+        };
+        cmd.output().unwrap()
+    };
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode =
+        |path: &Path, mode| fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    match root {
+        true => {
+            mode(dir.path(), 0o755);
+            mode(&dir.path().join("cache"), 0o777);
+            mode(cache.dir(), 0o777);
+            mode(&entry, 0o700);
+        }
+        false => mode(&entry, 0o000),
+    }
+    let ls = run(&["ls"]);
+    let prune = run(&["prune"]);
+    mode(&entry, 0o700);
+    let said = format!(
+        "{} cannot be opened (Permission denied (os error 13))",
+        entry.display()
+    );
+    assert_eq!(
+        ls.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains(&format!("{said}: forge leaves it alone")),
+        "{}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
+    assert_eq!(
+        prune.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&prune.stdout),
+        format!("removed 0 entries (0 B), kept 0 B\n{said}: left alone\n")
+    );
+    assert!(entry.join("rootfs.squashfs").exists());
+}
+
+#[test]
+fn prunes_at_once_with_each_other_and_with_ls_all_succeed_and_remove_each_entry_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 300;
+    let cache = cache_with(&dir.path().join("cache"), count);
+    let runs: Vec<_> = (0..6)
+        .map(|i| {
+            let args: &[&str] = match i % 3 {
+                0 => &["ls", "--format", "json"],
+                _ => &["prune", "--format", "json"],
+            };
+            forge_cache(cache.dir().parent().unwrap(), args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut removed = Vec::new();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc = json_of(&out.stdout);
+        if let Some(keys) = doc["removed"].as_array() {
+            assert_eq!(doc["busy"], serde_json::json!([]), "none is in use");
+            removed.extend(keys.iter().map(|k| k.as_str().unwrap().to_string()));
+        }
+    }
+    removed.sort();
+    let all: Vec<String> = (1..=count).map(key).collect();
+    assert_eq!(removed, all, "each entry removed by one prune");
+    let left: Vec<_> = fs::read_dir(cache.dir()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }

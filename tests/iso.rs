@@ -8,7 +8,9 @@
 //! El Torito entries and a GPT EFI partition; the squashfs keeps capabilities, owners, hard
 //! links and device nodes; two builds give the same bytes; content bundles are cut into
 //! `_partNN` parts as CanvOS's `split` cuts them, which concatenate to the original; an image without a kernel is refused clearly;
-//! Ctrl-C while mastering leaves nothing behind.
+//! Ctrl-C while mastering leaves nothing behind; prunes keep the cache entry a build uses, a
+//! killed build's staging directory is removed by the next run, and an entry cut short is
+//! reported and made again while prunes run.
 
 mod support;
 
@@ -1137,8 +1139,22 @@ fn forge_iso(
     cache: &Path,
     extra: &[&str],
 ) -> Output {
-    support::forge_command()
-        .current_dir(work)
+    forge_iso_cmd(work, image, user_data, out, cache, extra)
+        .output()
+        .unwrap()
+}
+
+/// The command [`forge_iso`] runs.
+fn forge_iso_cmd(
+    work: &Path,
+    image: &str,
+    user_data: &[&Path],
+    out: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = support::forge_command();
+    cmd.current_dir(work)
         .args(["iso", "--image", image, "--arg"])
         .arg(support::example().join(".arg"))
         .args(["--checkout", ".", "--progress", "plain"])
@@ -1148,9 +1164,139 @@ fn forge_iso(
         .arg("--cache-dir")
         .arg(cache)
         .args(extra)
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
+        .env("SOURCE_DATE_EPOCH", EPOCH);
+    cmd
+}
+
+/// `forge cache prune --format json` of `cache`, started.
+fn start_prune(cache: &Path) -> std::process::Child {
+    support::forge_command()
+        .args(["cache", "prune", "--format", "json", "--cache-dir"])
+        .arg(cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap()
+}
+
+/// What a prune started by [`start_prune`] printed; it must have succeeded.
+fn pruned(prune: std::process::Child) -> Value {
+    let out = prune.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The mastering cache under real processes: prunes at once while a build holds its entry,
+/// a build killed while it makes one, and an entry cut short made again while prunes run.
+#[test]
+fn prunes_keep_the_entry_a_build_uses_and_a_damaged_entry_is_made_again_while_prunes_run() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready() || !have(TOOLS) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let outs = tempfile::tempdir().unwrap();
+    let image = metadata_image(work.path());
+    let cache = outs.path().join("cache");
+    let user_data = support::example().join("user-data");
+    let iso = |out: &str| {
+        forge_iso_cmd(
+            work.path(),
+            image,
+            &[&user_data],
+            &outs.path().join(out),
+            &cache,
+            &["--iso-tools", "host"],
+        )
+    };
+    let made = iso("cold").output().unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let expected = sha256_hex(&outs.path().join("cold/palette-edge-installer.iso"));
+    let keys: Vec<String> = std::fs::read_dir(cache.join("iso"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let [key] = &keys[..] else { panic!("{keys:?}") };
+
+    // A build that took the entry, stopped there; three prunes at once leave it.
+    let (mut build, stderr) =
+        support::spawn_until(&mut iso("warm"), |line| line.contains("from the cache"));
+    support::send(&build, "STOP");
+    let prunes: Vec<_> = (0..3).map(|_| start_prune(&cache)).collect();
+    for doc in prunes.into_iter().map(pruned) {
+        assert_eq!(doc["busy"], serde_json::json!([key]), "{doc}");
+        assert_eq!(doc["removed"], serde_json::json!([]), "{doc}");
+    }
+    support::send(&build, "CONT");
+    let rest: String = stderr.map_while(Result::ok).collect::<Vec<_>>().join("\n");
+    assert!(build.wait().unwrap().success(), "{rest}");
+    assert_eq!(
+        sha256_hex(&outs.path().join("warm/palette-edge-installer.iso")),
+        expected
+    );
+
+    // A build killed while it makes an entry (of another epoch, so another key) leaves its
+    // staging directory, which the next run removes.
+    let staging = || {
+        std::fs::read_dir(cache.join("iso"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with(".staging-")
+            })
+            .count()
+    };
+    let (mut killed, stderr) = support::spawn_until(
+        iso("killed").env("SOURCE_DATE_EPOCH", "1700000001"),
+        |line| line.contains("mastering"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while staging() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, rest) = support::stop(&mut killed, "KILL", stderr);
+    assert!(!status.success(), "{rest}");
+    assert_eq!(staging(), 1, "the killed build's staging directory");
+
+    // The entry's squashfs cut short: the next build says so and makes it again, with prunes
+    // running all along.
+    let squashfs = cache.join("iso").join(key).join("rootfs.squashfs");
+    let recorded = std::fs::metadata(&squashfs).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&squashfs)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let reported = std::cell::RefCell::new(String::new());
+    let (mut build, stderr) = support::spawn_until(&mut iso("again"), |line| {
+        let found = line.contains("the parts are made again");
+        if found {
+            *reported.borrow_mut() = line.to_string();
+        }
+        found
+    });
+    let drain =
+        std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let mut prunes = 0;
+    while build.try_wait().unwrap().is_none() {
+        pruned(start_prune(&cache));
+        prunes += 1;
+    }
+    let rest = drain.join().unwrap();
+    assert!(build.wait().unwrap().success(), "{rest}");
+    let said = format!(
+        "iso: the cache entry {} has a rootfs.squashfs of 4096 bytes, not the {recorded} its \
+         meta.json records: removed; the parts are made again",
+        cache.join("iso").join(key).display()
+    );
+    assert!(reported.borrow().ends_with(&said), "{}", reported.borrow());
+    assert!(prunes > 0, "no prune ran while the build ran");
+    assert_eq!(staging(), 0, "a staging directory is left");
+    assert_eq!(
+        sha256_hex(&outs.path().join("again/palette-edge-installer.iso")),
+        expected
+    );
 }
 
 #[test]

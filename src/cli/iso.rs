@@ -11,7 +11,7 @@ use regex::Regex;
 use super::images::{policy, run_async, AccessArgs};
 use super::output::{self, Exit, ExitStatus, Format, Shape};
 use crate::iso::artifact;
-use crate::iso::cache::Cache;
+use crate::iso::cache::{Cache, Skipped};
 use crate::iso::inspect::inspect as read_report;
 use crate::iso::verify::{self, name, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
 use crate::iso::ReadError;
@@ -399,6 +399,12 @@ fn parse_max_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| "expected a size such as 20GB, 500MB or 10G (split's syntax)".to_string())
 }
 
+/// A line saying what is wrong with a name in the cache directory and what forge does.
+fn skipped_line(dir: &Path, skipped: &Skipped, done: &str) -> String {
+    let path = dir.join(&skipped.name);
+    format!("{} {}: {done}\n", path.display(), skipped.problem)
+}
+
 pub(super) fn cache(command: CacheCommand) -> Result<ExitStatus> {
     let redactor = Redactor::new();
     let open = |dir: &CacheDir| {
@@ -409,24 +415,35 @@ pub(super) fn cache(command: CacheCommand) -> Result<ExitStatus> {
     match command {
         CacheCommand::Ls { dir, format } => {
             let cache = open(&dir)?;
-            let entries = cache
+            let listing = cache
                 .list()
                 .with_context(|| format!("cannot read {}", cache.dir().display()))?;
             match format {
                 Format::Json => output::json(
                     &redactor,
                     Shape::CacheList,
-                    serde_json::json!({"dir": cache.dir(), "entries": entries}),
+                    serde_json::json!({
+                        "dir": cache.dir(),
+                        "entries": listing.entries,
+                        "skipped": listing.skipped,
+                    }),
                 )?,
                 Format::Text => {
                     let mut out = String::new();
-                    for e in &entries {
+                    for e in &listing.entries {
                         let line =
                             format!("{}  {:>10}  {}\n", &e.key[..16], human(e.bytes), e.image);
                         out.push_str(&line);
                     }
-                    let total: u64 = entries.iter().map(|e| e.bytes).sum();
+                    let total: u64 = listing.entries.iter().map(|e| e.bytes).sum();
                     out.push_str(&format!("{} in {}\n", human(total), cache.dir().display()));
+                    for skipped in &listing.skipped {
+                        let done = match skipped.left_alone {
+                            true => "forge leaves it alone",
+                            false => "the next build that needs it makes it again, and forge cache prune removes it",
+                        };
+                        out.push_str(&skipped_line(cache.dir(), skipped, done));
+                    }
                     output::text(&redactor, &out)?;
                 }
             }
@@ -443,19 +460,26 @@ pub(super) fn cache(command: CacheCommand) -> Result<ExitStatus> {
             match format {
                 Format::Json => output::json(&redactor, Shape::CachePrune, &pruned)?,
                 Format::Text => {
-                    let said = format!(
-                        "removed {} ({}), kept {}{}\n",
+                    let mut said = format!(
+                        "removed {} ({}{}), kept {}{}\n",
                         match pruned.removed.len() {
                             1 => "1 entry".to_string(),
                             n => format!("{n} entries"),
                         },
                         human(pruned.removed_bytes),
+                        match pruned.unusable.len() {
+                            0 => String::new(),
+                            n => format!(", {n} of them unusable"),
+                        },
                         human(pruned.kept_bytes),
                         match pruned.busy.len() {
                             0 => String::new(),
                             n => format!(" ({n} in use by a running build)"),
                         }
                     );
+                    for skipped in &pruned.left_alone {
+                        said.push_str(&skipped_line(cache.dir(), skipped, "left alone"));
+                    }
                     output::text(&redactor, &said)?;
                 }
             }

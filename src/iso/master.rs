@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bollard::Docker;
 use futures_util::StreamExt as _;
 
-use super::cache::{Cache, Meta};
+use super::cache::{Cache, Found, Meta, Stored};
 use super::image::{boot_files, efi_loader};
 use super::tools::Runner;
 use super::IsoError;
@@ -204,7 +204,14 @@ pub async fn master(
         what: format!("the mastering cache in {}", spec.cache.dir().display()),
         source: e,
     };
-    let hit = spec.cache.get(&key).map_err(cache_error)?;
+    let hit = match spec.cache.get(&key) {
+        Found::Hit(entry) => Some(entry),
+        Found::Miss => None,
+        Found::Unusable(unusable) => {
+            on_line(&format!("{unusable}; the parts are made again"));
+            None
+        }
+    };
     let cached = hit.is_some();
     check_space(docker, spec, &bundles, sites.len(), cached).await?;
     let system = match hit {
@@ -226,10 +233,19 @@ pub async fn master(
                 let dest = staged.path().join(file);
                 runner.take(&format!("sys/{file}"), &dest).await?;
             }
-            let entry = spec
+            let entry = match spec
                 .cache
                 .insert(&key, staged, &meta)
-                .map_err(cache_error)?;
+                .map_err(cache_error)?
+            {
+                Stored::Cached(entry) => entry,
+                Stored::Uncached(entry, why) => {
+                    on_line(&format!(
+                        "{why}; this run uses its parts without caching them"
+                    ));
+                    entry
+                }
+            };
             std::fs::remove_file(root.join("sys")).map_err(io("staging the ISO"))?;
             link_system(root, &entry.dir)?;
             entry
