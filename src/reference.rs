@@ -311,20 +311,40 @@ fn check_digest(digest: &str) -> Result<(), ReferenceError> {
         .map_err(|_| ReferenceError::Digest(crate::limits::clip(digest).into_owned()))
 }
 
+/// Registries that authenticate only with short-lived tokens, by host (`*` stands for any
+/// characters), and why.
+const TOKEN_ONLY_HOSTS: &[(&str, &str)] = &[
+    (
+        "*.dkr.ecr.*.amazonaws.com",
+        "AWS ECR issues short-lived tokens (12 hours) through the AWS API",
+    ),
+    (
+        "*.dkr.ecr.*.amazonaws.com.cn",
+        "AWS ECR issues short-lived tokens (12 hours) through the AWS API",
+    ),
+    (
+        "*.dkr.ecr-fips.*.amazonaws.com",
+        "AWS ECR (a FIPS endpoint) issues short-lived tokens (12 hours) through the AWS API",
+    ),
+    (
+        "*-docker.pkg.dev",
+        "Google Artifact Registry authenticates with OAuth tokens or service-account keys",
+    ),
+];
+
 /// Why the edge agent cannot authenticate to a registry, when it cannot: the agent only does
 /// basic username/password authentication.
 pub fn token_auth_reason(domain: &Domain, username: Option<&str>) -> Option<String> {
+    static TOKEN_ONLY: std::sync::LazyLock<globset::GlobSet> = std::sync::LazyLock::new(|| {
+        let mut set = globset::GlobSetBuilder::new();
+        for (pattern, _) in TOKEN_ONLY_HOSTS {
+            set.add(globset::Glob::new(pattern).expect("a valid host pattern"));
+        }
+        set.build().expect("valid host patterns")
+    });
     let host = domain.host.to_ascii_lowercase();
-    if host.contains(".dkr.ecr.")
-        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
-    {
-        return Some("AWS ECR issues short-lived tokens (12 hours) through the AWS API".into());
-    }
-    if host.ends_with("-docker.pkg.dev") {
-        return Some(
-            "Google Artifact Registry authenticates with OAuth tokens or service-account keys"
-                .into(),
-        );
+    if let Some(&i) = TOKEN_ONLY.matches(&host).first() {
+        return Some(TOKEN_ONLY_HOSTS[i].1.to_string());
     }
     let token_user = matches!(
         username,
@@ -379,8 +399,16 @@ mod tests {
 
     #[test]
     fn knows_token_auth_registries() {
-        let ecr = parse_domain("123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap();
-        assert!(token_auth_reason(&ecr, Some("AWS")).is_some());
+        for ecr in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+        ] {
+            let ecr = parse_domain(ecr).unwrap();
+            assert!(token_auth_reason(&ecr, Some("AWS")).is_some(), "{ecr}");
+        }
+        let lookalike = parse_domain("dkr.ecr.example.com").unwrap();
+        assert!(token_auth_reason(&lookalike, Some("AWS")).is_none());
         let ar = parse_domain("us-east1-docker.pkg.dev/project/repo").unwrap();
         assert!(token_auth_reason(&ar, Some("user")).is_some());
         let gcr = parse_domain("gcr.io/project").unwrap();
