@@ -638,6 +638,23 @@ fn control_character(value: &str) -> Option<(usize, char)> {
 /// Characters kernel arguments may not hold: quotes, and what GRUB or a shell would interpret.
 const KERNEL_ARG_METACHARACTERS: &str = "\"'`\\$;{}";
 
+/// Whether `text` is one word of lowercase ASCII letters and digits and the `extra` characters.
+fn lowercase_word(text: &str, extra: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
+}
+
+/// The characters an installer ISO name is made of: ISO_NAME, and the file stem of each site's
+/// user-data when there are several (`<ISO_NAME>-<stem>.iso`).
+pub const ISO_NAME_CHARACTERS: &str = "lowercase letters, digits, `-` and `_`";
+
+/// Whether `name` may name an installer ISO ([`ISO_NAME_CHARACTERS`]).
+pub fn is_iso_name(name: &str) -> bool {
+    lowercase_word(name, "-_")
+}
+
 /// What is wrong with a value of `kind`, in words that follow "NAME `value` ".
 fn kind_problem(kind: Kind, value: &str) -> Option<String> {
     match kind {
@@ -732,11 +749,6 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
         }
     }
     let r = &Usable { r, unusable };
-    let lowercase_word = |v: &str, extra: &str| {
-        !v.is_empty()
-            && v.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
-    };
     if let Some(v) = r.get("IMAGE_REGISTRY") {
         if let Err(e) = parse_domain(v) {
             out.push(
@@ -763,12 +775,12 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             )),
         );
     }
-    if let Some(v) = r.get("ISO_NAME").filter(|v| !lowercase_word(v, "-_")) {
+    if let Some(v) = r.get("ISO_NAME").filter(|v| !is_iso_name(v)) {
         out.push(
             r.diag(
                 Rule::BadIsoName,
                 "ISO_NAME",
-                format!("ISO_NAME `{v}` must be lowercase letters, digits, `-` and `_`"),
+                format!("ISO_NAME `{v}` must be {ISO_NAME_CHARACTERS}"),
             )
             .help("leave out the .iso extension; forge adds it"),
         );
