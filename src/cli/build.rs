@@ -216,7 +216,7 @@ pub(super) fn user_data_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let mut found: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot read the user-data directory {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
+            .filter(|p| !p.is_dir() && p.extension().is_some_and(|e| e == "yaml"))
             .collect();
         if found.is_empty() {
             anyhow::bail!(

@@ -15,6 +15,7 @@ use crate::iso::cache::Cache;
 use crate::iso::inspect::inspect as read_report;
 use crate::iso::verify::{self, name, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
 use crate::iso::ReadError;
+use crate::limits::FileKind;
 use crate::reference::Reference;
 use crate::registry::rewrite::{Rewriter, Rules};
 use crate::registry::sync::{human, Syncer};
@@ -39,7 +40,15 @@ pub(super) fn inspect(args: InspectArgs) -> Result<ExitStatus> {
     let user_data = args
         .user_data
         .as_ref()
-        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .map(|p| {
+            crate::limits::read(FileKind::UserData, p).with_context(|| {
+                format!(
+                    "cannot read {} `{}`",
+                    FileKind::UserData.what(),
+                    p.display()
+                )
+            })
+        })
         .transpose()?;
     let report = match read_report(&args.iso, user_data.as_deref()) {
         Ok(report) => report,

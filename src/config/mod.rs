@@ -914,11 +914,11 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                 }
                 continue;
             }
-            Err(_) => "which does not exist",
-            Ok(m) if !m.is_file() => {
-                "which is not a regular file (a directory, a device or a pipe)"
-            }
-            Ok(_) => continue,
+            Err(_) => "which does not exist".to_string(),
+            Ok(m) => match crate::limits::NotRegular::of(m.file_type()) {
+                Some(what) => format!("but {what}"),
+                None => continue,
+            },
         };
         out.push(r.diag(Rule::MissingFile, d.name, format!("{} names `{}`, {problem}", d.name, path.display())).help("fix the path (relative paths start at the file that sets it), or leave the setting empty"));
     }

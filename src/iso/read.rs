@@ -125,8 +125,9 @@ impl Walk {
 }
 
 impl Iso {
+    /// Read the image at `path`, a regular file ([`crate::limits::open`]).
     pub fn open(path: &Path) -> Result<Iso, ReadError> {
-        let file = File::open(path)?;
+        let file = crate::limits::open(path)?;
         let size = file.metadata()?.len();
         let mut iso = Iso {
             file,
