@@ -139,8 +139,8 @@ fn check_host(host: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn is_path_component(component: &str) -> bool {
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`: one component of a repository path.
+pub fn is_path_component(component: &str) -> bool {
     let bytes = component.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
@@ -194,6 +194,8 @@ pub enum ReferenceError {
     NameTooLong,
     #[error("tag `{0}` must be 1 to 128 characters of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`")]
     Tag(String),
+    #[error("tag `{0}` is {1} characters long; a tag has at most 128")]
+    TagTooLong(String, usize),
     #[error("digest `{0}` must be sha256:<64 hex> or sha512:<128 hex>")]
     Digest(String),
 }
@@ -291,17 +293,21 @@ impl fmt::Display for Reference {
     }
 }
 
-fn check_tag(tag: &str) -> Result<(), ReferenceError> {
-    let ok = !tag.is_empty()
-        && tag.len() <= MAX_TAG
-        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+/// Docker's tag grammar, `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn check_tag(tag: &str) -> Result<(), ReferenceError> {
+    let ok = tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         && tag
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
+    if !ok {
+        Err(ReferenceError::Tag(crate::limits::clip(tag).into_owned()))
+    } else if tag.len() > MAX_TAG {
+        Err(ReferenceError::TagTooLong(
+            crate::limits::clip(tag).into_owned(),
+            tag.len(),
+        ))
     } else {
-        Err(ReferenceError::Tag(tag.to_string()))
+        Ok(())
     }
 }
 
@@ -488,7 +494,7 @@ mod tests {
         }
         assert!(matches!(
             Reference::parse(&format!("app:{}", "t".repeat(129))),
-            Err(ReferenceError::Tag(_))
+            Err(ReferenceError::TagTooLong(_, 129))
         ));
         assert!(Reference::parse(&format!("app:{}", "t".repeat(128))).is_ok());
         assert_eq!(

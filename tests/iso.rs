@@ -1311,7 +1311,7 @@ fn a_site_whose_file_stem_is_no_iso_name_is_refused_before_anything_is_built() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         let said = format!(
-            "`{}` is not an ISO name (lowercase letters, digits, `-` and `_`, as ISO_NAME); rename the file",
+            "`{}` is not an ISO name (lowercase letters and digits separated by `-`, `_` or `__`, as ISO_NAME); rename the file",
             stem.escape_debug()
         );
         assert!(text(&out).contains(&said), "{}", text(&out));

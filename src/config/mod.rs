@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value as Json};
 
-use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule};
-use crate::reference::{parse_domain, Reference};
+use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule, Severity};
+use crate::reference::{parse_domain, Reference, ReferenceError};
 use crate::schema::Checker;
 use crate::yaml::{self, Node, Value};
 use matrix::Matrix;
@@ -41,8 +41,8 @@ pub enum Kind {
     KernelArgs,
     /// An image registry path without a tag: `host[:port][/path]`.
     Registry,
-    /// A version that becomes part of image tags or package names: letters, digits, `.`, `_`
-    /// and `-`.
+    /// A version that becomes part of image tags or package names: an image tag itself
+    /// ([`crate::reference::check_tag`]).
     Tag,
     /// A CanvOS switch forge does not implement yet: `false` is fine, `true` stops the build.
     Unimplemented,
@@ -91,7 +91,7 @@ pub const SETTINGS: &[Def] = &[
     def("K8S_VERSION", Kind::Versions, None, "Kubernetes version(s) x.y.z; empty means every version of K8S_DISTRIBUTION in the matrix."),
     def("K8S_VERSION_FILE", Kind::File, None, "Kubernetes version matrix in the k8s_version.json shape. Default: the checkout's k8s_version.json, else the matrix shipped with forge."),
     def("PE_VERSION", Kind::Tag, Some("v4.9.38"), "Palette edge agent version: the stylus framework image's tag and part of the provider image tag."),
-    def("ISO_NAME", Kind::Text, Some("palette-edge-installer"), "Installer ISO file name without .iso: lowercase letters, digits, '-' and '_'."),
+    def("ISO_NAME", Kind::Text, Some("palette-edge-installer"), "Installer ISO file name without .iso, also the installer image's name: lowercase letters and digits separated by '-', '_' or '__'."),
     def("ARCH", Kind::Text, Some("amd64"), "amd64 or arm64. amd64 artifacts need an AMD64 build host."),
     def("SPECTRO_PUB_REPO", Kind::Registry, Some("us-docker.pkg.dev/palette-images"), "Where the Palette images come from (base, provider, stylus, builder); the -fips repository when FIPS_ENABLED and this is the default."),
     def("SPECTRO_LUET_REPO", Kind::Registry, Some("us-docker.pkg.dev/palette-images/edge"), "Where luet finds the Kubernetes packages: SPECTRO_LUET_REPO/luet-repo-amd (or -arm)."),
@@ -299,6 +299,28 @@ fn file_diagnostic_origin(origin: &Origin) -> (PathBuf, Pos) {
     }
 }
 
+/// The provider image reference, from the settings of these names.
+pub const PROVIDER_IMAGE: &str =
+    "IMAGE_REGISTRY/IMAGE_REPO:K8S_DISTRIBUTION-K8S_VERSION-PE_VERSION[-CUSTOM_TAG]";
+/// The reference `--push-iso` pushes the ISO as.
+pub const ISO_IMAGE: &str = "IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG]";
+
+/// An image reference composed from settings.
+struct Composed {
+    /// What it names, for messages.
+    what: &'static str,
+    /// How it is composed, the settings by name ([`PROVIDER_IMAGE`], [`ISO_IMAGE`]).
+    shape: &'static str,
+    reference: String,
+}
+
+/// The names of the settings in a shape such as [`PROVIDER_IMAGE`], in order.
+fn setting_names(shape: &'static str) -> impl Iterator<Item = &'static str> {
+    shape
+        .split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|name| !name.is_empty())
+}
+
 impl Resolved {
     /// The value of a setting, `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -327,8 +349,29 @@ impl Resolved {
         }
     }
 
-    /// `IMAGE_REGISTRY/IMAGE_REPO:K8S_DISTRIBUTION-K8S_VERSION-PE_VERSION[-CUSTOM_TAG]`, when
-    /// the registry and the distribution are set.
+    /// The image references these settings compose, before anything is built: a provider
+    /// image for each Kubernetes version and the ISO image of `ISO_NAME`. (The installer
+    /// image is `forge.local/ISO_NAME:<12 hex digits>`, valid with a valid ISO_NAME; cache
+    /// references add `<kind>-<20 hex digits>` to a repository checked on its own.)
+    fn composed(&self) -> Vec<Composed> {
+        let providers = self.k8s_versions().into_iter().filter_map(|v| {
+            Some(Composed {
+                what: "provider image",
+                shape: PROVIDER_IMAGE,
+                reference: self.provider_tag(&v)?,
+            })
+        });
+        let iso = self.get("ISO_NAME").and_then(|name| {
+            Some(Composed {
+                what: "ISO image",
+                shape: ISO_IMAGE,
+                reference: self.iso_image_tag(name)?,
+            })
+        });
+        providers.chain(iso).collect()
+    }
+
+    /// [`PROVIDER_IMAGE`], when the registry and the distribution are set.
     pub fn provider_tag(&self, version: &str) -> Option<String> {
         let registry = self.get("IMAGE_REGISTRY")?.trim_end_matches('/');
         let repo = self.get("IMAGE_REPO")?;
@@ -343,8 +386,8 @@ impl Resolved {
     }
 
     /// Where `--push-iso` puts the installer ISO named `name` (its file stem: ISO_NAME, or
-    /// ISO_NAME-<site> for one of several), as CanvOS's `+iso-disk-image`:
-    /// `IMAGE_REGISTRY/IMAGE_REPO/<name>:PE_VERSION[-CUSTOM_TAG]`, when the registry is set.
+    /// ISO_NAME-<site> for one of several), as CanvOS's `+iso-disk-image`: [`ISO_IMAGE`]
+    /// (`name` for ISO_NAME), when the registry is set.
     pub fn iso_image_tag(&self, name: &str) -> Option<String> {
         let registry = self.get("IMAGE_REGISTRY")?.trim_end_matches('/');
         let repo = self.get("IMAGE_REPO")?;
@@ -646,13 +689,14 @@ fn lowercase_word(text: &str, extra: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
 }
 
-/// The characters an installer ISO name is made of: ISO_NAME, and the file stem of each site's
-/// user-data when there are several (`<ISO_NAME>-<stem>.iso`).
-pub const ISO_NAME_CHARACTERS: &str = "lowercase letters, digits, `-` and `_`";
+/// What an installer ISO name is made of: ISO_NAME, and the file stem of each site's user-data
+/// when there are several (`<ISO_NAME>-<stem>.iso`). It also names the installer image and the
+/// ISO image (`--push-iso`), so it is one component of a repository path.
+pub const ISO_NAME_CHARACTERS: &str = "lowercase letters and digits separated by `-`, `_` or `__`";
 
 /// Whether `name` may name an installer ISO ([`ISO_NAME_CHARACTERS`]).
 pub fn is_iso_name(name: &str) -> bool {
-    lowercase_word(name, "-_")
+    lowercase_word(name, "-_") && crate::reference::is_path_component(name)
 }
 
 /// What is wrong with a value of `kind`, in words that follow "NAME `value` ".
@@ -679,10 +723,9 @@ fn kind_problem(kind: Kind, value: &str) -> Option<String> {
         Kind::Registry => parse_domain(value)
             .err()
             .map(|e| format!("{e}; write host[:port][/path] without a scheme or tag")),
-        Kind::Tag => (!value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
-        .then(|| "is part of image tags: use letters, digits, `.`, `_` and `-` only".to_string()),
+        Kind::Tag => crate::reference::check_tag(value)
+            .err()
+            .map(|e| format!("is not an image tag: {e}")),
         Kind::Text | Kind::Bool | Kind::Unimplemented | Kind::File | Kind::OptionalFile | Kind::Versions => None,
     }
 }
@@ -922,7 +965,64 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
         };
         out.push(r.diag(Rule::MissingFile, d.name, format!("{} names `{}`, {problem}", d.name, path.display())).help("fix the path (relative paths start at the file that sets it), or leave the setting empty"));
     }
+    check_composed(r, &mut out);
     out
+}
+
+/// The references the settings compose (a provider image per version, the ISO image) must be
+/// valid as a whole, a tag at most 128 characters: each is checked once the settings it is made
+/// of passed their own checks, and the finding points at the last of those making the faulty
+/// part (the tag, or the whole) that is set.
+fn check_composed(r: &Usable, out: &mut Vec<Diagnostic>) {
+    for composed in r.r.composed() {
+        let reported = |name: &str| {
+            out.iter()
+                .any(|d| d.path == name && d.severity == Severity::Error)
+        };
+        if setting_names(composed.shape).any(|name| reported(name) || r.unusable.contains(&name)) {
+            continue;
+        }
+        let Err(e) = Reference::parse(&composed.reference) else {
+            continue;
+        };
+        let (name, tag) = composed.shape.split_once(':').expect("a shape has a tag");
+        let (part, named) = match e {
+            ReferenceError::Tag(_) | ReferenceError::TagTooLong(..) => {
+                (tag, format!("{} tag ({tag})", composed.what))
+            }
+            _ => (
+                name,
+                format!(
+                    "{} `{}` ({})",
+                    composed.what,
+                    crate::limits::clip(&composed.reference),
+                    composed.shape
+                ),
+            ),
+        };
+        let settings: Vec<&str> = setting_names(part).collect();
+        // The last setting of the part given by the user, else the last with a value.
+        let given = |name: &&str| {
+            r.setting(name)
+                .is_some_and(|s| !matches!(s.origin, Origin::Default | Origin::DefaultFrom(_)))
+        };
+        let blamed = settings
+            .iter()
+            .rfind(|name| r.get(name).is_some() && given(name))
+            .or_else(|| settings.iter().rfind(|name| r.get(name).is_some()))
+            .unwrap_or(&"IMAGE_REGISTRY");
+        out.push(
+            r.diag(
+                Rule::BadComposedReference,
+                blamed,
+                format!("the {named} is not valid: {e}"),
+            )
+            .help(format!(
+                "shorten or change the settings it is made of: {}",
+                settings.join(", ")
+            )),
+        );
+    }
 }
 
 /// The settings that passed the checks of their kind: the rules of single settings look only at
