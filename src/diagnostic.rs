@@ -131,7 +131,8 @@ pub struct Diagnostic {
     pub rule: Rule,
     pub severity: Severity,
     pub file: PathBuf,
-    /// Key path such as `stylus.registryCredentials.password`, or the variable name for settings.
+    /// Key path such as `stylus.registryCredentials.password`, or the variable name for settings;
+    /// at most [`EXCERPT_CHARS`](crate::limits::EXCERPT_CHARS) characters (keys are input too).
     pub path: String,
     pub pos: Pos,
     /// How many characters to underline at `pos` (at least one).
@@ -183,7 +184,7 @@ impl Diagnostic {
             rule,
             severity: rule.severity(),
             file: file.to_path_buf(),
-            path: path.into(),
+            path: crate::limits::clip(&path.into()).into_owned(),
             pos,
             width: 1,
             message: message.into(),

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::limits::clip;
+
 /// A registry location: host, optional port, optional repository path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
@@ -59,7 +61,7 @@ pub fn parse_domain(text: &str) -> Result<Domain, DomainError> {
         return Err(DomainError::Empty);
     }
     if let Some((scheme, _)) = text.split_once("://") {
-        return Err(DomainError::Scheme(scheme.to_string()));
+        return Err(DomainError::Scheme(clip(scheme).into_owned()));
     }
     if text.contains(char::is_whitespace) {
         return Err(DomainError::Whitespace);
@@ -79,7 +81,7 @@ pub fn parse_domain(text: &str) -> Result<Domain, DomainError> {
                 return Err(DomainError::TagOrDigest);
             }
             if !is_path_component(component) {
-                return Err(DomainError::Path(component.to_string()));
+                return Err(DomainError::Path(clip(component).into_owned()));
             }
         }
     }
@@ -95,14 +97,14 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), DomainError> {
     if let Some(rest) = authority.strip_prefix('[') {
         let (inside, after) = rest
             .split_once(']')
-            .ok_or_else(|| DomainError::Host(authority.to_string()))?;
+            .ok_or_else(|| DomainError::Host(clip(authority).into_owned()))?;
         inside
             .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| DomainError::Host(authority.to_string()))?;
+            .map_err(|_| DomainError::Host(clip(authority).into_owned()))?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(parse_port(p)?),
             None if after.is_empty() => None,
-            None => return Err(DomainError::Host(authority.to_string())),
+            None => return Err(DomainError::Host(clip(authority).into_owned())),
         };
         return Ok((&authority[..inside.len() + 2], port));
     }
@@ -115,7 +117,7 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), DomainError> {
 fn parse_port(port: &str) -> Result<u16, DomainError> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Ok(p),
-        _ => Err(DomainError::Port(port.to_string())),
+        _ => Err(DomainError::Port(clip(port).into_owned())),
     }
 }
 
@@ -124,7 +126,7 @@ fn check_host(host: &str) -> Result<(), DomainError> {
         return Ok(());
     }
     if host.contains('_') {
-        return Err(DomainError::Underscore(host.to_string()));
+        return Err(DomainError::Underscore(clip(host).into_owned()));
     }
     let valid_label = |l: &str| {
         !l.is_empty()
@@ -134,7 +136,7 @@ fn check_host(host: &str) -> Result<(), DomainError> {
             && !l.ends_with('-')
     };
     if host.len() > 253 || !host.split('.').all(valid_label) {
-        return Err(DomainError::Host(host.to_string()));
+        return Err(DomainError::Host(clip(host).into_owned()));
     }
     Ok(())
 }
@@ -211,7 +213,7 @@ impl Reference {
             return Err(ReferenceError::Whitespace);
         }
         if let Some((scheme, _)) = text.split_once("://") {
-            return Err(ReferenceError::Scheme(scheme.to_string()));
+            return Err(ReferenceError::Scheme(clip(scheme).into_owned()));
         }
         let (rest, digest) = match text.split_once('@') {
             Some((rest, digest)) => {
@@ -238,7 +240,7 @@ impl Reference {
         };
         for component in path.split('/') {
             if !is_path_component(component) {
-                return Err(ReferenceError::Path(component.to_string()));
+                return Err(ReferenceError::Path(clip(component).into_owned()));
             }
         }
         if host.len() + 1 + path.len() > MAX_NAME {
@@ -300,10 +302,10 @@ pub fn check_tag(tag: &str) -> Result<(), ReferenceError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
-        Err(ReferenceError::Tag(crate::limits::clip(tag).into_owned()))
+        Err(ReferenceError::Tag(clip(tag).into_owned()))
     } else if tag.len() > MAX_TAG {
         Err(ReferenceError::TagTooLong(
-            crate::limits::clip(tag).into_owned(),
+            clip(tag).into_owned(),
             tag.len(),
         ))
     } else {
@@ -314,7 +316,7 @@ pub fn check_tag(tag: &str) -> Result<(), ReferenceError> {
 fn check_digest(digest: &str) -> Result<(), ReferenceError> {
     crate::digest::Digest::parse(digest)
         .map(drop)
-        .map_err(|_| ReferenceError::Digest(crate::limits::clip(digest).into_owned()))
+        .map_err(|_| ReferenceError::Digest(clip(digest).into_owned()))
 }
 
 /// Registries that authenticate only with short-lived tokens, by host (`*` stands for any

@@ -242,7 +242,7 @@ fn requested_images(
                     &file,
                     path.clone(),
                     pos,
-                    format!("image `{text}` {e}"),
+                    format!("image `{}` {e}", limits::clip(&text)),
                 )
                 .width(width)]);
                 continue;

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 const MAX_TIME: Duration = Duration::from_secs(5);
 /// The most memory a case may hold at its peak.
 const MAX_RSS_KIB: i64 = 128 * 1024;
+/// The longest line a case may print: a message quotes at most 200 characters of any value
+/// (and of its source line), so even one quoting a few values stays below this.
+const MAX_LINE_CHARS: usize = 1000;
 
 /// One hostile input and what forge must answer.
 #[derive(Default)]
@@ -63,6 +66,58 @@ fn nested_templates(first: &str, fanout: usize) -> Vec<u8> {
         options.push_str(&format!("        o{k}: \"{templates}\"\n"));
     }
     format!("packs:\n  - name: p\n    layer: addon\n    values: |\n      options:\n{options}      pack:\n        content:\n          images:\n            - image: \"{{{{ .spectro.pack.p.options.o7 }}}}\"\n").into_bytes()
+}
+
+/// A value of 100 KB: every message about it must quote at most 200 characters of it.
+fn long(prefix: &str) -> String {
+    format!("{prefix}{}", "x".repeat(100 << 10))
+}
+
+/// User-data whose values (and keys) are each 100 KB, each of them wrong in its own way.
+fn long_values_user_data() -> Vec<u8> {
+    format!(
+        "#cloud-config\nstylus:\n  managementMode: {mode}\n  featureGate: {gate}\n  ? {key}\n  : 1\n  site:\n    name: {name}\n    network:\n      ntpServers: {hosts}\n      interfaces:\n        ? {nic}\n        : type: static\n        eth1:\n          type: static\n          ipAddress: 10.0.0.1/{prefix}\n  externalRegistries:\n    registries:\n      - domain: {domain}\n    registryMappingRules:\n      ? {source}\n      : {target}\n      docker.io: mirror.example.com/{path}\n",
+        mode = long("m"),
+        gate = long("G"),
+        key = long("k"),
+        name = long("n/"),
+        hosts = long("pool.ntp.org, _"),
+        nic = long("eth"),
+        prefix = long("9"),
+        domain = long("https://"),
+        source = long("_"),
+        target = long("bad_"),
+        path = long("P"),
+    )
+    .into_bytes()
+}
+
+/// Settings whose values (and one key) are each 100 KB, each wrong in its own way: the first
+/// or the second half of them (a settings file holds at most 1 MiB).
+fn long_settings(half: usize) -> Vec<u8> {
+    let settings = [
+        ("image_registry", long("https://")),
+        ("image_repo", long("Repo")),
+        ("custom_tag", long("T")),
+        ("iso_name", long("I")),
+        ("arch", long("a")),
+        ("k8s_distribution", long("k")),
+        ("k8s_version", long("1.")),
+        ("pe_version", long("+")),
+        ("base_image", long("Base:")),
+        ("http_proxy", long("ftp://")),
+        ("no_proxy", long("a b")),
+        ("content_part_size", long("9")),
+        ("debug", long("t")),
+        ("clusterconfig", long("/none/")),
+        ("edge_custom_config", long("/none/")),
+        (&long("unknown_"), "1".to_string()),
+    ];
+    settings[half * 8..(half + 1) * 8]
+        .iter()
+        .map(|(key, value)| format!("? {key}\n: \"{value}\"\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn cases() -> Vec<Case> {
@@ -282,6 +337,50 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 2,
             says: &["`: it is a directory, not a regular file\n"],
+            ..Case::default()
+        },
+        Case {
+            name: "user-data values of 100 KB",
+            files: vec![("user-data.yaml", long_values_user_data())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            exit: 1,
+            says: &["invalid value \"mxxx", "unknown key `kxxx", "mapping target `bad_xxx", "registry domain `https://xxx", "interface `ethxxx", "prefix length `9xxx"],
+            ..Case::default()
+        },
+        Case {
+            name: "setting values of 100 KB",
+            files: vec![("forge.yaml", long_settings(0))],
+            args: &["validate", "--config", "{dir}/forge.yaml"],
+            exit: 1,
+            says: &["IMAGE_REGISTRY `https://xxx", "CUSTOM_TAG `Txxx", "ISO_NAME `Ixxx", "K8S_VERSION `1.xxx", "PE_VERSION `+xxx"],
+            ..Case::default()
+        },
+        Case {
+            name: "more setting values of 100 KB",
+            files: vec![("forge.yaml", long_settings(1))],
+            args: &["validate", "--config", "{dir}/forge.yaml"],
+            exit: 1,
+            says: &["BASE_IMAGE `Base:xxx", "CLUSTERCONFIG names `", "unknown key `unknown_xxx"],
+            ..Case::default()
+        },
+        Case {
+            name: ".arg names of 100 KB",
+            files: vec![("build.arg", format!("IMAGE_REPO=${}\n{}-=1\n{}=1\n", long("V"), long("N"), long("U")).into_bytes())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            exit: 1,
+            says: &["`$Vxxx", "`Nxxx", "unknown setting `Uxxx"],
+            ..Case::default()
+        },
+        Case {
+            name: "image references of 100 KB",
+            files: vec![
+                ("user-data.yaml", b"#cloud-config\n".to_vec()),
+                ("images.txt", format!("{}\n", long("Image:")).into_bytes()),
+                ("profile.yaml", format!("packs:\n  - name: {}\n    layer: addon\n    values: |\n      pack:\n        content:\n          images:\n            - image: \"{}\"\n            - image: \"{{{{ .spectro.pack.p.options.{} }}}}\"\n", long("harbor"), long("Image:"), long("o")).into_bytes()),
+            ],
+            args: &["images", "rewrite", "--user-data", "{dir}/user-data.yaml", "--from-file", "{dir}/images.txt", "--profile", "{dir}/profile.yaml"],
+            exit: 1,
+            says: &["image `Image:xxx", "cannot resolve `{{ .spectro.pack.p.options.oxxx"],
             ..Case::default()
         },
         Case {
@@ -517,6 +616,17 @@ fn hostile_inputs_end_quickly_in_bounded_memory_with_a_positioned_message() {
         }
         if run.output.len() > 20 << 20 {
             problems.push(format!("printed {} bytes", run.output.len()));
+        }
+        if let Some(line) = run
+            .output
+            .lines()
+            .find(|l| l.chars().count() > MAX_LINE_CHARS)
+        {
+            let head: String = line.chars().take(200).collect();
+            problems.push(format!(
+                "printed a line of {} characters: {head}",
+                line.chars().count()
+            ));
         }
         if !problems.is_empty() {
             let head: String = run.output.chars().take(1500).collect();

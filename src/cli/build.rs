@@ -694,7 +694,10 @@ fn cache_repository(
                 .context("--cache-from/--cache-to registry keeps the images in IMAGE_REGISTRY/forge-cache: set IMAGE_REGISTRY, or name a repository"),
             repository => {
                 Reference::parse(&format!("{repository}:probe")).with_context(|| {
-                    format!("`{repository}` is not a repository (REGISTRY/PATH) for the registry cache")
+                    format!(
+                        "`{}` is not a repository (REGISTRY/PATH) for the registry cache",
+                        crate::limits::clip(repository)
+                    )
                 })?;
                 Ok(repository.to_string())
             }

@@ -202,10 +202,13 @@ pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>
     }
     verify::preflight(&boots)?;
     let expect = match &args.expect {
-        Some(re) => Expect::Regex(
-            Regex::new(re)
-                .with_context(|| format!("--expect `{re}` is not a valid regular expression"))?,
-        ),
+        Some(re) => Expect::Regex(Regex::new(re).map_err(|e| {
+            anyhow::anyhow!(
+                "--expect `{}` is not a valid regular expression: {}",
+                crate::limits::clip(re),
+                crate::schema::regex_problem(&e)
+            )
+        })?),
         None => Expect::SquashfsRoot,
     };
     let log_dir = args.log.clone().unwrap_or_else(|| {
@@ -327,7 +330,7 @@ pub(super) fn push(args: PushArgs) -> Result<ExitStatus> {
     let reference = Reference::parse(&args.reference).with_context(|| {
         format!(
             "`{}` is not an image reference (REGISTRY/REPOSITORY:TAG)",
-            args.reference
+            crate::limits::clip(&args.reference)
         )
     })?;
     let epoch = super::source_date_epoch()?;

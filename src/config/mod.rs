@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value as Json};
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule, Severity};
+use crate::limits::clip;
 use crate::reference::{parse_domain, Reference, ReferenceError};
 use crate::schema::Checker;
 use crate::yaml::{self, Node, Value};
@@ -584,7 +585,7 @@ fn unknown(file: &Path, name: &str, pos: Pos) -> Diagnostic {
         file,
         name,
         pos,
-        format!("unknown setting `{name}`"),
+        format!("unknown setting `{}`", clip(name)),
     )
     .width(name.len());
     if let Some(guess) = did_you_mean(&upper, SETTINGS.iter().map(|d| d.name)) {
@@ -715,7 +716,7 @@ fn kind_problem(kind: Kind, value: &str) -> Option<String> {
             .find(|host| {
                 !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_*:/[]".contains(c))
             })
-            .map(|host| format!("has `{host}`, which is not a host, domain, address or CIDR")),
+            .map(|host| format!("has `{}`, which is not a host, domain, address or CIDR", clip(host))),
         Kind::KernelArgs => value
             .chars()
             .find(|c| KERNEL_ARG_METACHARACTERS.contains(*c))
@@ -758,7 +759,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
     let mut unusable = Vec::new();
     for (d, setting) in r.iter() {
         let Some(setting) = setting else { continue };
-        let shown = crate::secret::mask_url(&setting.value)
+        let shown = clip(&crate::secret::mask_url(&setting.value))
             .escape_debug()
             .to_string();
         if let Some((at, c)) = control_character(&setting.value) {
@@ -798,7 +799,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                 r.diag(
                     Rule::BadImageRegistry,
                     "IMAGE_REGISTRY",
-                    format!("IMAGE_REGISTRY `{v}` {e}"),
+                    format!("IMAGE_REGISTRY `{}` {e}", clip(v)),
                 )
                 .help("write host[:port][/namespace], e.g. ttl.sh or harbor.example.com:8443/edge"),
             );
@@ -809,12 +810,17 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             r.diag(
                 Rule::BadCustomTag,
                 "CUSTOM_TAG",
-                format!("CUSTOM_TAG `{v}` must be lowercase letters and digits only"),
+                format!(
+                    "CUSTOM_TAG `{}` must be lowercase letters and digits only",
+                    clip(v)
+                ),
             )
             .help(format!(
                 "try `{}`",
-                v.to_ascii_lowercase()
-                    .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+                clip(
+                    &v.to_ascii_lowercase()
+                        .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+                )
             )),
         );
     }
@@ -823,7 +829,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             r.diag(
                 Rule::BadIsoName,
                 "ISO_NAME",
-                format!("ISO_NAME `{v}` must be {ISO_NAME_CHARACTERS}"),
+                format!("ISO_NAME `{}` must be {ISO_NAME_CHARACTERS}", clip(v)),
             )
             .help("leave out the .iso extension; forge adds it"),
         );
@@ -837,7 +843,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
         out.push(r.diag(
             Rule::BadArch,
             "ARCH",
-            format!("ARCH `{v}` must be amd64 or arm64{hint}"),
+            format!("ARCH `{}` must be amd64 or arm64{hint}", clip(v)),
         ));
     }
     check_choice(
@@ -869,7 +875,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             r.diag(
                 Rule::BadSettingValue,
                 "CONTENT_PART_SIZE",
-                format!("CONTENT_PART_SIZE `{v}` must be a size from 1MB to 4095MiB"),
+                format!("CONTENT_PART_SIZE `{}` must be a size from 1MB to 4095MiB", clip(v)),
             )
             .help("bytes, or a number with K, M, G, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000), as `split --bytes` reads it, e.g. 3GB"),
         );
@@ -903,7 +909,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             out.push(r.diag(
                 Rule::BadSettingValue,
                 d.name,
-                format!("{} `{v}` must be true or false", d.name),
+                format!("{} `{}` must be true or false", d.name, clip(v)),
             ));
         }
     }
@@ -918,17 +924,28 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                 out.push(r.diag(
                     Rule::BadSettingValue,
                     "K8S_VERSION",
-                    format!("K8S_VERSION `{version}` is not a version x.y.z"),
+                    format!("K8S_VERSION `{}` is not a version x.y.z", clip(version)),
                 ));
             } else if !distribution.is_empty()
                 && !r.r.matrix.versions(distribution).contains(version)
             {
                 let known = r.r.matrix.versions(distribution);
-                out.push(r.diag(Rule::K8sVersionNotInMatrix, "K8S_VERSION", format!("K8S_VERSION `{version}` is not in the version matrix for {distribution}")).help(if known.is_empty() {
-                    format!("the matrix lists no versions for {distribution}")
-                } else {
-                    format!("known versions: {}", known.join(", "))
-                }));
+                out.push(
+                    r.diag(
+                        Rule::K8sVersionNotInMatrix,
+                        "K8S_VERSION",
+                        format!(
+                            "K8S_VERSION `{}` is not in the version matrix for {}",
+                            clip(version),
+                            clip(distribution)
+                        ),
+                    )
+                    .help(if known.is_empty() {
+                        format!("the matrix lists no versions for {}", clip(distribution))
+                    } else {
+                        format!("known versions: {}", known.join(", "))
+                    }),
+                );
             }
         }
     }
@@ -951,7 +968,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                         format!(
                             "{} names `{}`, which does not exist: skipped, as CanvOS does",
                             d.name,
-                            path.display()
+                            clip(&path.to_string_lossy())
                         ),
                     ));
                 }
@@ -963,7 +980,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                 None => continue,
             },
         };
-        out.push(r.diag(Rule::MissingFile, d.name, format!("{} names `{}`, {problem}", d.name, path.display())).help("fix the path (relative paths start at the file that sets it), or leave the setting empty"));
+        out.push(r.diag(Rule::MissingFile, d.name, format!("{} names `{}`, {problem}", d.name, clip(&path.to_string_lossy()))).help("fix the path (relative paths start at the file that sets it), or leave the setting empty"));
     }
     check_composed(r, &mut out);
     out
@@ -995,7 +1012,7 @@ fn check_composed(r: &Usable, out: &mut Vec<Diagnostic>) {
                 format!(
                     "{} `{}` ({})",
                     composed.what,
-                    crate::limits::clip(&composed.reference),
+                    clip(&composed.reference),
                     composed.shape
                 ),
             ),
@@ -1071,7 +1088,7 @@ fn check_choice(r: &Usable, name: &str, allowed: &[&str], rule: Rule, out: &mut 
     let mut d = r.diag(
         rule,
         name,
-        format!("{name} `{v}` is not one of {}", allowed.join(", ")),
+        format!("{name} `{}` is not one of {}", clip(v), allowed.join(", ")),
     );
     if let Some(guess) = did_you_mean(v, allowed.iter().copied()) {
         d = d.help(format!("did you mean `{guess}`?"));
