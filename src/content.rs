@@ -5,15 +5,18 @@
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the content directory `{}`", path.display())]
+#[error("cannot read the content {what} `{}`", path.display())]
 pub struct ReadError {
+    /// `directory` or `bundle`.
+    pub what: &'static str,
     pub path: PathBuf,
     #[source]
     pub source: std::io::Error,
 }
 
 /// Every `*.zst` file of the `content-*` directories in `dir`, sorted by path. A bundle keeps
-/// the name it is listed under, even when it is a link.
+/// the name it is listed under, even when it is a link; one that is not a regular file (a
+/// FIFO, a device, a dangling link) is refused.
 pub fn find(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
     let mut bundles = Vec::new();
     for content in listed(dir)?.into_iter().filter(|p| {
@@ -23,8 +26,13 @@ pub fn find(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
     }) {
         for file in listed(&content)?
             .into_iter()
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "zst"))
+            .filter(|p| !p.is_dir() && p.extension().is_some_and(|e| e == "zst"))
         {
+            crate::limits::regular(&file).map_err(|source| ReadError {
+                what: "bundle",
+                path: file.clone(),
+                source,
+            })?;
             bundles.push(file);
         }
     }
@@ -33,6 +41,7 @@ pub fn find(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
 
 fn listed(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
     let error = |source| ReadError {
+        what: "directory",
         path: dir.to_path_buf(),
         source,
     };
@@ -69,5 +78,22 @@ mod tests {
             ]
         );
         assert!(find(&root.join("missing")).is_err());
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("content-a/pipe.zst"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let err = find(root).unwrap_err();
+        assert_eq!(
+            format!("{err}: {}", err.source),
+            format!(
+                "cannot read the content bundle `{}`: {}",
+                root.join("content-a/pipe.zst").display(),
+                crate::limits::NotRegular::Fifo
+            )
+        );
     }
 }

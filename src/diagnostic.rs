@@ -97,7 +97,7 @@ rules! {
     UndefinedVariable = "CFG004", Warning, "a $VAR reference to a variable that is not defined";
     BadImageRegistry = "CFG005", Error, "IMAGE_REGISTRY has a scheme or breaks DNS rules";
     BadCustomTag = "CFG006", Error, "CUSTOM_TAG is not lowercase letters and digits";
-    BadIsoName = "CFG007", Error, "ISO_NAME is not lowercase letters, digits, '-' and '_'";
+    BadIsoName = "CFG007", Error, "ISO_NAME is not lowercase letters and digits separated by '-', '_' or '__'";
     BadArch = "CFG008", Error, "ARCH is not amd64 or arm64";
     UnknownK8sDistribution = "CFG009", Error, "K8S_DISTRIBUTION is not a known distribution";
     FipsWithUpdateKernel = "CFG010", Error, "FIPS_ENABLED and UPDATE_KERNEL are both true";
@@ -109,6 +109,7 @@ rules! {
     SecretOnCommandLine = "CFG016", Error, "a setting holding a password is given with --set, where every local user can read it";
     UnimplementedSetting = "CFG017", Error, "a CanvOS feature forge does not build yet is switched on (IS_UKI, IS_MAAS, TWO_NODE, ...)";
     OptionalFileAbsent = "CFG018", Note, "an optional file (CLUSTERCONFIG, EDGE_CUSTOM_CONFIG) is absent and skipped, as CanvOS does";
+    BadComposedReference = "CFG019", Error, "an image reference composed from settings (provider image, ISO image) is not valid, e.g. a tag longer than 128 characters";
 }
 
 /// A position in a text file: 1-based line and column (columns count characters).
@@ -130,7 +131,8 @@ pub struct Diagnostic {
     pub rule: Rule,
     pub severity: Severity,
     pub file: PathBuf,
-    /// Key path such as `stylus.registryCredentials.password`, or the variable name for settings.
+    /// Key path such as `stylus.registryCredentials.password`, or the variable name for settings;
+    /// at most [`EXCERPT_CHARS`](crate::limits::EXCERPT_CHARS) characters (keys are input too).
     pub path: String,
     pub pos: Pos,
     /// How many characters to underline at `pos` (at least one).
@@ -182,7 +184,7 @@ impl Diagnostic {
             rule,
             severity: rule.severity(),
             file: file.to_path_buf(),
-            path: path.into(),
+            path: crate::limits::clip(&path.into()).into_owned(),
             pos,
             width: 1,
             message: message.into(),

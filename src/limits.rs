@@ -4,13 +4,13 @@
 //! broken input meets one of these and becomes a finding or an error, never an exhausted
 //! memory, an overflowed stack or a flooded terminal.
 
-use std::fs::File;
+use std::fs::{File, FileType};
 use std::io::Read as _;
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
 /// The kinds of input file, each with the most forge reads of it. A larger file is refused
-/// after reading at most one byte more than its limit, so `/dev/zero` is refused as quickly as
-/// a large file, and a pipe (`--arg <(...)`) is read like a file.
+/// after reading at most one byte more than its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     /// The edge host skips user-data of 2 MiB or more (rule UD003 reports that); forge reads
@@ -30,6 +30,8 @@ pub enum FileKind {
     Secret,
     /// The Docker client configuration (`~/.docker/config.json`).
     DockerConfig,
+    /// `--registry-ca FILE`: PEM certificates to trust.
+    Certificates,
 }
 
 impl FileKind {
@@ -40,7 +42,7 @@ impl FileKind {
             FileKind::Profile => 16 << 20,
             FileKind::Settings | FileKind::Arg | FileKind::VersionMatrix => 1 << 20,
             FileKind::Secret => 64 << 10,
-            FileKind::DockerConfig => 1 << 20,
+            FileKind::DockerConfig | FileKind::Certificates => 1 << 20,
         }
     }
 
@@ -55,8 +57,80 @@ impl FileKind {
             FileKind::ImageList => "image list",
             FileKind::Secret => "secret file",
             FileKind::DockerConfig => "Docker config",
+            FileKind::Certificates => "CA certificate file",
         }
     }
+}
+
+/// What a path names when it is not a regular file. forge reads its inputs from regular files
+/// only: a FIFO (`<(...)` is one) waits for a writer or feeds without end, a device may never
+/// end, a socket cannot be opened as a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotRegular {
+    #[error("it is a directory, not a regular file")]
+    Directory,
+    #[error("it is a FIFO (a named pipe, which `<(...)` also gives), not a regular file; write the data to a file and give that")]
+    Fifo,
+    #[error("it is a socket, not a regular file")]
+    Socket,
+    #[error("it is a character device, not a regular file")]
+    CharDevice,
+    #[error("it is a block device, not a regular file")]
+    BlockDevice,
+}
+
+impl NotRegular {
+    /// What `file_type` is, when it is not a regular file (links are followed before).
+    pub fn of(file_type: FileType) -> Option<NotRegular> {
+        [
+            (file_type.is_dir(), NotRegular::Directory),
+            (file_type.is_fifo(), NotRegular::Fifo),
+            (file_type.is_socket(), NotRegular::Socket),
+            (file_type.is_char_device(), NotRegular::CharDevice),
+            (file_type.is_block_device(), NotRegular::BlockDevice),
+        ]
+        .into_iter()
+        .find_map(|(is, what)| is.then_some(what))
+    }
+
+    fn refuse(file_type: FileType) -> std::io::Result<()> {
+        match NotRegular::of(file_type) {
+            Some(what) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, what)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The metadata of `path` (links followed) when it is a regular file; anything else is
+/// refused as [`open`] refuses it.
+pub fn regular(path: &Path) -> std::io::Result<std::fs::Metadata> {
+    let metadata = std::fs::metadata(path)?;
+    NotRegular::refuse(metadata.file_type())?;
+    Ok(metadata)
+}
+
+/// Open an input file for reading, refusing at once what is not a regular file: the path is
+/// looked at first (a device is never opened), then opened with `O_NONBLOCK` (a FIFO swapped in
+/// meanwhile does not wait for a writer) and the open file looked at again. The refusal is an
+/// [`std::io::Error`] of kind `InvalidInput` holding the [`NotRegular`].
+pub fn open(path: &Path) -> std::io::Result<File> {
+    regular(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    NotRegular::refuse(file.metadata()?.file_type())?;
+    Ok(file)
+}
+
+/// Copy the regular file `from` to a new file `to` with its permissions (`std::fs::copy`,
+/// opening `from` as [`open`] does); returns the bytes copied.
+pub fn copy(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut source = open(from)?;
+    let mut target = File::create(to)?;
+    let bytes = std::io::copy(&mut source, &mut target)?;
+    target.set_permissions(source.metadata()?.permissions())?;
+    Ok(bytes)
 }
 
 /// Why an input file could not be read as text.
@@ -70,16 +144,22 @@ pub enum ReadError {
     NotUtf8(usize),
 }
 
-/// Read an input file as text, at most its kind's limit.
-pub fn read_text(kind: FileKind, path: &Path) -> Result<String, ReadError> {
+/// Read an input file, at most its kind's limit, from a regular file only ([`open`]).
+pub fn read(kind: FileKind, path: &Path) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
-    File::open(path)?
+    open(path)?
         .take(kind.max_bytes() + 1)
         .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > kind.max_bytes() {
         return Err(ReadError::TooLarge(kind));
     }
-    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
+    Ok(bytes)
+}
+
+/// Read an input file as text ([`read`]).
+pub fn read_text(kind: FileKind, path: &Path) -> Result<String, ReadError> {
+    String::from_utf8(read(kind, path)?)
+        .map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
 }
 
 /// Collections nested deeper than this are refused (YAML003) while parsing, before any walk
@@ -168,23 +248,63 @@ mod tests {
 
     #[test]
     fn reads_at_most_one_byte_more_than_the_limit() {
-        let err = read_text(FileKind::Arg, Path::new("/dev/zero")).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let large = dir.path().join("large.arg");
+        File::create(&large)
+            .unwrap()
+            .set_len(FileKind::Arg.max_bytes() + 1)
+            .unwrap();
+        let err = read_text(FileKind::Arg, &large).unwrap_err();
         assert!(matches!(err, ReadError::TooLarge(FileKind::Arg)), "{err}");
         assert_eq!(
             err.to_string(),
             "it is larger than 1 MiB, the most forge reads of a .arg file"
         );
-        let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("latin1.yaml");
         std::fs::write(&bad, b"a: caf\xe9\n").unwrap();
         assert_eq!(
             read_text(FileKind::UserData, &bad).unwrap_err().to_string(),
             "it is not UTF-8 text (byte 6 is not); save it as UTF-8"
         );
-        assert!(matches!(
-            read_text(FileKind::UserData, dir.path()),
-            Err(ReadError::Io(_))
-        ));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_regular_file_by_name_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        for (path, what) in [
+            (dir.path(), NotRegular::Directory),
+            (fifo.as_path(), NotRegular::Fifo),
+            (link.as_path(), NotRegular::Fifo),
+            (socket.as_path(), NotRegular::Socket),
+            (Path::new("/dev/zero"), NotRegular::CharDevice),
+        ] {
+            let err = read_text(FileKind::UserData, path).unwrap_err();
+            let ReadError::Io(io) = &err else {
+                panic!("{}: {err}", path.display())
+            };
+            assert_eq!(
+                io.get_ref().and_then(|e| e.downcast_ref::<NotRegular>()),
+                Some(&what),
+                "{}: {err}",
+                path.display()
+            );
+        }
+        let copied = dir.path().join("copied");
+        assert!(copy(&fifo, &copied).is_err());
+        assert!(!copied.exists(), "nothing is created for a refused source");
     }
 
     #[test]

@@ -254,10 +254,12 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
     let user_data: Vec<&Path> = inputs.user_data.iter().map(PathBuf::as_path).collect();
     let secrets = Exclude::files(&user_data);
     let (dockerfile, os_context, os_exclude) = if user_dockerfile.is_file() {
-        let text = std::fs::read_to_string(&user_dockerfile).map_err(|source| PlanError::Read {
-            path: user_dockerfile.clone(),
-            source,
-        })?;
+        let text = crate::limits::open(&user_dockerfile)
+            .and_then(std::io::read_to_string)
+            .map_err(|source| PlanError::Read {
+                path: user_dockerfile.clone(),
+                source,
+            })?;
         let given: Vec<&Path> = std::iter::once(inputs.output).collect();
         (
             text,
@@ -499,7 +501,7 @@ fn hash_path(
             .as_bytes(),
         );
         if meta.is_file() {
-            let mut file = std::fs::File::open(&path).map_err(read(&path))?;
+            let mut file = crate::limits::open(&path).map_err(read(&path))?;
             std::io::copy(&mut file, hasher).map_err(read(&path))?;
         } else if meta.file_type().is_symlink() {
             hasher.update(

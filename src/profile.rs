@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Pos, Rule};
-use crate::limits::{MAX_TEMPLATE_DEPTH, MAX_TEMPLATE_EXPANSION_BYTES};
+use crate::limits::{clip, MAX_TEMPLATE_DEPTH, MAX_TEMPLATE_EXPANSION_BYTES};
 use crate::reference::Reference;
 use crate::userdata::credentials::{Credentials, Keys};
 use crate::userdata::ExternalRegistry;
@@ -227,7 +227,7 @@ impl Profile {
                         file,
                         provider.path.clone(),
                         provider.pos,
-                        format!("an authenticated provider registry cannot be combined with the local Harbor / primary registry pack `{}` ({})", pack.name, pack.path),
+                        format!("an authenticated provider registry cannot be combined with the local Harbor / primary registry pack `{}` ({})", clip(&pack.name), clip(&pack.path)),
                     )
                     .width(width)
                     .help("make the provider registry public, or remove the primary registry pack"),
@@ -247,7 +247,7 @@ impl Profile {
             )),
             (None, Some(pack)) => Some(format!(
                 "the profile has the primary registry pack `{}`",
-                pack.name
+                clip(&pack.name)
             )),
             (None, None) => None,
         };
@@ -362,7 +362,7 @@ impl Profile {
                     Ok(image) => image,
                     Err(Unresolved::Undefined(missing)) => {
                         diagnostics.push(
-                            Diagnostic::new(Rule::UnresolvedTemplate, file, path, node.pos, format!("cannot resolve `{{{{ {missing} }}}}` in `{raw}`"))
+                            Diagnostic::new(Rule::UnresolvedTemplate, file, path, node.pos, format!("cannot resolve `{{{{ {} }}}}` in `{}`", clip(&missing), clip(raw)))
                                 .help("define the option in the pack's options, or the Kubernetes version as the k8s pack's tag"),
                         );
                         continue;
@@ -381,7 +381,7 @@ impl Profile {
                         file,
                         path,
                         node.pos,
-                        format!("image `{image}` {e}"),
+                        format!("image `{}` {e}", clip(&image)),
                     ));
                     continue;
                 }
@@ -563,5 +563,5 @@ fn always_pull(file: &Path, path: String, at: &Node, plugins: &str, reason: &str
         .collect();
     Diagnostic::new(Rule::AlwaysPullImages, file, path, at.pos, format!("{ALWAYS_PULL} is enabled, but {reason}: every pod start would bypass the images the edge host already holds"))
         .width(plugins.chars().count())
-        .help(format!("remove it from enable-admission-plugins: `enable-admission-plugins: {}`", kept.join(",")))
+        .help(format!("remove it from enable-admission-plugins: `enable-admission-plugins: {}`", clip(&kept.join(","))))
 }

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::limits::clip;
+
 /// A registry location: host, optional port, optional repository path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
@@ -59,7 +61,7 @@ pub fn parse_domain(text: &str) -> Result<Domain, DomainError> {
         return Err(DomainError::Empty);
     }
     if let Some((scheme, _)) = text.split_once("://") {
-        return Err(DomainError::Scheme(scheme.to_string()));
+        return Err(DomainError::Scheme(clip(scheme).into_owned()));
     }
     if text.contains(char::is_whitespace) {
         return Err(DomainError::Whitespace);
@@ -79,7 +81,7 @@ pub fn parse_domain(text: &str) -> Result<Domain, DomainError> {
                 return Err(DomainError::TagOrDigest);
             }
             if !is_path_component(component) {
-                return Err(DomainError::Path(component.to_string()));
+                return Err(DomainError::Path(clip(component).into_owned()));
             }
         }
     }
@@ -95,14 +97,14 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), DomainError> {
     if let Some(rest) = authority.strip_prefix('[') {
         let (inside, after) = rest
             .split_once(']')
-            .ok_or_else(|| DomainError::Host(authority.to_string()))?;
+            .ok_or_else(|| DomainError::Host(clip(authority).into_owned()))?;
         inside
             .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| DomainError::Host(authority.to_string()))?;
+            .map_err(|_| DomainError::Host(clip(authority).into_owned()))?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(parse_port(p)?),
             None if after.is_empty() => None,
-            None => return Err(DomainError::Host(authority.to_string())),
+            None => return Err(DomainError::Host(clip(authority).into_owned())),
         };
         return Ok((&authority[..inside.len() + 2], port));
     }
@@ -115,7 +117,7 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), DomainError> {
 fn parse_port(port: &str) -> Result<u16, DomainError> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Ok(p),
-        _ => Err(DomainError::Port(port.to_string())),
+        _ => Err(DomainError::Port(clip(port).into_owned())),
     }
 }
 
@@ -124,7 +126,7 @@ fn check_host(host: &str) -> Result<(), DomainError> {
         return Ok(());
     }
     if host.contains('_') {
-        return Err(DomainError::Underscore(host.to_string()));
+        return Err(DomainError::Underscore(clip(host).into_owned()));
     }
     let valid_label = |l: &str| {
         !l.is_empty()
@@ -134,13 +136,13 @@ fn check_host(host: &str) -> Result<(), DomainError> {
             && !l.ends_with('-')
     };
     if host.len() > 253 || !host.split('.').all(valid_label) {
-        return Err(DomainError::Host(host.to_string()));
+        return Err(DomainError::Host(clip(host).into_owned()));
     }
     Ok(())
 }
 
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn is_path_component(component: &str) -> bool {
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`: one component of a repository path.
+pub fn is_path_component(component: &str) -> bool {
     let bytes = component.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
@@ -194,6 +196,8 @@ pub enum ReferenceError {
     NameTooLong,
     #[error("tag `{0}` must be 1 to 128 characters of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`")]
     Tag(String),
+    #[error("tag `{0}` is {1} characters long; a tag has at most 128")]
+    TagTooLong(String, usize),
     #[error("digest `{0}` must be sha256:<64 hex> or sha512:<128 hex>")]
     Digest(String),
 }
@@ -209,7 +213,7 @@ impl Reference {
             return Err(ReferenceError::Whitespace);
         }
         if let Some((scheme, _)) = text.split_once("://") {
-            return Err(ReferenceError::Scheme(scheme.to_string()));
+            return Err(ReferenceError::Scheme(clip(scheme).into_owned()));
         }
         let (rest, digest) = match text.split_once('@') {
             Some((rest, digest)) => {
@@ -236,7 +240,7 @@ impl Reference {
         };
         for component in path.split('/') {
             if !is_path_component(component) {
-                return Err(ReferenceError::Path(component.to_string()));
+                return Err(ReferenceError::Path(clip(component).into_owned()));
             }
         }
         if host.len() + 1 + path.len() > MAX_NAME {
@@ -291,40 +295,64 @@ impl fmt::Display for Reference {
     }
 }
 
-fn check_tag(tag: &str) -> Result<(), ReferenceError> {
-    let ok = !tag.is_empty()
-        && tag.len() <= MAX_TAG
-        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+/// Docker's tag grammar, `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn check_tag(tag: &str) -> Result<(), ReferenceError> {
+    let ok = tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         && tag
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
+    if !ok {
+        Err(ReferenceError::Tag(clip(tag).into_owned()))
+    } else if tag.len() > MAX_TAG {
+        Err(ReferenceError::TagTooLong(
+            clip(tag).into_owned(),
+            tag.len(),
+        ))
     } else {
-        Err(ReferenceError::Tag(tag.to_string()))
+        Ok(())
     }
 }
 
 fn check_digest(digest: &str) -> Result<(), ReferenceError> {
     crate::digest::Digest::parse(digest)
         .map(drop)
-        .map_err(|_| ReferenceError::Digest(crate::limits::clip(digest).into_owned()))
+        .map_err(|_| ReferenceError::Digest(clip(digest).into_owned()))
 }
+
+/// Registries that authenticate only with short-lived tokens, by host (`*` stands for any
+/// characters), and why.
+const TOKEN_ONLY_HOSTS: &[(&str, &str)] = &[
+    (
+        "*.dkr.ecr.*.amazonaws.com",
+        "AWS ECR issues short-lived tokens (12 hours) through the AWS API",
+    ),
+    (
+        "*.dkr.ecr.*.amazonaws.com.cn",
+        "AWS ECR issues short-lived tokens (12 hours) through the AWS API",
+    ),
+    (
+        "*.dkr.ecr-fips.*.amazonaws.com",
+        "AWS ECR (a FIPS endpoint) issues short-lived tokens (12 hours) through the AWS API",
+    ),
+    (
+        "*-docker.pkg.dev",
+        "Google Artifact Registry authenticates with OAuth tokens or service-account keys",
+    ),
+];
 
 /// Why the edge agent cannot authenticate to a registry, when it cannot: the agent only does
 /// basic username/password authentication.
 pub fn token_auth_reason(domain: &Domain, username: Option<&str>) -> Option<String> {
+    static TOKEN_ONLY: std::sync::LazyLock<globset::GlobSet> = std::sync::LazyLock::new(|| {
+        let mut set = globset::GlobSetBuilder::new();
+        for (pattern, _) in TOKEN_ONLY_HOSTS {
+            set.add(globset::Glob::new(pattern).expect("a valid host pattern"));
+        }
+        set.build().expect("valid host patterns")
+    });
     let host = domain.host.to_ascii_lowercase();
-    if host.contains(".dkr.ecr.")
-        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
-    {
-        return Some("AWS ECR issues short-lived tokens (12 hours) through the AWS API".into());
-    }
-    if host.ends_with("-docker.pkg.dev") {
-        return Some(
-            "Google Artifact Registry authenticates with OAuth tokens or service-account keys"
-                .into(),
-        );
+    if let Some(&i) = TOKEN_ONLY.matches(&host).first() {
+        return Some(TOKEN_ONLY_HOSTS[i].1.to_string());
     }
     let token_user = matches!(
         username,
@@ -379,8 +407,16 @@ mod tests {
 
     #[test]
     fn knows_token_auth_registries() {
-        let ecr = parse_domain("123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap();
-        assert!(token_auth_reason(&ecr, Some("AWS")).is_some());
+        for ecr in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+        ] {
+            let ecr = parse_domain(ecr).unwrap();
+            assert!(token_auth_reason(&ecr, Some("AWS")).is_some(), "{ecr}");
+        }
+        let lookalike = parse_domain("dkr.ecr.example.com").unwrap();
+        assert!(token_auth_reason(&lookalike, Some("AWS")).is_none());
         let ar = parse_domain("us-east1-docker.pkg.dev/project/repo").unwrap();
         assert!(token_auth_reason(&ar, Some("user")).is_some());
         let gcr = parse_domain("gcr.io/project").unwrap();
@@ -460,7 +496,7 @@ mod tests {
         }
         assert!(matches!(
             Reference::parse(&format!("app:{}", "t".repeat(129))),
-            Err(ReferenceError::Tag(_))
+            Err(ReferenceError::TagTooLong(_, 129))
         ));
         assert!(Reference::parse(&format!("app:{}", "t".repeat(128))).is_ok());
         assert_eq!(

@@ -133,7 +133,8 @@ impl Templates {
         tera.register_filter("grub_quote", grub_quote_filter);
         for (name, builtin) in TEMPLATES {
             let text = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(path) => std::fs::read_to_string(&path)
+                Some(path) => crate::limits::open(&path)
+                    .and_then(std::io::read_to_string)
                     .map_err(|source| RenderError::Read { path, source })?,
                 None => builtin.to_string(),
             };
@@ -436,11 +437,12 @@ pub type Ignore = Box<dyn Fn(&Path, &std::fs::Metadata) -> bool + Send + Sync>;
 
 pub fn dockerignore(dir: &Path, exclude: &Exclude) -> std::io::Result<Ignore> {
     let exclude = exclude.clone();
-    let text = match std::fs::read_to_string(dir.join(".dockerignore")) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
+    let text =
+        match crate::limits::open(&dir.join(".dockerignore")).and_then(std::io::read_to_string) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
     let mut rules: Vec<(globset::GlobMatcher, bool)> = Vec::new();
     for line in text
         .lines()
@@ -523,7 +525,12 @@ pub fn write_context(
                         })?;
                     std::os::unix::fs::symlink(link, &out).map_err(write_err(&out))?;
                 } else {
-                    std::fs::copy(entry.path(), &out).map_err(write_err(&out))?;
+                    crate::limits::copy(entry.path(), &out).map_err(|source| {
+                        RenderError::Read {
+                            path: entry.path().to_path_buf(),
+                            source,
+                        }
+                    })?;
                 }
             }
         } else {
@@ -537,7 +544,7 @@ pub fn write_context(
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(write_err(parent))?;
             }
-            std::fs::copy(src, &target).map_err(|source| RenderError::Read {
+            crate::limits::copy(src, &target).map_err(|source| RenderError::Read {
                 path: src.clone(),
                 source,
             })?;

@@ -9,6 +9,7 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule, Severity};
+use crate::limits::clip;
 use crate::secret::is_secret_key;
 use crate::yaml::{index, join, Node, Value};
 
@@ -191,7 +192,7 @@ impl<'a> Checker<'a> {
                 let shown = if at.secret {
                     String::new()
                 } else {
-                    format!(" {text:?}")
+                    format!(" {:?}", clip(text))
                 };
                 out.diagnostics.push(self.error(
                     Rule::InvalidValue,
@@ -235,8 +236,9 @@ impl<'a> Checker<'a> {
             (_, "array") => "give a single value here, not a list".to_string(),
             ("string", "integer" | "number" | "boolean") => match &at.key {
                 Some(key) if !at.secret && !is_secret_key(key) => format!(
-                    "quote the value so that YAML reads it as a string: `{key}: \"{}\"`",
-                    self.source(node)
+                    "quote the value so that YAML reads it as a string: `{}: \"{}\"`",
+                    clip(key),
+                    clip(&self.source(node))
                 ),
                 _ => "quote the value so that YAML reads it as a string".to_string(),
             },
@@ -327,7 +329,7 @@ impl<'a> Checker<'a> {
         let shown = if at.secret {
             String::new()
         } else {
-            format!(" {}", value)
+            format!(" {}", clip(&value.to_string()))
         };
         let mut d = self.error(
             Rule::InvalidValue,
@@ -397,7 +399,7 @@ impl<'a> Checker<'a> {
                     let mut d = self.error(
                         Rule::UnknownKey,
                         &entry_at,
-                        format!("unknown key `{}`", entry.key),
+                        format!("unknown key `{}`", clip(&entry.key)),
                     );
                     if let Some(guess) =
                         did_you_mean(&entry.key, properties.keys().map(String::as_str))
@@ -487,22 +489,24 @@ fn check_format(format: &str, text: &str) -> Result<(), String> {
         "feature-gates" => feature_gates(text),
         "absolute-path" if text.starts_with('/') => Ok(()),
         "absolute-path" => Err("expected an absolute path, starting with /".into()),
-        "regex" => regex::Regex::new(text).map(drop).map_err(|e| {
-            let detail = e.to_string();
-            let last = detail.lines().last().unwrap_or_default().trim();
-            format!(
-                "not a regular expression: {}",
-                last.strip_prefix("error: ").unwrap_or(last)
-            )
-        }),
+        "regex" => regex::Regex::new(text)
+            .map(drop)
+            .map_err(|e| format!("not a regular expression: {}", regex_problem(&e))),
         "host" => host(text),
         "host-list" if text.contains(',') => text
             .split(',')
             .map(str::trim)
-            .try_for_each(|h| host(h).map_err(|e| format!("`{h}`: {e}"))),
+            .try_for_each(|h| host(h).map_err(|e| format!("`{}`: {e}", clip(h)))),
         "host-list" => host(text),
         _ => Ok(()),
     }
+}
+
+/// What is wrong with a regular expression, without the pattern the error quotes.
+pub fn regex_problem(e: &regex::Error) -> String {
+    let detail = e.to_string();
+    let last = detail.lines().last().unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 fn ip(text: &str) -> Result<std::net::IpAddr, String> {
@@ -516,13 +520,14 @@ fn ip_or_cidr(text: &str) -> Result<(), String> {
         return ip(text).map(drop);
     };
     let address = ip(address).map_err(|_| {
-        format!("expected an address with its prefix length such as 10.0.10.25/24, and `{address}` is not an IP address")
+        format!("expected an address with its prefix length such as 10.0.10.25/24, and `{}` is not an IP address", clip(address))
     })?;
     let max = if address.is_ipv4() { 32 } else { 128 };
     match prefix_length(prefix) {
         Some(p) if p <= max => Ok(()),
         _ => Err(format!(
-            "prefix length `{prefix}` is not a number from 0 to {max}"
+            "prefix length `{}` is not a number from 0 to {max}",
+            clip(prefix)
         )),
     }
 }
@@ -622,7 +627,8 @@ fn feature_gates(text: &str) -> Result<(), String> {
             let guess = did_you_mean(gate, FEATURE_GATES.iter().copied())
                 .map_or(String::new(), |g| format!(" (did you mean {g}?)"));
             return Err(format!(
-                "unknown feature gate `{gate}`{guess}; known: {}",
+                "unknown feature gate `{}`{guess}; known: {}",
+                clip(gate),
                 FEATURE_GATES.join(", ")
             ));
         }

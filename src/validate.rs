@@ -34,6 +34,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write `{}` keeping its owner (uid {uid}, gid {gid}); run forge as that user, or as root", .path.display())]
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Content(#[from] content::ReadError),
 }
@@ -242,7 +250,7 @@ fn requested_images(
                     &file,
                     path.clone(),
                     pos,
-                    format!("image `{text}` {e}"),
+                    format!("image `{}` {e}", limits::clip(&text)),
                 )
                 .width(width)]);
                 continue;
@@ -260,25 +268,29 @@ fn requested_images(
     Ok((images, rewrites))
 }
 
-/// Write `FILE.bak` with the old text, then replace FILE with the new text. Both writes are
-/// atomic and keep FILE's permissions (user-data holds credentials and is often 0600).
+/// Write `FILE.bak` with the old text, then replace the file FILE names with the new text: a
+/// link is followed, so it stays a link and its target is rewritten. Both writes are atomic
+/// (a temporary file beside the file, renamed over it) and keep the owner and permissions of
+/// the file (user-data holds credentials and is often 0600).
 fn write_fixed(path: &Path, old: &str, new: &str) -> Result<PathBuf, Error> {
     let mut backup = path.as_os_str().to_owned();
     backup.push(".bak");
     let backup = PathBuf::from(backup);
-    let permissions = fs::metadata(path)
-        .map_err(|source| Error::Write {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .permissions();
-    write_atomic(&backup, old, &permissions)?;
-    write_atomic(path, new, &permissions)?;
+    let error = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let target = fs::canonicalize(path).map_err(error)?;
+    let like = fs::metadata(&target).map_err(error)?;
+    write_atomic(&backup, old, &like)?;
+    write_atomic(&target, new, &like)?;
     Ok(backup)
 }
 
-/// Write a temporary file beside `path`, then rename it over `path`.
-fn write_atomic(path: &Path, contents: &str, permissions: &fs::Permissions) -> Result<(), Error> {
+/// Write a temporary file beside `path` with the owner and permissions of `like`, then rename
+/// it over `path`.
+fn write_atomic(path: &Path, contents: &str, like: &fs::Metadata) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt as _;
     let error = |source| Error::Write {
         path: path.to_path_buf(),
         source,
@@ -289,10 +301,19 @@ fn write_atomic(path: &Path, contents: &str, permissions: &fs::Permissions) -> R
         .unwrap_or(Path::new("."));
     let mut staged = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
     staged.write_all(contents.as_bytes()).map_err(error)?;
-    staged
-        .as_file()
-        .set_permissions(permissions.clone())
-        .map_err(error)?;
+    let file = staged.as_file();
+    let made = file.metadata().map_err(error)?;
+    if (made.uid(), made.gid()) != (like.uid(), like.gid()) {
+        std::os::unix::fs::fchown(file, Some(like.uid()), Some(like.gid())).map_err(|source| {
+            Error::Owner {
+                path: path.to_path_buf(),
+                uid: like.uid(),
+                gid: like.gid(),
+                source,
+            }
+        })?;
+    }
+    file.set_permissions(like.permissions()).map_err(error)?;
     staged.persist(path).map_err(|e| error(e.error))?;
     Ok(())
 }

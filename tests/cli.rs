@@ -216,6 +216,56 @@ fn fix_encodes_alphanumeric_passwords_and_keeps_everything_else() {
 }
 
 #[test]
+fn fix_through_a_link_rewrites_its_target_with_its_owner_and_mode() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let sites = dir.path().join("sites");
+    fs::create_dir(&sites).unwrap();
+    let target = sites.join("store-42.yaml");
+    fs::write(&target, "#cloud-config\nstylus:\n  registryCredentials:\n    domain: r.example.com\n    username: a\n    password: Plain1\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o640)).unwrap();
+    // As root, the target belongs to someone else, as a file an admin fixes for a user.
+    let owner = match rustix::process::geteuid().is_root() {
+        true => {
+            std::os::unix::fs::chown(&target, Some(4321), Some(4321)).unwrap();
+            (4321, 4321)
+        }
+        false => {
+            let meta = fs::metadata(&target).unwrap();
+            (meta.uid(), meta.gid())
+        }
+    };
+    let link = dir.path().join("user-data.yaml");
+    std::os::unix::fs::symlink("sites/store-42.yaml", &link).unwrap();
+    forge()
+        .args(["validate", "--fix", "--user-data"])
+        .arg(&link)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("fixed 1 problem"));
+    assert_eq!(
+        fs::read_link(&link).unwrap(),
+        Path::new("sites/store-42.yaml"),
+        "the link is still the link"
+    );
+    let fixed = fs::read_to_string(&target).unwrap();
+    assert!(fixed.contains("password: \"UGxhaW4x\""), "{fixed}");
+    let meta = fs::metadata(&target).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid()), owner);
+    let leftovers: Vec<_> = fs::read_dir(&sites)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        ["store-42.yaml"],
+        "the temporary file was renamed"
+    );
+    assert!(dir.path().join("user-data.yaml.bak").is_file());
+}
+
+#[test]
 fn fix_flips_an_existing_encoded_password_flag() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ud.yaml");

@@ -16,12 +16,18 @@ use std::time::{Duration, Instant};
 const MAX_TIME: Duration = Duration::from_secs(5);
 /// The most memory a case may hold at its peak.
 const MAX_RSS_KIB: i64 = 128 * 1024;
+/// The longest line a case may print: a message quotes at most 200 characters of any value
+/// (and of its source line), so even one quoting a few values stays below this.
+const MAX_LINE_CHARS: usize = 1000;
 
 /// One hostile input and what forge must answer.
+#[derive(Default)]
 struct Case {
     name: &'static str,
     /// Files to write, relative to a temporary directory, and their contents.
     files: Vec<(&'static str, Vec<u8>)>,
+    /// FIFOs to make, and sockets (`*.sock`), relative to the temporary directory.
+    specials: &'static [&'static str],
     /// `forge` arguments; `{dir}` stands for the temporary directory.
     args: &'static [&'static str],
     /// Extra environment variables (raw bytes: they need not be UTF-8).
@@ -62,6 +68,58 @@ fn nested_templates(first: &str, fanout: usize) -> Vec<u8> {
     format!("packs:\n  - name: p\n    layer: addon\n    values: |\n      options:\n{options}      pack:\n        content:\n          images:\n            - image: \"{{{{ .spectro.pack.p.options.o7 }}}}\"\n").into_bytes()
 }
 
+/// A value of 100 KB: every message about it must quote at most 200 characters of it.
+fn long(prefix: &str) -> String {
+    format!("{prefix}{}", "x".repeat(100 << 10))
+}
+
+/// User-data whose values (and keys) are each 100 KB, each of them wrong in its own way.
+fn long_values_user_data() -> Vec<u8> {
+    format!(
+        "#cloud-config\nstylus:\n  managementMode: {mode}\n  featureGate: {gate}\n  ? {key}\n  : 1\n  site:\n    name: {name}\n    network:\n      ntpServers: {hosts}\n      interfaces:\n        ? {nic}\n        : type: static\n        eth1:\n          type: static\n          ipAddress: 10.0.0.1/{prefix}\n  externalRegistries:\n    registries:\n      - domain: {domain}\n    registryMappingRules:\n      ? {source}\n      : {target}\n      docker.io: mirror.example.com/{path}\n",
+        mode = long("m"),
+        gate = long("G"),
+        key = long("k"),
+        name = long("n/"),
+        hosts = long("pool.ntp.org, _"),
+        nic = long("eth"),
+        prefix = long("9"),
+        domain = long("https://"),
+        source = long("_"),
+        target = long("bad_"),
+        path = long("P"),
+    )
+    .into_bytes()
+}
+
+/// Settings whose values (and one key) are each 100 KB, each wrong in its own way: the first
+/// or the second half of them (a settings file holds at most 1 MiB).
+fn long_settings(half: usize) -> Vec<u8> {
+    let settings = [
+        ("image_registry", long("https://")),
+        ("image_repo", long("Repo")),
+        ("custom_tag", long("T")),
+        ("iso_name", long("I")),
+        ("arch", long("a")),
+        ("k8s_distribution", long("k")),
+        ("k8s_version", long("1.")),
+        ("pe_version", long("+")),
+        ("base_image", long("Base:")),
+        ("http_proxy", long("ftp://")),
+        ("no_proxy", long("a b")),
+        ("content_part_size", long("9")),
+        ("debug", long("t")),
+        ("clusterconfig", long("/none/")),
+        ("edge_custom_config", long("/none/")),
+        (&long("unknown_"), "1".to_string()),
+    ];
+    settings[half * 8..(half + 1) * 8]
+        .iter()
+        .map(|(key, value)| format!("? {key}\n: \"{value}\"\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
 fn cases() -> Vec<Case> {
     let lines = |n: usize, line: &dyn Fn(usize) -> String| -> String { (0..n).map(line).collect() };
     vec![
@@ -72,6 +130,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["user-data.yaml:5:11: error[YAML003]: excessive aliasing"],
+            ..Case::default()
         },
         Case {
             name: ".arg values doubling on forty lines",
@@ -80,6 +139,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["build.arg:18:5: error[CFG001]: A: the value grows past 64 KiB where `$A` is expanded"],
+            ..Case::default()
         },
         Case {
             name: ".arg values each just under 64 KiB on 3,000 lines",
@@ -88,6 +148,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["build.arg:18:3: error[CFG001]: B: expanding `$A` takes what `$VAR` expansion adds to this file's values past 1 MiB, the most forge expands in one .arg file"],
+            ..Case::default()
         },
         Case {
             name: ".arg: one variable expanded on 70,000 lines",
@@ -96,6 +157,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 0,
             says: &["0 errors"],
+            ..Case::default()
         },
         Case {
             name: "profile: 20 packs each aliasing just under the limit",
@@ -104,6 +166,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["profile.yaml:11:499: error[YAML003]: packs[1].values: excessive aliasing: anchors and aliases copy more than 1000000 values or 16 MiB of text, the most forge copies for one file", "1 error, 0 warnings"],
+            ..Case::default()
         },
         Case {
             name: "profile: templates of 100 bytes, ten to a level, eight deep",
@@ -112,6 +175,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["profile.yaml:17:22: error[PR007]: packs[0].values.pack.content.images[0].image: expanding the `{{ }}` templates of this profile copies more than 1 MiB of option text by here, the most forge expands in one profile"],
+            ..Case::default()
         },
         Case {
             name: "profile: empty templates, 1,000 to a level, eight deep",
@@ -120,6 +184,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["profile.yaml:17:22: error[PR007]"],
+            ..Case::default()
         },
         Case {
             name: "400 KB of nested block sequences",
@@ -128,6 +193,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["user-data.yaml:3:255: error[YAML003]: collections are nested more than 128 levels deep"],
+            ..Case::default()
         },
         Case {
             name: "100,000 nested flow sequences",
@@ -136,6 +202,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["user-data.yaml:2:", "error[YAML003]: ", "nested more than"],
+            ..Case::default()
         },
         Case {
             name: "20,000 unknown keys in one mapping",
@@ -144,6 +211,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 0,
             says: &["user-data.yaml:20002:3: warning[SCHEMA004]: stylus.key19999: unknown key", "0 errors, 20000 warnings"],
+            ..Case::default()
         },
         Case {
             name: "20,000 unknown keys of one flow mapping on one line",
@@ -152,6 +220,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 0,
             says: &["0 errors, 20000 warnings"],
+            ..Case::default()
         },
         Case {
             name: "20,000 duplicated keys",
@@ -160,6 +229,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["user-data.yaml:20002:3: error[YAML002]: stylus.site: key defined twice"],
+            ..Case::default()
         },
         Case {
             name: "20,000 list items of the wrong type",
@@ -168,6 +238,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["user-data.yaml:20003:7: error[SCHEMA001]: stages.boot[19999].name"],
+            ..Case::default()
         },
         Case {
             name: "a 1 MB line with a syntax error at its end",
@@ -176,6 +247,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["user-data.yaml:2:1000004: error[YAML001]", "2 | …aaaa"],
+            ..Case::default()
         },
         Case {
             name: "terminal escape sequences in a key",
@@ -184,6 +256,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 0,
             says: &["user-data.yaml:3:3: warning[SCHEMA004]", "unknown key `evil\\x1b]0;owned\\x07\\x1b[2J`", "3 |   \"evil\\x1b]0;owned\\x07\\x1b[2J\": x"],
+            ..Case::default()
         },
         Case {
             name: "a FORGE_ variable that is not UTF-8",
@@ -192,6 +265,7 @@ fn cases() -> Vec<Case> {
             env: vec![("FORGE_CUSTOM_TAG", b"\xff\xfe".to_vec())],
             exit: 2,
             says: &["the environment variable FORGE_CUSTOM_TAG is not UTF-8 text"],
+            ..Case::default()
         },
         Case {
             name: "another variable that is not UTF-8, which forge does not read",
@@ -200,6 +274,7 @@ fn cases() -> Vec<Case> {
             env: vec![("HOSTILE_LATIN1", b"caf\xe9".to_vec())],
             exit: 0,
             says: &["no problems found"],
+            ..Case::default()
         },
         Case {
             name: "user-data just above the host's 2 MiB",
@@ -208,6 +283,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 1,
             says: &["user-data.yaml:1:1: error[UD003]"],
+            ..Case::default()
         },
         Case {
             name: "user-data larger than forge reads",
@@ -216,6 +292,7 @@ fn cases() -> Vec<Case> {
             env: vec![],
             exit: 2,
             says: &["cannot read user-data file `", "user-data.yaml`: it is larger than 4 MiB"],
+            ..Case::default()
         },
         Case {
             name: "/dev/zero as user-data",
@@ -223,7 +300,8 @@ fn cases() -> Vec<Case> {
             args: &["validate", "--user-data", "/dev/zero"],
             env: vec![],
             exit: 2,
-            says: &["cannot read user-data file `/dev/zero`: it is larger than 4 MiB"],
+            says: &["cannot read user-data file `/dev/zero`: it is a character device, not a regular file"],
+            ..Case::default()
         },
         Case {
             name: "/dev/zero as the .arg file",
@@ -231,7 +309,8 @@ fn cases() -> Vec<Case> {
             args: &["validate", "--arg", "/dev/zero"],
             env: vec![],
             exit: 2,
-            says: &["cannot read .arg file `/dev/zero`: it is larger than 1 MiB"],
+            says: &["cannot read .arg file `/dev/zero`: it is a character device, not a regular file"],
+            ..Case::default()
         },
         Case {
             name: "/dev/urandom as the settings file",
@@ -239,7 +318,8 @@ fn cases() -> Vec<Case> {
             args: &["config", "show", "--config", "/dev/urandom"],
             env: vec![],
             exit: 2,
-            says: &["cannot read settings file `/dev/urandom`: it is larger than 1 MiB"],
+            says: &["cannot read settings file `/dev/urandom`: it is a character device, not a regular file"],
+            ..Case::default()
         },
         Case {
             name: "/dev/zero as the Kubernetes version matrix",
@@ -247,7 +327,8 @@ fn cases() -> Vec<Case> {
             args: &["config", "show", "--set", "K8S_VERSION_FILE=/dev/zero"],
             env: vec![],
             exit: 1,
-            says: &["<--set>:1:1: error[CFG013]: K8S_VERSION_FILE: K8S_VERSION_FILE names `/dev/zero`, which is not a regular file"],
+            says: &["<--set>:1:1: error[CFG013]: K8S_VERSION_FILE: K8S_VERSION_FILE names `/dev/zero`, but it is a character device, not a regular file"],
+            ..Case::default()
         },
         Case {
             name: "a directory as user-data",
@@ -255,7 +336,168 @@ fn cases() -> Vec<Case> {
             args: &["validate", "--user-data", "{dir}"],
             env: vec![],
             exit: 2,
-            says: &["`: Is a directory (os error 21)\n"],
+            says: &["`: it is a directory, not a regular file\n"],
+            ..Case::default()
+        },
+        Case {
+            name: "user-data values of 100 KB",
+            files: vec![("user-data.yaml", long_values_user_data())],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml"],
+            exit: 1,
+            says: &["invalid value \"mxxx", "unknown key `kxxx", "mapping target `bad_xxx", "registry domain `https://xxx", "interface `ethxxx", "prefix length `9xxx"],
+            ..Case::default()
+        },
+        Case {
+            name: "setting values of 100 KB",
+            files: vec![("forge.yaml", long_settings(0))],
+            args: &["validate", "--config", "{dir}/forge.yaml"],
+            exit: 1,
+            says: &["IMAGE_REGISTRY `https://xxx", "CUSTOM_TAG `Txxx", "ISO_NAME `Ixxx", "K8S_VERSION `1.xxx", "PE_VERSION `+xxx"],
+            ..Case::default()
+        },
+        Case {
+            name: "more setting values of 100 KB",
+            files: vec![("forge.yaml", long_settings(1))],
+            args: &["validate", "--config", "{dir}/forge.yaml"],
+            exit: 1,
+            says: &["BASE_IMAGE `Base:xxx", "CLUSTERCONFIG names `", "unknown key `unknown_xxx"],
+            ..Case::default()
+        },
+        Case {
+            name: ".arg names of 100 KB",
+            files: vec![("build.arg", format!("IMAGE_REPO=${}\n{}-=1\n{}=1\n", long("V"), long("N"), long("U")).into_bytes())],
+            args: &["validate", "--arg", "{dir}/build.arg"],
+            exit: 1,
+            says: &["`$Vxxx", "`Nxxx", "unknown setting `Uxxx"],
+            ..Case::default()
+        },
+        Case {
+            name: "image references of 100 KB",
+            files: vec![
+                ("user-data.yaml", b"#cloud-config\n".to_vec()),
+                ("images.txt", format!("{}\n", long("Image:")).into_bytes()),
+                ("profile.yaml", format!("packs:\n  - name: {}\n    layer: addon\n    values: |\n      pack:\n        content:\n          images:\n            - image: \"{}\"\n            - image: \"{{{{ .spectro.pack.p.options.{} }}}}\"\n", long("harbor"), long("Image:"), long("o")).into_bytes()),
+            ],
+            args: &["images", "rewrite", "--user-data", "{dir}/user-data.yaml", "--from-file", "{dir}/images.txt", "--profile", "{dir}/profile.yaml"],
+            exit: 1,
+            says: &["image `Image:xxx", "cannot resolve `{{ .spectro.pack.p.options.oxxx"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as user-data",
+            specials: &["fifo"],
+            args: &["validate", "--user-data", "{dir}/fifo"],
+            exit: 2,
+            says: &["cannot read user-data file `{dir}/fifo`: it is a FIFO (a named pipe, which `<(...)` also gives), not a regular file; write the data to a file and give that"],
+            ..Case::default()
+        },
+        Case {
+            name: "a socket as user-data",
+            specials: &["user-data.sock"],
+            args: &["validate", "--user-data", "{dir}/user-data.sock"],
+            exit: 2,
+            says: &["cannot read user-data file `{dir}/user-data.sock`: it is a socket, not a regular file"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO in a user-data directory",
+            files: vec![("sites/a.yaml", b"#cloud-config\n".to_vec())],
+            specials: &["sites/b.yaml"],
+            args: &["plan", "--set", "IMAGE_REGISTRY=ttl.sh", "--set", "K8S_DISTRIBUTION=k3s", "--user-data", "{dir}/sites"],
+            exit: 2,
+            says: &["cannot read user-data file `{dir}/sites/b.yaml`: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as the .arg file",
+            specials: &["fifo"],
+            args: &["validate", "--arg", "{dir}/fifo"],
+            exit: 2,
+            says: &["cannot read .arg file `{dir}/fifo`: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as the settings file",
+            specials: &["fifo"],
+            args: &["config", "show", "--config", "{dir}/fifo"],
+            exit: 2,
+            says: &["cannot read settings file `{dir}/fifo`: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as the cluster profile",
+            specials: &["fifo"],
+            args: &["validate", "--profile", "{dir}/fifo"],
+            exit: 2,
+            says: &["cannot read cluster profile `{dir}/fifo`: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as a secret file",
+            specials: &["fifo"],
+            args: &["config", "show", "--secret-file", "HTTP_PROXY={dir}/fifo"],
+            exit: 2,
+            says: &["cannot read secret file `{dir}/fifo`: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as the image list",
+            files: vec![("user-data.yaml", b"#cloud-config\n".to_vec())],
+            specials: &["fifo"],
+            args: &["images", "rewrite", "--user-data", "{dir}/user-data.yaml", "--from-file", "{dir}/fifo"],
+            exit: 2,
+            says: &["cannot read image list `{dir}/fifo`: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as the Kubernetes version matrix",
+            specials: &["fifo"],
+            args: &["config", "show", "--set", "K8S_VERSION_FILE={dir}/fifo"],
+            exit: 1,
+            says: &["error[CFG013]: K8S_VERSION_FILE: K8S_VERSION_FILE names `{dir}/fifo`, but it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as CLUSTERCONFIG, a socket as EDGE_CUSTOM_CONFIG",
+            specials: &["fifo", "custom.sock"],
+            args: &["config", "show", "--set", "CLUSTERCONFIG={dir}/fifo", "--set", "EDGE_CUSTOM_CONFIG={dir}/custom.sock"],
+            exit: 1,
+            says: &["CLUSTERCONFIG names `{dir}/fifo`, but it is a FIFO", "EDGE_CUSTOM_CONFIG names `{dir}/custom.sock`, but it is a socket"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO among the content bundles",
+            files: vec![("user-data.yaml", b"#cloud-config\n".to_vec())],
+            specials: &["content-a/core.zst"],
+            args: &["validate", "--user-data", "{dir}/user-data.yaml", "--content-dir", "{dir}"],
+            exit: 2,
+            says: &["cannot read the content bundle `{dir}/content-a/core.zst`: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as --registry-ca",
+            files: vec![("user-data.yaml", b"#cloud-config\n".to_vec())],
+            specials: &["fifo"],
+            args: &["registry", "check", "--user-data", "{dir}/user-data.yaml", "--registry-ca", "{dir}/fifo", "nginx"],
+            exit: 2,
+            says: &["cannot read CA certificate file `{dir}/fifo`: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as the ISO forge inspect reads",
+            specials: &["installer.iso"],
+            args: &["inspect", "{dir}/installer.iso"],
+            exit: 2,
+            says: &["cannot read {dir}/installer.iso: it is a FIFO"],
+            ..Case::default()
+        },
+        Case {
+            name: "a FIFO as the user-data forge inspect compares",
+            specials: &["fifo"],
+            args: &["inspect", "{dir}/missing.iso", "--user-data", "{dir}/fifo"],
+            exit: 2,
+            says: &["cannot read user-data file `{dir}/fifo`: it is a FIFO"],
+            ..Case::default()
         },
     ]
 }
@@ -287,11 +529,24 @@ fn run(args: &[String], env: &[(&str, Vec<u8>)], dir: &Path) -> Run {
     let start = Instant::now();
     // Reaped by wait4 below, which std's `wait` cannot replace: it drops the rusage.
     let pid = libc::pid_t::try_from(cmd.spawn().unwrap().id()).unwrap();
+    // A run that blocks (a FIFO opened for reading waits for a writer) is killed, not waited
+    // for forever; its time then fails the case.
+    let reaped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = std::sync::Arc::clone(&reaped);
+    std::thread::spawn(move || {
+        std::thread::sleep(MAX_TIME * 4);
+        if !watchdog.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: kill takes no pointers; the pid is our child's, not reaped yet but for the
+            // instant between wait4 and the flag.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
     let mut status = 0;
     // SAFETY: rusage is plain data, filled in by wait4 for the child just spawned.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child; `status` and `usage` outlive the call.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    reaped.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(waited, pid, "wait4 failed");
     let time = start.elapsed();
     let output = [out, dir.join("err")]
@@ -312,7 +567,20 @@ fn hostile_inputs_end_quickly_in_bounded_memory_with_a_positioned_message() {
     for case in cases() {
         let dir = tempfile::tempdir().unwrap();
         for (name, contents) in &case.files {
-            std::fs::write(dir.path().join(name), contents).unwrap();
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        for name in case.specials {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            if name.ends_with(".sock") {
+                drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+            } else {
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+                // SAFETY: a NUL-terminated path that outlives the call.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }
         }
         let args: Vec<String> = case
             .args
@@ -348,6 +616,17 @@ fn hostile_inputs_end_quickly_in_bounded_memory_with_a_positioned_message() {
         }
         if run.output.len() > 20 << 20 {
             problems.push(format!("printed {} bytes", run.output.len()));
+        }
+        if let Some(line) = run
+            .output
+            .lines()
+            .find(|l| l.chars().count() > MAX_LINE_CHARS)
+        {
+            let head: String = line.chars().take(200).collect();
+            problems.push(format!(
+                "printed a line of {} characters: {head}",
+                line.chars().count()
+            ));
         }
         if !problems.is_empty() {
             let head: String = run.output.chars().take(1500).collect();

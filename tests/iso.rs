@@ -1452,6 +1452,31 @@ fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_dat
 }
 
 #[test]
+fn a_site_whose_file_stem_is_no_iso_name_is_refused_before_anything_is_built() {
+    for stem in ["Store b", "store\nb"] {
+        let work = tempfile::tempdir().unwrap();
+        let a = site_user_data(work.path(), "a");
+        let b = work.path().join(format!("{stem}.yaml"));
+        std::fs::rename(site_user_data(work.path(), "b"), &b).unwrap();
+        let out = support::forge_command()
+            .current_dir(root())
+            .args(["build", "--arg", "examples/canvos/.arg", "--user-data"])
+            .arg(&a)
+            .arg("--user-data")
+            .arg(&b)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let said = format!(
+            "`{}` is not an ISO name (lowercase letters and digits separated by `-`, `_` or `__`, as ISO_NAME); rename the file",
+            stem.escape_debug()
+        );
+        assert!(text(&out).contains(&said), "{}", text(&out));
+    }
+}
+
+#[test]
 fn two_user_data_files_with_one_stem_are_refused_before_anything_is_built() {
     let work = tempfile::tempdir().unwrap();
     for dir in ["a", "b"] {

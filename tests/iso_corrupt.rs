@@ -31,6 +31,11 @@ impl Image {
     /// An image laid out like forge's installer ISO, plus `/etc/deep/er/file`, `/fan/d000`...
     /// (empty directories) and `/big/f0000`... (empty files).
     fn make() -> Image {
+        Image::make_with(|_| {})
+    }
+
+    /// That image, its tree changed by `edit` before it is mastered.
+    fn make_with(edit: impl FnOnce(&Path)) -> Image {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("tree");
         let files: [(&str, Vec<u8>); 7] = [
@@ -60,6 +65,7 @@ impl Image {
         for i in 0..BIG {
             std::fs::write(tree.join(format!("big/f{i:04}")), b"").unwrap();
         }
+        edit(&tree);
         let esp = esp(dir.path());
         let iso = dir.path().join("intact.iso");
         let out = Command::new("xorriso")
@@ -402,4 +408,61 @@ fn crafted_extents_and_directory_graphs_are_refused() {
         let iso = image.write("crafted.iso", &image.bytes);
         refused(name, &iso, &expected);
     }
+}
+
+#[test]
+fn links_are_shown_as_links_not_as_what_they_point_to() {
+    if !have(&["xorriso", "mkfs.vfat", "mmd", "mcopy"]) {
+        return;
+    }
+    // Long targets take several Rock Ridge SL entries and a continuation area; a component
+    // too long for one SL entry (250 bytes) is split in records that continue one another.
+    let long = vec!["component"; 100].join("/");
+    let wide = "w".repeat(250);
+    let links = [
+        ("etc/relative", "deep/er/file".to_string()),
+        ("etc/absolute", "/boot/kernel".to_string()),
+        ("etc/up", "../boot/./kernel".to_string()),
+        ("etc/long", long.clone()),
+        ("etc/wide", format!("{wide}/x")),
+        ("config.yaml", "etc/deep/er/file".to_string()),
+    ];
+    let image = Image::make_with(|tree| {
+        std::fs::remove_file(tree.join("config.yaml")).unwrap();
+        for (link, target) in &links {
+            std::os::unix::fs::symlink(target, tree.join(link)).unwrap();
+        }
+    });
+    let iso = image.dir.path().join("intact.iso");
+    let run = inspect(&iso, &["--show-config"]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    for (link, target) in &links[..5] {
+        let line = format!("overlay      /{link} -> {target}\n");
+        assert!(run.stdout.contains(&line), "no {line:?} in\n{}", run.stdout);
+    }
+    for said in [
+        "file         /config.yaml -> etc/deep/er/file\n",
+        "problem      /config.yaml is a link to etc/deep/er/file, not the file forge writes\n",
+    ] {
+        assert!(run.stdout.contains(said), "no {said:?} in\n{}", run.stdout);
+    }
+    assert!(
+        !run.stdout.contains("sha256") && !run.stdout.contains("deep\n"),
+        "the link's target was read as /config.yaml:\n{}",
+        run.stdout
+    );
+    let json = inspect(&iso, &["--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let overlay = report["overlay_files"].as_array().unwrap();
+    let long_link = overlay
+        .iter()
+        .find(|f| f["path"] == "/etc/long")
+        .unwrap_or_else(|| panic!("no /etc/long in {overlay:?}"));
+    assert_eq!(long_link["link"], long.as_str());
+    assert_eq!(long_link["size"], 0);
+    let file = overlay
+        .iter()
+        .find(|f| f["path"] == "/etc/deep/er/file")
+        .unwrap();
+    assert!(file.get("link").is_none(), "{file}");
 }

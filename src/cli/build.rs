@@ -216,7 +216,7 @@ pub(super) fn user_data_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let mut found: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot read the user-data directory {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
+            .filter(|p| !p.is_dir() && p.extension().is_some_and(|e| e == "yaml"))
             .collect();
         if found.is_empty() {
             anyhow::bail!(
@@ -231,7 +231,7 @@ pub(super) fn user_data_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// The ISO file name of each user-data: `<ISO_NAME>.iso` for one, `<ISO_NAME>-<stem>.iso`
-/// for several, whose file stems must then differ.
+/// for several, whose file stems must then differ and be ISO names themselves.
 fn iso_names(iso_name: &str, files: &[PathBuf]) -> Result<Vec<String>> {
     if let [_] = files {
         return Ok(vec![format!("{iso_name}.iso")]);
@@ -239,6 +239,14 @@ fn iso_names(iso_name: &str, files: &[PathBuf]) -> Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        if !crate::config::is_iso_name(&stem) {
+            anyhow::bail!(
+                "{}: with several user-data files each ISO is named after its file stem, and `{}` is not an ISO name ({}, as ISO_NAME); rename the file",
+                file.display(),
+                stem.escape_debug(),
+                crate::config::ISO_NAME_CHARACTERS
+            );
+        }
         let name = format!("{iso_name}-{stem}.iso");
         if let Some(j) = names.iter().position(|n| *n == name) {
             anyhow::bail!(
@@ -686,7 +694,10 @@ fn cache_repository(
                 .context("--cache-from/--cache-to registry keeps the images in IMAGE_REGISTRY/forge-cache: set IMAGE_REGISTRY, or name a repository"),
             repository => {
                 Reference::parse(&format!("{repository}:probe")).with_context(|| {
-                    format!("`{repository}` is not a repository (REGISTRY/PATH) for the registry cache")
+                    format!(
+                        "`{}` is not a repository (REGISTRY/PATH) for the registry cache",
+                        crate::limits::clip(repository)
+                    )
                 })?;
                 Ok(repository.to_string())
             }

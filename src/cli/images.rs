@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::output::{self, Exit, ExitStatus, Format, Shape};
 use crate::engine;
+use crate::limits::FileKind;
 use crate::registry::client::{Retry, DEADLINE};
 use crate::registry::credentials::DockerCredentials;
 use crate::registry::rewrite::{Rewrite, Rewriter};
@@ -190,10 +191,7 @@ pub(super) fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy>
     let extra_ca = access
         .registry_ca
         .iter()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read CA certificate `{}`", p.display()))
-        })
+        .map(|p| Ok(validate::read(FileKind::Certificates, p)?))
         .collect::<Result<Vec<_>>>()?;
     Ok(Policy {
         declared: rewriter.registries.clone(),

@@ -15,6 +15,7 @@ use crate::iso::cache::{Cache, Skipped};
 use crate::iso::inspect::inspect as read_report;
 use crate::iso::verify::{self, name, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
 use crate::iso::ReadError;
+use crate::limits::FileKind;
 use crate::reference::Reference;
 use crate::registry::rewrite::{Rewriter, Rules};
 use crate::registry::sync::{human, Syncer};
@@ -39,7 +40,15 @@ pub(super) fn inspect(args: InspectArgs) -> Result<ExitStatus> {
     let user_data = args
         .user_data
         .as_ref()
-        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .map(|p| {
+            crate::limits::read(FileKind::UserData, p).with_context(|| {
+                format!(
+                    "cannot read {} `{}`",
+                    FileKind::UserData.what(),
+                    p.display()
+                )
+            })
+        })
         .transpose()?;
     let report = match read_report(&args.iso, user_data.as_deref()) {
         Ok(report) => report,
@@ -193,10 +202,13 @@ pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>
     }
     verify::preflight(&boots)?;
     let expect = match &args.expect {
-        Some(re) => Expect::Regex(
-            Regex::new(re)
-                .with_context(|| format!("--expect `{re}` is not a valid regular expression"))?,
-        ),
+        Some(re) => Expect::Regex(Regex::new(re).map_err(|e| {
+            anyhow::anyhow!(
+                "--expect `{}` is not a valid regular expression: {}",
+                crate::limits::clip(re),
+                crate::schema::regex_problem(&e)
+            )
+        })?),
         None => Expect::SquashfsRoot,
     };
     let log_dir = args.log.clone().unwrap_or_else(|| {
@@ -318,7 +330,7 @@ pub(super) fn push(args: PushArgs) -> Result<ExitStatus> {
     let reference = Reference::parse(&args.reference).with_context(|| {
         format!(
             "`{}` is not an image reference (REGISTRY/REPOSITORY:TAG)",
-            args.reference
+            crate::limits::clip(&args.reference)
         )
     })?;
     let epoch = super::source_date_epoch()?;

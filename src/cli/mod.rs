@@ -274,7 +274,10 @@ fn source_date_epoch() -> Result<Option<u64>> {
     use anyhow::Context as _;
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Ok(Some(v.trim().parse::<u64>().with_context(|| {
-            format!("SOURCE_DATE_EPOCH `{v}` must be a number of seconds since 1970-01-01 UTC")
+            format!(
+                "SOURCE_DATE_EPOCH `{}` must be a number of seconds since 1970-01-01 UTC",
+                crate::limits::clip(&v)
+            )
         })?)),
         _ => Ok(None),
     }

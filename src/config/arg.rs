@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Pos, Rule};
-use crate::limits::{MAX_ARG_EXPANSION_BYTES, MAX_ARG_VALUE_BYTES};
+use crate::limits::{clip, MAX_ARG_EXPANSION_BYTES, MAX_ARG_VALUE_BYTES};
 
 /// One `KEY=VALUE` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn parse(
                     file,
                     name,
                     pos,
-                    format!("`{name}` is not a variable name"),
+                    format!("`{}` is not a variable name", clip(name)),
                 )
                 .help("names are letters, digits and `_`, not starting with a digit")
                 .width(name.chars().count()),
@@ -110,10 +110,11 @@ pub fn parse(
                             file,
                             name,
                             value_pos,
-                            format!("`${var}` is not defined; it expands to nothing"),
+                            format!("`${}` is not defined; it expands to nothing", clip(&var)),
                         )
                         .help(format!(
-                            "define {var} on an earlier line, or escape the dollar as `\\$`"
+                            "define {} on an earlier line, or escape the dollar as `\\$`",
+                            clip(&var)
                         )),
                     );
                 }
@@ -223,8 +224,9 @@ fn unquote_and_expand(
                     return Err(ValueError::syntax(
                         i,
                         format!(
-                            "the value grows past {} KiB where `${var}` is expanded",
+                            "the value grows past {} KiB where `${}` is expanded",
                             MAX_ARG_VALUE_BYTES >> 10,
+                            clip(&var),
                         ),
                     ));
                 }
@@ -232,7 +234,7 @@ fn unquote_and_expand(
                 let expanded = if var.is_empty() { 0 } else { expansion.len() };
                 *left = left.checked_sub(expanded).ok_or_else(|| ValueError {
                     offset: i,
-                    message: format!("expanding `${var}` takes what `$VAR` expansion adds to this file's values past {} MiB, the most forge expands in one .arg file; the lines after this one are not read", MAX_ARG_EXPANSION_BYTES >> 20),
+                    message: format!("expanding `${}` takes what `$VAR` expansion adds to this file's values past {} MiB, the most forge expands in one .arg file; the lines after this one are not read", clip(&var), MAX_ARG_EXPANSION_BYTES >> 20),
                     budget_spent: true,
                 })?;
                 i += consumed;
@@ -261,7 +263,10 @@ fn variable_at(rest: &[char]) -> Result<(Option<String>, usize), String> {
             .ok_or("unterminated ${")?;
         let name: String = rest[1..close].iter().collect();
         if !is_name(&name) {
-            return Err(format!("`${{{name}}}` is not a variable reference"));
+            return Err(format!(
+                "`${{{}}}` is not a variable reference",
+                clip(&name)
+            ));
         }
         return Ok((Some(name), close + 1));
     }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::limits::clip;
+
 /// The matrix forge ships, used when `K8S_VERSION_FILE` is not set.
 pub const DEFAULT: &str = include_str!("../../k8s_version.json");
 
@@ -27,14 +29,21 @@ impl Matrix {
             serde_json::from_str(text).map_err(|e| MatrixError {
                 line: e.line().max(1),
                 column: e.column().max(1),
-                message: format!("expected {{\"distribution\": [\"x.y.z\", ...]}}: {e}"),
+                message: format!(
+                    "expected {{\"distribution\": [\"x.y.z\", ...]}}: {}",
+                    clip(&e.to_string())
+                ),
             })?;
         for (distribution, list) in &versions {
             if let Some(bad) = list.iter().find(|v| !is_version(v)) {
                 return Err(MatrixError {
                     line: 1,
                     column: 1,
-                    message: format!("{distribution}: `{bad}` is not a version x.y.z"),
+                    message: format!(
+                        "{}: `{}` is not a version x.y.z",
+                        clip(distribution),
+                        clip(bad)
+                    ),
                 });
             }
         }

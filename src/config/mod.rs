@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value as Json};
 
-use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule};
-use crate::reference::{parse_domain, Reference};
+use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule, Severity};
+use crate::limits::clip;
+use crate::reference::{parse_domain, Reference, ReferenceError};
 use crate::schema::Checker;
 use crate::yaml::{self, Node, Value};
 use matrix::Matrix;
@@ -41,8 +42,8 @@ pub enum Kind {
     KernelArgs,
     /// An image registry path without a tag: `host[:port][/path]`.
     Registry,
-    /// A version that becomes part of image tags or package names: letters, digits, `.`, `_`
-    /// and `-`.
+    /// A version that becomes part of image tags or package names: an image tag itself
+    /// ([`crate::reference::check_tag`]).
     Tag,
     /// A CanvOS switch forge does not implement yet: `false` is fine, `true` stops the build.
     Unimplemented,
@@ -91,7 +92,7 @@ pub const SETTINGS: &[Def] = &[
     def("K8S_VERSION", Kind::Versions, None, "Kubernetes version(s) x.y.z; empty means every version of K8S_DISTRIBUTION in the matrix."),
     def("K8S_VERSION_FILE", Kind::File, None, "Kubernetes version matrix in the k8s_version.json shape. Default: the checkout's k8s_version.json, else the matrix shipped with forge."),
     def("PE_VERSION", Kind::Tag, Some("v4.9.38"), "Palette edge agent version: the stylus framework image's tag and part of the provider image tag."),
-    def("ISO_NAME", Kind::Text, Some("palette-edge-installer"), "Installer ISO file name without .iso: lowercase letters, digits, '-' and '_'."),
+    def("ISO_NAME", Kind::Text, Some("palette-edge-installer"), "Installer ISO file name without .iso, also the installer image's name: lowercase letters and digits separated by '-', '_' or '__'."),
     def("ARCH", Kind::Text, Some("amd64"), "amd64 or arm64. amd64 artifacts need an AMD64 build host."),
     def("SPECTRO_PUB_REPO", Kind::Registry, Some("us-docker.pkg.dev/palette-images"), "Where the Palette images come from (base, provider, stylus, builder); the -fips repository when FIPS_ENABLED and this is the default."),
     def("SPECTRO_LUET_REPO", Kind::Registry, Some("us-docker.pkg.dev/palette-images/edge"), "Where luet finds the Kubernetes packages: SPECTRO_LUET_REPO/luet-repo-amd (or -arm)."),
@@ -299,6 +300,28 @@ fn file_diagnostic_origin(origin: &Origin) -> (PathBuf, Pos) {
     }
 }
 
+/// The provider image reference, from the settings of these names.
+pub const PROVIDER_IMAGE: &str =
+    "IMAGE_REGISTRY/IMAGE_REPO:K8S_DISTRIBUTION-K8S_VERSION-PE_VERSION[-CUSTOM_TAG]";
+/// The reference `--push-iso` pushes the ISO as.
+pub const ISO_IMAGE: &str = "IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:PE_VERSION[-CUSTOM_TAG]";
+
+/// An image reference composed from settings.
+struct Composed {
+    /// What it names, for messages.
+    what: &'static str,
+    /// How it is composed, the settings by name ([`PROVIDER_IMAGE`], [`ISO_IMAGE`]).
+    shape: &'static str,
+    reference: String,
+}
+
+/// The names of the settings in a shape such as [`PROVIDER_IMAGE`], in order.
+fn setting_names(shape: &'static str) -> impl Iterator<Item = &'static str> {
+    shape
+        .split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|name| !name.is_empty())
+}
+
 impl Resolved {
     /// The value of a setting, `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -327,8 +350,29 @@ impl Resolved {
         }
     }
 
-    /// `IMAGE_REGISTRY/IMAGE_REPO:K8S_DISTRIBUTION-K8S_VERSION-PE_VERSION[-CUSTOM_TAG]`, when
-    /// the registry and the distribution are set.
+    /// The image references these settings compose, before anything is built: a provider
+    /// image for each Kubernetes version and the ISO image of `ISO_NAME`. (The installer
+    /// image is `forge.local/ISO_NAME:<12 hex digits>`, valid with a valid ISO_NAME; cache
+    /// references add `<kind>-<20 hex digits>` to a repository checked on its own.)
+    fn composed(&self) -> Vec<Composed> {
+        let providers = self.k8s_versions().into_iter().filter_map(|v| {
+            Some(Composed {
+                what: "provider image",
+                shape: PROVIDER_IMAGE,
+                reference: self.provider_tag(&v)?,
+            })
+        });
+        let iso = self.get("ISO_NAME").and_then(|name| {
+            Some(Composed {
+                what: "ISO image",
+                shape: ISO_IMAGE,
+                reference: self.iso_image_tag(name)?,
+            })
+        });
+        providers.chain(iso).collect()
+    }
+
+    /// [`PROVIDER_IMAGE`], when the registry and the distribution are set.
     pub fn provider_tag(&self, version: &str) -> Option<String> {
         let registry = self.get("IMAGE_REGISTRY")?.trim_end_matches('/');
         let repo = self.get("IMAGE_REPO")?;
@@ -343,8 +387,8 @@ impl Resolved {
     }
 
     /// Where `--push-iso` puts the installer ISO named `name` (its file stem: ISO_NAME, or
-    /// ISO_NAME-<site> for one of several), as CanvOS's `+iso-disk-image`:
-    /// `IMAGE_REGISTRY/IMAGE_REPO/<name>:PE_VERSION[-CUSTOM_TAG]`, when the registry is set.
+    /// ISO_NAME-<site> for one of several), as CanvOS's `+iso-disk-image`: [`ISO_IMAGE`]
+    /// (`name` for ISO_NAME), when the registry is set.
     pub fn iso_image_tag(&self, name: &str) -> Option<String> {
         let registry = self.get("IMAGE_REGISTRY")?.trim_end_matches('/');
         let repo = self.get("IMAGE_REPO")?;
@@ -541,7 +585,7 @@ fn unknown(file: &Path, name: &str, pos: Pos) -> Diagnostic {
         file,
         name,
         pos,
-        format!("unknown setting `{name}`"),
+        format!("unknown setting `{}`", clip(name)),
     )
     .width(name.len());
     if let Some(guess) = did_you_mean(&upper, SETTINGS.iter().map(|d| d.name)) {
@@ -638,6 +682,24 @@ fn control_character(value: &str) -> Option<(usize, char)> {
 /// Characters kernel arguments may not hold: quotes, and what GRUB or a shell would interpret.
 const KERNEL_ARG_METACHARACTERS: &str = "\"'`\\$;{}";
 
+/// Whether `text` is one word of lowercase ASCII letters and digits and the `extra` characters.
+fn lowercase_word(text: &str, extra: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
+}
+
+/// What an installer ISO name is made of: ISO_NAME, and the file stem of each site's user-data
+/// when there are several (`<ISO_NAME>-<stem>.iso`). It also names the installer image and the
+/// ISO image (`--push-iso`), so it is one component of a repository path.
+pub const ISO_NAME_CHARACTERS: &str = "lowercase letters and digits separated by `-`, `_` or `__`";
+
+/// Whether `name` may name an installer ISO ([`ISO_NAME_CHARACTERS`]).
+pub fn is_iso_name(name: &str) -> bool {
+    lowercase_word(name, "-_") && crate::reference::is_path_component(name)
+}
+
 /// What is wrong with a value of `kind`, in words that follow "NAME `value` ".
 fn kind_problem(kind: Kind, value: &str) -> Option<String> {
     match kind {
@@ -654,7 +716,7 @@ fn kind_problem(kind: Kind, value: &str) -> Option<String> {
             .find(|host| {
                 !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_*:/[]".contains(c))
             })
-            .map(|host| format!("has `{host}`, which is not a host, domain, address or CIDR")),
+            .map(|host| format!("has `{}`, which is not a host, domain, address or CIDR", clip(host))),
         Kind::KernelArgs => value
             .chars()
             .find(|c| KERNEL_ARG_METACHARACTERS.contains(*c))
@@ -662,10 +724,9 @@ fn kind_problem(kind: Kind, value: &str) -> Option<String> {
         Kind::Registry => parse_domain(value)
             .err()
             .map(|e| format!("{e}; write host[:port][/path] without a scheme or tag")),
-        Kind::Tag => (!value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
-        .then(|| "is part of image tags: use letters, digits, `.`, `_` and `-` only".to_string()),
+        Kind::Tag => crate::reference::check_tag(value)
+            .err()
+            .map(|e| format!("is not an image tag: {e}")),
         Kind::Text | Kind::Bool | Kind::Unimplemented | Kind::File | Kind::OptionalFile | Kind::Versions => None,
     }
 }
@@ -698,7 +759,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
     let mut unusable = Vec::new();
     for (d, setting) in r.iter() {
         let Some(setting) = setting else { continue };
-        let shown = crate::secret::mask_url(&setting.value)
+        let shown = clip(&crate::secret::mask_url(&setting.value))
             .escape_debug()
             .to_string();
         if let Some((at, c)) = control_character(&setting.value) {
@@ -732,18 +793,13 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
         }
     }
     let r = &Usable { r, unusable };
-    let lowercase_word = |v: &str, extra: &str| {
-        !v.is_empty()
-            && v.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
-    };
     if let Some(v) = r.get("IMAGE_REGISTRY") {
         if let Err(e) = parse_domain(v) {
             out.push(
                 r.diag(
                     Rule::BadImageRegistry,
                     "IMAGE_REGISTRY",
-                    format!("IMAGE_REGISTRY `{v}` {e}"),
+                    format!("IMAGE_REGISTRY `{}` {e}", clip(v)),
                 )
                 .help("write host[:port][/namespace], e.g. ttl.sh or harbor.example.com:8443/edge"),
             );
@@ -754,21 +810,26 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             r.diag(
                 Rule::BadCustomTag,
                 "CUSTOM_TAG",
-                format!("CUSTOM_TAG `{v}` must be lowercase letters and digits only"),
+                format!(
+                    "CUSTOM_TAG `{}` must be lowercase letters and digits only",
+                    clip(v)
+                ),
             )
             .help(format!(
                 "try `{}`",
-                v.to_ascii_lowercase()
-                    .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+                clip(
+                    &v.to_ascii_lowercase()
+                        .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+                )
             )),
         );
     }
-    if let Some(v) = r.get("ISO_NAME").filter(|v| !lowercase_word(v, "-_")) {
+    if let Some(v) = r.get("ISO_NAME").filter(|v| !is_iso_name(v)) {
         out.push(
             r.diag(
                 Rule::BadIsoName,
                 "ISO_NAME",
-                format!("ISO_NAME `{v}` must be lowercase letters, digits, `-` and `_`"),
+                format!("ISO_NAME `{}` must be {ISO_NAME_CHARACTERS}", clip(v)),
             )
             .help("leave out the .iso extension; forge adds it"),
         );
@@ -782,7 +843,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
         out.push(r.diag(
             Rule::BadArch,
             "ARCH",
-            format!("ARCH `{v}` must be amd64 or arm64{hint}"),
+            format!("ARCH `{}` must be amd64 or arm64{hint}", clip(v)),
         ));
     }
     check_choice(
@@ -814,7 +875,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             r.diag(
                 Rule::BadSettingValue,
                 "CONTENT_PART_SIZE",
-                format!("CONTENT_PART_SIZE `{v}` must be a size from 1MB to 4095MiB"),
+                format!("CONTENT_PART_SIZE `{}` must be a size from 1MB to 4095MiB", clip(v)),
             )
             .help("bytes, or a number with K, M, G, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000), as `split --bytes` reads it, e.g. 3GB"),
         );
@@ -848,7 +909,7 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
             out.push(r.diag(
                 Rule::BadSettingValue,
                 d.name,
-                format!("{} `{v}` must be true or false", d.name),
+                format!("{} `{}` must be true or false", d.name, clip(v)),
             ));
         }
     }
@@ -863,17 +924,28 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                 out.push(r.diag(
                     Rule::BadSettingValue,
                     "K8S_VERSION",
-                    format!("K8S_VERSION `{version}` is not a version x.y.z"),
+                    format!("K8S_VERSION `{}` is not a version x.y.z", clip(version)),
                 ));
             } else if !distribution.is_empty()
                 && !r.r.matrix.versions(distribution).contains(version)
             {
                 let known = r.r.matrix.versions(distribution);
-                out.push(r.diag(Rule::K8sVersionNotInMatrix, "K8S_VERSION", format!("K8S_VERSION `{version}` is not in the version matrix for {distribution}")).help(if known.is_empty() {
-                    format!("the matrix lists no versions for {distribution}")
-                } else {
-                    format!("known versions: {}", known.join(", "))
-                }));
+                out.push(
+                    r.diag(
+                        Rule::K8sVersionNotInMatrix,
+                        "K8S_VERSION",
+                        format!(
+                            "K8S_VERSION `{}` is not in the version matrix for {}",
+                            clip(version),
+                            clip(distribution)
+                        ),
+                    )
+                    .help(if known.is_empty() {
+                        format!("the matrix lists no versions for {}", clip(distribution))
+                    } else {
+                        format!("known versions: {}", known.join(", "))
+                    }),
+                );
             }
         }
     }
@@ -896,21 +968,78 @@ fn check(r: &Resolved) -> Vec<Diagnostic> {
                         format!(
                             "{} names `{}`, which does not exist: skipped, as CanvOS does",
                             d.name,
-                            path.display()
+                            clip(&path.to_string_lossy())
                         ),
                     ));
                 }
                 continue;
             }
-            Err(_) => "which does not exist",
-            Ok(m) if !m.is_file() => {
-                "which is not a regular file (a directory, a device or a pipe)"
-            }
-            Ok(_) => continue,
+            Err(_) => "which does not exist".to_string(),
+            Ok(m) => match crate::limits::NotRegular::of(m.file_type()) {
+                Some(what) => format!("but {what}"),
+                None => continue,
+            },
         };
-        out.push(r.diag(Rule::MissingFile, d.name, format!("{} names `{}`, {problem}", d.name, path.display())).help("fix the path (relative paths start at the file that sets it), or leave the setting empty"));
+        out.push(r.diag(Rule::MissingFile, d.name, format!("{} names `{}`, {problem}", d.name, clip(&path.to_string_lossy()))).help("fix the path (relative paths start at the file that sets it), or leave the setting empty"));
     }
+    check_composed(r, &mut out);
     out
+}
+
+/// The references the settings compose (a provider image per version, the ISO image) must be
+/// valid as a whole, a tag at most 128 characters: each is checked once the settings it is made
+/// of passed their own checks, and the finding points at the last of those making the faulty
+/// part (the tag, or the whole) that is set.
+fn check_composed(r: &Usable, out: &mut Vec<Diagnostic>) {
+    for composed in r.r.composed() {
+        let reported = |name: &str| {
+            out.iter()
+                .any(|d| d.path == name && d.severity == Severity::Error)
+        };
+        if setting_names(composed.shape).any(|name| reported(name) || r.unusable.contains(&name)) {
+            continue;
+        }
+        let Err(e) = Reference::parse(&composed.reference) else {
+            continue;
+        };
+        let (name, tag) = composed.shape.split_once(':').expect("a shape has a tag");
+        let (part, named) = match e {
+            ReferenceError::Tag(_) | ReferenceError::TagTooLong(..) => {
+                (tag, format!("{} tag ({tag})", composed.what))
+            }
+            _ => (
+                name,
+                format!(
+                    "{} `{}` ({})",
+                    composed.what,
+                    clip(&composed.reference),
+                    composed.shape
+                ),
+            ),
+        };
+        let settings: Vec<&str> = setting_names(part).collect();
+        // The last setting of the part given by the user, else the last with a value.
+        let given = |name: &&str| {
+            r.setting(name)
+                .is_some_and(|s| !matches!(s.origin, Origin::Default | Origin::DefaultFrom(_)))
+        };
+        let blamed = settings
+            .iter()
+            .rfind(|name| r.get(name).is_some() && given(name))
+            .or_else(|| settings.iter().rfind(|name| r.get(name).is_some()))
+            .unwrap_or(&"IMAGE_REGISTRY");
+        out.push(
+            r.diag(
+                Rule::BadComposedReference,
+                blamed,
+                format!("the {named} is not valid: {e}"),
+            )
+            .help(format!(
+                "shorten or change the settings it is made of: {}",
+                settings.join(", ")
+            )),
+        );
+    }
 }
 
 /// The settings that passed the checks of their kind: the rules of single settings look only at
@@ -959,7 +1088,7 @@ fn check_choice(r: &Usable, name: &str, allowed: &[&str], rule: Rule, out: &mut 
     let mut d = r.diag(
         rule,
         name,
-        format!("{name} `{v}` is not one of {}", allowed.join(", ")),
+        format!("{name} `{}` is not one of {}", clip(v), allowed.join(", ")),
     );
     if let Some(guess) = did_you_mean(v, allowed.iter().copied()) {
         d = d.help(format!("did you mean `{guess}`?"));

@@ -129,7 +129,7 @@ fn short(e: &bollard::errors::Error) -> String {
     {
         "no engine is listening".into()
     } else {
-        text.chars().take(200).collect()
+        crate::limits::clip(&text).into_owned()
     }
 }
 
@@ -307,7 +307,7 @@ pub async fn ensure_image(
         if let Some(detail) = info.error_detail.and_then(|d| d.message) {
             return Err(EngineError::Pull {
                 image: image.to_string(),
-                detail,
+                detail: crate::limits::clip(&detail).into_owned(),
             });
         }
     }

@@ -1,6 +1,7 @@
 //! `forge inspect`: what an installer ISO holds, read natively (see `read`): label, El Torito
 //! entries, system area, the live files and their sizes, the overlay files and content
-//! bundles, and the sha256 of `/config.yaml` (compared with a user-data file when given).
+//! bundles (a symbolic link shown as one), and the sha256 of `/config.yaml` (compared with a
+//! user-data file when given).
 
 use std::path::Path;
 
@@ -11,7 +12,7 @@ use super::fat::{is_signed, Fat};
 use super::master::{
     CLUSTER_CONFIG, CONTENT_DIR, EDGE_CUSTOM_CONFIG, ESP_LABEL, LABEL, MENU, RESERVED,
 };
-use super::read::{BootEntry, Iso, Partition, ReadError};
+use super::read::{BootEntry, Entry, Iso, Partition, ReadError};
 
 /// A user-data file is a few KiB; more means this is not one.
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
@@ -115,6 +116,7 @@ fn efi_chain(iso: &Path, esp: &Partition, problems: &mut Vec<String>) -> Option<
             .map(|f| File {
                 path: f.path.clone(),
                 size: f.size,
+                link: None,
             })
             .collect(),
     })
@@ -124,6 +126,31 @@ fn efi_chain(iso: &Path, esp: &Partition, problems: &mut Vec<String>) -> Option<
 pub struct File {
     pub path: String,
     pub size: u64,
+    /// The target, when it is a symbolic link (shown as the link, never as what it points to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+impl File {
+    fn of(entry: &Entry) -> File {
+        File {
+            path: entry.path.clone(),
+            size: entry.size,
+            link: entry.link.clone(),
+        }
+    }
+
+    /// `path  size`, or `path -> target` for a link.
+    fn line(&self) -> String {
+        match &self.link {
+            Some(target) => format!("{} -> {target}", self.path),
+            None => format!(
+                "{:24} {}",
+                self.path,
+                crate::registry::sync::human(self.size)
+            ),
+        }
+    }
 }
 
 /// Whether forge writes `path` itself (the rest of the tree came from `overlays/files-iso/`).
@@ -137,12 +164,7 @@ fn forge_writes(path: &str) -> bool {
 /// Read `iso`; compare its `/config.yaml` with `user_data` when given.
 pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError> {
     let mut image = Iso::open(iso)?;
-    let file = |path: &str| {
-        image.get(path).filter(|e| !e.dir).map(|e| File {
-            path: path.to_string(),
-            size: e.size,
-        })
-    };
+    let file = |path: &str| image.get(path).filter(|e| !e.dir).map(File::of);
     let mut problems = Vec::new();
     let files: Vec<File> = [
         "/boot/kernel",
@@ -154,8 +176,12 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
     .iter()
     .filter_map(|p| {
         let found = file(p);
-        if found.is_none() {
-            problems.push(format!("{p} is missing"));
+        match found.as_ref().map(|f| &f.link) {
+            None => problems.push(format!("{p} is missing")),
+            Some(Some(target)) => problems.push(format!(
+                "{p} is a link to {target}, not the file forge writes"
+            )),
+            Some(None) => {}
         }
         found
     })
@@ -166,19 +192,13 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
         .filter(|e| {
             !e.dir && !forge_writes(&e.path) && !e.path.starts_with(&format!("{CONTENT_DIR}/"))
         })
-        .map(|e| File {
-            path: e.path.clone(),
-            size: e.size,
-        })
+        .map(File::of)
         .collect();
     let content_bundles = image
         .entries
         .iter()
         .filter(|e| !e.dir && e.path.starts_with(&format!("{CONTENT_DIR}/")))
-        .map(|e| File {
-            path: e.path.clone(),
-            size: e.size,
-        })
+        .map(File::of)
         .collect();
     let config = image.read("/config.yaml", MAX_CONFIG_BYTES)?;
     let config_sha256 = config.as_ref().map(|c| hex::encode(Sha256::digest(c)));
@@ -287,14 +307,14 @@ impl Report {
                 out.push(format!("EFI config   {config}"));
             }
         }
-        for f in &self.files {
-            out.push(format!("file         {:24} {}", f.path, human(f.size)));
-        }
-        for f in &self.overlay_files {
-            out.push(format!("overlay      {:24} {}", f.path, human(f.size)));
-        }
-        for f in &self.content_bundles {
-            out.push(format!("content      {:24} {}", f.path, human(f.size)));
+        for (kind, files) in [
+            ("file", &self.files),
+            ("overlay", &self.overlay_files),
+            ("content", &self.content_bundles),
+        ] {
+            for f in files {
+                out.push(format!("{kind:12} {}", f.line()));
+            }
         }
         if let Some(sha) = &self.config_sha256 {
             let verdict = match self.config_matches {

@@ -607,7 +607,7 @@ fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Res
                 std::fs::read_link(entry.path())
                     .and_then(|link| std::os::unix::fs::symlink(link, &target))
             } else {
-                std::fs::copy(entry.path(), &target).and_then(|_| {
+                crate::limits::copy(entry.path(), &target).and_then(|_| {
                     let source = std::fs::metadata(entry.path())?.permissions().mode();
                     std::fs::set_permissions(&target, private(source))
                 })
@@ -623,7 +623,7 @@ fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Res
             std::fs::create_dir_all(parent)
                 .map_err(io(format!("creating {}", parent.display())))?;
         }
-        std::fs::File::open(from)
+        crate::limits::open(from)
             .and_then(|mut source| {
                 std::io::copy(&mut source, &mut std::fs::File::create_new(&target)?)
             })
@@ -668,7 +668,9 @@ fn boot_menu(spec: &Spec<'_>) -> Result<String, IsoError> {
         ctx.insert("debug_args", DEBUG_ARGS);
         return Ok(spec.templates.render("iso/grub.cfg", &ctx)?);
     };
-    let text = std::fs::read_to_string(&own).map_err(io(format!("reading {}", own.display())))?;
+    let text = crate::limits::open(&own)
+        .and_then(std::io::read_to_string)
+        .map_err(io(format!("reading {}", own.display())))?;
     let debug = settings.flag("DEBUG");
     Ok(text
         .replace("{{DEFAULT_ENTRY}}", default_entry)

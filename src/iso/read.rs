@@ -43,13 +43,15 @@ pub enum ReadError {
     Damaged(String),
 }
 
-/// A file or directory of the ISO.
+/// A file, directory or symbolic link of the ISO.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// Absolute, e.g. `/boot/kernel`.
     pub path: String,
     pub dir: bool,
     pub size: u64,
+    /// The target of a symbolic link (Rock Ridge `SL`), as written: `../boot/kernel`, `/x`.
+    pub link: Option<String>,
     /// Extents `(first sector, bytes)`: several for files above 4 GiB.
     extents: Vec<(u32, u64)>,
 }
@@ -124,9 +126,46 @@ impl Walk {
     }
 }
 
+/// What the Rock Ridge entries of a record say.
+struct RockRidge {
+    name: Option<String>,
+    link: Option<String>,
+}
+
+/// A symbolic link target read from `SL` entries: component records (flags, length, content),
+/// a component continuing in the next record when its flag 0x01 is set; 0x02 is `.`, 0x04
+/// `..`, 0x08 the root.
+#[derive(Default)]
+struct Link {
+    target: Vec<u8>,
+    /// Whether the last component continues in the next record.
+    open: bool,
+}
+
+impl Link {
+    /// Add the component records of one `SL` entry (its bytes after the flags byte).
+    fn extend(&mut self, mut records: &[u8]) {
+        while let [flags, len, rest @ ..] = records {
+            let (content, after) = rest.split_at((*len as usize).min(rest.len()));
+            if !self.open && !self.target.is_empty() && !self.target.ends_with(b"/") {
+                self.target.push(b'/');
+            }
+            match flags & 0x0e {
+                0x02 => self.target.push(b'.'),
+                0x04 => self.target.extend_from_slice(b".."),
+                0x08 => self.target = b"/".to_vec(),
+                _ => self.target.extend_from_slice(content),
+            }
+            self.open = flags & 0x01 != 0;
+            records = after;
+        }
+    }
+}
+
 impl Iso {
+    /// Read the image at `path`, a regular file ([`crate::limits::open`]).
     pub fn open(path: &Path) -> Result<Iso, ReadError> {
-        let file = File::open(path)?;
+        let file = crate::limits::open(path)?;
         let size = file.metadata()?.len();
         let mut iso = Iso {
             file,
@@ -191,9 +230,14 @@ impl Iso {
         self.entries.iter().find(|e| e.path == path)
     }
 
-    /// The whole content of the file at `path`, refused above `max` bytes.
+    /// The whole content of the file at `path`, refused above `max` bytes; `None` when there
+    /// is no file there (nothing, a directory or a link).
     pub fn read(&mut self, path: &str, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
-        let Some(entry) = self.get(path).cloned() else {
+        let Some(entry) = self
+            .get(path)
+            .filter(|e| !e.dir && e.link.is_none())
+            .cloned()
+        else {
             return Ok(None);
         };
         if entry.size > max {
@@ -279,16 +323,15 @@ impl Iso {
                 continue;
             }
             let system_use = &record[(33 + name_len + (1 - name_len % 2)).min(record.len())..];
-            let name = self
-                .rock_ridge_name(walk, dir, system_use)?
-                .unwrap_or_else(|| {
-                    let n = String::from_utf8_lossy(raw_name);
-                    n.split(';')
-                        .next()
-                        .unwrap_or_default()
-                        .trim_end_matches('.')
-                        .to_lowercase()
-                });
+            let rock_ridge = self.rock_ridge(walk, dir, system_use)?;
+            let name = rock_ridge.name.unwrap_or_else(|| {
+                let n = String::from_utf8_lossy(raw_name);
+                n.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('.')
+                    .to_lowercase()
+            });
             let path = format!("{dir}/{name}");
             if path.len() > MAX_PATH {
                 return Err(ReadError::Damaged(format!(
@@ -310,6 +353,7 @@ impl Iso {
                 path,
                 dir: is_dir,
                 size: if is_dir { 0 } else { extent.1 },
+                link: rock_ridge.link.filter(|_| !is_dir),
                 extents: vec![extent],
             });
         }
@@ -331,16 +375,16 @@ impl Iso {
         Ok(())
     }
 
-    /// The Rock Ridge `NM` name in a system use area of a record in `dir`, following `CE`
-    /// continuations.
-    fn rock_ridge_name(
+    /// The Rock Ridge `NM` name and `SL` link target in a system use area of a record in
+    /// `dir`, following `CE` continuations.
+    fn rock_ridge(
         &mut self,
         walk: &mut Walk,
         dir: &str,
         area: &[u8],
-    ) -> Result<Option<String>, ReadError> {
-        let mut name = Vec::new();
-        let mut found = false;
+    ) -> Result<RockRidge, ReadError> {
+        let mut name: Option<Vec<u8>> = None;
+        let mut link: Option<Link> = None;
         let mut area = area.to_vec();
         for continuation in 0..=MAX_CONTINUATIONS {
             let mut next = None;
@@ -353,11 +397,20 @@ impl Iso {
                 let body = &area[at..at + len];
                 match sig {
                     b"NM" if len >= 5 => {
-                        found = true;
+                        let name = name.get_or_insert_with(Vec::new);
                         name.extend_from_slice(&body[5..]);
                         if name.len() > MAX_NAME {
                             return Err(ReadError::Damaged(format!(
                                 "a Rock Ridge name in {dir}/ is longer than {MAX_NAME} bytes"
+                            )));
+                        }
+                    }
+                    b"SL" if len >= 5 => {
+                        let link = link.get_or_insert_with(Link::default);
+                        link.extend(&body[5..]);
+                        if link.target.len() > MAX_PATH {
+                            return Err(ReadError::Damaged(format!(
+                                "a Rock Ridge link in {dir}/ is longer than {MAX_PATH} bytes"
                             )));
                         }
                     }
@@ -391,7 +444,11 @@ impl Iso {
             )?;
             walk.spend(u64::from(length))?;
         }
-        Ok(found.then(|| String::from_utf8_lossy(&name).into_owned()))
+        let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+        Ok(RockRidge {
+            name: name.map(text),
+            link: link.map(|l| text(l.target)),
+        })
     }
 
     fn catalog(&mut self, lba: u32) -> Result<Vec<BootEntry>, ReadError> {

@@ -380,7 +380,7 @@ fn tar_dir(dir: &Path, out: impl std::io::Write) -> std::io::Result<()> {
             header.set_size(0);
             tar.append_data(&mut header, rel, std::io::empty())?;
         } else {
-            tar.append_data(&mut header, rel, std::fs::File::open(entry.path())?)?;
+            tar.append_data(&mut header, rel, crate::limits::open(entry.path())?)?;
         }
     }
     tar.into_inner()?.flush()

@@ -86,7 +86,7 @@ impl Expect {
     pub fn describe(&self) -> String {
         match self {
             Expect::SquashfsRoot => "the live system reached its root (systemd's welcome after the initramfs, the real root's systemd stopping the initramfs's switch-root unit, or the serial getty's login prompt)".into(),
-            Expect::Regex(re) => format!("/{}/", re.as_str()),
+            Expect::Regex(re) => format!("/{}/", crate::limits::clip(re.as_str())),
         }
     }
 }
@@ -326,7 +326,8 @@ pub async fn run(
                         options.expect.describe()
                     )),
                     Attempt::Panicked(panic, tail) => Some(format!(
-                        "the kernel panicked (`{panic}`) before {}:\n{tail}",
+                        "the kernel panicked (`{}`) before {}:\n{tail}",
+                        crate::limits::clip(&panic),
                         options.expect.describe()
                     )),
                     Attempt::Refused(tail) => Some(format!(
@@ -651,13 +652,13 @@ fn tail(console: &str, errors: &str) -> String {
     let lines: Vec<&str> = console.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut out: Vec<String> = lines[lines.len().saturating_sub(15)..]
         .iter()
-        .map(|l| format!("  | {}", l.trim_end()))
+        .map(|l| format!("  | {}", crate::limits::clip(l.trim_end())))
         .collect();
     out.extend(
         errors
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| format!("  qemu: {l}")),
+            .map(|l| format!("  qemu: {}", crate::limits::clip(l))),
     );
     out.join("\n")
 }

@@ -632,7 +632,7 @@ impl Registry {
                 method: method.to_string(),
                 path: path.to_string(),
                 status,
-                body: body.trim().chars().take(300).collect(),
+                body: crate::limits::clip(body.trim()).into_owned(),
             });
         }
     }
@@ -804,11 +804,7 @@ impl Registry {
                 method: "GET".into(),
                 path: format!("{path} (the token service)"),
                 status,
-                body: String::from_utf8_lossy(&body)
-                    .trim()
-                    .chars()
-                    .take(300)
-                    .collect(),
+                body: crate::limits::clip(String::from_utf8_lossy(&body).trim()).into_owned(),
             });
         }
         #[derive(serde::Deserialize)]
@@ -1209,7 +1205,7 @@ fn connect_reason(detail: &str) -> String {
     } else if lower.contains("reset") {
         "connection reset".to_string()
     } else {
-        detail.chars().take(200).collect()
+        crate::limits::clip(detail).into_owned()
     }
 }
 

@@ -143,8 +143,8 @@ impl Rewriter {
         let to = match target {
             None => from.clone(),
             Some(text) => Reference::parse(&text).map_err(|source| RewriteError::Invalid {
-                from: from.to_string(),
-                to: text.clone(),
+                from: crate::limits::clip(&from.to_string()).into_owned(),
+                to: crate::limits::clip(&text).into_owned(),
                 source,
             })?,
         };

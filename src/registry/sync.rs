@@ -94,7 +94,7 @@ impl Manifest {
     fn parse(bytes: &[u8], image: &Reference, registry: &str) -> Result<Manifest, SyncError> {
         let raw: RawManifest = serde_json::from_slice(bytes).map_err(|e| SyncError::Manifest {
             image: image.to_string(),
-            detail: e.to_string(),
+            detail: crate::limits::clip(&e.to_string()).into_owned(),
         })?;
         let descriptor = |field: String, d: RawDescriptor| {
             let digest = Digest::parse(&d.digest).map_err(|e| {
@@ -325,12 +325,15 @@ impl<'a> Syncer<'a> {
             .ok_or_else(|| SyncError::Platform {
                 image: image.to_string(),
                 platform: wanted.to_string(),
-                available: manifest
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: crate::limits::clip(
+                    &manifest
+                        .manifests
+                        .iter()
+                        .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+                .into_owned(),
             })
     }
 

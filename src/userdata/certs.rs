@@ -3,6 +3,8 @@
 
 use x509_parser::pem::Pem;
 
+use crate::limits::clip;
+
 /// What a PEM bundle holds, as far as validation cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
@@ -18,10 +20,14 @@ impl Certificate {
         if now > self.not_after {
             Some(format!(
                 "certificate `{}` expired on {}",
-                self.subject, self.not_after_text
+                clip(&self.subject),
+                self.not_after_text
             ))
         } else if now < self.not_before {
-            Some(format!("certificate `{}` is not valid yet", self.subject))
+            Some(format!(
+                "certificate `{}` is not valid yet",
+                clip(&self.subject)
+            ))
         } else {
             None
         }
@@ -38,7 +44,7 @@ pub fn parse_bundle(text: &str) -> Result<Vec<Certificate>, String> {
             return Err(format!(
                 "PEM block {} is a `{}`, not a CERTIFICATE",
                 i + 1,
-                block.label
+                clip(&block.label)
             ));
         }
         let x509 = block

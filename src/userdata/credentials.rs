@@ -8,6 +8,7 @@ use base64::Engine as _;
 
 use super::certs;
 use crate::diagnostic::{Diagnostic, Edit, Pos, Rule};
+use crate::limits::clip;
 use crate::reference::{parse_domain, token_auth_reason, Domain};
 use crate::yaml::{index, join, Entry, Node, Value};
 
@@ -107,7 +108,7 @@ impl<'a> Credentials<'a> {
                         Rule::BadRegistryDomain,
                         file,
                         domain_key,
-                        format!("registry {domain_key} `{raw}` {e}"),
+                        format!("registry {domain_key} `{}` {e}", clip(raw)),
                     )
                     .help("write host[:port][/path], e.g. 10.10.254.254:8000/spectro-images"),
                 ),

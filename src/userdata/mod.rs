@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Edit, Pos, Rule};
+use crate::limits::clip;
 use crate::reference::parse_domain;
 use crate::schema::{self, Checker};
 use crate::yaml::{self, index, join, Document, Node};
@@ -261,14 +262,14 @@ fn check_registries(file: &Path, text: &str, root: &Node) -> Vec<Diagnostic> {
                 file,
                 path.clone(),
                 rule.key_pos,
-                format!("mapping source `{}` {e}", rule.key),
+                format!("mapping source `{}` {e}", clip(&rule.key)),
             ));
         }
         let Some(target) = rule.value.as_str() else {
             continue;
         };
         match parse_domain(target) {
-            Err(e) => out.push(Diagnostic::new(Rule::BadRegistryDomain, file, path, rule.value.pos, format!("mapping target `{target}` {e}"))),
+            Err(e) => out.push(Diagnostic::new(Rule::BadRegistryDomain, file, path, rule.value.pos, format!("mapping target `{}` {e}", clip(target)))),
             // Locally managed hosts map images to the names a content bundle holds; there is no
             // registry to declare.
             Ok(_) if locally_managed(root) => {}
@@ -278,7 +279,7 @@ fn check_registries(file: &Path, text: &str, root: &Node) -> Vec<Diagnostic> {
                     file,
                     path,
                     rule.value.pos,
-                    format!("mapping target `{target}` is on `{}`, which no entry of externalRegistries.registries declares; the agent will pull from it without credentials or certificates", domain.authority()),
+                    format!("mapping target `{}` is on `{}`, which no entry of externalRegistries.registries declares; the agent will pull from it without credentials or certificates", clip(target), domain.authority()),
                 )
                 .width(target.chars().count())
                 .help(if declared.is_empty() {
@@ -323,13 +324,13 @@ fn check_site(file: &Path, root: &Node) -> Vec<Diagnostic> {
             None => (
                 "type",
                 kind.key_pos,
-                format!("interface `{}` is static but has no ipAddress", nic.key),
+                format!("interface `{}` is static but has no ipAddress", clip(&nic.key)),
             ),
             Some(address) => match address.value.as_str() {
                 Some(ip) if ip.parse::<IpAddr>().is_ok() && nic.value.get("mask").is_none() => (
                     "ipAddress",
                     address.key_pos,
-                    format!("interface `{}` is static, and its ipAddress `{ip}` has neither a prefix length nor a mask", nic.key),
+                    format!("interface `{}` is static, and its ipAddress `{ip}` has neither a prefix length nor a mask", clip(&nic.key)),
                 ),
                 _ => continue,
             },
