@@ -10,7 +10,7 @@ use bollard::Docker;
 use futures_util::{stream, StreamExt as _, TryStreamExt as _};
 use serde_json::json;
 
-use crate::config::Resolved;
+use crate::config::{Environment, Settings};
 use crate::engine::{self, Engine, EngineError};
 use crate::iso::Mastered;
 use crate::plan::{Context, Facts, Kind, Plan, Step, INPUT_HASH_LABEL};
@@ -53,7 +53,7 @@ pub struct Built {
     pub size: u64,
     pub cached: bool,
     /// Manifest digest in the registry, when pushed.
-    pub digest: Option<crate::digest::Digest>,
+    pub digest: Option<crate::oci::Digest>,
     /// Bytes uploaded by the push (blobs the registry already had are not sent).
     pub pushed_bytes: Option<u64>,
     /// The engine (index in the build's engines) that holds it.
@@ -61,10 +61,14 @@ pub struct Built {
 }
 
 /// The build arguments every step gets: the proxies, which Docker keeps out of image history.
-pub fn build_args(settings: &Resolved) -> HashMap<String, String> {
+pub fn build_args(settings: &Settings) -> HashMap<String, String> {
     let mut args = HashMap::new();
-    for name in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"] {
-        if let Some(value) = settings.get(name) {
+    for (name, value) in [
+        ("HTTP_PROXY", &settings.http_proxy),
+        ("HTTPS_PROXY", &settings.https_proxy),
+        ("NO_PROXY", &settings.no_proxy),
+    ] {
+        if let Some(value) = value {
             args.insert(name.to_string(), value.to_string());
             args.insert(name.to_ascii_lowercase(), value.to_string());
         }
@@ -107,13 +111,13 @@ fn history_safe(
 }
 
 /// The engine must run the architecture of the artifacts: checked before anything is pulled.
-pub async fn check_arch(docker: &Docker, settings: &Resolved) -> Result<(), BuildError> {
+pub async fn check_arch(docker: &Docker, settings: &Settings) -> Result<(), BuildError> {
     let info = docker
         .info()
         .await
         .map_err(|e| EngineError::Api(e.to_string()))?;
     let engine_arch = info.architecture.unwrap_or_default();
-    match arch_mismatch(&engine_arch, settings.get("ARCH").unwrap_or("amd64")) {
+    match arch_mismatch(&engine_arch, settings.arch.as_str()) {
         Some(problem) => Err(BuildError::Host(problem)),
         None => Ok(()),
     }
@@ -134,20 +138,20 @@ pub fn arch_mismatch(engine_arch: &str, wanted: &str) -> Option<String> {
 
 /// The check that stops a build before anything is built: the engine's free disk space
 /// against a rough need of the plan.
-pub async fn check_host(docker: &Docker, plan: &Plan) -> Result<(), BuildError> {
-    let info = docker
+pub async fn check_host(engine: &engine::Engine, plan: &Plan) -> Result<(), BuildError> {
+    let info = engine
+        .docker
         .info()
         .await
         .map_err(|e| EngineError::Api(e.to_string()))?;
-    let local = std::env::var("DOCKER_HOST").map_or(true, |h| h.starts_with("unix://"));
-    if let (true, Some(root)) = (local, info.docker_root_dir) {
-        let need = disk_need(docker, plan).await;
+    if let (true, Some(root)) = (engine.is_local(), info.docker_root_dir) {
+        let need = disk_need(&engine.docker, plan).await;
         if let Ok(free) = fs4::available_space(&root) {
             if free < need {
                 return Err(BuildError::Host(format!(
                     "the Docker data root {root} has {} free, and this build needs about {}; free space (docker system prune) or move the data root",
-                    crate::registry::sync::human(free),
-                    crate::registry::sync::human(need)
+                    crate::units::human(free),
+                    crate::units::human(need)
                 )));
             }
         }
@@ -174,25 +178,30 @@ async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
 /// image's systemd version (unless bundling is forced) and whether the stylus framework has
 /// `/etc/kairos/80_stylus.yaml`. Pulls the two images when the engine does not have them.
 pub async fn facts(
-    docker: &Docker,
-    settings: &Resolved,
+    on: &Engine,
+    settings: &Settings,
     sources: &Sources,
     progress: &Progress,
 ) -> Result<Facts, BuildError> {
+    let docker = &on.docker;
     check_arch(docker, settings).await?;
     let (base, stylus) = (sources.get("base_image"), sources.get("agent_image"));
-    let credentials = engine::credentials_for(&[base.to_string(), stylus.to_string()]).await?;
-    let systemd = if settings.flag("BUNDLE_K8S_AND_AGENT_PROVIDER") {
+    let credentials = engine::credentials_for(
+        &settings.environment,
+        &[base.to_string(), stylus.to_string()],
+    )
+    .await?;
+    let systemd = if settings.bundle_k8s_and_agent_provider {
         None
     } else {
         progress.start("probe", "probing", base);
         engine::ensure_image(docker, base, &credentials).await?;
-        let version = engine::systemd_version(docker, base).await?;
+        let version = engine::systemd_version(on, base).await?;
         progress.finish("probe", "systemd", &format!("{version} in {base}"));
         Some(version)
     };
     engine::ensure_image(docker, stylus, &credentials).await?;
-    let stylus_config = engine::has_path(docker, stylus, "/etc/kairos/80_stylus.yaml").await?;
+    let stylus_config = engine::has_path(on, stylus, "/etc/kairos/80_stylus.yaml").await?;
     Ok(Facts {
         systemd,
         stylus_config,
@@ -292,6 +301,8 @@ impl Shared<'_> {
 pub struct Run<'a> {
     /// The build arguments of every step.
     pub args: &'a HashMap<String, String>,
+    /// Where the engine's pull credentials come from (the Docker config).
+    pub env: &'a Environment,
     /// Provider images built at once.
     pub jobs: usize,
     /// The run's private directory (build contexts are written below it).
@@ -320,7 +331,7 @@ pub async fn run(engines: &[Engine], plan: &Plan, run: &Run<'_>) -> Result<Vec<B
             .iter()
             .filter(|s| s.kind != Kind::Os && wanted(s))
         {
-            pulled.extend(pull_shared(&primary.docker, shared, step, progress).await?);
+            pulled.extend(pull_shared(&primary.docker, shared, step, run).await?);
         }
     }
     let is_pulled = |pulled: &[Built], step: &Step| pulled.iter().any(|b| b.step.tag == step.tag);
@@ -344,7 +355,7 @@ pub async fn run(engines: &[Engine], plan: &Plan, run: &Run<'_>) -> Result<Vec<B
         if needed && !is_pulled(&pulled, base) {
             let from_cache = match cache_from {
                 Some(shared) if !wanted(base) => {
-                    pull_shared(&primary.docker, shared, base, progress).await?
+                    pull_shared(&primary.docker, shared, base, run).await?
                 }
                 _ => None,
             };
@@ -363,7 +374,7 @@ pub async fn run(engines: &[Engine], plan: &Plan, run: &Run<'_>) -> Result<Vec<B
             let others = engines[1..used].iter().map(|engine| async move {
                 let pulled = match run.shared {
                     Some(shared) if shared.from || shared.to => {
-                        pull_shared(&engine.docker, shared, base, progress).await?
+                        pull_shared(&engine.docker, shared, base, run).await?
                     }
                     _ => None,
                 };
@@ -380,7 +391,7 @@ pub async fn run(engines: &[Engine], plan: &Plan, run: &Run<'_>) -> Result<Vec<B
     let builds = providers.iter().enumerate().map(|(i, step)| {
         let (k, engine) = (i % used, &engines[i % used]);
         async move {
-            let mut image = build_step(&engine.docker, step, run.args, dir, progress)
+            let mut image = build_step(&engine.docker, step, run, dir)
                 .await
                 .map_err(|e| match several {
                     true => on_engine(engine, e),
@@ -400,7 +411,7 @@ pub async fn run(engines: &[Engine], plan: &Plan, run: &Run<'_>) -> Result<Vec<B
     }
     built.append(&mut provider_images?);
     if let Some(installer) = to_build.iter().find(|s| s.kind == Kind::Installer) {
-        built.push(build_step(&primary.docker, installer, run.args, dir, progress).await?);
+        built.push(build_step(&primary.docker, installer, run, dir).await?);
     }
     if let Some(shared) = run.shared.filter(|s| s.to) {
         let rest = built
@@ -440,7 +451,7 @@ async fn build_base(
         .iter()
         .filter(|s| matches!(s.kind, Kind::Os | Kind::Base))
     {
-        built.push(build_step(&engine.docker, step, run.args, dir, run.progress).await?);
+        built.push(build_step(&engine.docker, step, run, dir).await?);
     }
     Ok(built)
 }
@@ -479,8 +490,9 @@ async fn pull_shared(
     docker: &Docker,
     shared: &Shared<'_>,
     step: &Step,
-    progress: &Progress,
+    run: &Run<'_>,
 ) -> Result<Option<Built>, BuildError> {
+    let progress = run.progress;
     let source = shared.reference(step);
     let reference =
         Reference::parse(&source).map_err(|e| BuildError::Host(format!("{source}: {e}")))?;
@@ -497,7 +509,7 @@ async fn pull_shared(
     }
     let name = step.name();
     progress.start(&name, "pulling", &source);
-    let credentials = engine::credentials_for(std::slice::from_ref(&source)).await?;
+    let credentials = engine::credentials_for(run.env, std::slice::from_ref(&source)).await?;
     engine::ensure_image(docker, &source, &credentials).await?;
     engine::tag(docker, &source, &step.tag).await?;
     let inspect = docker
@@ -528,10 +540,10 @@ async fn pull_shared(
 async fn build_step(
     docker: &Docker,
     step: &Step,
-    args: &HashMap<String, String>,
+    run: &Run<'_>,
     scratch: &Path,
-    progress: &Progress,
 ) -> Result<Built, BuildError> {
+    let (args, progress) = (run.args, run.progress);
     let name = step.name();
     let key = cache_key(docker, step).await?;
     let existing = engine::labels(docker, &step.tag).await?;
@@ -560,7 +572,7 @@ async fn build_step(
                 .into_iter()
                 .chain(step.build_args.clone())
                 .collect(),
-            credentials: engine::credentials_for(&step.from_images()).await?,
+            credentials: engine::credentials_for(run.env, &step.from_images()).await?,
         };
         let result = engine::build(docker, build, &|line| progress.line(&name, line)).await;
         let _ = std::fs::remove_dir_all(&written);
@@ -602,7 +614,7 @@ async fn cache_key(docker: &Docker, step: &Step) -> Result<String, BuildError> {
         key.push('\n');
         key.push_str(&id);
     }
-    Ok(crate::digest::Digest::sha256(key.as_bytes()).to_string())
+    Ok(crate::oci::Digest::sha256(key.as_bytes()).to_string())
 }
 
 /// Push the provider images (from the engine each was built on) to their registry; fills in
@@ -685,7 +697,7 @@ async fn push_image(
 /// tagged `IMAGE_REGISTRY/IMAGE_REPO/<ISO file stem>:PE_VERSION[-CUSTOM_TAG]`; records where.
 pub async fn push_iso(
     syncer: &Syncer<'_>,
-    settings: &Resolved,
+    settings: &Settings,
     iso: &mut Mastered,
     epoch: Option<u64>,
     progress: &Progress,
@@ -696,7 +708,7 @@ pub async fn push_iso(
         .ok_or_else(|| BuildError::Host("--push-iso needs IMAGE_REGISTRY".into()))?;
     let reference = Reference::parse(&tag).map_err(|e| BuildError::Host(format!("{tag}: {e}")))?;
     progress.start("push iso", "pushing", &tag);
-    let arch = settings.get("ARCH").unwrap_or("amd64");
+    let arch = settings.arch.as_str();
     let synced = crate::iso::artifact::push(syncer, &iso.path, &reference, arch, epoch)
         .await
         .map_err(|source| BuildError::Push {
@@ -716,7 +728,7 @@ pub async fn push_iso(
 /// Write `manifest.json` and `profile-snippet.yaml` to `dir`; returns the snippet.
 pub fn write_outputs(
     dir: &Path,
-    settings: &Resolved,
+    settings: &Settings,
     templates: &Templates,
     built: &[Built],
     isos: &[Mastered],
@@ -736,7 +748,7 @@ pub const MANIFEST_SCHEMA: &str = "forge.manifest/v1";
 /// Write `manifest.json` to `dir`: every image built and every ISO, with their inputs.
 pub fn write_manifest(
     dir: &Path,
-    settings: &Resolved,
+    settings: &Settings,
     built: &[Built],
     isos: &[Mastered],
 ) -> Result<(), BuildError> {
@@ -745,7 +757,7 @@ pub fn write_manifest(
         .map(|b| {
             let mut inputs = json!({"input_hash": b.step.input_hash});
             if let Kind::Provider { version } = &b.step.kind {
-                inputs["k8s_distribution"] = json!(settings.get("K8S_DISTRIBUTION"));
+                inputs["k8s_distribution"] = json!(settings.k8s_distribution.map(|d| d.as_str()));
                 inputs["k8s_version"] = json!(version);
             }
             json!({
@@ -773,7 +785,7 @@ pub fn write_manifest(
                     "image": iso.image,
                     "user_data": iso.user_data,
                     "rootfs_bytes": iso.rootfs_bytes,
-                    "squashfs_compression": settings.get("SQUASHFS_COMPRESSION"),
+                    "squashfs_compression": settings.squashfs_compression.as_str(),
                     "efi_loader": iso.efi_loader,
                     "content_bundles": iso.bundles.iter().map(|b| json!({"source": b.source, "size": b.size, "iso_paths": b.parts})).collect::<Vec<_>>(),
                 },

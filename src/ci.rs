@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::config::{holds_secret, Origin, Resolved, ENV_PREFIX};
+use crate::config::{holds_secret, Origin, Settings, Values, ENV_PREFIX};
 use crate::plan::{Kind, Plan};
 use crate::reference::{parse_domain, Reference};
 use crate::render::Sources;
@@ -133,9 +133,9 @@ pub struct Carried {
 }
 
 /// The settings a job must be given besides the command-line flags and files it has.
-pub fn carried(settings: &Resolved) -> Carried {
+pub fn carried(values: &Values) -> Carried {
     let mut carried = Carried::default();
-    for (def, setting) in settings.iter() {
+    for (def, setting) in values.iter() {
         let Some(setting) = setting else { continue };
         match &setting.origin {
             Origin::Env(_) if !holds_secret(def, &setting.value) => carried.sets.extend([
@@ -152,10 +152,11 @@ pub fn carried(settings: &Resolved) -> Carried {
 /// The registries the jobs log in to, by host, each once: IMAGE_REGISTRY's (the provider
 /// images are pushed there), the registry cache's (`cache`, a repository), and those the
 /// engine pulls the source images and the ISO builder's base from.
-pub fn registries(settings: &Resolved, sources: &Sources, cache: Option<&str>) -> Vec<String> {
+pub fn registries(settings: &Settings, sources: &Sources, cache: Option<&str>) -> Vec<String> {
     let image = |v: &str| Reference::parse(&v.replace("{version}", "0")).ok();
     let push = settings
-        .get("IMAGE_REGISTRY")
+        .image_registry
+        .as_deref()
         .and_then(|v| parse_domain(v).ok())
         .map(|d| d.authority());
     let cache = cache.and_then(|repo| image(&format!("{repo}:cache")));
@@ -164,7 +165,7 @@ pub fn registries(settings: &Resolved, sources: &Sources, cache: Option<&str>) -
         .iter()
         .filter(|(key, _)| key.ends_with("_image"))
         .map(|(_, v)| v.as_str())
-        .chain(settings.get("ISO_TOOLS_IMAGE"))
+        .chain([settings.iso_tools_image.as_str()])
         .filter_map(image);
     let mut hosts: Vec<String> = Vec::new();
     for host in push
@@ -852,7 +853,7 @@ mod tests {
             sets: vec![("OS_VERSION".into(), "24.04".into())],
             ..Default::default()
         });
-        let carried = carried(&settings);
+        let carried = carried(&settings.values);
         assert_eq!(
             carried.sets,
             ["--set", "CUSTOM_TAG=ci", "--set", "NO_PROXY=10.0.0.0/8"]

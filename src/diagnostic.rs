@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::limits::EXCERPT_CHARS;
-use crate::secret::Redactor;
+use crate::secret::mask_line;
 
 /// How bad a finding is. Errors fail validation (exit 1); warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -273,9 +273,10 @@ impl Report {
 
     /// `file:line:column: severity[code]: path: message`, the line quoted (at most
     /// [`EXCERPT_CHARS`] characters around the column) and underlined, then a summary line.
-    /// Secrets are masked in the quoted lines and everywhere else; control characters are
-    /// escaped so that nothing from an input file reaches the terminal raw.
-    pub fn render_text(&self, redactor: &Redactor) -> String {
+    /// The values of secret keys are masked in the quoted lines (registered secrets are the
+    /// output door's to mask); control characters are escaped so that nothing from an input
+    /// file reaches the terminal raw.
+    pub fn render_text(&self) -> String {
         let lines: Vec<(&Path, Vec<&str>)> = self
             .sources
             .iter()
@@ -306,7 +307,7 @@ impl Report {
             );
             if let Some(line) = source_line(&d.file, d.pos.line) {
                 if !matches!(&masked, Some((f, n, _)) if *f == d.file && *n == d.pos.line) {
-                    let chars = redactor.mask_line(line).chars().collect();
+                    let chars = mask_line(line).chars().collect();
                     masked = Some((&d.file, d.pos.line, chars));
                 }
                 let line = masked.as_ref().map_or(&[][..], |(_, _, chars)| chars);
@@ -328,7 +329,7 @@ impl Report {
             out.push('\n');
         }
         let _ = writeln!(out, "{}", self.summary());
-        escape_control(&redactor.redact(&out))
+        escape_control(&out)
     }
 
     /// `N errors, M warnings` (or `no problems found`).
@@ -346,8 +347,8 @@ impl Report {
         )
     }
 
-    /// The report as a JSON value, messages redacted.
-    pub fn to_json(&self, redactor: &Redactor) -> serde_json::Value {
+    /// The report as a JSON value.
+    pub fn to_json(&self) -> serde_json::Value {
         let report = JsonReport {
             diagnostics: self
                 .diagnostics
@@ -359,8 +360,8 @@ impl Report {
                     path: &d.path,
                     line: d.pos.line,
                     column: d.pos.column,
-                    message: redactor.redact(&d.message),
-                    help: d.help.as_deref().map(|h| redactor.redact(h)),
+                    message: d.message.clone(),
+                    help: d.help.clone(),
                 })
                 .collect(),
             errors: self.errors(),

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::engine::EngineError;
 use crate::iso::{self, verify};
-use crate::registry::sync::human;
 use crate::registry::Pool;
+use crate::units::human;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,7 +68,7 @@ const ENGINE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The engine at `address`: reachable, its version and API, its architecture against `arch`
 /// (the ARCH setting), free space in its data root (a local engine), the classic builder.
-pub async fn engine(address: &str, arch: &str) -> Vec<Check> {
+pub async fn engine(address: &str, arch: &str, env: &crate::config::Environment) -> Vec<Check> {
     const NAME: &str = "engine";
     let unreachable = |detail: String| {
         vec![Check::problem(
@@ -79,7 +79,7 @@ pub async fn engine(address: &str, arch: &str) -> Vec<Check> {
         )]
     };
     let asked = async {
-        let docker = crate::engine::connect_to(address).await?;
+        let docker = crate::engine::connect_to(address, env).await?;
         match tokio::join!(docker.version(), docker.info()) {
             (Ok(version), Ok(info)) => Ok((docker, version, info)),
             (Err(e), _) | (_, Err(e)) => Err(EngineError::Api(e.to_string())),

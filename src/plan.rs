@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::config::Resolved;
+use crate::config::Settings;
 use crate::render::{
     check_overlay_links, context, dockerignore, Exclude, RenderError, Sources, Templates,
 };
@@ -173,7 +173,7 @@ pub enum PlanError {
 
 /// What a plan is made from.
 pub struct Inputs<'a> {
-    pub settings: &'a Resolved,
+    pub settings: &'a Settings,
     pub templates: &'a Templates,
     pub sources: &'a Sources,
     pub facts: Facts,
@@ -201,24 +201,19 @@ const KERNEL_HEADERS_SCRIPT: &str = "scripts/install-kernel-headers.sh";
 
 /// Whether the settings and sources name everything a plan needs, before any image is
 /// probed; returns the Kubernetes versions to build.
-pub fn check(settings: &Resolved, sources: &Sources) -> Result<Vec<String>, PlanError> {
-    for name in ["IMAGE_REGISTRY", "K8S_DISTRIBUTION"] {
-        if settings.get(name).is_none() {
-            return Err(PlanError::Missing(name));
-        }
+pub fn check(settings: &Settings, sources: &Sources) -> Result<Vec<String>, PlanError> {
+    if settings.image_registry.is_none() {
+        return Err(PlanError::Missing("IMAGE_REGISTRY"));
     }
+    let Some(distribution) = settings.k8s_distribution else {
+        return Err(PlanError::Missing("K8S_DISTRIBUTION"));
+    };
     if sources.get("base_image").is_empty() {
-        let os = settings.get("OS_DISTRIBUTION").unwrap_or("ubuntu");
-        return Err(PlanError::NoBaseImage(os.to_string()));
+        return Err(PlanError::NoBaseImage(settings.os_distribution.to_string()));
     }
     let versions = settings.k8s_versions();
     if versions.is_empty() {
-        return Err(PlanError::NoVersions(
-            settings
-                .get("K8S_DISTRIBUTION")
-                .unwrap_or_default()
-                .to_string(),
-        ));
+        return Err(PlanError::NoVersions(distribution.to_string()));
     }
     Ok(versions)
 }
@@ -228,13 +223,10 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
     let settings = inputs.settings;
     let sources = inputs.sources;
     let versions = check(settings, sources)?;
-    let os = settings.get("OS_DISTRIBUTION").unwrap_or("ubuntu");
-    let repo = settings.get("IMAGE_REPO").unwrap_or("forge");
-    let checkout = settings.checkout();
-    let bundle = Bundle::decide(
-        settings.flag("BUNDLE_K8S_AND_AGENT_PROVIDER"),
-        inputs.facts.systemd,
-    );
+    let os = settings.os_distribution;
+    let repo = &settings.image_repo;
+    let checkout = &settings.checkout;
+    let bundle = Bundle::decide(settings.bundle_k8s_and_agent_provider, inputs.facts.systemd);
     let mut ctx = context(settings);
     for (key, value) in &sources.0 {
         ctx.insert(key.as_str(), value);
@@ -244,11 +236,12 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
 
     // The user's steps: the checkout's Dockerfile on the checkout, or forge's equivalent.
     let mut os_args = BTreeMap::from([("BASE".to_string(), sources.get("base_image").to_string())]);
-    for name in ["OS_DISTRIBUTION", "OS_VERSION", "DRBD_VERSION"] {
-        os_args.insert(
-            name.to_string(),
-            settings.get(name).unwrap_or_default().to_string(),
-        );
+    for (name, value) in [
+        ("OS_DISTRIBUTION", os.as_str()),
+        ("OS_VERSION", &settings.os_version),
+        ("DRBD_VERSION", &settings.drbd_version),
+    ] {
+        os_args.insert(name.to_string(), value.to_string());
     }
     let user_dockerfile = checkout.join("Dockerfile");
     let user_data: Vec<&Path> = inputs.user_data.iter().map(PathBuf::as_path).collect();
@@ -322,7 +315,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
         .map(|f| f.join("etc"))
         .filter(|e| e.is_dir())
         .unwrap_or_else(|| inputs.empty.to_path_buf());
-    let custom = settings.file("EDGE_CUSTOM_CONFIG");
+    let custom = settings.edge_custom_config.clone();
     let luet_auth = Some(checkout.join(LUET_AUTH)).filter(|p| p.is_file());
     let kernel_headers = Some(checkout.join(KERNEL_HEADERS_SCRIPT)).filter(|p| p.is_file());
     let mut provider_files = vec![
@@ -371,7 +364,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
 
     // The installer image.
     let overlay = overlay_files.unwrap_or_else(|| inputs.empty.to_path_buf());
-    let iso_name = settings.get("ISO_NAME").unwrap_or("installer");
+    let iso_name = &settings.iso_name;
     let dockerfile = inputs
         .templates
         .render_dockerfile("images/installer.Dockerfile", &ctx)?;
@@ -393,7 +386,7 @@ fn step(
     context: Context,
     exclude: Exclude,
     build_args: BTreeMap<String, String>,
-    settings: &Resolved,
+    settings: &Settings,
     tag: &dyn Fn(&str) -> String,
 ) -> Result<Step, PlanError> {
     let mut hasher = Sha256::new();
@@ -427,14 +420,14 @@ fn step(
         ),
         (
             "org.opencontainers.image.version".to_string(),
-            settings.get("PE_VERSION").unwrap_or_default().to_string(),
+            settings.pe_version.clone(),
         ),
         (
             "org.opencontainers.image.title".to_string(),
             format!(
                 "{} {} {}",
-                settings.get("OS_DISTRIBUTION").unwrap_or_default(),
-                settings.get("OS_VERSION").unwrap_or_default(),
+                settings.os_distribution,
+                settings.os_version,
                 kind.label()
             ),
         ),
@@ -443,17 +436,14 @@ fn step(
         labels.insert(
             "dev.forge.k8s-distribution".into(),
             settings
-                .get("K8S_DISTRIBUTION")
-                .unwrap_or_default()
-                .to_string(),
+                .k8s_distribution
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
         );
         labels.insert("dev.forge.k8s-version".into(), version.clone());
     }
-    if let Some(epoch) = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .filter(|e| e.chars().all(|c| c.is_ascii_digit()) && !e.is_empty())
-    {
-        labels.insert("org.opencontainers.image.created".into(), epoch);
+    if let Ok(Some(epoch)) = settings.environment.epoch() {
+        labels.insert("org.opencontainers.image.created".into(), epoch.to_string());
     }
     Ok(Step {
         kind,
@@ -520,7 +510,7 @@ mod tests {
     use super::*;
     use crate::config::{resolve, Inputs as SettingsInputs};
 
-    fn settings(extra: &[(&str, &str)]) -> Resolved {
+    fn settings(extra: &[(&str, &str)]) -> Settings {
         let mut sets: Vec<(String, String)> = [
             ("IMAGE_REGISTRY", "ttl.sh"),
             ("K8S_DISTRIBUTION", "k3s"),
@@ -536,9 +526,10 @@ mod tests {
             checkout: Some(PathBuf::from("/nonexistent-checkout")),
             ..SettingsInputs::default()
         })
+        .settings
     }
 
-    fn plan_with(settings: &Resolved, certs: Option<&Path>, systemd: u32) -> Plan {
+    fn plan_with(settings: &Settings, certs: Option<&Path>, systemd: u32) -> Plan {
         let templates = Templates::load(None).unwrap();
         let sources = templates.sources(settings).unwrap();
         let empty = tempfile::tempdir().unwrap();
@@ -559,7 +550,7 @@ mod tests {
         .unwrap()
     }
 
-    fn plan_for(settings: &Resolved, certs: Option<&Path>) -> Plan {
+    fn plan_for(settings: &Settings, certs: Option<&Path>) -> Plan {
         plan_with(settings, certs, 252)
     }
 
@@ -636,7 +627,8 @@ mod tests {
         let s = resolve(&SettingsInputs {
             sets: vec![("IMAGE_REGISTRY".into(), "ttl.sh".into())],
             ..SettingsInputs::default()
-        });
+        })
+        .settings;
         let sources = templates.sources(&s).unwrap();
         let err = plan(&Inputs {
             settings: &s,

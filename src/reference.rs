@@ -314,7 +314,7 @@ pub fn check_tag(tag: &str) -> Result<(), ReferenceError> {
 }
 
 fn check_digest(digest: &str) -> Result<(), ReferenceError> {
-    crate::digest::Digest::parse(digest)
+    crate::oci::Digest::parse(digest)
         .map(drop)
         .map_err(|_| ReferenceError::Digest(clip(digest).into_owned()))
 }

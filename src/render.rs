@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tera::{Context, Tera};
 
-use crate::config::{Kind, Resolved, SETTINGS};
+use crate::config::Settings;
 use crate::yaml;
 
 /// The templates forge knows, with their built-in text, grouped by what they build: image
@@ -170,7 +170,7 @@ impl Templates {
     }
 
     /// `iso/efi.yaml` rendered with the settings.
-    pub fn efi(&self, settings: &Resolved) -> Result<Efi, RenderError> {
+    pub fn efi(&self, settings: &Settings) -> Result<Efi, RenderError> {
         let doc = self.yaml("iso/efi.yaml", settings)?;
         let list = |key: &str| -> Vec<String> {
             match doc.root.get(key).map(|n| &n.value) {
@@ -198,7 +198,7 @@ impl Templates {
     }
 
     /// A YAML template rendered with the settings and parsed.
-    fn yaml(&self, name: &str, settings: &Resolved) -> Result<yaml::Document, RenderError> {
+    fn yaml(&self, name: &str, settings: &Settings) -> Result<yaml::Document, RenderError> {
         let text = self.render(name, &context(settings))?;
         yaml::parse(&text).map_err(|e| RenderError::Template {
             name: name.into(),
@@ -207,7 +207,7 @@ impl Templates {
     }
 
     /// `sources.yaml` rendered with the settings.
-    pub fn sources(&self, settings: &Resolved) -> Result<Sources, RenderError> {
+    pub fn sources(&self, settings: &Settings) -> Result<Sources, RenderError> {
         let doc = self.yaml("sources.yaml", settings)?;
         Ok(Sources(
             doc.root
@@ -288,19 +288,10 @@ fn grub_quote_filter(
         .map_err(tera::Error::msg)
 }
 
-/// Every setting, by its lower-case name, as template variables (switches as `true` or
-/// `false`).
-pub fn context(settings: &Resolved) -> Context {
-    let mut context = Context::new();
-    for def in SETTINGS {
-        let value = settings.get(def.name).unwrap_or_default();
-        let value = match def.kind {
-            Kind::Bool | Kind::Unimplemented => value.to_ascii_lowercase(),
-            _ => value.to_string(),
-        };
-        context.insert(def.name.to_ascii_lowercase(), &value);
-    }
-    context
+/// Every setting, by its lower-case name, as template variables: switches are booleans, unset
+/// values null (rendered empty), files their resolved paths.
+pub fn context(settings: &Settings) -> Context {
+    Context::from_serialize(settings).expect("settings serialize as an object")
 }
 
 /// What a build context leaves out besides its `.dockerignore`: paths relative to the
@@ -565,7 +556,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             ..Inputs::default()
-        });
+        })
+        .settings;
         Templates::load(None).unwrap().sources(&settings).unwrap()
     }
 
@@ -674,7 +666,8 @@ mod tests {
         let settings = resolve(&Inputs {
             sets: vec![("CUSTOM_TAG".into(), "demo".into())],
             ..Inputs::default()
-        });
+        })
+        .settings;
         assert_eq!(
             templates
                 .render("profile-snippet.yaml", &context(&settings))
@@ -738,7 +731,8 @@ mod tests {
         let settings = resolve(&Inputs {
             sets: vec![("ISO_KERNEL_ARGS".into(), "quiet nomodeset".into())],
             ..Inputs::default()
-        });
+        })
+        .settings;
         let mut ctx = context(&settings);
         ctx.insert("label", "COS_LIVE");
         ctx.insert("default_entry", "installer");

@@ -1,6 +1,7 @@
 //! One run of forge: its identity (a label on every container and image it creates), the lock
 //! that keeps two builds out of one output directory, the private work directory beside the
-//! outputs, and the removal of what earlier runs left when they were killed.
+//! outputs, its temporary files, and the removal of the files earlier runs left when they were
+//! killed (their containers are the engine's business: `engine::leftovers`). A leaf module.
 //!
 //! A run's id is its process ID and the process's start time, so whether a run is still alive
 //! is a question this host can answer from `/proc`, even after a SIGKILL.
@@ -9,11 +10,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
-
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
-use bollard::Docker;
 
 /// The label naming the run that created a container or an image.
 pub const RUN_LABEL: &str = "dev.forge.run";
@@ -47,8 +44,8 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
 #[derive(Debug)]
 pub struct Identity {
     pub id: String,
-    host: String,
-    uid: u32,
+    pub host: String,
+    pub uid: u32,
 }
 
 /// This process's identity.
@@ -66,19 +63,9 @@ pub fn current() -> &'static Identity {
     })
 }
 
-/// Whether this run has created anything in the engine.
-static USED_ENGINE: AtomicBool = AtomicBool::new(false);
-
-/// Note that this run creates something in the engine (a container, an image), so that a stop
-/// sweeps the engine.
-pub fn using_engine() {
-    USED_ENGINE.store(true, Ordering::Relaxed);
-}
-
 impl Identity {
     /// The labels forge puts on the containers it creates.
     pub fn labels(&self) -> HashMap<String, String> {
-        using_engine();
         [
             (RUN_LABEL, self.id.clone()),
             (HOST_LABEL, self.host.clone()),
@@ -229,10 +216,10 @@ impl Removed {
     }
 }
 
-/// Remove what runs of this user on this host left and are no longer alive: their containers
-/// in the engine, their work directories and partial files in `output`, and their temporary
-/// directories in `$TMPDIR`.
-pub async fn clean_leftovers(docker: &Docker, output: &Path) -> Result<Removed, RunError> {
+/// Remove the files that runs of this user left and that are no longer alive: their work
+/// directories and partial files in `output`, and their temporary directories in `$TMPDIR`.
+/// (Their containers: `engine::leftovers::remove_dead`.)
+pub fn remove_dead_files(output: &Path) -> Result<Removed, RunError> {
     let me = current();
     let mut removed = Removed::default();
     let mut found = runs_in(output);
@@ -253,101 +240,7 @@ pub async fn clean_leftovers(docker: &Docker, output: &Path) -> Result<Removed, 
             removed.partial_files += 1;
         }
     }
-    removed.containers = remove_containers(docker, |run| run != me.id && !alive(run)).await;
     Ok(removed)
-}
-
-/// Container creations that were stopped before the engine answered.
-static CANCELLED_CREATES: AtomicUsize = AtomicUsize::new(0);
-
-/// Held while the engine creates a container; dropped before [`Creating::done`], it counts a
-/// creation the engine may still complete with no guard to remove the container.
-pub struct Creating(bool);
-
-impl Creating {
-    pub fn start() -> Creating {
-        Creating(false)
-    }
-
-    pub fn done(mut self) {
-        self.0 = true;
-    }
-}
-
-impl Drop for Creating {
-    fn drop(&mut self) {
-        if !self.0 {
-            CANCELLED_CREATES.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// After a signal stopped this run: remove the build-stage images that hold a secret, and the
-/// containers of this run still in the engine (those whose creation was cut short have no
-/// guard, and may appear a moment later).
-pub async fn sweep_after_stop() {
-    if !USED_ENGINE.load(Ordering::Relaxed) {
-        return;
-    }
-    let Ok(docker) = crate::engine::connect().await else {
-        return;
-    };
-    crate::engine::remove_secret_images(&docker).await;
-    let expected = CANCELLED_CREATES.load(Ordering::Relaxed);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut removed = 0;
-    loop {
-        removed += remove_containers(&docker, |run| run == current().id).await;
-        if removed >= expected || std::time::Instant::now() > deadline {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-/// Remove the containers of this user on this host whose run `select` picks; how many.
-async fn remove_containers(docker: &Docker, select: impl Fn(&str) -> bool) -> usize {
-    let me = current();
-    let filters: HashMap<String, Vec<String>> = [(
-        "label".to_string(),
-        vec![
-            RUN_LABEL.to_string(),
-            format!("{HOST_LABEL}={}", me.host),
-            format!("{UID_LABEL}={}", me.uid),
-        ],
-    )]
-    .into();
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    // An engine that cannot list or remove is reported by the build's own next call.
-    let containers = docker
-        .list_containers(Some(options))
-        .await
-        .unwrap_or_default();
-    let mut removed = 0;
-    for container in containers {
-        let run = container
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(RUN_LABEL))
-            .cloned()
-            .unwrap_or_default();
-        let Some(id) = container.id.filter(|_| select(&run)) else {
-            continue;
-        };
-        let force = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        if docker.remove_container(&id, Some(force)).await.is_ok() {
-            removed += 1;
-        }
-    }
-    removed
 }
 
 #[cfg(test)]

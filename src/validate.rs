@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Resolved};
+use crate::config::{self, Settings, Values};
 use crate::content;
 use crate::diagnostic::{apply_edits, Edit, Report};
 use crate::diagnostic::{Diagnostic, Pos, Rule};
@@ -84,7 +84,9 @@ pub struct Fixed {
 pub struct Outcome {
     pub report: Report,
     pub redactor: Redactor,
-    pub settings: Resolved,
+    /// The settings, typed, and their values as given (for `forge config show`).
+    pub settings: Settings,
+    pub values: Values,
     pub fixed: Option<Fixed>,
     /// The user-data document, when one was given and is valid YAML.
     pub user_data: Option<Document>,
@@ -112,8 +114,12 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
     for (_, value) in request.settings.sets.iter().chain(env) {
         redactor.scan(value);
     }
-    let settings = config::resolve(&request.settings);
-    report.extend(settings.diagnostics.iter().cloned());
+    let config::Resolved {
+        settings,
+        values,
+        diagnostics,
+    } = config::resolve(&request.settings);
+    report.extend(diagnostics);
 
     let mut fixed = None;
     let mut external = None;
@@ -186,6 +192,7 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         report,
         redactor,
         settings,
+        values,
         fixed,
         user_data,
         images,

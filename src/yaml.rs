@@ -1,7 +1,8 @@
 //! A YAML tree that remembers where every key and value came from, so that each finding can
 //! name its line and column. It means what the edge agent's Go YAML library (go-yaml v3) makes
 //! of the text: scalars resolved with the YAML 1.2 core schema, explicit tags applied and
-//! checked, merge keys (`<<: *defaults`) merged, aliases bounded as go-yaml bounds them.
+//! checked, merge keys (`<<: *defaults`) merged, aliases bounded as go-yaml bounds them. And a
+//! YAML text as it may be shown, the values of its secret keys masked ([`mask_secrets`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +15,7 @@ use crate::limits::{
     allowed_alias_ratio, MAX_ALIAS_COPIED_BYTES, MAX_ALIAS_COPIED_VALUES, MAX_YAML_DEPTH,
     MIN_ALIASED_NODES, MIN_DECODED_NODES,
 };
+use crate::secret::{is_secret_key, mask_line, MASK};
 
 /// A parsed value with its position.
 #[derive(Debug, Clone, PartialEq)]
@@ -810,9 +812,80 @@ pub fn parse_embedded(node: &Node, budget: &mut Budget) -> Result<Document, Synt
     }
 }
 
+/// A YAML text with the value of every secret key masked wherever it is written (block or flow
+/// style, quoted or not, any length); a text that does not parse is masked line by line
+/// ([`mask_line`]). Registered secrets are the output door's to mask.
+pub fn mask_secrets(text: &str) -> String {
+    let Ok(document) = parse(text) else {
+        let masked: Vec<String> = text.lines().map(mask_line).collect();
+        return masked.join("\n") + if text.ends_with('\n') { "\n" } else { "" };
+    };
+    let mut spans = Vec::new();
+    secret_spans(&document.root, &mut spans);
+    spans.sort_unstable();
+    // Character offsets, replaced from the end so that earlier ones stay valid.
+    let bytes: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
+    let mut out = text.to_string();
+    let mut last_start = usize::MAX;
+    for (start, end) in spans.into_iter().rev() {
+        let (Some(&from), Some(&to)) = (bytes.get(start), bytes.get(end)) else {
+            continue;
+        };
+        // A value inside one already masked (an alias of a secret map) is covered.
+        if to > last_start {
+            continue;
+        }
+        // A quoted value stays quoted.
+        let mask = match out[from..].chars().next() {
+            Some(quote @ ('"' | '\'')) => format!("{quote}{MASK}{quote}"),
+            _ => MASK.to_string(),
+        };
+        out.replace_range(from..to, &mask);
+        last_start = from;
+    }
+    out
+}
+
+/// The character spans of the values of secret keys under `node`.
+fn secret_spans(node: &Node, spans: &mut Vec<(usize, usize)>) {
+    for entry in node.entries() {
+        if is_secret_key(&entry.key) && entry.value.start < entry.value.end {
+            spans.push((entry.value.start, entry.value.end));
+        } else {
+            secret_spans(&entry.value, spans);
+        }
+    }
+    for item in node.items() {
+        secret_spans(item, spans);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_secret_values_in_yaml_whatever_their_style_or_length() {
+        let text = "users:\n  - name: kairos\n    passwd: \"a\\\"b\"\n  - {name: bob, passwd: x1}\nstylus:\n  site:\n    password: pw # old\n    lock_passwd: true\n";
+        assert_eq!(
+            mask_secrets(text),
+            "users:\n  - name: kairos\n    passwd: \"****\"\n  - {name: bob, passwd: ****}\nstylus:\n  site:\n    password: **** # old\n    lock_passwd: true\n"
+        );
+        assert_eq!(mask_secrets("a: [\npasswd: xy\n"), "a: [\npasswd: ****\n");
+    }
+
+    #[test]
+    fn masks_a_merged_password_where_it_is_written() {
+        let text = "base: &b\n  password: hunter2\nreg:\n  <<: *b\n  domain: x\n";
+        assert_eq!(
+            mask_secrets(text),
+            "base: &b\n  password: ****\nreg:\n  <<: *b\n  domain: x\n"
+        );
+    }
 
     #[test]
     fn records_key_and_value_positions() {

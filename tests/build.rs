@@ -1015,11 +1015,15 @@ fn images_without_a_command_or_with_an_entrypoint_are_read_with_forges_own() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (found, missing, systemd) = runtime.block_on(async {
-        let docker = forge::engine::connect().await.unwrap();
+        let env = forge::config::Environment::of_process();
+        let address = forge::engine::default_address(&env);
+        let engine = forge::engine::Engine::connect(&address, &env)
+            .await
+            .unwrap();
         (
-            forge::engine::has_path(&docker, files_only, "/etc/kairos/80_stylus.yaml").await,
-            forge::engine::has_path(&docker, files_only, "/etc/kairos/absent.yaml").await,
-            forge::engine::systemd_version(&docker, entrypoint).await,
+            forge::engine::has_path(&engine, files_only, "/etc/kairos/80_stylus.yaml").await,
+            forge::engine::has_path(&engine, files_only, "/etc/kairos/absent.yaml").await,
+            forge::engine::systemd_version(&engine, entrypoint).await,
         )
     });
     docker(&["rmi", files_only, entrypoint]);

@@ -38,10 +38,10 @@ fn plan_with(sets: &[(&str, &str)], systemd: u32) -> Plan {
         .collect();
     assert!(errors.is_empty(), "{sets:?}: {errors:?}");
     let templates = Templates::load(None).unwrap();
-    let sources = templates.sources(&settings).unwrap();
+    let sources = templates.sources(&settings.settings).unwrap();
     let empty = tempfile::tempdir().unwrap();
     plan(&PlanInputs {
-        settings: &settings,
+        settings: &settings.settings,
         templates: &templates,
         sources: &sources,
         facts: Facts {

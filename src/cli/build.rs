@@ -326,12 +326,8 @@ impl Inputs {
             return Err(Exit::failure());
         }
         let outcome = first.expect("at least one user-data");
-        let iso_name = outcome
-            .settings
-            .get("ISO_NAME")
-            .unwrap_or("palette-edge-installer");
         Ok(Validated {
-            iso_names: iso_names(iso_name, &files)?,
+            iso_names: iso_names(&outcome.settings.iso_name, &files)?,
             outcome,
             user_data: files,
         })
@@ -425,8 +421,8 @@ fn prepare(
     let sources = templates.sources(settings).map_err(finding)?;
     plan::check(settings, &sources).map_err(finding)?;
     let facts = run_async(async {
-        let docker = crate::engine::connect_to(engine).await?;
-        Ok(build::facts(&docker, settings, &sources, &progress).await?)
+        let engine = crate::engine::Engine::connect(engine, &settings.environment).await?;
+        Ok(build::facts(&engine, settings, &sources, &progress).await?)
     })
     .context("probing the source images")?;
     let planned = plan::Inputs {
@@ -504,15 +500,14 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
     let job = async {
         let mut engines = Vec::new();
         for address in &addresses {
-            let engine = crate::engine::Engine::connect(address).await?;
+            let engine = crate::engine::Engine::connect(address, &settings.environment).await?;
             clean_leftovers(&engine.docker, &inputs.output, &progress).await?;
             build::check_arch(&engine.docker, settings)
                 .await
                 .map_err(|e| anyhow::anyhow!("the engine at {address}: {e}"))?;
             engines.push(engine);
         }
-        let docker = engines[0].docker.clone();
-        build::check_host(&docker, &plan).await?;
+        build::check_host(&engines[0], &plan).await?;
         let build_args = build_args(&outcome.settings);
         let log = |line: &str| progress.line("cache", line);
         let syncer = match (&pool, &repository) {
@@ -530,6 +525,7 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
         };
         let run = build::Run {
             args: &build_args,
+            env: &settings.environment,
             jobs: usize::from(args.jobs),
             work: workspace.dir(),
             only: &args.only,
@@ -552,7 +548,7 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
                     pool: pool.as_ref(),
                     progress: &progress,
                 };
-                master_sites(&docker, &job, &sites).await?
+                master_sites(&engines[0], &job, &sites).await?
             }
             _ => Vec::new(),
         };
@@ -642,11 +638,15 @@ pub(super) fn iso(args: IsoArgs) -> Result<ExitStatus> {
     preflight(&needs, settings, pool.as_ref(), &outcome.redactor)?;
     let workspace = open_workspace(&inputs.output)?;
     let job = async {
-        let docker = crate::engine::connect().await?;
-        clean_leftovers(&docker, &inputs.output, &progress).await?;
-        build::check_arch(&docker, settings).await?;
-        let credentials = crate::engine::credentials_for(&[image.to_string()]).await?;
-        crate::engine::ensure_image(&docker, image, &credentials)
+        let env = &settings.environment;
+        let engine =
+            crate::engine::Engine::connect(&crate::engine::default_address(env), env).await?;
+        let docker = &engine.docker;
+        clean_leftovers(docker, &inputs.output, &progress).await?;
+        build::check_arch(docker, settings).await?;
+        let credentials =
+            crate::engine::credentials_for(&settings.environment, &[image.to_string()]).await?;
+        crate::engine::ensure_image(docker, image, &credentials)
             .await
             .map_err(BuildError::from)?;
         let build_args = build_args(settings);
@@ -662,7 +662,7 @@ pub(super) fn iso(args: IsoArgs) -> Result<ExitStatus> {
             pool: pool.as_ref(),
             progress: &progress,
         };
-        let isos = master_sites(&docker, &job, &sites(&user_data, &iso_names)).await?;
+        let isos = master_sites(&engine, &job, &sites(&user_data, &iso_names)).await?;
         Ok::<_, anyhow::Error>(isos)
     };
     let isos = finish_job(run_async(job), &outcome)?;
@@ -682,14 +682,15 @@ pub(super) fn iso(args: IsoArgs) -> Result<ExitStatus> {
 /// The repository of the registry cache `--cache-from` and `--cache-to` name (`registry`:
 /// IMAGE_REGISTRY/forge-cache); they must agree.
 fn cache_repository(
-    settings: &crate::config::Resolved,
+    settings: &crate::config::Settings,
     from: &Option<String>,
     to: &Option<String>,
 ) -> Result<Option<String>> {
     let resolve = |value: &String| -> Result<String> {
         match value.as_str() {
             "registry" => settings
-                .get("IMAGE_REGISTRY")
+                .image_registry
+                .as_deref()
                 .map(|r| format!("{}/forge-cache", r.trim_end_matches('/')))
                 .context("--cache-from/--cache-to registry keeps the images in IMAGE_REGISTRY/forge-cache: set IMAGE_REGISTRY, or name a repository"),
             repository => {
@@ -721,11 +722,11 @@ pub(super) fn plan(args: PlanArgs) -> Result<ExitStatus> {
         inputs.validate(None)?,
         &args.certs,
         Mode::Plain,
-        &crate::engine::default_address(),
+        &crate::engine::default_address(&crate::config::Environment::of_process()),
     )?;
     let settings = &prepared.outcome.settings;
     let cache = cache_repository(settings, &Some(args.cache.clone()), &None)?;
-    let carried = crate::ci::carried(settings);
+    let carried = crate::ci::carried(&prepared.outcome.values);
     let mut shared = inputs.words();
     shared.extend(carried.sets);
     if let Some(certs) = &args.certs {
@@ -814,7 +815,8 @@ async fn clean_leftovers(
     output: &Path,
     progress: &Progress,
 ) -> Result<()> {
-    let removed = run::clean_leftovers(docker, output).await?;
+    let mut removed = run::remove_dead_files(output)?;
+    removed.containers = crate::engine::leftovers::remove_dead(docker).await;
     if let Some(summary) = removed.summary() {
         progress.finish(
             "cleanup",
@@ -850,7 +852,7 @@ fn finish_job<T>(result: Result<T>, outcome: &Outcome) -> Result<T> {
 struct IsoJob<'a> {
     inputs: &'a Inputs,
     mastering: &'a Mastering,
-    settings: &'a crate::config::Resolved,
+    settings: &'a crate::config::Settings,
     templates: &'a Templates,
     image: &'a str,
     overlays: Option<&'a Path>,
@@ -862,7 +864,7 @@ struct IsoJob<'a> {
 
 /// Master every site's ISO from the job's image, and push them with `--push-iso`.
 async fn master_sites(
-    docker: &bollard::Docker,
+    engine: &crate::engine::Engine,
     job: &IsoJob<'_>,
     sites: &[iso::Site<'_>],
 ) -> Result<Vec<iso::Mastered>> {
@@ -870,7 +872,7 @@ async fn master_sites(
     let cache_dir = mastering
         .cache_dir
         .clone()
-        .unwrap_or_else(Cache::default_dir);
+        .unwrap_or_else(|| Cache::default_dir(&job.settings.environment));
     let cache = Cache::open(&cache_dir)
         .with_context(|| format!("the cache directory {} is not usable", cache_dir.display()))?;
     let spec = iso::Spec {
@@ -881,12 +883,12 @@ async fn master_sites(
         content_dir: &inputs.content_dir(),
         output: &inputs.output,
         work: job.work,
-        source_date_epoch: super::source_date_epoch()?,
+        source_date_epoch: job.settings.environment.epoch()?,
         tools: mastering.tools(),
         build_args: job.build_args,
         cache: &cache,
     };
-    let mut isos = iso::master(docker, &spec, sites, job.progress).await?;
+    let mut isos = iso::master(engine, &spec, sites, job.progress).await?;
     if let (true, Some(pool)) = (mastering.push_iso, job.pool) {
         let log = |line: &str| job.progress.line("push", line);
         let syncer = Syncer::new(pool, None, 4, &log)?;
@@ -917,7 +919,7 @@ fn isos_text(isos: &[iso::Mastered]) -> String {
             "{:9}  {} ({}, sha256 {})\n",
             "iso",
             iso.path.display(),
-            crate::registry::sync::human(iso.size),
+            crate::units::human(iso.size),
             iso.sha256
         ));
         if let Some((tag, digest)) = &iso.pushed {

@@ -12,7 +12,7 @@ use super::build::{user_data_files, IsoTools};
 use super::images::{policy, run_async, AccessArgs};
 use super::output::{self, Exit, ExitStatus, Format, Shape};
 use super::SettingsArgs;
-use crate::config::Resolved;
+use crate::config::Settings;
 use crate::doctor::{self, Check, Status};
 use crate::reference::parse_domain;
 use crate::registry::rewrite::{Rewriter, Rules};
@@ -60,12 +60,6 @@ const REGISTRY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5)
 const PUSH_FIX: &str = "check the address and the network; a private CA goes in --registry-ca or the user-data's registry caCerts; credentials come from `docker login`";
 /// How to make a source registry answer.
 const SOURCE_FIX: &str = "the engine pulls the source images from here when it lacks them: check its network and proxy, `docker login` for credentials, /etc/docker/certs.d/HOST/ca.crt for a private CA";
-/// The settings naming registries the source images are pulled from.
-const SOURCE_REGISTRIES: &[&str] = &[
-    "SPECTRO_PUB_REPO",
-    "SPECTRO_LUET_REPO",
-    "KAIROS_BASE_IMAGE_URL",
-];
 
 /// What a command line needs of the host.
 pub(super) struct Needs {
@@ -81,7 +75,9 @@ pub(super) struct Needs {
 /// The engines `--engine` names, else DOCKER_HOST's.
 pub(super) fn engines(flags: &[String]) -> Vec<String> {
     match flags.is_empty() {
-        true => vec![crate::engine::default_address()],
+        true => vec![crate::engine::default_address(
+            &crate::config::Environment::of_process(),
+        )],
         false => flags.to_vec(),
     }
 }
@@ -90,24 +86,45 @@ pub(super) fn engines(flags: &[String]) -> Vec<String> {
 /// them), or only what the command line needs (`forge build`); the registry's with a `pool`.
 async fn host_checks(
     needs: &Needs,
-    settings: &Resolved,
+    settings: &Settings,
     pool: Option<&Pool>,
     all: bool,
 ) -> Vec<Check> {
-    let arch = settings.get("ARCH").unwrap_or("amd64");
-    let engines =
-        futures_util::future::join_all(needs.engines.iter().map(|e| doctor::engine(e, arch)));
+    let arch = settings.arch.as_str();
+    let engines = futures_util::future::join_all(
+        needs
+            .engines
+            .iter()
+            .map(|e| doctor::engine(e, arch, &settings.environment)),
+    );
     // The push target, then (for `forge doctor`) where the source images come from when the
     // engine lacks them; each registry once.
-    let targets = std::iter::once(("IMAGE_REGISTRY", needs.push, PUSH_FIX));
-    let sources = SOURCE_REGISTRIES
-        .iter()
-        .filter(|_| all)
-        .map(|n| (*n, false, SOURCE_FIX));
+    let target = (
+        "IMAGE_REGISTRY",
+        settings.image_registry.as_deref(),
+        needs.push,
+        PUSH_FIX,
+    );
+    let sources = [
+        ("SPECTRO_PUB_REPO", Some(settings.spectro_pub_repo.as_str())),
+        (
+            "SPECTRO_LUET_REPO",
+            Some(settings.spectro_luet_repo.as_str()),
+        ),
+        (
+            "KAIROS_BASE_IMAGE_URL",
+            settings.kairos_base_image_url.as_deref(),
+        ),
+    ]
+    .into_iter()
+    .filter(|_| all)
+    .map(|(name, value)| (name, value, false, SOURCE_FIX));
     let mut named: Vec<(&str, String, bool, &str)> = Vec::new();
-    for (name, needed, fix) in targets.chain(sources) {
+    for (name, value, needed, fix) in std::iter::once(target).chain(sources) {
         // An invalid value is a validation finding, not a host to probe.
-        let host = settings.get(name).and_then(|v| parse_domain(v).ok());
+        let host = value
+            .filter(|v| !v.is_empty())
+            .and_then(|v| parse_domain(v).ok());
         if let Some(host) = host
             .map(|d| d.authority())
             .filter(|h| named.iter().all(|n| n.1 != *h))
@@ -138,7 +155,7 @@ async fn host_checks(
 /// `forge doctor` uses (redacted by `redactor`).
 pub(super) fn preflight(
     needs: &Needs,
-    settings: &Resolved,
+    settings: &Settings,
     pool: Option<&Pool>,
     redactor: &Redactor,
 ) -> Result<()> {
@@ -263,7 +280,7 @@ pub(super) fn doctor(args: DoctorArgs) -> Result<ExitStatus> {
 
 /// Whether the settings name a complete build (what `forge build` plans from): IMAGE_REGISTRY,
 /// K8S_DISTRIBUTION, a base image, Kubernetes versions.
-fn build_settings(settings: &Resolved, templates: Option<&std::path::Path>) -> Check {
+fn build_settings(settings: &Settings, templates: Option<&std::path::Path>) -> Check {
     const NAME: &str = "build settings";
     let planned = Templates::load(templates)
         .map_err(|e| e.to_string())

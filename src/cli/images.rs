@@ -15,9 +15,10 @@ use crate::limits::FileKind;
 use crate::registry::client::{Retry, DEADLINE};
 use crate::registry::credentials::DockerCredentials;
 use crate::registry::rewrite::{Rewrite, Rewriter};
-use crate::registry::sync::{human, Synced, Syncer};
+use crate::registry::sync::{Synced, Syncer};
 use crate::registry::{self, Policy, Pool, Presence};
 use crate::secret::Redactor;
+use crate::units::human;
 use crate::validate::{self, Request};
 
 #[derive(Subcommand)]
@@ -195,7 +196,7 @@ pub(super) fn policy(rewriter: &Rewriter, access: &AccessArgs) -> Result<Policy>
         .collect::<Result<Vec<_>>>()?;
     Ok(Policy {
         declared: rewriter.registries.clone(),
-        docker: DockerCredentials::load()?,
+        docker: DockerCredentials::load(&crate::config::Environment::of_process())?,
         credentials,
         extra_ca,
         retry: Retry {
@@ -240,7 +241,7 @@ pub(super) fn run_async<T>(job: impl std::future::Future<Output = Result<T>>) ->
         output::error(&Redactor::new(), &format!("{name}: stopped, cleaning up"));
         // Dropping the job removes what it holds (containers, work directory, partial files).
         drop(job);
-        crate::run::sweep_after_stop().await;
+        crate::engine::leftovers::sweep_after_stop(&crate::config::Environment::of_process()).await;
         Err(Exit(ExitStatus::Stopped(number as u8)).into())
     })
 }
@@ -313,7 +314,9 @@ pub(super) fn sync(args: SyncArgs) -> Result<ExitStatus> {
     let layers = engine::LayerCache::new(&syncer.scratch().join("layers"));
     let job = async {
         let docker = match args.from {
-            Source::Docker => Some(engine::connect().await?),
+            Source::Docker => {
+                Some(engine::connect(&crate::config::Environment::of_process()).await?)
+            }
             Source::Registry => None,
         };
         let mut done = Vec::new();

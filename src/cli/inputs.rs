@@ -22,8 +22,8 @@ pub(super) fn validate(args: ValidateArgs) -> Result<ExitStatus> {
     let outcome = validate::run(&request).context("validation could not run")?;
     let redactor = &outcome.redactor;
     match args.format {
-        Format::Json => output::json(redactor, Shape::Validate, outcome.report.to_json(redactor))?,
-        Format::Text => output::text(redactor, &outcome.report.render_text(redactor))?,
+        Format::Json => output::json(redactor, Shape::Validate, outcome.report.to_json())?,
+        Format::Text => output::text(redactor, &outcome.report.render_text())?,
     }
     if let Some(fixed) = &outcome.fixed {
         output::note(
@@ -46,7 +46,7 @@ pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<ExitSta
         ..Request::default()
     };
     let outcome = validate::run(&request).context("settings could not be resolved")?;
-    let (settings, redactor) = (&outcome.settings, &outcome.redactor);
+    let (settings, values, redactor) = (&outcome.settings, &outcome.values, &outcome.redactor);
     let shown = |name: &str, value: &str| {
         if is_secret_key(name) {
             MASK.to_string()
@@ -61,7 +61,7 @@ pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<ExitSta
         .collect();
     match format {
         Format::Json => {
-            let values: serde_json::Map<String, serde_json::Value> = settings
+            let values: serde_json::Map<String, serde_json::Value> = values
                 .iter()
                 .map(|(def, s)| {
                     let value = s
@@ -74,7 +74,7 @@ pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<ExitSta
                     )
                 })
                 .collect();
-            let report = outcome.report.to_json(redactor);
+            let report = outcome.report.to_json();
             let doc = json!({"settings": values, "k8s_versions": versions, "provider_images": images, "diagnostics": report["diagnostics"]});
             output::json(redactor, Shape::Config, doc)?;
         }
@@ -85,7 +85,7 @@ pub(super) fn config_show(args: &SettingsArgs, format: Format) -> Result<ExitSta
                 .map(|d| d.name.len())
                 .max()
                 .unwrap_or(0);
-            for (def, s) in settings.iter() {
+            for (def, s) in values.iter() {
                 let (value, source) = match s {
                     Some(s) if !s.value.is_empty() => {
                         (shown(def.name, &s.value), s.origin.to_string())

@@ -18,9 +18,10 @@ use crate::iso::ReadError;
 use crate::limits::FileKind;
 use crate::reference::Reference;
 use crate::registry::rewrite::{Rewriter, Rules};
-use crate::registry::sync::{human, Syncer};
+use crate::registry::sync::Syncer;
 use crate::registry::Pool;
-use crate::secret::{mask_yaml, Redactor};
+use crate::secret::Redactor;
+use crate::units::human;
 
 #[derive(Args)]
 pub(super) struct InspectArgs {
@@ -66,7 +67,7 @@ pub(super) fn inspect(args: InspectArgs) -> Result<ExitStatus> {
         redactor.scan(config);
         let validation = crate::userdata::validate(Path::new("/config.yaml"), config);
         validation.secrets.iter().for_each(|s| redactor.add(s));
-        mask_yaml(config, &redactor)
+        crate::yaml::mask_secrets(config)
     });
     match args.format {
         Format::Json => {
@@ -333,7 +334,7 @@ pub(super) fn push(args: PushArgs) -> Result<ExitStatus> {
             crate::limits::clip(&args.reference)
         )
     })?;
-    let epoch = super::source_date_epoch()?;
+    let epoch = crate::config::Environment::of_process().epoch()?;
     let no_user_data = Rewriter {
         rules: Rules::Unchanged,
         registries: Vec::new(),
@@ -407,7 +408,7 @@ pub(super) struct CacheDir {
 }
 
 fn parse_max_size(text: &str) -> Result<u64, String> {
-    crate::config::parse_size(text)
+    crate::units::parse_size(text)
         .ok_or_else(|| "expected a size such as 20GB, 500MB or 10G (split's syntax)".to_string())
 }
 
@@ -420,7 +421,10 @@ fn skipped_line(dir: &Path, skipped: &Skipped, done: &str) -> String {
 pub(super) fn cache(command: CacheCommand) -> Result<ExitStatus> {
     let redactor = Redactor::new();
     let open = |dir: &CacheDir| {
-        let dir = dir.cache_dir.clone().unwrap_or_else(Cache::default_dir);
+        let dir = dir
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| Cache::default_dir(&crate::config::Environment::of_process()));
         Cache::open(&dir)
             .with_context(|| format!("the cache directory {} is not usable", dir.display()))
     };

@@ -249,9 +249,6 @@ impl SettingsArgs {
     }
 }
 
-/// The variables forge reads besides `FORGE_*` ones.
-const READ_VARIABLES: &[&str] = &["SOURCE_DATE_EPOCH", "DOCKER_HOST", "DOCKER_TLS_VERIFY"];
-
 /// The process environment as text. Variables that are not UTF-8 are left out (`.arg` files
 /// see them as undefined), unless forge reads them: that is an error naming the variable.
 fn environment() -> Result<Vec<(String, String)>> {
@@ -260,27 +257,16 @@ fn environment() -> Result<Vec<(String, String)>> {
         let Some(name) = name.to_str() else { continue };
         match value.into_string() {
             Ok(value) => env.push((name.to_string(), value)),
-            Err(_) if name.starts_with(config::ENV_PREFIX) || READ_VARIABLES.contains(&name) => {
+            Err(_)
+                if name.starts_with(config::ENV_PREFIX)
+                    || config::READ_VARIABLES.contains(&name) =>
+            {
                 anyhow::bail!("the environment variable {name} is not UTF-8 text; set it to UTF-8 text or unset it")
             }
             Err(_) => {}
         }
     }
     Ok(env)
-}
-
-/// `SOURCE_DATE_EPOCH`, when set: the date of everything a build writes.
-fn source_date_epoch() -> Result<Option<u64>> {
-    use anyhow::Context as _;
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Ok(Some(v.trim().parse::<u64>().with_context(|| {
-            format!(
-                "SOURCE_DATE_EPOCH `{}` must be a number of seconds since 1970-01-01 UTC",
-                crate::limits::clip(&v)
-            )
-        })?)),
-        _ => Ok(None),
-    }
 }
 
 /// Run the command line and return the process exit code.

@@ -124,7 +124,7 @@ pub(super) fn report(redactor: &Redactor, report: &crate::diagnostic::Report) {
     if voice().quiet && report.errors() == 0 {
         return;
     }
-    let text = report.render_text(redactor);
+    let text = escape_control(&redactor.redact(&report.render_text()));
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 

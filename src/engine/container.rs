@@ -7,17 +7,16 @@ use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions,
     UploadToContainerOptions,
 };
-use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWriteExt as _};
 
-use super::{image_id, EngineError, Tail};
+use super::{image_id, Engine, EngineError, Tail};
 
 /// A container the engine holds for forge, labelled with the run that made it; removed
 /// (forcibly) on drop, or by the next run when this one was killed.
 pub struct Container {
-    docker: Docker,
+    engine: Engine,
     id: String,
     removed: bool,
 }
@@ -44,10 +43,11 @@ impl Container {
     /// refuses to create a container without, and an image's `ENTRYPOINT` would take `cmd`
     /// for its arguments.
     pub async fn create(
-        docker: &Docker,
+        engine: &Engine,
         image: &str,
         cmd: Option<Vec<String>>,
     ) -> Result<Container, EngineError> {
+        let docker = &engine.docker;
         image_id(docker, image).await?;
         let start = cmd.is_some();
         let entrypoint = cmd.unwrap_or_else(|| vec![NEVER_STARTED.to_string()]);
@@ -56,8 +56,7 @@ impl Container {
             entrypoint: Some(entrypoint),
             network_disabled: Some(true),
             labels: Some(
-                crate::run::current()
-                    .labels()
+                super::leftovers::labels()
                     .into_iter()
                     .chain([("dev.forge.role".to_string(), "tool".to_string())])
                     .collect(),
@@ -68,14 +67,14 @@ impl Container {
             }),
             ..Default::default()
         };
-        let creating = crate::run::Creating::start();
+        let creating = super::leftovers::Creating::start();
         let created = docker
             .create_container(None::<CreateContainerOptions>, body)
             .await;
         creating.done();
         let created = created.map_err(api)?;
         let container = Container {
-            docker: docker.clone(),
+            engine: engine.clone(),
             id: created.id,
             removed: false,
         };
@@ -90,7 +89,8 @@ impl Container {
 
     /// The container's whole filesystem as a tar stream (`docker export`).
     pub fn export(&self) -> impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static {
-        self.docker
+        self.engine
+            .docker
             .export_container(&self.id)
             .map(|chunk| chunk.map_err(api))
     }
@@ -104,7 +104,8 @@ impl Container {
             path: path.to_string(),
         };
         let path = path.to_string();
-        self.docker
+        self.engine
+            .docker
             .download_from_container(&self.id, Some(options))
             .map(move |chunk| {
                 chunk.map_err(|e| match e {
@@ -126,7 +127,8 @@ impl Container {
             path: path.to_string(),
             ..Default::default()
         };
-        self.docker
+        self.engine
+            .docker
             .upload_to_container(&self.id, Some(options), bollard::body_stream(tar))
             .await
             .map_err(api)
@@ -152,11 +154,17 @@ impl Container {
             ..Default::default()
         };
         let exec = self
+            .engine
             .docker
             .create_exec(&self.id, config)
             .await
             .map_err(api)?;
-        let started = self.docker.start_exec(&exec.id, None).await.map_err(api)?;
+        let started = self
+            .engine
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(api)?;
         let bollard::exec::StartExecResults::Attached {
             mut output,
             mut input,
@@ -192,7 +200,12 @@ impl Container {
         if !partial.trim().is_empty() {
             tail.push(partial.trim());
         }
-        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(api)?;
+        let inspect = self
+            .engine
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(api)?;
         let code = inspect.exit_code.unwrap_or(-1);
         if let (Err(e), 0) = (fed, code) {
             return Err(EngineError::Io {
@@ -206,7 +219,8 @@ impl Container {
     /// Remove the container now.
     pub async fn remove(mut self) -> Result<(), EngineError> {
         self.removed = true;
-        self.docker
+        self.engine
+            .docker
             .remove_container(&self.id, Some(force()))
             .await
             .map_err(api)
@@ -229,13 +243,14 @@ impl Drop for Container {
             return;
         }
         let id = std::mem::take(&mut self.id);
+        let (address, env) = (self.engine.address.clone(), self.engine.env.clone());
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .ok()?;
             runtime.block_on(async {
-                let docker = super::connect().await.ok()?;
+                let docker = super::connect_to(&address, &env).await.ok()?;
                 docker.remove_container(&id, Some(force())).await.ok()
             })
         });

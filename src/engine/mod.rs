@@ -6,6 +6,7 @@
 //! memory; the containers forge runs for itself (`container`).
 
 mod container;
+pub mod leftovers;
 pub use container::{Container, Finished};
 
 use std::collections::HashMap;
@@ -19,10 +20,10 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::config::Environment;
+use crate::oci::{Algorithm, Digest, Hasher};
 
-use crate::registry::client::BlobFile;
-use crate::registry::sync::{LocalImage, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+use crate::oci::{BlobFile, LocalImage, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -52,51 +53,58 @@ pub enum EngineError {
 }
 
 /// The engine `DOCKER_HOST` names (default: the local socket).
-pub fn default_address() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+pub fn default_address(env: &Environment) -> String {
+    env.docker_host
+        .clone()
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
-/// A Docker Engine a build uses, and the address it was reached at.
+/// A Docker Engine a build uses, the address it was reached at and how (the environment's
+/// TLS settings), so that it can be reached again (a container's removal on a stop).
 #[derive(Clone)]
 pub struct Engine {
     pub address: String,
     pub docker: Docker,
+    pub env: Environment,
 }
 
 impl Engine {
     /// Connect to the engine at `address` (see [`connect_to`]).
-    pub async fn connect(address: &str) -> Result<Engine, EngineError> {
+    pub async fn connect(address: &str, env: &Environment) -> Result<Engine, EngineError> {
         Ok(Engine {
             address: address.to_string(),
-            docker: connect_to(address).await?,
+            docker: connect_to(address, env).await?,
+            env: env.clone(),
         })
+    }
+
+    /// Whether the engine runs on this machine (its data root is a local directory).
+    pub fn is_local(&self) -> bool {
+        self.address.starts_with("unix://")
     }
 }
 
 /// Connect to the engine `DOCKER_HOST` names (default: the local socket) and agree on an API
 /// version both sides speak.
-pub async fn connect() -> Result<Docker, EngineError> {
-    connect_to(&default_address()).await
+pub async fn connect(env: &Environment) -> Result<Docker, EngineError> {
+    connect_to(&default_address(env), env).await
 }
 
 /// Connect to the engine at `url` (`unix:///PATH`, `tcp://HOST:PORT`, as `DOCKER_HOST`; TLS as
 /// the Docker CLI: `DOCKER_TLS_VERIFY` with the client certificates in `DOCKER_CERT_PATH`) and
 /// agree on an API version both sides speak.
-pub async fn connect_to(url: &str) -> Result<Docker, EngineError> {
+pub async fn connect_to(url: &str, env: &Environment) -> Result<Docker, EngineError> {
     let unreachable = |detail: String| EngineError::Unreachable {
         host: url.to_string(),
         detail,
     };
-    let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
+    let tls = env.docker_tls_verify;
     const TIMEOUT: u64 = 120;
     let api = bollard::API_DEFAULT_VERSION;
     let docker = match url.split_once("://") {
         Some(("unix", path)) => Docker::connect_with_unix(path, TIMEOUT, api),
         Some(("tcp" | "https", address)) if tls => {
-            let certs = std::env::var_os("DOCKER_CERT_PATH")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
-                .unwrap_or_default();
+            let certs = env.docker_cert_path.clone().unwrap_or_default();
             Docker::connect_with_ssl(
                 address,
                 &certs.join("key.pem"),
@@ -230,8 +238,11 @@ pub struct Build<'a> {
 pub type Credentials = HashMap<String, bollard::auth::DockerCredentials>;
 
 /// The Docker config's credentials (helpers included) for the registries of `images`.
-pub async fn credentials_for(images: &[String]) -> Result<Credentials, EngineError> {
-    let config = crate::registry::credentials::DockerCredentials::load()
+pub async fn credentials_for(
+    env: &Environment,
+    images: &[String],
+) -> Result<Credentials, EngineError> {
+    let config = crate::registry::credentials::DockerCredentials::load(env)
         .map_err(|e| EngineError::Api(e.to_string()))?;
     let mut found = Credentials::new();
     for image in images {
@@ -323,9 +334,9 @@ case "$v" in ''|*[!0-9]*) v=0 ;; esac
 echo "systemd-version=$v""#;
 
 /// The systemd version of `image` (which the engine must have), probed as CanvOS does.
-pub async fn systemd_version(docker: &Docker, image: &str) -> Result<u32, EngineError> {
+pub async fn systemd_version(engine: &Engine, image: &str) -> Result<u32, EngineError> {
     let container = Container::create(
-        docker,
+        engine,
         image,
         Some(vec!["sh".into(), "-c".into(), "sleep 600".into()]),
     )
@@ -357,8 +368,8 @@ pub async fn systemd_version(docker: &Docker, image: &str) -> Result<u32, Engine
 }
 
 /// Whether `path` exists in `image` (which the engine must have).
-pub async fn has_path(docker: &Docker, image: &str, path: &str) -> Result<bool, EngineError> {
-    let container = Container::create(docker, image, None).await?;
+pub async fn has_path(engine: &Engine, image: &str, path: &str) -> Result<bool, EngineError> {
+    let container = Container::create(engine, image, None).await?;
     let found = match std::pin::pin!(container.download(path)).next().await {
         Some(Err(EngineError::NoSuchPath { .. })) => Ok(false),
         Some(Err(e)) => Err(e),
@@ -399,7 +410,7 @@ pub async fn build(
     build: Build<'_>,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<String, EngineError> {
-    crate::run::using_engine();
+    leftovers::using_engine();
     let (writer, reader) = tokio::io::duplex(1 << 20);
     let context = build.context.to_path_buf();
     let exclude = build.exclude.clone();

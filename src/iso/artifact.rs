@@ -10,13 +10,10 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::digest::Digest;
+use crate::oci::{BlobFile, Digest, LocalImage, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
 use crate::reference::Reference;
-use crate::registry::client::BlobFile;
 use crate::registry::rewrite::Rewrite;
-use crate::registry::sync::{
-    LocalImage, SyncError, Synced, Syncer, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST,
-};
+use crate::registry::sync::{SyncError, Synced, Syncer};
 
 /// Where the ISO lies in the image.
 pub const DIRECTORY: &str = "disk";

@@ -225,12 +225,8 @@ enum Examined {
 
 impl Cache {
     /// The default cache directory: `$XDG_CACHE_HOME/forge`, else `~/.cache/forge`.
-    pub fn default_dir() -> PathBuf {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
+    pub fn default_dir(env: &crate::config::Environment) -> PathBuf {
+        let base = env.cache_home.clone().unwrap_or_else(std::env::temp_dir);
         base.join("forge")
     }
 

@@ -144,11 +144,7 @@ impl File {
     fn line(&self) -> String {
         match &self.link {
             Some(target) => format!("{} -> {target}", self.path),
-            None => format!(
-                "{:24} {}",
-                self.path,
-                crate::registry::sync::human(self.size)
-            ),
+            None => format!("{:24} {}", self.path, crate::units::human(self.size)),
         }
     }
 }
@@ -247,7 +243,7 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
 
 impl Report {
     pub fn render_text(&self) -> String {
-        let human = crate::registry::sync::human;
+        let human = crate::units::human;
         let mut out = vec![
             format!("ISO          {} ({})", self.iso, human(self.size)),
             format!(

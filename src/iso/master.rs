@@ -15,12 +15,12 @@ use super::cache::{Cache, Found, Meta, Stored};
 use super::image::{boot_files, efi_loader};
 use super::tools::Runner;
 use super::IsoError;
-use crate::config::{parse_size, Resolved};
+use crate::config::Settings;
 use crate::content;
-use crate::engine::Container;
-use crate::registry::sync::human;
+use crate::engine::{Container, Engine};
 use crate::render::{context, Templates};
 use crate::report::{write_output, Progress};
+use crate::units::human;
 
 /// The volume label the live initrd looks for (`root=live:CDLABEL=COS_LIVE`).
 pub const LABEL: &str = "COS_LIVE";
@@ -80,7 +80,7 @@ pub enum ToolPlace {
 pub struct Spec<'a> {
     /// The installer image (its root filesystem becomes `rootfs.squashfs`).
     pub image: &'a str,
-    pub settings: &'a Resolved,
+    pub settings: &'a Settings,
     pub templates: &'a Templates,
     /// The overlays directory; its `files-iso/` goes to the ISO root.
     pub overlays: Option<&'a Path>,
@@ -131,7 +131,7 @@ pub struct Mastered {
     /// Whether the image-dependent parts came from the mastering cache.
     pub cached: bool,
     /// Where `--push-iso` pushed it as an image, and the manifest's digest.
-    pub pushed: Option<(String, crate::digest::Digest)>,
+    pub pushed: Option<(String, crate::oci::Digest)>,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> IsoError {
@@ -153,11 +153,12 @@ const SYSTEM_FILES: &[(&str, &str)] = &[
 /// adds its own tree (user-data, overlays, menu) and lands in the output directory only when
 /// complete.
 pub async fn master(
-    docker: &Docker,
+    engine: &Engine,
     spec: &Spec<'_>,
     sites: &[Site<'_>],
     progress: &Progress,
 ) -> Result<Vec<Mastered>, IsoError> {
+    let docker = &engine.docker;
     let settings = spec.settings;
     let on_line = |line: &str| progress.line("iso", line);
     std::fs::create_dir_all(spec.output)
@@ -181,11 +182,11 @@ pub async fn master(
     let runner = match spec.tools {
         ToolPlace::Host => Runner::host(root)?,
         ToolPlace::Container => {
-            Runner::container(docker, spec.templates, settings, spec.build_args, &on_line).await?
+            Runner::container(engine, spec.templates, settings, spec.build_args, &on_line).await?
         }
     };
-    let compression = settings.get("SQUASHFS_COMPRESSION").unwrap_or("gzip");
-    let key = crate::digest::Digest::sha256(
+    let compression = settings.squashfs_compression.as_str();
+    let key = crate::oci::Digest::sha256(
         [
             env!("CARGO_PKG_VERSION"),
             &image_id,
@@ -227,7 +228,7 @@ pub async fn master(
         None => {
             let staged = spec.cache.staging().map_err(cache_error)?;
             link_system(root, staged.path())?;
-            let meta = system_parts(docker, spec, &runner, root, &efi, &image_id, &on_line).await?;
+            let meta = system_parts(engine, spec, &runner, root, &efi, &image_id, &on_line).await?;
             // Made by the tools; the kernel and initrd were read into the staging directly.
             for file in ["rootfs.squashfs", "eltorito.img", "esp.img"] {
                 let dest = staged.path().join(file);
@@ -327,7 +328,7 @@ fn link_system(root: &Path, dir: &Path) -> Result<(), IsoError> {
 /// squashfs streamed from the engine into sqfstar, GRUB's BIOS El Torito image and the ESP
 /// (the image's signed loader, else GRUB built with iso9660 support).
 async fn system_parts(
-    docker: &Docker,
+    engine: &Engine,
     spec: &Spec<'_>,
     runner: &Runner,
     root: &Path,
@@ -340,7 +341,7 @@ async fn system_parts(
     for dir in [&esp, &scratch] {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     }
-    let image = Container::create(docker, spec.image, None).await?;
+    let image = Container::create(engine, spec.image, None).await?;
     boot_files(&image, spec.image, &root.join("sys"), &scratch).await?;
     let loader = efi_loader(&image, spec.image, efi, &esp, &scratch).await?;
     // The GRUB config where every signed GRUB looks: beside the loader, and in the vendor's
@@ -377,7 +378,7 @@ async fn system_parts(
         Ok::<_, std::io::Error>(chunk)
     });
     let mut reader = tokio_util::io::StreamReader::new(export);
-    let compression = spec.settings.get("SQUASHFS_COMPRESSION").unwrap_or("gzip");
+    let compression = spec.settings.squashfs_compression.as_str();
     runner
         .run(
             &argv(&[
@@ -570,7 +571,7 @@ fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Res
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     }
     if let Some(overlays) = spec.overlays {
-        crate::render::check_overlay_links(overlays, spec.settings.checkout())?;
+        crate::render::check_overlay_links(overlays, &spec.settings.checkout)?;
     }
     if let Some(files) = spec
         .overlays
@@ -631,11 +632,11 @@ fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Res
             .map_err(io(format!("copying {}", from.display())))
     };
     copy(user_data, "config.yaml")?;
-    if let Some(path) = spec.settings.file("CLUSTERCONFIG") {
-        copy(&path, CLUSTER_CONFIG.trim_start_matches('/'))?;
+    if let Some(path) = &spec.settings.clusterconfig {
+        copy(path, CLUSTER_CONFIG.trim_start_matches('/'))?;
     }
-    if let Some(path) = spec.settings.file("EDGE_CUSTOM_CONFIG") {
-        copy(&path, EDGE_CUSTOM_CONFIG.trim_start_matches('/'))?;
+    if let Some(path) = &spec.settings.edge_custom_config {
+        copy(path, EDGE_CUSTOM_CONFIG.trim_start_matches('/'))?;
     }
     for (path, text) in [
         (MENU, menu),
@@ -652,7 +653,7 @@ fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Res
 /// debug arguments after `rd.immucore.sysrootwait`), else the `iso/grub.cfg` template.
 fn boot_menu(spec: &Spec<'_>) -> Result<String, IsoError> {
     let settings = spec.settings;
-    let default_entry = if settings.flag("FORCE_INTERACTIVE_INSTALL") {
+    let default_entry = if settings.force_interactive_install {
         "2"
     } else {
         "0"
@@ -671,7 +672,7 @@ fn boot_menu(spec: &Spec<'_>) -> Result<String, IsoError> {
     let text = crate::limits::open(&own)
         .and_then(std::io::read_to_string)
         .map_err(io(format!("reading {}", own.display())))?;
-    let debug = settings.flag("DEBUG");
+    let debug = settings.debug;
     Ok(text
         .replace("{{DEFAULT_ENTRY}}", default_entry)
         .lines()
@@ -689,11 +690,7 @@ fn boot_menu(spec: &Spec<'_>) -> Result<String, IsoError> {
 /// `split --bytes=3GB --numeric-suffixes` names them: `NAME_part00`, `NAME_part01`, ... (a
 /// bundle smaller than a part is `NAME_part00` alone). The Palette agent joins them again.
 fn content_bundles(spec: &Spec<'_>, staged: Option<&Path>) -> Result<Vec<Bundle>, IsoError> {
-    let part = spec
-        .settings
-        .get("CONTENT_PART_SIZE")
-        .and_then(parse_size)
-        .unwrap_or(3_000_000_000);
+    let part = spec.settings.content_part_size.0;
     let mut bundles: Vec<Bundle> = Vec::new();
     for file in content::find(spec.content_dir)? {
         let name = file
@@ -895,6 +892,6 @@ fn xorriso_args(
 
 /// sha256 (hex) and size of a file, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let (digest, size) = crate::registry::client::BlobFile::plain(path.to_path_buf()).sha256()?;
+    let (digest, size) = crate::oci::BlobFile::plain(path.to_path_buf()).sha256()?;
     Ok((digest.hex().to_string(), size))
 }

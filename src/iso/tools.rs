@@ -11,7 +11,7 @@ use futures_util::StreamExt as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _};
 
 use super::IsoError;
-use crate::engine::{self, Container, Tail};
+use crate::engine::{self, Container, Engine, Tail};
 use crate::plan::{INPUT_HASH_LABEL, LOCAL_HOST};
 use crate::render::{write_context, Exclude, Templates};
 
@@ -37,7 +37,10 @@ pub enum Runner {
     /// On this machine, in `root` (the staging directory itself).
     Host { root: PathBuf },
     /// In a builder container of `image`; the staging directory is uploaded to `/forge`.
-    Container { container: Container, image: String },
+    Container {
+        container: Box<Container>,
+        image: String,
+    },
 }
 
 /// The Debian packages of the commands and GRUB files this machine lacks for `--iso-tools
@@ -76,15 +79,15 @@ impl Runner {
 
     /// Tools in a builder container, started from the builder image (built when missing).
     pub async fn container(
-        docker: &Docker,
+        engine: &Engine,
         templates: &Templates,
-        settings: &crate::config::Resolved,
+        settings: &crate::config::Settings,
         build_args: &std::collections::HashMap<String, String>,
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<Runner, IsoError> {
-        let image = builder_image(docker, templates, settings, build_args, on_line).await?;
+        let image = builder_image(&engine.docker, templates, settings, build_args, on_line).await?;
         let container = Container::create(
-            docker,
+            engine,
             &image,
             Some(vec!["sleep".into(), "infinity".into()]),
         )
@@ -98,7 +101,10 @@ impl Runner {
                 &|_| {},
             )
             .await?;
-        Ok(Runner::Container { container, image })
+        Ok(Runner::Container {
+            container: Box::new(container),
+            image,
+        })
     }
 
     /// What the tools' output depends on: the builder image (its tag holds its input hash),
@@ -308,7 +314,7 @@ async fn lines(
 async fn builder_image(
     docker: &Docker,
     templates: &Templates,
-    settings: &crate::config::Resolved,
+    settings: &crate::config::Settings,
     build_args: &std::collections::HashMap<String, String>,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<String, IsoError> {
@@ -316,7 +322,7 @@ async fn builder_image(
         "iso/iso-tools.Dockerfile",
         &crate::render::context(settings),
     )?;
-    let hash = crate::digest::Digest::sha256(dockerfile.as_bytes());
+    let hash = crate::oci::Digest::sha256(dockerfile.as_bytes());
     let tag = format!("{LOCAL_HOST}/forge-iso-tools:{}", hash.short());
     if engine::labels(docker, &tag).await?.is_some() {
         return Ok(tag);
@@ -332,10 +338,10 @@ async fn builder_image(
         tag: &tag,
         labels: [(INPUT_HASH_LABEL.to_string(), hash.to_string())].into(),
         build_args: build_args.clone(),
-        credentials: engine::credentials_for(&[settings
-            .get("ISO_TOOLS_IMAGE")
-            .unwrap_or_default()
-            .to_string()])
+        credentials: engine::credentials_for(
+            &settings.environment,
+            std::slice::from_ref(&settings.iso_tools_image),
+        )
         .await?,
     };
     engine::build(docker, build, on_line).await?;

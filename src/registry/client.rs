@@ -5,7 +5,7 @@
 //! and to files; nothing large is held in memory.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,8 @@ use reqwest::{Method, Response, StatusCode};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Mutex;
 
-use crate::digest::Digest;
 use crate::limits::{MAX_MANIFEST_BYTES, MAX_REGISTRY_REPLY_BYTES, MIN_BLOB_BYTES_PER_SECOND};
+use crate::oci::{BlobFile, Digest};
 
 /// Every manifest type forge reads or writes.
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -216,68 +216,6 @@ enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
     Blob(&'a BlobFile),
-}
-
-/// A blob's bytes on disk: a file, framed by bytes before and after it (a tar member's header
-/// and padding, so that a file becomes a one-file layer without being copied).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BlobFile {
-    pub path: PathBuf,
-    pub head: Vec<u8>,
-    pub tail: Vec<u8>,
-}
-
-impl BlobFile {
-    /// A blob that is the whole file.
-    pub fn plain(path: PathBuf) -> BlobFile {
-        BlobFile {
-            path,
-            ..BlobFile::default()
-        }
-    }
-
-    /// The blob's size: the file's and its frame's.
-    pub async fn size(&self) -> std::io::Result<u64> {
-        let file = tokio::fs::metadata(&self.path).await?.len();
-        Ok(self.head.len() as u64 + file + self.tail.len() as u64)
-    }
-
-    /// The blob's sha256 digest and size, read in blocks of 1 MiB (blocking).
-    pub fn sha256(&self) -> std::io::Result<(Digest, u64)> {
-        use std::io::Read as _;
-        let mut file = std::fs::File::open(&self.path)?;
-        let mut hasher = crate::digest::Hasher::new(crate::digest::Algorithm::Sha256);
-        hasher.update(&self.head);
-        let mut buf = vec![0; 1 << 20];
-        let mut size = self.head.len() as u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
-        hasher.update(&self.tail);
-        size += self.tail.len() as u64;
-        Ok((hasher.finish(), size))
-    }
-
-    /// The blob's bytes, in blocks of 1 MiB.
-    async fn stream(
-        &self,
-    ) -> std::io::Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + use<>>
-    {
-        let file = tokio::fs::File::open(&self.path).await?;
-        let frame = |bytes: &[u8]| {
-            futures_util::stream::iter(
-                (!bytes.is_empty()).then(|| Ok(bytes::Bytes::copy_from_slice(bytes))),
-            )
-        };
-        Ok(frame(&self.head)
-            .chain(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20))
-            .chain(frame(&self.tail)))
-    }
 }
 
 /// A connection to one registry host.

@@ -4,6 +4,7 @@
 //! answering within [`CREDENTIAL_HELPER_TIMEOUT`]). Docker Hub's credentials are kept under
 //! `https://index.docker.io/v1/`, as the Docker CLI keeps them.
 
+use crate::config::Environment;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -60,20 +61,17 @@ pub struct DockerCredentials {
     path: Option<PathBuf>,
 }
 
-/// Where the Docker config lives.
-pub fn config_path() -> Option<PathBuf> {
-    match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
-        None => {
-            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker/config.json"))
-        }
-    }
+/// Where the Docker config lives: `config.json` in `DOCKER_CONFIG`, else in `~/.docker`.
+pub fn config_path(env: &Environment) -> Option<PathBuf> {
+    env.docker_config
+        .as_ref()
+        .map(|dir| dir.join("config.json"))
 }
 
 impl DockerCredentials {
     /// Load the config; a missing file means no credentials.
-    pub fn load() -> Result<DockerCredentials, CredentialsError> {
-        let Some(path) = config_path().filter(|p| p.exists()) else {
+    pub fn load(env: &Environment) -> Result<DockerCredentials, CredentialsError> {
+        let Some(path) = config_path(env).filter(|p| p.exists()) else {
             return Ok(DockerCredentials {
                 config: DockerConfig::default(),
                 path: None,

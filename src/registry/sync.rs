@@ -10,36 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{stream, StreamExt as _, TryStreamExt as _};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::client::{BlobFile, Error, Registry};
+use super::client::{Error, Registry};
 use super::rewrite::Rewrite;
 use super::Pool;
-use crate::digest::Digest;
+use crate::oci::{BlobFile, Descriptor, Digest, LocalImage, Platform, INDEX_TYPES};
 use crate::reference::Reference;
-
-/// The OCI media types of what forge pushes from local files.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-
-const INDEX_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-
-/// A content descriptor, as manifests list them; its digest parsed before any use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-}
+use crate::units::human;
 
 /// A descriptor as a manifest writes it, its digest still text.
 #[derive(Debug, Deserialize)]
@@ -51,24 +30,6 @@ struct RawDescriptor {
     size: u64,
     #[serde(default)]
     platform: Option<Platform>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
 }
 
 /// The parts of a manifest or index that copying needs.
@@ -165,15 +126,6 @@ pub struct Synced {
     pub up_to_date: bool,
     pub stats: Stats,
     pub seconds: f64,
-}
-
-/// An image held in local files (exported from the Docker Engine, or an ISO as an artifact):
-/// its manifest and blobs.
-pub struct LocalImage {
-    pub media_type: String,
-    pub manifest: Vec<u8>,
-    /// Digest → where the blob's bytes are.
-    pub blobs: HashMap<Digest, BlobFile>,
 }
 
 /// Where blobs come from.
@@ -517,43 +469,5 @@ impl<'a> Syncer<'a> {
         }
         self.known.lock().await.insert(key, repository.to_string());
         Ok(())
-    }
-}
-
-/// `12.3 MiB`.
-pub fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_sizes() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(5 * 1024 * 1024 * 1024), "5.0 GiB");
-    }
-
-    #[test]
-    fn platforms_print_like_docker() {
-        let p = Platform {
-            os: "linux".into(),
-            architecture: "arm64".into(),
-            variant: Some("v8".into()),
-        };
-        assert_eq!(p.to_string(), "linux/arm64/v8");
     }
 }

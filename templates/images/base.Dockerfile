@@ -18,7 +18,7 @@ RUN if [ -f /etc/kairos-release ]; then \
 RUN find /var/cache -mindepth 1 -maxdepth 1 ! -name 'cracklib' -exec rm -rf {} + && journalctl --vacuum-size=1K && rm -rf /etc/machine-id && rm -rf /var/lib/dbus/machine-id
 RUN touch /etc/machine-id && chmod 444 /etc/machine-id
 RUN rm /tmp/* -rf
-{% if disable_selinux == "true" -%}
+{% if disable_selinux -%}
 RUN if grep "security=selinux" /etc/cos/bootargs.cfg > /dev/null; then sed -i 's/security=selinux //g' /etc/cos/bootargs.cfg; fi && \
     if grep "selinux=1" /etc/cos/bootargs.cfg > /dev/null; then sed -i 's/selinux=1/selinux=0/g' /etc/cos/bootargs.cfg; fi
 {% endif -%}

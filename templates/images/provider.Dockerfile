@@ -4,7 +4,7 @@
     bundle (systemd older than 255, or BUNDLE_K8S_AND_AGENT_PROVIDER), stylus_config (the
     stylus image has /etc/kairos/80_stylus.yaml), edge_custom_config, luet_auth,
     kernel_headers_script (the checkout has scripts/install-kernel-headers.sh). -#}
-{% set kernel_headers = os_distribution == "ubuntu" and arch == "amd64" and (k8s_distribution == "kubeadm" or update_kernel == "true") -%}
+{% set kernel_headers = os_distribution == "ubuntu" and arch == "amd64" and (k8s_distribution == "kubeadm" or update_kernel) -%}
 {% if kernel_headers and not kernel_headers_script %}{{ throw(message="the kernel headers of kubeadm and UPDATE_KERNEL builds on Ubuntu are installed by the checkout's scripts/install-kernel-headers.sh, which is not there: copy it from CanvOS into the checkout") }}{% endif -%}
 # Provider image: {{ k8s_distribution }} {{ k8s_version }} on {{ os_distribution }} {{ os_version }}.
 FROM {{ agent_image }} AS stylus
@@ -42,9 +42,9 @@ FROM {{ base_tag }}
 {% if kernel_headers -%}
 COPY install-kernel-headers.sh /tmp/install-kernel-headers.sh
 RUN chmod 755 /tmp/install-kernel-headers.sh && /tmp/install-kernel-headers.sh
-{% elif update_kernel == "true" and (os_distribution == "opensuse-leap" or os_distribution == "sles") -%}
+{% elif update_kernel and (os_distribution == "opensuse-leap" or os_distribution == "sles") -%}
 RUN zypper --non-interactive ref && kernel=$(printf '%s\n' /lib/modules/* | xargs -n1 basename | sort -V | tail -1) && version=$(echo $kernel | sed 's/-default$//') && (zypper --non-interactive install --no-recommends kernel-default-devel-$version || zypper --non-interactive install --no-recommends kernel-devel || echo "kernel development packages not available, continuing without them")
-{% elif update_kernel == "true" and os_distribution == "rhel" -%}
+{% elif update_kernel and os_distribution == "rhel" -%}
 RUN yum clean all && yum makecache && kernel=$(printf '%s\n' /lib/modules/* | xargs -n1 basename | sort -V | tail -1) && (yum install -y kernel-devel-$kernel || yum install -y kernel-devel || echo "kernel development packages not available, continuing without them")
 {% endif -%}
 COPY overlay-etc/ /etc/

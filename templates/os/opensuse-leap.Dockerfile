@@ -1,7 +1,7 @@
 {#- openSUSE Leap (amd64): kernel locked unless UPDATE_KERNEL=true, an update, a fresh
     initramfs, CanvOS's package set; then what openSUSE and SLES share. -#}
 {% if arch == "amd64" -%}
-{% if update_kernel != "true" -%}
+{% if not update_kernel -%}
 RUN zypper al kernel-de*
 {% endif -%}
 RUN zypper refresh && zypper update -y
