@@ -14,11 +14,12 @@ use crate::config::{Environment, Settings};
 use crate::engine::{self, Engine, EngineError};
 use crate::iso::Mastered;
 use crate::plan::{Context, Facts, Kind, Plan, Step, INPUT_HASH_LABEL};
+use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::rewrite::Rewrite;
 use crate::registry::sync::{SyncError, Syncer};
 use crate::render::{context, write_context, RenderError, Sources, Templates};
-use crate::report::{write_output, Progress};
+use crate::report::write_output;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -43,6 +44,16 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl BuildError {
+    /// Whether a step failed (its build, on an engine), rather than the build could not run.
+    pub fn is_step_failure(&self) -> bool {
+        matches!(
+            self,
+            BuildError::Engine(EngineError::Build { .. }) | BuildError::OnEngine { .. }
+        )
+    }
 }
 
 /// An image the build made (or found already built).

@@ -209,24 +209,45 @@ impl Diagnostic {
     }
 }
 
-#[derive(Serialize)]
-struct JsonDiagnostic<'a> {
+/// A finding as the JSON documents write it.
+#[derive(Debug, Serialize)]
+pub struct Finding<'a> {
     severity: Severity,
     code: &'static str,
     file: String,
     path: &'a str,
     line: usize,
     column: usize,
-    message: String,
+    message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    help: Option<String>,
+    help: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct JsonReport<'a> {
-    diagnostics: Vec<JsonDiagnostic<'a>>,
-    errors: usize,
-    warnings: usize,
+impl<'a> From<&'a Diagnostic> for Finding<'a> {
+    fn from(d: &'a Diagnostic) -> Finding<'a> {
+        Finding {
+            severity: d.severity,
+            code: d.rule.code(),
+            file: d.file.display().to_string(),
+            path: &d.path,
+            line: d.pos.line,
+            column: d.pos.column,
+            message: &d.message,
+            help: d.help.as_deref(),
+        }
+    }
+}
+
+/// A report as the JSON documents write it: the findings and their counts.
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut report = serializer.serialize_struct("Report", 3)?;
+        report.serialize_field("diagnostics", &self.findings())?;
+        report.serialize_field("errors", &self.errors())?;
+        report.serialize_field("warnings", &self.warnings())?;
+        report.end()
+    }
 }
 
 /// The findings of one run over one or more input files, with the sources needed to show
@@ -347,27 +368,9 @@ impl Report {
         )
     }
 
-    /// The report as a JSON value.
-    pub fn to_json(&self) -> serde_json::Value {
-        let report = JsonReport {
-            diagnostics: self
-                .diagnostics
-                .iter()
-                .map(|d| JsonDiagnostic {
-                    severity: d.severity,
-                    code: d.rule.code(),
-                    file: d.file.display().to_string(),
-                    path: &d.path,
-                    line: d.pos.line,
-                    column: d.pos.column,
-                    message: d.message.clone(),
-                    help: d.help.clone(),
-                })
-                .collect(),
-            errors: self.errors(),
-            warnings: self.warnings(),
-        };
-        serde_json::to_value(report).expect("report serializes")
+    /// The findings, as the JSON documents write them.
+    pub fn findings(&self) -> Vec<Finding<'_>> {
+        self.diagnostics.iter().map(Finding::from).collect()
     }
 }
 
@@ -406,12 +409,20 @@ impl Excerpt {
             if i == at {
                 excerpt.column = shown;
             }
-            let escaped = escape_control(&c.to_string());
-            let len = escaped.chars().count();
+            let len = match c.is_control() {
+                true => {
+                    let escaped = escape_control(&c.to_string());
+                    excerpt.text.push_str(&escaped);
+                    escaped.chars().count()
+                }
+                false => {
+                    excerpt.text.push(*c);
+                    1
+                }
+            };
             if i >= at && i < at + width {
                 excerpt.width += len;
             }
-            excerpt.text.push_str(&escaped);
             shown += len;
         }
         if at >= end {

@@ -34,6 +34,23 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|s| key.contains(s))
 }
 
+/// A username and its password, as a registry takes them for basic authentication. Its
+/// `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &MASK)
+            .finish()
+    }
+}
+
 /// Collects secret values and removes them from text.
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {

@@ -90,6 +90,8 @@ pub struct Outcome {
     pub fixed: Option<Fixed>,
     /// The user-data document, when one was given and is valid YAML.
     pub user_data: Option<Document>,
+    /// The user-data's text as validated (after `--fix`): what an ISO carries.
+    pub user_data_text: Option<String>,
     /// The requested images, valid ones only, in order: command line, list file, profile.
     pub images: Vec<Reference>,
     /// The user-data's rewrite rules, when user-data was given and is valid YAML.
@@ -124,6 +126,7 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
     let mut fixed = None;
     let mut external = None;
     let mut user_data = None;
+    let mut user_data_text = None;
     let user_data_path = request.user_data.clone().unwrap_or_default();
     if let Some(path) = &request.user_data {
         let mut text = read(FileKind::UserData, path)?;
@@ -158,6 +161,7 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         user_data = validation.document.take();
         report.add_source(path, &text);
         report.extend(validation.diagnostics);
+        user_data_text = Some(text);
     }
     let content_bundles = match &request.content_dir {
         Some(dir) => content::find(dir)?,
@@ -195,6 +199,7 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         values,
         fixed,
         user_data,
+        user_data_text,
         images,
         rewriter,
         rewrites,

@@ -1015,7 +1015,7 @@ fn images_without_a_command_or_with_an_entrypoint_are_read_with_forges_own() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (found, missing, systemd) = runtime.block_on(async {
-        let env = forge::config::Environment::of_process();
+        let env = forge::config::Environment::from_vars(&forge::config::process_vars().unwrap());
         let address = forge::engine::default_address(&env);
         let engine = forge::engine::Engine::connect(&address, &env)
             .await

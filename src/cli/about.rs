@@ -4,78 +4,21 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
 use clap::{Args, CommandFactory as _};
 use clap_complete::Shell;
-use serde_json::json;
+use serde::Serialize;
 
-use super::output::{self, ExitStatus, Format, Shape};
-use super::{Cli, FormatArg};
-use crate::config;
-use crate::secret::Redactor;
-
-/// The commit forge was built from and its date (`unknown` outside a git checkout).
-const COMMIT: &str = env!("FORGE_COMMIT");
-const COMMIT_DATE: &str = env!("FORGE_COMMIT_DATE");
-
-/// The settings that choose where the images a build starts from come from, shown by
-/// `--version` with their defaults.
-const SOURCES: &[&str] = &[
-    "PE_VERSION",
-    "SPECTRO_PUB_REPO",
-    "SPECTRO_LUET_REPO",
-    "KAIROS_INIT_VERSION",
-    "K3S_PROVIDER_VERSION",
-    "KUBEADM_PROVIDER_VERSION",
-    "RKE2_PROVIDER_VERSION",
-    "NODEADM_PROVIDER_VERSION",
-    "CANONICAL_PROVIDER_VERSION",
-    "BUILDER_3RDPARTY_VERSION",
-    "ALPINE_TAG",
-];
-
-fn defaults() -> Vec<(&'static str, &'static str)> {
-    SOURCES
-        .iter()
-        .filter_map(|name| {
-            let def = config::SETTINGS.iter().find(|d| d.name == *name)?;
-            Some((def.name, def.default?))
-        })
-        .collect()
-}
+use super::args::FormatArg;
+use super::Cli;
+use crate::documents::Shape;
+use crate::output::{self, Format};
+use crate::pipeline::about::{Version, COMMIT_DATE};
+use crate::pipeline::{Error, ExitStatus};
 
 /// `forge --version [--format json]`.
-pub(super) fn version(format: Format) -> Result<ExitStatus> {
-    let redactor = Redactor::new();
-    let version = env!("CARGO_PKG_VERSION");
-    let defaults = defaults();
-    match format {
-        Format::Json => {
-            let defaults: serde_json::Map<_, _> = defaults
-                .iter()
-                .map(|(name, value)| (name.to_string(), json!(value)))
-                .collect();
-            let body = json!({
-                "version": version,
-                "commit": COMMIT,
-                "commit_date": COMMIT_DATE,
-                "canvos": config::CANVOS_RELEASE,
-                "defaults": defaults,
-            });
-            output::json(&redactor, Shape::Version, body)?;
-        }
-        Format::Text => {
-            let mut text = format!(
-                "forge {version} (commit {COMMIT}, {COMMIT_DATE})\nbuilds as CanvOS {} does, with these default image sources:\n",
-                config::CANVOS_RELEASE
-            );
-            let width = defaults.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-            for (name, value) in &defaults {
-                text.push_str(&format!("  {name:width$}  {value}\n"));
-            }
-            output::text(&redactor, &text)?;
-        }
-    }
+pub(super) fn version(format: Format) -> Result<ExitStatus, Error> {
+    let version = crate::pipeline::about::version();
+    output::outcome(format, Shape::Version, &version, Version::text)?;
     Ok(ExitStatus::Success)
 }
 
@@ -88,20 +31,24 @@ pub(super) struct CompletionsArgs {
     format: FormatArg,
 }
 
+/// A completion script, as `forge completions --format json` wraps it.
+#[derive(Serialize)]
+struct Completions {
+    shell: String,
+    script: String,
+}
+
 /// `forge completions SHELL`: the script (text), or `{shell, script}` (json).
-pub(super) fn completions(args: CompletionsArgs) -> Result<ExitStatus> {
+pub(super) fn completions(args: CompletionsArgs) -> Result<ExitStatus, Error> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "forge", &mut script);
-    let script = String::from_utf8(script).context("the completion script is not UTF-8")?;
-    let redactor = Redactor::new();
-    match args.format.format {
-        Format::Text => output::text(&redactor, &script)?,
-        Format::Json => output::json(
-            &redactor,
-            Shape::Completions,
-            json!({"shell": args.shell.to_string(), "script": script}),
-        )?,
-    }
+    let completions = Completions {
+        shell: args.shell.to_string(),
+        script: String::from_utf8_lossy(&script).into_owned(),
+    };
+    output::outcome(args.format.format, Shape::Completions, &completions, |c| {
+        c.script.clone()
+    })?;
     Ok(ExitStatus::Success)
 }
 
@@ -114,8 +61,15 @@ pub(super) struct ManArgs {
     format: FormatArg,
 }
 
+/// The man pages written, as `forge man --format json` lists them.
+#[derive(Serialize)]
+struct Pages {
+    dir: PathBuf,
+    pages: Vec<String>,
+}
+
 /// `forge man DIR`: `forge.1` and one page per command, `forge-<command>[-<sub>].1`.
-pub(super) fn man(args: ManArgs) -> Result<ExitStatus> {
+pub(super) fn man(args: ManArgs) -> Result<ExitStatus, Error> {
     let mut command = Cli::command();
     command.build();
     let mut pages = Vec::new();
@@ -126,35 +80,34 @@ pub(super) fn man(args: ManArgs) -> Result<ExitStatus> {
         for sub in command.get_subcommands().filter(shown) {
             todo.push((format!("{name}-{}", sub.get_name()), sub.clone()));
         }
-        let mut roff = Vec::new();
+        let file = format!("{name}.1");
         let page = command.name(name.clone()).bin_name(name.replace('-', " "));
+        let mut roff = Vec::new();
         clap_mangen::Man::new(page)
             .date(COMMIT_DATE)
             .source(format!("forge {}", env!("CARGO_PKG_VERSION")))
             .manual("forge manual")
             .render(&mut roff)
-            .context("rendering a man page")?;
-        let roff = String::from_utf8(roff).context("a man page is not UTF-8")?;
-        let file = format!("{name}.1");
-        crate::report::write_output(&args.dir, &file, &roff)
-            .with_context(|| format!("cannot write {}", args.dir.join(&file).display()))?;
+            .and_then(|()| {
+                let roff = String::from_utf8_lossy(&roff);
+                crate::report::write_output(&args.dir, &file, &roff)
+            })
+            .map_err(|source| Error::Io {
+                what: format!("cannot write {}", args.dir.join(&file).display()),
+                source,
+            })?;
         pages.push(file);
     }
     pages.sort();
-    let redactor = Redactor::new();
-    match args.format.format {
-        Format::Text => {
-            let listed: String = pages
-                .iter()
-                .map(|p| format!("{}\n", args.dir.join(p).display()))
-                .collect();
-            output::text(&redactor, &listed)?;
-        }
-        Format::Json => output::json(
-            &redactor,
-            Shape::Man,
-            json!({"dir": args.dir, "pages": pages}),
-        )?,
-    }
+    let pages = Pages {
+        dir: args.dir,
+        pages,
+    };
+    output::outcome(args.format.format, Shape::Man, &pages, |p| {
+        p.pages
+            .iter()
+            .map(|page| format!("{}\n", p.dir.join(page).display()))
+            .collect()
+    })?;
     Ok(ExitStatus::Success)
 }

@@ -60,14 +60,6 @@ impl Environment {
         }
     }
 
-    /// The process's environment.
-    pub fn of_process() -> Environment {
-        let vars: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        Environment::from_vars(&vars)
-    }
-
     /// `SOURCE_DATE_EPOCH` as seconds since 1970-01-01 UTC, `None` when unset.
     pub fn epoch(&self) -> Result<Option<u64>, EpochError> {
         self.source_date_epoch
@@ -80,6 +72,29 @@ impl Environment {
             .transpose()
     }
 }
+
+/// The process environment as text. Variables that are not UTF-8 are left out (`.arg` files
+/// see them as undefined), unless forge reads them (`FORGE_*`, [`READ_VARIABLES`]): that is an
+/// error naming the variable.
+pub fn process_vars() -> Result<Vec<(String, String)>, NotText> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        match value.into_string() {
+            Ok(value) => vars.push((name.to_string(), value)),
+            Err(_) if name.starts_with(super::ENV_PREFIX) || READ_VARIABLES.contains(&name) => {
+                return Err(NotText(name.to_string()))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(vars)
+}
+
+/// A variable forge reads that is not UTF-8 text.
+#[derive(Debug, thiserror::Error)]
+#[error("the environment variable {0} is not UTF-8 text; set it to UTF-8 text or unset it")]
+pub struct NotText(String);
 
 /// A `SOURCE_DATE_EPOCH` that is not a number of seconds.
 #[derive(Debug, thiserror::Error)]

@@ -150,7 +150,7 @@ impl Typed for Bytes {
 macro_rules! choice {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal,)* }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
         pub enum $name {
             #[default]
             $($variant,)*

@@ -258,7 +258,7 @@ pub async fn credentials_for(
             .lookup(&host)
             .await
             .map_err(|e| EngineError::Api(e.to_string()))?;
-        if let Some((username, password)) = looked_up {
+        if let Some(crate::secret::Credentials { username, password }) = looked_up {
             found.insert(
                 address.clone(),
                 bollard::auth::DockerCredentials {

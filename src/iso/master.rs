@@ -18,8 +18,9 @@ use super::IsoError;
 use crate::config::Settings;
 use crate::content;
 use crate::engine::{Container, Engine};
+use crate::progress::Progress;
 use crate::render::{context, Templates};
-use crate::report::{write_output, Progress};
+use crate::report::write_output;
 use crate::units::human;
 
 /// The volume label the live initrd looks for (`root=live:CDLABEL=COS_LIVE`).
@@ -69,8 +70,9 @@ pub const RESERVED: &[&str] = &[
     ELTORITO,
 ];
 
-/// Where the mastering tools run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the mastering tools run (`--iso-tools`): in a builder container forge builds, or on
+/// this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ToolPlace {
     Container,
     Host,
@@ -97,9 +99,11 @@ pub struct Spec<'a> {
     pub cache: &'a Cache,
 }
 
-/// One site's ISO: its user-data and the ISO's file name.
+/// One site's ISO: its user-data (the file, and the text that was validated, which the ISO
+/// carries) and the ISO's file name.
 pub struct Site<'a> {
     pub user_data: &'a Path,
+    pub text: &'a str,
     pub name: String,
 }
 
@@ -258,7 +262,7 @@ pub async fn master(
     for (i, site) in sites.iter().enumerate() {
         let dir = format!("site-{i}");
         let tree = root.join(&dir);
-        stage_tree(spec, site.user_data, &menu, &tree)?;
+        stage_tree(spec, site.text, &menu, &tree)?;
         runner.put(&tree, &dir).await?;
         // The ISO, written next to its final name and renamed when complete.
         let partial = crate::run::partial_file(spec.output, &site.name)
@@ -565,7 +569,7 @@ fn esp_kib(esp: &Path) -> Result<u64, IsoError> {
 
 /// Copy the files forge puts on one site's ISO root into `tree`: the overlay's `files-iso/`,
 /// the user-data, cluster and edge configuration, the boot menu and GRUB's stubs.
-fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Result<(), IsoError> {
+fn stage_tree(spec: &Spec<'_>, user_data: &str, menu: &str, tree: &Path) -> Result<(), IsoError> {
     for dir in ["boot/grub2", "boot/grub", "EFI/BOOT"] {
         let dir = tree.join(dir);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -631,7 +635,9 @@ fn stage_tree(spec: &Spec<'_>, user_data: &Path, menu: &str, tree: &Path) -> Res
             .map(drop)
             .map_err(io(format!("copying {}", from.display())))
     };
-    copy(user_data, "config.yaml")?;
+    std::fs::File::create_new(tree.join("config.yaml"))
+        .and_then(|mut file| std::io::Write::write_all(&mut file, user_data.as_bytes()))
+        .map_err(io("writing config.yaml"))?;
     if let Some(path) = &spec.settings.clusterconfig {
         copy(path, CLUSTER_CONFIG.trim_start_matches('/'))?;
     }

@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::limits::{MAX_MANIFEST_BYTES, MAX_REGISTRY_REPLY_BYTES, MIN_BLOB_BYTES_PER_SECOND};
 use crate::oci::{BlobFile, Digest};
+use crate::secret::Credentials;
 
 /// Every manifest type forge reads or writes.
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -33,7 +34,7 @@ pub const MANIFEST_TYPES: &[&str] = &[
 #[derive(Clone, Default)]
 pub struct Access {
     /// Basic-auth username and password.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<Credentials>,
     /// PEM CA certificates trusted in addition to the system roots.
     pub certificates: Vec<String>,
     /// Allow plain HTTP and unverified TLS.
@@ -43,7 +44,7 @@ pub struct Access {
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
-            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("credentials", &self.credentials)
             .field("certificates", &self.certificates.len())
             .field("insecure", &self.insecure)
             .finish()
@@ -58,16 +59,27 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 /// How often a request that is still waiting says so on stderr.
 const WAITING_NOTICE: Duration = Duration::from_secs(10);
 
+/// Told every 10 s that a request to a registry is still waiting, and for how long.
+pub type OnWait = Arc<dyn Fn(&str, Duration) + Send + Sync>;
+
 /// Retry policy for transient faults.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Retry {
     pub attempts: u32,
     pub base: Duration,
     pub max: Duration,
     /// The whole of one request, every attempt and pause included.
     pub deadline: Duration,
-    /// Told every 10 s that a request to a registry is still waiting, and for how long.
-    pub on_wait: fn(registry: &str, waited: Duration),
+    pub on_wait: OnWait,
+}
+
+impl std::fmt::Debug for Retry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retry")
+            .field("attempts", &self.attempts)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Retry {
@@ -77,7 +89,7 @@ impl Default for Retry {
             base: Duration::from_millis(200),
             max: Duration::from_secs(10),
             deadline: DEADLINE,
-            on_wait: |_, _| {},
+            on_wait: Arc::new(|_, _| {}),
         }
     }
 }
@@ -660,7 +672,7 @@ impl Registry {
             .map(|r| format!(", realm \"{}\"", crate::limits::clip(&r)))
             .unwrap_or_default();
         let user = match &self.access.credentials {
-            Some((user, _)) => format!(" as `{user}`"),
+            Some(credentials) => format!(" as `{}`", credentials.username),
             None => " (no credentials given)".to_string(),
         };
         Error::Unauthorized {
@@ -681,10 +693,10 @@ impl Registry {
             .to_ascii_lowercase();
         let header = match scheme.as_str() {
             "basic" => {
-                let Some((user, password)) = &self.access.credentials else {
+                let Some(credentials) = &self.access.credentials else {
                     return Err(self.unauthorized(challenge));
                 };
-                basic(user, password)
+                basic(credentials)
             }
             "bearer" => {
                 let realm = param(challenge, "realm").ok_or_else(|| Error::Protocol {
@@ -727,8 +739,8 @@ impl Registry {
         }
         let path = realm.path().to_string();
         let mut request = self.http.get(realm).query(&query);
-        if let Some((user, password)) = &self.access.credentials {
-            request = request.header(AUTHORIZATION, basic(user, password));
+        if let Some(credentials) = &self.access.credentials {
+            request = request.header(AUTHORIZATION, basic(credentials));
         }
         let response = request.send().await.map_err(|e| self.classify(e))?;
         let status = response.status();
@@ -1120,9 +1132,11 @@ fn push(repository: &str) -> String {
     format!("repository:{repository}:pull,push")
 }
 
-fn basic(user: &str, password: &str) -> HeaderValue {
+fn basic(credentials: &Credentials) -> HeaderValue {
     use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let Credentials { username, password } = credentials;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let mut value =
         HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header");
     value.set_sensitive(true);
@@ -1200,7 +1214,10 @@ mod tests {
     #[test]
     fn access_debug_hides_the_password() {
         let a = Access {
-            credentials: Some(("user".into(), "Hunter2!".into())),
+            credentials: Some(Credentials {
+                username: "user".into(),
+                password: "Hunter2!".into(),
+            }),
             ..Access::default()
         };
         assert!(!format!("{a:?}").contains("Hunter2"));

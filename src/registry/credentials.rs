@@ -5,6 +5,7 @@
 //! `https://index.docker.io/v1/`, as the Docker CLI keeps them.
 
 use crate::config::Environment;
+use crate::secret::Credentials;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -110,7 +111,7 @@ impl DockerCredentials {
     }
 
     /// Username and password for `host` (`host[:port]`), if configured.
-    pub async fn lookup(&self, host: &str) -> Result<Option<(String, String)>, CredentialsError> {
+    pub async fn lookup(&self, host: &str) -> Result<Option<Credentials>, CredentialsError> {
         let keys = keys_for(host);
         if let Some(helper) = keys.iter().find_map(|k| self.config.cred_helpers.get(k)) {
             return run_helper(helper, host).await;
@@ -160,22 +161,25 @@ fn server_for(host: &str) -> &str {
     }
 }
 
-fn decode(entry: &AuthEntry) -> Option<(String, String)> {
-    if let (Some(user), Some(password)) = (&entry.username, &entry.password) {
-        return Some((user.clone(), password.clone()));
+fn decode(entry: &AuthEntry) -> Option<Credentials> {
+    if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
+        return Some(Credentials {
+            username: username.clone(),
+            password: password.clone(),
+        });
     }
     let raw = base64::engine::general_purpose::STANDARD
         .decode(entry.auth.as_deref()?)
         .ok()?;
     let text = String::from_utf8(raw).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
+    let (username, password) = text.split_once(':')?;
+    Some(Credentials {
+        username: username.to_string(),
+        password: password.to_string(),
+    })
 }
 
-async fn run_helper(
-    helper: &str,
-    host: &str,
-) -> Result<Option<(String, String)>, CredentialsError> {
+async fn run_helper(helper: &str, host: &str) -> Result<Option<Credentials>, CredentialsError> {
     let program = format!("docker-credential-{helper}");
     let error = |detail: String| CredentialsError::Helper {
         helper: helper.to_string(),
@@ -214,7 +218,10 @@ async fn run_helper(
     }
     let answer: HelperAnswer =
         serde_json::from_slice(&output.stdout).map_err(|_| error("unreadable answer".into()))?;
-    Ok(Some((answer.username, answer.secret)))
+    Ok(Some(Credentials {
+        username: answer.username,
+        password: answer.secret,
+    }))
 }
 
 #[cfg(test)]
@@ -227,13 +234,15 @@ mod tests {
             auth: Some(base64::engine::general_purpose::STANDARD.encode("bob:pa:ss")),
             ..AuthEntry::default()
         };
-        assert_eq!(decode(&entry), Some(("bob".into(), "pa:ss".into())));
+        let found = decode(&entry).unwrap();
+        assert_eq!((&*found.username, &*found.password), ("bob", "pa:ss"));
         let entry = AuthEntry {
             username: Some("u".into()),
             password: Some("p".into()),
             ..AuthEntry::default()
         };
-        assert_eq!(decode(&entry), Some(("u".into(), "p".into())));
+        let found = decode(&entry).unwrap();
+        assert_eq!((&*found.username, &*found.password), ("u", "p"));
     }
 
     #[test]

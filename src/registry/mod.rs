@@ -17,12 +17,14 @@ use client::{Access, Error, Found, Registry, Retry};
 use credentials::DockerCredentials;
 use rewrite::{Declared, Rewrite};
 
+use crate::secret::Credentials;
+
 /// Where credentials and trust come from, for registries forge talks to.
 pub struct Policy {
     pub declared: Vec<Declared>,
     pub docker: DockerCredentials,
     /// `--username` / `--password-stdin`: used for the target registries.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<Credentials>,
     /// `--registry-ca`: trusted for every registry.
     pub extra_ca: Vec<String>,
     pub retry: Retry,
@@ -37,8 +39,7 @@ impl Policy {
         let mut certificates: Vec<String> =
             declared.map(|d| d.certificates.clone()).unwrap_or_default();
         certificates.extend(self.extra_ca.iter().cloned());
-        let from_user_data =
-            declared.and_then(|d| Some((d.username.clone()?, d.password.clone()?)));
+        let from_user_data = declared.and_then(|d| d.credentials.clone());
         let credentials = match from_user_data.or_else(|| self.credentials.clone()) {
             Some(c) => Some(c),
             None => self
@@ -63,7 +64,7 @@ impl Policy {
     /// they are; `None`: anonymous.
     pub fn credentials_origin(&self, host: &str) -> Option<String> {
         let declared = self.declared.iter().find(|d| d.domain.authority() == host);
-        if declared.is_some_and(|d| d.username.is_some() && d.password.is_some()) {
+        if declared.is_some_and(|d| d.credentials.is_some()) {
             return Some("the user-data (its stylus registry entry)".into());
         }
         if self.credentials.is_some() {
@@ -109,7 +110,7 @@ impl Pool {
         cell.get_or_init(|| async {
             let access = self.policy.access(host).await?;
             Ok(Arc::new(
-                Registry::connect(host, access, self.policy.retry).await?,
+                Registry::connect(host, access, self.policy.retry.clone()).await?,
             ))
         })
         .await

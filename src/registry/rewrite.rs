@@ -2,9 +2,8 @@
 //! prefixes every canonical reference with its domain; mapping rules replace the longest
 //! matching prefix (at a `/` boundary) and keep the rest; otherwise the image is unchanged.
 
-use base64::Engine as _;
-
 use crate::reference::{parse_domain, Domain, Reference, ReferenceError};
+use crate::secret::Credentials;
 use crate::userdata::model::Registry;
 use crate::yaml::Node;
 
@@ -14,9 +13,8 @@ pub struct Declared {
     /// The `domain` as written.
     pub text: String,
     pub domain: Domain,
-    pub username: Option<String>,
-    /// The password the registry expects (decoded when `encodedPassword` is true).
-    pub password: Option<String>,
+    /// The username and password, decoded ([`Registry::credentials`]).
+    pub credentials: Option<Credentials>,
     pub insecure: bool,
     pub certificates: Vec<String>,
 }
@@ -24,18 +22,10 @@ pub struct Declared {
 impl Declared {
     fn from_model(registry: Registry) -> Option<Declared> {
         let domain = parse_domain(&registry.domain).ok()?;
-        let password = match (registry.password, registry.encoded_password) {
-            (Some(p), Some(true)) => base64::engine::general_purpose::STANDARD
-                .decode(&p)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok()),
-            (p, _) => p,
-        };
         Some(Declared {
+            credentials: registry.credentials(),
             text: registry.domain,
             domain,
-            username: registry.username.filter(|u| !u.is_empty()),
-            password: password.filter(|p| !p.is_empty()),
             insecure: registry.insecure.unwrap_or(false),
             certificates: registry.certificates.unwrap_or_default(),
         })
@@ -80,6 +70,14 @@ pub struct Rewriter {
 }
 
 impl Rewriter {
+    /// No user-data: images are pulled from where they are, no registry declared.
+    pub fn none() -> Rewriter {
+        Rewriter {
+            rules: Rules::Unchanged,
+            registries: Vec::new(),
+        }
+    }
+
     /// Read the rules from a validated user-data document. With both `registryCredentials`
     /// and `externalRegistries` (an error in validation) the mapping rules are used.
     pub fn from_user_data(root: &Node) -> Rewriter {
@@ -270,6 +268,7 @@ mod tests {
     #[test]
     fn encoded_passwords_are_decoded_for_use() {
         let r = rewriter("stylus:\n  registryCredentials:\n    domain: r.local\n    username: u\n    password: UzNjcmV0IQ==\n    encodedPassword: true\n");
-        assert_eq!(r.registries[0].password.as_deref(), Some("S3cret!"));
+        let credentials = r.registries[0].credentials.as_ref().unwrap();
+        assert_eq!(credentials.password, "S3cret!");
     }
 }

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value as Any;
 
 use super::stages::Stage;
+use crate::secret::Credentials;
 
 /// Edge installer user-data: a `#cloud-config` document with the Palette agent's `stylus`
 /// block and Kairos installer keys.
@@ -148,6 +150,24 @@ pub struct Registry {
     pub insecure: Option<bool>,
     /// PEM CA certificates that sign the registry's TLS certificate.
     pub certificates: Option<Vec<String>>,
+}
+
+impl Registry {
+    /// The username and the password the registry expects (decoded when `encodedPassword` is
+    /// true; a password that does not decode is none, which validation reports), when both
+    /// are given: the one place a user-data password is decoded.
+    pub fn credentials(&self) -> Option<Credentials> {
+        let username = self.username.clone().filter(|u| !u.is_empty())?;
+        let password = match (&self.password, self.encoded_password) {
+            (Some(p), Some(true)) => base64::engine::general_purpose::STANDARD
+                .decode(p)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok()),
+            (p, _) => p.clone(),
+        };
+        let password = password.filter(|p| !p.is_empty())?;
+        Some(Credentials { username, password })
+    }
 }
 
 /// Several external registries and the rules mapping image prefixes to them.

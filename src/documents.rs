@@ -1,161 +1,15 @@
-//! The one door out of forge: what a command prints on stdout (text, or one JSON document that
-//! names its published shape), the notes and errors on stderr (`-q` quiets notes, colour only
-//! on a terminal without `NO_COLOR`), and the exit status every command shares.
-
-use std::io::{IsTerminal as _, Write as _};
-use std::sync::OnceLock;
+//! The JSON documents forge prints (`--format json`, `--progress json`) and writes
+//! (`manifest.json`): each names its shape in its first field, `schema` (`forge.<name>/v1`),
+//! and each shape is published as a JSON Schema (2020-12, `src/schemas/`), printed by `forge
+//! schema output NAME`. A leaf module.
 
 use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::diagnostic::escape_control;
-use crate::secret::Redactor;
-
-/// What a command prints on stdout.
-#[derive(Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub(super) enum Format {
-    /// For people; may change between releases.
-    #[default]
-    Text,
-    /// One JSON document with a `schema` field naming its published shape (`forge schema
-    /// output NAME`).
-    Json,
-}
-
-/// The exit status of every command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ExitStatus {
-    /// 0: done, nothing wrong (warnings may have been printed).
-    Success,
-    /// 1: findings or failures: invalid inputs, a failed build, boot or check.
-    Failure,
-    /// 2: the command could not run: bad usage, unreadable files, an unreachable service.
-    Error,
-    /// 128 + the signal: stopped by SIGINT (130), SIGTERM (143) or SIGHUP (129), cleaned up.
-    Stopped(u8),
-}
-
-impl ExitStatus {
-    /// 0 when `ok`, else 1.
-    pub(super) fn from_ok(ok: bool) -> ExitStatus {
-        if ok {
-            ExitStatus::Success
-        } else {
-            ExitStatus::Failure
-        }
-    }
-
-    pub(super) fn code(self) -> u8 {
-        match self {
-            ExitStatus::Success => 0,
-            ExitStatus::Failure => 1,
-            ExitStatus::Error => 2,
-            ExitStatus::Stopped(signal) => 128 + signal,
-        }
-    }
-}
-
-/// Stop with this status: what needed saying has been printed.
-#[derive(Debug, thiserror::Error)]
-#[error("exit status {}", .0.code())]
-pub(super) struct Exit(pub ExitStatus);
-
-impl Exit {
-    /// Findings were printed: exit 1.
-    pub(super) fn failure() -> anyhow::Error {
-        Exit(ExitStatus::Failure).into()
-    }
-}
-
-/// How much a command says on stderr, and how.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Voice {
-    /// `-q`: errors only.
-    pub quiet: bool,
-    /// `-v`: every line of build output, beside the spinners too.
-    pub verbose: bool,
-}
-
-static VOICE: OnceLock<Voice> = OnceLock::new();
-
-/// Set once, from the command line.
-pub(super) fn set_voice(voice: Voice) {
-    let _ = VOICE.set(voice);
-}
-
-pub(super) fn voice() -> Voice {
-    VOICE.get().copied().unwrap_or_default()
-}
-
-/// Colour and spinners on stderr: a terminal, and `NO_COLOR` unset or empty.
-pub(super) fn stderr_styled() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// Colour on stdout: a terminal, and `NO_COLOR` unset or empty.
-pub(super) fn stdout_styled() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// `text` in an ANSI style (`1;31` bold red, `32` green, `33` yellow) when `styled`.
-pub(super) fn paint(styled: bool, style: &str, text: &str) -> String {
-    if styled {
-        format!("\x1b[{style}m{text}\x1b[0m")
-    } else {
-        text.to_string()
-    }
-}
-
-/// A note on stderr (what a command is doing), unless `-q`. Redacted.
-pub(super) fn note(redactor: &Redactor, line: &str) {
-    if voice().quiet {
-        return;
-    }
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "{}",
-        escape_control(&redactor.redact(line))
-    );
-}
-
-/// A validation report on stderr (with `-q`, only one holding errors). Redacted.
-pub(super) fn report(redactor: &Redactor, report: &crate::diagnostic::Report) {
-    if voice().quiet && report.errors() == 0 {
-        return;
-    }
-    let text = escape_control(&redactor.redact(&report.render_text()));
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
-}
-
-/// An error on stderr, always. Redacted.
-pub(super) fn error(redactor: &Redactor, text: &str) {
-    let label = paint(stderr_styled(), "1;31", "error");
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "{label}: {}",
-        escape_control(&redactor.redact(text))
-    );
-}
-
-/// Text on stdout, redacted, control characters escaped.
-pub(super) fn text(redactor: &Redactor, text: &str) -> std::io::Result<()> {
-    stdout(&escape_control(&redactor.redact(text)))
-}
-
-/// Text on stdout as it is: the caller redacted and escaped what came from outside (styled
-/// text keeps its colour codes). A reader that went away (`| head`) ends the output quietly.
-pub(super) fn stdout(text: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
-}
-
 /// The shape of a JSON document forge prints; each is published as a JSON Schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(super) enum Shape {
+pub enum Shape {
     /// `forge --version --format json`.
     Version,
     /// `forge doctor`.
@@ -203,7 +57,7 @@ pub(super) enum Shape {
 }
 
 impl Shape {
-    pub(super) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Shape::Version => "version",
             Shape::Doctor => "doctor",
@@ -231,12 +85,12 @@ impl Shape {
     }
 
     /// The value of the document's `schema` field: `forge.<name>/v<version>`.
-    pub(super) fn id(self) -> String {
+    pub fn id(self) -> String {
         format!("forge.{}/v1", self.name())
     }
 
     /// The shape's JSON Schema (2020-12).
-    pub(super) fn schema(self) -> Value {
+    pub fn schema(self) -> Value {
         let text = match self {
             Shape::Version => include_str!("schemas/version.json"),
             Shape::Doctor => include_str!("schemas/doctor.json"),
@@ -266,7 +120,7 @@ impl Shape {
 
     /// `body` (an object; anything else is kept under `value`) as this shape's document:
     /// `schema` first.
-    pub(super) fn document(self, body: impl Serialize) -> serde_json::Result<Value> {
+    pub fn document(self, body: impl Serialize) -> serde_json::Result<Value> {
         let mut doc = Map::new();
         doc.insert("schema".into(), Value::String(self.id()));
         match serde_json::to_value(body)? {
@@ -277,14 +131,6 @@ impl Shape {
         }
         Ok(Value::Object(doc))
     }
-}
-
-/// `body` as one `shape` document on stdout, its strings redacted before it is serialized.
-pub(super) fn json(redactor: &Redactor, shape: Shape, body: impl Serialize) -> anyhow::Result<()> {
-    let mut doc = shape.document(body)?;
-    redactor.redact_json(&mut doc);
-    stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -314,8 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn the_library_names_the_event_and_manifest_shapes() {
-        assert_eq!(Shape::Event.id(), crate::report::EVENT_SCHEMA);
+    fn the_manifest_names_its_shape() {
         assert_eq!(Shape::Manifest.id(), crate::build::MANIFEST_SCHEMA);
     }
 
