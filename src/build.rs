@@ -8,18 +8,15 @@ use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use futures_util::{stream, StreamExt as _, TryStreamExt as _};
-use serde_json::json;
 
 use crate::config::{Environment, Settings};
 use crate::engine::{self, Engine, EngineError};
-use crate::iso::Mastered;
 use crate::plan::{Context, Facts, Kind, Plan, Step, INPUT_HASH_LABEL};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::rewrite::Rewrite;
 use crate::registry::sync::{SyncError, Syncer};
-use crate::render::{context, write_context, RenderError, Sources, Templates};
-use crate::report::write_output;
+use crate::render::{write_context, RenderError, Sources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -702,114 +699,6 @@ async fn push_image(
         "pushed"
     };
     Ok((status, synced))
-}
-
-/// Push the ISO as the image CanvOS's `+iso-disk-image` makes (see [`crate::iso::artifact`]),
-/// tagged `IMAGE_REGISTRY/IMAGE_REPO/<ISO file stem>:PE_VERSION[-CUSTOM_TAG]`; records where.
-pub async fn push_iso(
-    syncer: &Syncer<'_>,
-    settings: &Settings,
-    iso: &mut Mastered,
-    epoch: Option<u64>,
-    progress: &Progress,
-) -> Result<(), BuildError> {
-    let stem = iso.path.file_stem().unwrap_or_default().to_string_lossy();
-    let tag = settings
-        .iso_image_tag(&stem)
-        .ok_or_else(|| BuildError::Host("--push-iso needs IMAGE_REGISTRY".into()))?;
-    let reference = Reference::parse(&tag).map_err(|e| BuildError::Host(format!("{tag}: {e}")))?;
-    progress.start("push iso", "pushing", &tag);
-    let arch = settings.arch.as_str();
-    let synced = crate::iso::artifact::push(syncer, &iso.path, &reference, arch, epoch)
-        .await
-        .map_err(|source| BuildError::Push {
-            image: tag.clone(),
-            source: Box::new(source),
-        })?;
-    let status = if synced.up_to_date {
-        "up to date"
-    } else {
-        "pushed"
-    };
-    progress.finish("push iso", status, &format!("{tag}@{}", synced.digest));
-    iso.pushed = Some((tag, synced.digest));
-    Ok(())
-}
-
-/// Write `manifest.json` and `profile-snippet.yaml` to `dir`; returns the snippet.
-pub fn write_outputs(
-    dir: &Path,
-    settings: &Settings,
-    templates: &Templates,
-    built: &[Built],
-    isos: &[Mastered],
-) -> Result<String, BuildError> {
-    write_manifest(dir, settings, built, isos)?;
-    let snippet = templates.render("profile-snippet.yaml", &context(settings))?;
-    write_output(dir, "profile-snippet.yaml", &snippet).map_err(|source| BuildError::Output {
-        path: dir.join("profile-snippet.yaml"),
-        source,
-    })?;
-    Ok(snippet)
-}
-
-/// The `schema` of `manifest.json` (`forge schema output manifest`).
-pub const MANIFEST_SCHEMA: &str = "forge.manifest/v1";
-
-/// Write `manifest.json` to `dir`: every image built and every ISO, with their inputs.
-pub fn write_manifest(
-    dir: &Path,
-    settings: &Settings,
-    built: &[Built],
-    isos: &[Mastered],
-) -> Result<(), BuildError> {
-    let artifacts: Vec<_> = built
-        .iter()
-        .map(|b| {
-            let mut inputs = json!({"input_hash": b.step.input_hash});
-            if let Kind::Provider { version } = &b.step.kind {
-                inputs["k8s_distribution"] = json!(settings.k8s_distribution.map(|d| d.as_str()));
-                inputs["k8s_version"] = json!(version);
-            }
-            json!({
-                "kind": b.step.kind.label(),
-                "reference": b.step.tag,
-                "image_id": b.image_id,
-                "digest": b.digest,
-                "pushed_bytes": b.pushed_bytes,
-                "size": b.size,
-                "cached": b.cached,
-                "inputs": inputs,
-            })
-        })
-        .chain(isos.iter().map(|iso| {
-            json!({
-                "kind": "iso",
-                "path": iso.path,
-                "sha256": iso.sha256,
-                "size": iso.size,
-                "checksum_file": iso.checksum_path,
-                "reference": iso.pushed.as_ref().map(|(tag, _)| tag),
-                "digest": iso.pushed.as_ref().map(|(_, digest)| digest),
-                "cached": iso.cached,
-                "inputs": {
-                    "image": iso.image,
-                    "user_data": iso.user_data,
-                    "rootfs_bytes": iso.rootfs_bytes,
-                    "squashfs_compression": settings.squashfs_compression.as_str(),
-                    "efi_loader": iso.efi_loader,
-                    "content_bundles": iso.bundles.iter().map(|b| json!({"source": b.source, "size": b.size, "iso_paths": b.parts})).collect::<Vec<_>>(),
-                },
-            })
-        }))
-        .collect();
-    let manifest = json!({"schema": MANIFEST_SCHEMA, "forge_version": env!("CARGO_PKG_VERSION"), "artifacts": artifacts});
-    let text = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
-    write_output(dir, "manifest.json", &text).map_err(|source| BuildError::Output {
-        path: dir.join("manifest.json"),
-        source,
-    })?;
-    Ok(())
 }
 
 #[cfg(test)]

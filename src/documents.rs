@@ -160,11 +160,6 @@ mod tests {
     }
 
     #[test]
-    fn the_manifest_names_its_shape() {
-        assert_eq!(Shape::Manifest.id(), crate::build::MANIFEST_SCHEMA);
-    }
-
-    #[test]
     fn a_document_starts_with_its_schema() {
         let doc = Shape::Rules
             .document(serde_json::json!({"rules": []}))

@@ -2,9 +2,9 @@
 //! installer user-data and the cluster profile ([`validate`]), plans and builds the provider
 //! and installer images on the Docker Engine ([`plan`], [`render`], [`engine`], [`build`]),
 //! pushes them ([`registry`]) and masters the installer ISO ([`iso`]); [`ci`] splits a build
-//! into CI jobs; [`doctor`] checks the host for all of it. See DESIGN.md in the shared notes
-//! for the pipeline. What forge prints goes through one door, `cli::output` (progress through
-//! [`report`]): no `print!` anywhere else.
+//! into CI jobs; [`doctor`] checks the host for all of it. [`pipeline`] has one function per
+//! command; what forge prints goes through one door, [`output`]: no `print!` anywhere else.
+//! ARCHITECTURE.md is the map.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod build;

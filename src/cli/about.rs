@@ -87,15 +87,8 @@ pub(super) fn man(args: ManArgs) -> Result<ExitStatus, Error> {
             .date(COMMIT_DATE)
             .source(format!("forge {}", env!("CARGO_PKG_VERSION")))
             .manual("forge manual")
-            .render(&mut roff)
-            .and_then(|()| {
-                let roff = String::from_utf8_lossy(&roff);
-                crate::report::write_output(&args.dir, &file, &roff)
-            })
-            .map_err(|source| Error::Io {
-                what: format!("cannot write {}", args.dir.join(&file).display()),
-                source,
-            })?;
+            .render(&mut roff)?;
+        crate::pipeline::about::write_page(&args.dir, &file, &String::from_utf8_lossy(&roff))?;
         pages.push(file);
     }
     pages.sort();

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::iso::verify::Accel;
-use crate::iso::ToolPlace;
 use crate::output::screen::Style;
 use crate::output::Format;
 use crate::pipeline::boot::{BootRequest, Firmwares, Medias};
@@ -16,8 +14,7 @@ use crate::pipeline::build::Mastering;
 use crate::pipeline::images::Access;
 use crate::pipeline::inputs::{BuildInputs, SettingsRequest};
 use crate::pipeline::Error;
-use crate::registry::client::DEADLINE;
-use crate::secret::Credentials;
+use crate::pipeline::{Accel, Credentials, ToolPlace, REGISTRY_DEADLINE};
 
 /// `--format text|json`, for commands that take nothing else.
 #[derive(Args)]
@@ -63,7 +60,7 @@ impl SettingsArgs {
         Ok(SettingsRequest {
             config: self.config.clone(),
             arg: self.arg.clone(),
-            env: crate::config::process_vars()?,
+            env: crate::pipeline::process_vars()?,
             sets: self.sets.clone(),
             secret_files: self
                 .secret_files
@@ -166,7 +163,7 @@ pub(super) struct AccessArgs {
     #[arg(long, requires = "username")]
     password_stdin: bool,
     /// Seconds one registry request may take, retries included (uploads aside).
-    #[arg(long, value_name = "SECONDS", default_value_t = DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = REGISTRY_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     registry_timeout: u64,
 }
 

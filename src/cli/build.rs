@@ -5,12 +5,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::{BootArgs, InputsArgs, MasteringArgs};
-use crate::build::Only;
 use crate::documents::Shape;
 use crate::output;
 use crate::output::screen::progress;
 use crate::pipeline::build::{self, BuildOutcome, BuildRequest, DryRunOutcome};
-use crate::pipeline::{Error, ExitStatus};
+use crate::pipeline::{Error, ExitStatus, Only};
 
 #[derive(Args)]
 pub(super) struct BuildArgs {

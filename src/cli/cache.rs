@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::config::Environment;
 use crate::documents::Shape;
 use crate::output::{self, Format};
 use crate::pipeline::boot::{self, CacheListOutcome, CachePruneOutcome};
@@ -41,12 +40,12 @@ pub(super) struct CacheDir {
 }
 
 fn parse_max_size(text: &str) -> Result<u64, String> {
-    crate::units::parse_size(text)
+    crate::pipeline::parse_size(text)
         .ok_or_else(|| "expected a size such as 20GB, 500MB or 10G (split's syntax)".to_string())
 }
 
 pub(super) fn run(command: CacheCommand) -> Result<ExitStatus, Error> {
-    let env = Environment::from_vars(&crate::config::process_vars()?);
+    let env = crate::pipeline::environment()?;
     match command {
         CacheCommand::Ls { dir, format } => {
             let listed = boot::cache_ls(dir.cache_dir.as_deref(), &env)?;

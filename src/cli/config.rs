@@ -1,13 +1,12 @@
 //! `forge config show` and `forge schema`.
 
 use clap::Subcommand;
-use serde::Serialize;
 
 use super::args::{FormatArg, SettingsArgs};
 use crate::documents::Shape;
 use crate::output::screen::{progress, Style};
 use crate::output::{self, Format};
-use crate::pipeline::check::{self, ConfigOutcome};
+use crate::pipeline::check::{self, ConfigOutcome, SchemaOf, SchemaOutcome};
 use crate::pipeline::{Error, ExitStatus};
 
 #[derive(Subcommand)]
@@ -46,30 +45,18 @@ pub(super) fn show(command: ConfigCommand) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::from_ok(outcome.report.errors() == 0))
 }
 
-/// A JSON Schema, as `forge schema --format json` wraps it.
-#[derive(Serialize)]
-struct SchemaDoc {
-    document: String,
-    json_schema: serde_json::Value,
-}
-
 /// `forge schema`: the JSON Schema itself (text), or wrapped in a `schema` document (json).
 pub(super) fn schema(command: SchemaCommand) -> Result<ExitStatus, Error> {
-    let (document, json_schema, format) = match command {
-        SchemaCommand::UserData(f) => ("user-data".into(), crate::userdata::schema(), f.format),
-        SchemaCommand::Config(f) => ("config".into(), crate::config::schema(), f.format),
-        SchemaCommand::Output { name, format } => (
-            format!("output/{}", name.name()),
-            name.schema(),
-            format.format,
-        ),
+    let (of, format) = match command {
+        SchemaCommand::UserData(f) => (SchemaOf::UserData, f.format),
+        SchemaCommand::Config(f) => (SchemaOf::Config, f.format),
+        SchemaCommand::Output { name, format } => (SchemaOf::Output(name), format.format),
     };
-    let doc = SchemaDoc {
-        document,
-        json_schema,
-    };
-    output::outcome(format, Shape::Schema, &doc, |d| {
-        serde_json::to_string_pretty(&d.json_schema).unwrap_or_default() + "\n"
-    })?;
+    output::outcome(
+        format,
+        Shape::Schema,
+        &check::schema(of),
+        SchemaOutcome::text,
+    )?;
     Ok(ExitStatus::Success)
 }

@@ -6,11 +6,10 @@ use clap::Args;
 
 use super::args::{AccessArgs, SettingsArgs};
 use crate::documents::Shape;
-use crate::iso::ToolPlace;
 use crate::output::screen::{progress, Style};
 use crate::output::{self, Format};
 use crate::pipeline::doctor::{self, DoctorRequest, Needs};
-use crate::pipeline::{Error, ExitStatus};
+use crate::pipeline::{Error, ExitStatus, ToolPlace};
 
 #[derive(Args)]
 pub(super) struct DoctorArgs {
@@ -47,11 +46,6 @@ pub(super) struct DoctorArgs {
 
 pub(super) fn run(args: DoctorArgs) -> Result<ExitStatus, Error> {
     let settings = args.settings.request()?;
-    let env = crate::config::Environment::from_vars(&settings.env);
-    let engines = match args.engine.is_empty() {
-        true => vec![crate::engine::default_address(&env)],
-        false => args.engine,
-    };
     let boots = args.verify || args.secure_boot;
     let request = DoctorRequest {
         settings,
@@ -59,7 +53,7 @@ pub(super) fn run(args: DoctorArgs) -> Result<ExitStatus, Error> {
         templates: args.templates,
         access: args.access.request()?,
         needs: Needs {
-            engines,
+            engines: args.engine,
             iso_tools: Some(args.iso_tools),
             push: args.push,
             verify: boots,

@@ -5,13 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::args::{AccessArgs, InputsArgs, MasteringArgs};
-use crate::config::{Arch, Environment};
 use crate::documents::Shape;
 use crate::output::screen::{progress, Style};
 use crate::output::{self, Format};
 use crate::pipeline::build::{self, IsoOutcome, IsoRequest};
 use crate::pipeline::images::{self, IsoPushOutcome, IsoPushRequest};
-use crate::pipeline::{Error, ExitStatus};
+use crate::pipeline::{Arch, Error, ExitStatus};
 
 /// `forge iso [--image REF --user-data ...]` or `forge iso push ...`.
 #[derive(Args)]
@@ -79,7 +78,7 @@ fn push(args: PushArgs) -> Result<ExitStatus, Error> {
         reference: args.reference,
         arch: args.arch,
     };
-    let env = Environment::from_vars(&crate::config::process_vars()?);
+    let env = crate::pipeline::environment()?;
     let progress = progress(Style::Plain);
     let pushed = images::iso_push(&request, &args.access.request()?, &env, &progress)?;
     output::outcome(args.format, Shape::IsoPush, &pushed, IsoPushOutcome::text)?;

@@ -4,7 +4,6 @@ use clap::{Args, Subcommand};
 
 use super::args::AccessArgs;
 use super::images::ImagesArgs;
-use crate::config::Environment;
 use crate::documents::Shape;
 use crate::output;
 use crate::output::screen::{progress, Style};
@@ -45,7 +44,7 @@ pub(super) struct SyncArgs {
 }
 
 pub(super) fn run(command: RegistryCommand) -> Result<ExitStatus, Error> {
-    let env = Environment::from_vars(&crate::config::process_vars()?);
+    let env = crate::pipeline::environment()?;
     let progress = progress(Style::Plain);
     match command {
         RegistryCommand::Check(args) => {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::SettingsArgs;
-use crate::diagnostic::plural;
 use crate::documents::Shape;
 use crate::output::screen::{progress, Style};
 use crate::output::{self, Format};
@@ -48,14 +47,8 @@ pub(super) fn run(args: ValidateArgs) -> Result<ExitStatus, Error> {
         &outcome,
         ValidateOutcome::text,
     )?;
-    if let Some(fixed) = &outcome.fixed {
-        output::note(&format!(
-            "fixed {} {} in {} (original kept as {})",
-            fixed.count,
-            plural(fixed.count, "problem"),
-            fixed.file.display(),
-            fixed.backup.display()
-        ));
+    if let Some(fixed) = outcome.fixed_note() {
+        output::note(&fixed);
     }
     Ok(ExitStatus::from_ok(outcome.report.errors() == 0))
 }

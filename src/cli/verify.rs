@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::BootArgs;
-use crate::config::Environment;
 use crate::documents::Shape;
 use crate::output::screen::{progress, Style};
 use crate::output::{self, Format};
@@ -23,7 +22,7 @@ pub(super) struct VerifyArgs {
 }
 
 pub(super) fn run(args: VerifyArgs) -> Result<ExitStatus, Error> {
-    let env = Environment::from_vars(&crate::config::process_vars()?);
+    let env = crate::pipeline::environment()?;
     let progress = progress(Style::Plain);
     let verified = boot::verify(&args.iso, &args.boot.request(), &env, &progress)?;
     output::outcome(args.format, Shape::Verify, &verified, VerifyOutcome::text)?;

@@ -121,6 +121,28 @@ fn layer(iso: &Path, name: &str, mtime: u64) -> std::io::Result<BlobFile> {
     })
 }
 
+/// Push `iso` as the image CanvOS's `+iso-disk-image` makes, to `reference`, and record where
+/// it went; progress as the step `push iso`.
+pub async fn publish(
+    syncer: &Syncer<'_>,
+    iso: &mut super::Mastered,
+    reference: &Reference,
+    arch: &str,
+    epoch: Option<u64>,
+    progress: &crate::progress::Progress,
+) -> Result<(), SyncError> {
+    let tag = reference.to_string();
+    progress.start("push iso", "pushing", &tag);
+    let synced = push(syncer, &iso.path, reference, arch, epoch).await?;
+    let status = match synced.up_to_date {
+        true => "up to date",
+        false => "pushed",
+    };
+    progress.finish("push iso", status, &format!("{tag}@{}", synced.digest));
+    iso.pushed = Some((tag, synced.digest));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

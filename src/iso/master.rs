@@ -20,7 +20,7 @@ use crate::content;
 use crate::engine::{Container, Engine};
 use crate::progress::Progress;
 use crate::render::{context, Templates};
-use crate::report::write_output;
+use crate::run::write_output;
 use crate::units::human;
 
 /// The volume label the live initrd looks for (`root=live:CDLABEL=COS_LIVE`).

@@ -13,7 +13,7 @@ mod read;
 mod tools;
 pub mod verify;
 
-pub use master::{master, Mastered, Site, Spec, ToolPlace};
+pub use master::{master, Bundle, Mastered, Site, Spec, ToolPlace};
 pub use read::ReadError;
 pub use tools::host_missing;
 

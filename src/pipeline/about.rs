@@ -1,8 +1,11 @@
 //! What forge says about itself (`forge --version`): its version, the commit and date it was
 //! built from, the CanvOS release its defaults follow, and the default image sources.
 
+use std::path::Path;
+
 use serde::Serialize;
 
+use super::Error;
 use crate::config;
 
 /// The commit forge was built from and its date (`unknown` outside a git checkout).
@@ -24,6 +27,16 @@ const SOURCES: &[&str] = &[
     "BUILDER_3RDPARTY_VERSION",
     "ALPINE_TAG",
 ];
+
+/// Write a manual page `name` whole into `dir` (`forge man`).
+pub fn write_page(dir: &Path, name: &str, text: &str) -> Result<(), Error> {
+    crate::run::write_output(dir, name, text)
+        .map(drop)
+        .map_err(|source| Error::Io {
+            what: format!("cannot write {}", dir.join(name).display()),
+            source,
+        })
+}
 
 /// What `forge --version` says.
 #[derive(Debug, Serialize)]

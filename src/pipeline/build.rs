@@ -337,15 +337,17 @@ async fn master_sites(
     if let (true, Some(pool)) = (job.mastering.push_iso, job.pool) {
         let log = |line: &str| job.progress.line("push", line);
         let syncer = Syncer::new(pool, None, 4, &log)?;
+        let arch = job.settings.arch.as_str();
         for iso in &mut isos {
-            build::push_iso(
-                &syncer,
-                job.settings,
-                iso,
-                spec.source_date_epoch,
-                job.progress,
-            )
-            .await?;
+            let stem = iso.path.file_stem().unwrap_or_default().to_string_lossy();
+            let tag = job
+                .settings
+                .iso_image_tag(&stem)
+                .ok_or_else(|| Error::Usage("--push-iso needs IMAGE_REGISTRY".into()))?;
+            let reference =
+                Reference::parse(&tag).map_err(|e| Error::Usage(format!("{tag}: {e}")))?;
+            let epoch = spec.source_date_epoch;
+            iso::artifact::publish(&syncer, iso, &reference, arch, epoch, job.progress).await?;
         }
     }
     Ok(isos)
@@ -445,7 +447,8 @@ pub fn build(request: &BuildRequest, progress: &Arc<Progress>) -> Result<BuildOu
     };
     let (built, isos) = block_on(env, job)?;
     let output = &inputs.output;
-    let snippet = build::write_outputs(output, settings, &prepared.templates, &built, &isos)?;
+    let snippet =
+        crate::report::write_outputs(output, settings, &prepared.templates, &built, &isos)?;
     let mut boots = Vec::new();
     if let Some(request) = &request.verify {
         for iso in &isos {
@@ -652,7 +655,7 @@ pub fn iso(request: &IsoRequest, progress: &Arc<Progress>) -> Result<IsoOutcome,
         master_sites(engine, &job, &validated.sites).await
     };
     let isos = block_on(env, job)?;
-    build::write_manifest(&inputs.output, settings, &[], &isos)?;
+    crate::report::write_manifest(&inputs.output, settings, &[], &isos)?;
     Ok(IsoOutcome {
         manifest: inputs.output.join("manifest.json"),
         isos: isos.iter().map(IsoDoc::from).collect(),

@@ -166,6 +166,56 @@ impl ValidateOutcome {
     pub fn text(&self) -> String {
         self.report.render_text()
     }
+
+    /// What `--fix` did, when it did something.
+    pub fn fixed_note(&self) -> Option<String> {
+        let fixed = self.fixed.as_ref()?;
+        Some(format!(
+            "fixed {} {} in {} (original kept as {})",
+            fixed.count,
+            crate::diagnostic::plural(fixed.count, "problem"),
+            fixed.file.display(),
+            fixed.backup.display()
+        ))
+    }
+}
+
+/// What `forge schema` prints.
+#[derive(Debug, Clone, Copy)]
+pub enum SchemaOf {
+    /// The edge installer user-data.
+    UserData,
+    /// `forge.yaml`.
+    Config,
+    /// A document forge prints.
+    Output(crate::documents::Shape),
+}
+
+/// A JSON Schema, named.
+#[derive(Debug, Serialize)]
+pub struct SchemaOutcome {
+    pub document: String,
+    pub json_schema: serde_json::Value,
+}
+
+impl SchemaOutcome {
+    /// The schema itself.
+    pub fn text(&self) -> String {
+        serde_json::to_string_pretty(&self.json_schema).unwrap_or_default() + "\n"
+    }
+}
+
+/// `forge schema`: the JSON Schema of an input, or of a document forge prints.
+pub fn schema(of: SchemaOf) -> SchemaOutcome {
+    let (document, json_schema) = match of {
+        SchemaOf::UserData => ("user-data".to_string(), crate::userdata::schema()),
+        SchemaOf::Config => ("config".to_string(), crate::config::schema()),
+        SchemaOf::Output(shape) => (format!("output/{}", shape.name()), shape.schema()),
+    };
+    SchemaOutcome {
+        document,
+        json_schema,
+    }
 }
 
 impl ConfigOutcome {

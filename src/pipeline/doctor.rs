@@ -32,7 +32,7 @@ const SOURCE_FIX: &str = "the engine pulls the source images from here when it l
 /// What a command line needs of the host.
 #[derive(Debug, Clone)]
 pub struct Needs {
-    /// The engines it builds on.
+    /// The engines it builds on (none: DOCKER_HOST's).
     pub engines: Vec<String>,
     /// Where its ISO tools run, when it masters ISOs.
     pub iso_tools: Option<ToolPlace>,
@@ -189,7 +189,10 @@ pub fn doctor(request: &DoctorRequest, progress: &Arc<Progress>) -> Result<Docto
             None
         }
     };
-    let needs = &request.needs;
+    let needs = &Needs {
+        engines: super::build::engines(&request.needs.engines, &settings),
+        ..request.needs.clone()
+    };
     checks.extend(block_on(&settings.environment, async {
         Ok(host_checks(needs, &settings, pool.as_ref(), true).await)
     })?);

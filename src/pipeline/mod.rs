@@ -24,9 +24,23 @@ use std::path::PathBuf;
 
 pub use runtime::block_on;
 
+// What the requests are made of, for those who make them (the command line).
+pub use crate::build::Only;
+pub use crate::config::{process_vars, Arch, Environment};
+pub use crate::iso::verify::Accel;
+pub use crate::iso::ToolPlace;
+pub use crate::registry::client::DEADLINE as REGISTRY_DEADLINE;
+pub use crate::secret::Credentials;
+pub use crate::units::parse_size;
+
 use crate::build::BuildError;
 use crate::engine::EngineError;
 use crate::iso::IsoError;
+
+/// The process environment, read once (see [`crate::config::Environment`]).
+pub fn environment() -> Result<Environment, Error> {
+    Ok(Environment::from_vars(&crate::config::process_vars()?))
+}
 
 /// The exit status of every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
