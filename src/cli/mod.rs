@@ -103,6 +103,7 @@ pub fn main() -> ExitCode {
     output::set_voice(output::Voice {
         quiet: cli.quiet,
         verbose: cli.verbose,
+        no_color: crate::pipeline::environment().is_ok_and(|env| env.no_color),
     });
     let status = match run(cli) {
         Ok(status) => status,

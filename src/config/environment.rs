@@ -1,6 +1,7 @@
 //! What forge reads from the process environment besides its `FORGE_*` settings, read once
 //! from the variables the command line gathered: the date of reproducible outputs, where the
-//! Docker Engine is and how to reach it, where the Docker configuration and the caches are.
+//! Docker Engine is and how to reach it, where the Docker configuration and the caches are,
+//! the proxies forge's own registry calls go through, whether colour is wanted.
 
 use std::path::PathBuf;
 
@@ -13,7 +14,42 @@ pub const READ_VARIABLES: &[&str] = &[
     "DOCKER_CONFIG",
     "XDG_CACHE_HOME",
     "HOME",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "NO_COLOR",
 ];
+
+/// The proxies of forge's own connections (its registry client), as reqwest reads them from
+/// the environment: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, upper or lower case; `NO_PROXY`
+/// exempts hosts and domains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proxies {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    pub all: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+impl Proxies {
+    /// The proxy a connection to `host` by `scheme` goes through.
+    pub fn for_url(&self, scheme: &str, host: &str) -> Option<&str> {
+        let exempt = self.no_proxy.as_deref().is_some_and(|list| {
+            list.split(',').map(str::trim).any(|entry| {
+                let entry = entry.trim_start_matches('.');
+                entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
+            })
+        });
+        let by_scheme = match scheme {
+            "https" => &self.https,
+            _ => &self.http,
+        };
+        (!exempt)
+            .then(|| by_scheme.as_deref().or(self.all.as_deref()))
+            .flatten()
+    }
+}
 
 /// The environment, as forge reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +67,9 @@ pub struct Environment {
     pub docker_config: Option<PathBuf>,
     /// `XDG_CACHE_HOME`, else `~/.cache`.
     pub cache_home: Option<PathBuf>,
+    pub proxies: Proxies,
+    /// `NO_COLOR` set (not empty): no colour, no spinners.
+    pub no_color: bool,
 }
 
 impl Environment {
@@ -42,6 +81,7 @@ impl Environment {
                 .map(|(_, v)| v.clone())
                 .filter(|v| !v.is_empty())
         };
+        let either = |name: &str| var(name).or_else(|| var(&name.to_lowercase()));
         let home = var("HOME").map(PathBuf::from);
         let in_home = |path: &str| home.as_ref().map(|h| h.join(path));
         Environment {
@@ -57,6 +97,13 @@ impl Environment {
             cache_home: var("XDG_CACHE_HOME")
                 .map(PathBuf::from)
                 .or_else(|| in_home(".cache")),
+            proxies: Proxies {
+                http: either("HTTP_PROXY"),
+                https: either("HTTPS_PROXY"),
+                all: either("ALL_PROXY"),
+                no_proxy: either("NO_PROXY"),
+            },
+            no_color: var("NO_COLOR").is_some(),
         }
     }
 
@@ -100,3 +147,47 @@ pub struct NotText(String);
 #[derive(Debug, thiserror::Error)]
 #[error("SOURCE_DATE_EPOCH `{0}` must be a number of seconds since 1970-01-01 UTC")]
 pub struct EpochError(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Environment::from_vars(&vars)
+    }
+
+    #[test]
+    fn proxies_are_read_in_either_case_and_no_proxy_exempts_domains() {
+        let e = env(&[
+            ("https_proxy", "http://p:3128"),
+            ("ALL_PROXY", "http://all:1080"),
+            ("NO_PROXY", ".corp.local,registry.lan"),
+        ]);
+        assert_eq!(e.proxies.for_url("https", "quay.io"), Some("http://p:3128"));
+        assert_eq!(
+            e.proxies.for_url("http", "quay.io"),
+            Some("http://all:1080")
+        );
+        assert_eq!(e.proxies.for_url("https", "r.corp.local"), None);
+        assert_eq!(e.proxies.for_url("https", "registry.lan"), None);
+    }
+
+    #[test]
+    fn the_docker_and_cache_directories_default_to_home() {
+        let e = env(&[("HOME", "/home/u"), ("NO_COLOR", "1")]);
+        assert_eq!(e.docker_config, Some(PathBuf::from("/home/u/.docker")));
+        assert_eq!(e.cache_home, Some(PathBuf::from("/home/u/.cache")));
+        assert!(e.no_color && !e.docker_tls_verify);
+        assert_eq!(
+            env(&[("SOURCE_DATE_EPOCH", "x1")])
+                .epoch()
+                .unwrap_err()
+                .to_string(),
+            "SOURCE_DATE_EPOCH `x1` must be a number of seconds since 1970-01-01 UTC"
+        );
+    }
+}

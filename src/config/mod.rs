@@ -20,7 +20,7 @@ use crate::yaml::{self, Node, Value};
 use matrix::Matrix;
 
 pub use check::{is_iso_name, ISO_NAME_CHARACTERS};
-pub use environment::{process_vars, Environment, EpochError, NotText, READ_VARIABLES};
+pub use environment::{process_vars, Environment, EpochError, NotText, Proxies, READ_VARIABLES};
 pub use settings::{Arch, Bytes, Compression, Def, Distribution, Kind, Os, Settings, SETTINGS};
 
 /// The CanvOS revision whose defaults (image sources, versions) and build steps forge follows.

@@ -35,6 +35,8 @@ pub struct Voice {
     pub quiet: bool,
     /// `-v`: every line of build output, beside the spinners too.
     pub verbose: bool,
+    /// `NO_COLOR`: no colour, no spinners.
+    pub no_color: bool,
 }
 
 static VOICE: OnceLock<Voice> = OnceLock::new();
@@ -77,12 +79,12 @@ pub fn shown_json(value: &mut serde_json::Value) {
 
 /// Colour and spinners on stderr: a terminal, and `NO_COLOR` unset or empty.
 pub fn stderr_styled() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    std::io::stderr().is_terminal() && !voice().no_color
 }
 
 /// Colour on stdout: a terminal, and `NO_COLOR` unset or empty.
 pub fn stdout_styled() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    std::io::stdout().is_terminal() && !voice().no_color
 }
 
 /// `text` in an ANSI style (`1;31` bold red, `32` green, `33` yellow) when `styled`.

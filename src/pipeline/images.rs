@@ -60,6 +60,7 @@ impl Access {
             docker: DockerCredentials::load(env)?,
             credentials: self.credentials.clone(),
             extra_ca,
+            proxies: env.proxies.clone(),
             retry: Retry {
                 deadline: self.timeout,
                 on_wait: Arc::new(move |registry: &str, waited: Duration| {

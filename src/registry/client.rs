@@ -18,6 +18,7 @@ use reqwest::{Method, Response, StatusCode};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Mutex;
 
+use crate::config::Proxies;
 use crate::limits::{MAX_MANIFEST_BYTES, MAX_REGISTRY_REPLY_BYTES, MIN_BLOB_BYTES_PER_SECOND};
 use crate::oci::{BlobFile, Digest};
 use crate::secret::Credentials;
@@ -39,6 +40,9 @@ pub struct Access {
     pub certificates: Vec<String>,
     /// Allow plain HTTP and unverified TLS.
     pub insecure: bool,
+    /// The proxies the connection goes through (reqwest finds them in the environment; they
+    /// name the proxy when it is the one that does not answer).
+    pub proxies: Proxies,
 }
 
 impl std::fmt::Debug for Access {
@@ -270,32 +274,6 @@ fn client(access: &Access, verify: bool) -> Result<reqwest::Client, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
-/// The proxy `url` goes through, from the environment as reqwest reads it (`HTTPS_PROXY`,
-/// `HTTP_PROXY`, `ALL_PROXY`, upper or lower case; `NO_PROXY` exempts hosts and domains).
-fn proxy_for(url: &reqwest::Url) -> Option<String> {
-    let var = |name: &str| {
-        [name.to_string(), name.to_lowercase()]
-            .iter()
-            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-    };
-    let host = url.host_str()?;
-    let exempt = var("NO_PROXY").is_some_and(|list| {
-        list.split(',').map(str::trim).any(|entry| {
-            let entry = entry.trim_start_matches('.');
-            entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
-        })
-    });
-    if exempt {
-        return None;
-    }
-    let scheme = if url.scheme() == "https" {
-        "HTTPS_PROXY"
-    } else {
-        "HTTP_PROXY"
-    };
-    var(scheme).or_else(|| var("ALL_PROXY"))
-}
-
 /// The text of an error and all its sources.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
@@ -391,11 +369,14 @@ impl Registry {
         let detail = chain(&e);
         let lower = detail.to_lowercase();
         // Behind a proxy, connecting means connecting to the proxy.
-        let proxy = e.url().and_then(proxy_for).filter(|_| e.is_connect());
+        let proxy = e
+            .url()
+            .filter(|_| e.is_connect())
+            .and_then(|url| self.access.proxies.for_url(url.scheme(), url.host_str()?));
         if let Some(proxy) = proxy {
             Error::Proxy {
                 registry,
-                proxy: crate::secret::mask_url(&proxy),
+                proxy: crate::secret::mask_url(proxy),
                 detail: if e.is_timeout() {
                     format!("no answer in {} s", CONNECT_TIMEOUT.as_secs())
                 } else {

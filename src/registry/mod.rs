@@ -27,6 +27,7 @@ pub struct Policy {
     pub credentials: Option<Credentials>,
     /// `--registry-ca`: trusted for every registry.
     pub extra_ca: Vec<String>,
+    pub proxies: crate::config::Proxies,
     pub retry: Retry,
 }
 
@@ -55,6 +56,7 @@ impl Policy {
             credentials,
             certificates,
             insecure: declared.is_some_and(|d| d.insecure),
+            proxies: self.proxies.clone(),
         })
     }
 }
