@@ -364,88 +364,33 @@ pub fn build(request: &BuildRequest, progress: &Arc<Progress>) -> Result<BuildOu
         true => Some(push_pool(&validated, &request.mastering.access, progress)?),
         false => None,
     };
-    let masters_isos =
-        !request.no_iso && (request.only.is_empty() || request.only.contains(&Only::Iso));
     let boots = request.verify.as_ref();
     let needs = Needs {
         engines: addresses.clone(),
-        iso_tools: masters_isos.then_some(request.mastering.tools),
+        iso_tools: request.masters_isos().then_some(request.mastering.tools),
         push: pool.is_some(),
         verify: boots.is_some(),
         uefi: boots.is_some_and(BootRequest::uefi),
         secure_boot: boots.is_some_and(|b| b.secure_boot),
     };
     preflight(&needs, settings, pool.as_ref())?;
-    let prepared = prepare(
-        inputs,
-        validated,
-        request.certs.as_deref(),
-        &addresses[0],
-        progress,
-    )?;
+    let certs = request.certs.as_deref();
+    let prepared = prepare(inputs, validated, certs, &addresses[0], progress)?;
     let settings = prepared.settings();
     Only::check(&request.only, &prepared.plan).map_err(|e| Error::Finding(e.to_string()))?;
-    let repository = cache_repository(
-        settings,
-        request.cache_from.as_deref(),
-        request.cache_to.as_deref(),
-    )?;
+    let (from, to) = (request.cache_from.as_deref(), request.cache_to.as_deref());
     let workspace = open_workspace(&inputs.output)?;
-    let env = &settings.environment;
-    let job = async {
-        let engines = connect_engines(&addresses, &inputs.output, settings, progress).await?;
-        build::check_host(&engines[0], &prepared.plan).await?;
-        let build_args = build_args(settings);
-        let log = |line: &str| progress.line("cache", line);
-        let syncer = match (&pool, &repository) {
-            (Some(pool), Some(_)) => Some(Syncer::new(pool, None, 4, &log)?),
-            _ => None,
-        };
-        let shared = syncer
-            .as_ref()
-            .zip(repository)
-            .map(|(syncer, repository)| build::Shared {
-                repository,
-                from: request.cache_from.is_some(),
-                to: request.cache_to.is_some(),
-                syncer,
-            });
-        let run = build::Run {
-            args: &build_args,
-            env,
-            jobs: request.jobs,
-            work: workspace.dir(),
-            only: &request.only,
-            shared: shared.as_ref(),
-            progress,
-        };
-        let mut built = build::run(&engines, &prepared.plan, &run).await?;
-        let isos = match built.iter().find(|b| b.step.kind == Kind::Installer) {
-            Some(installer) if masters_isos => {
-                let job = IsoJob {
-                    inputs,
-                    mastering: &request.mastering,
-                    settings,
-                    templates: &prepared.templates,
-                    image: &installer.step.tag,
-                    overlays: prepared.overlays.as_deref(),
-                    work: workspace.dir(),
-                    build_args: &build_args,
-                    pool: pool.as_ref(),
-                    progress,
-                };
-                master_sites(&engines[0], &job, &prepared.validated.sites).await?
-            }
-            _ => Vec::new(),
-        };
-        if let (true, Some(pool)) = (request.push, &pool) {
-            let log = |line: &str| progress.line("push", line);
-            let syncer = Syncer::new(pool, None, 4, &log)?;
-            build::push(&engines, &syncer, &mut built, progress).await?;
-        }
-        Ok((built, isos))
+    let making = Making {
+        request,
+        prepared: &prepared,
+        addresses: &addresses,
+        pool: pool.as_ref(),
+        repository: cache_repository(settings, from, to)?,
+        work: workspace.dir(),
+        progress,
     };
-    let (built, isos) = block_on(env, job)?;
+    let env = &settings.environment;
+    let (built, isos) = block_on(env, make(making))?;
     let output = &inputs.output;
     let snippet =
         crate::report::write_outputs(output, settings, &prepared.templates, &built, &isos)?;
@@ -463,6 +408,86 @@ pub fn build(request: &BuildRequest, progress: &Arc<Progress>) -> Result<BuildOu
         boots,
         snippet,
     })
+}
+
+impl BuildRequest {
+    /// Whether this build masters ISOs: not `--no-iso`, and every step or `--only iso`.
+    fn masters_isos(&self) -> bool {
+        !self.no_iso && (self.only.is_empty() || self.only.contains(&Only::Iso))
+    }
+}
+
+/// What a build's engines make, and from what.
+struct Making<'a> {
+    request: &'a BuildRequest,
+    prepared: &'a Prepared,
+    addresses: &'a [String],
+    /// The registries pushes go to.
+    pool: Option<&'a Pool>,
+    /// The registry cache's repository.
+    repository: Option<String>,
+    /// The run's private directory.
+    work: &'a Path,
+    progress: &'a Progress,
+}
+
+/// Build the plan's images on the engines (sharing them through the registry cache), master
+/// the sites' ISOs from the installer image, and push.
+async fn make(m: Making<'_>) -> Result<(Vec<Built>, Vec<Mastered>), Error> {
+    let (request, prepared, progress) = (m.request, m.prepared, m.progress);
+    let settings = prepared.settings();
+    let engines = connect_engines(m.addresses, &request.inputs.output, settings, progress).await?;
+    build::check_host(&engines[0], &prepared.plan).await?;
+    let build_args = build_args(settings);
+    let log = |line: &str| progress.line("cache", line);
+    let syncer = match (m.pool, &m.repository) {
+        (Some(pool), Some(_)) => Some(Syncer::new(pool, None, 4, &log)?),
+        _ => None,
+    };
+    let shared = syncer
+        .as_ref()
+        .zip(m.repository)
+        .map(|(syncer, repository)| build::Shared {
+            repository,
+            from: request.cache_from.is_some(),
+            to: request.cache_to.is_some(),
+            syncer,
+        });
+    let run = build::Run {
+        args: &build_args,
+        env: &settings.environment,
+        jobs: request.jobs,
+        work: m.work,
+        only: &request.only,
+        shared: shared.as_ref(),
+        progress,
+    };
+    let mut built = build::run(&engines, &prepared.plan, &run).await?;
+    let installer = built.iter().find(|b| b.step.kind == Kind::Installer);
+    let isos = match installer {
+        Some(installer) if request.masters_isos() => {
+            let job = IsoJob {
+                inputs: &request.inputs,
+                mastering: &request.mastering,
+                settings,
+                templates: &prepared.templates,
+                image: &installer.step.tag,
+                overlays: prepared.overlays.as_deref(),
+                work: m.work,
+                build_args: &build_args,
+                pool: m.pool,
+                progress,
+            };
+            master_sites(&engines[0], &job, &prepared.validated.sites).await?
+        }
+        _ => Vec::new(),
+    };
+    if let (true, Some(pool)) = (request.push, m.pool) {
+        let log = |line: &str| progress.line("push", line);
+        let syncer = Syncer::new(pool, None, 4, &log)?;
+        build::push(&engines, &syncer, &mut built, progress).await?;
+    }
+    Ok((built, isos))
 }
 
 fn image_doc(built: &Built) -> ImageDoc {
