@@ -1,10 +1,15 @@
-//! Templates (Tera) and overlays into build contexts: the default templates travel in the
-//! binary and `--templates DIR` replaces any of them; a build context is a directory holding
-//! the rendered Dockerfile and the files it copies.
+//! Templates (Tera), data files and overlays into build contexts: the default templates and
+//! data files travel in the binary and `--templates DIR` replaces any of them; a build context
+//! is a directory holding the rendered Dockerfile and the files it copies.
+//!
+//! What varies per OS, Kubernetes distribution and architecture is data: plain YAML files
+//! looked up in layers ([`Layers`]), `os/<OS_DISTRIBUTION>/`, `k8s/<K8S_DISTRIBUTION>/`,
+//! `arch/<ARCH>/`, then the top level, and read into typed values ([`DataFile::read`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use tera::{Context, Tera};
 
 use crate::config::{Kind, Resolved, SETTINGS};
@@ -51,12 +56,40 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/os/rhel.Dockerfile"),
     ),
     ("iso/grub.cfg", include_str!("../templates/iso/grub.cfg")),
-    ("iso/efi.yaml", include_str!("../templates/iso/efi.yaml")),
     (
         "iso/iso-tools.Dockerfile",
         include_str!("../templates/iso/iso-tools.Dockerfile"),
     ),
 ];
+
+/// The data files forge knows, with their built-in text, by their path in a layer: the
+/// architectures' boot facts and UEFI chains, and the defaults.
+const DATA: &[(&str, &str)] = &[
+    (
+        "arch/amd64/boot.yaml",
+        include_str!("../templates/arch/amd64/boot.yaml"),
+    ),
+    (
+        "arch/amd64/efi.yaml",
+        include_str!("../templates/arch/amd64/efi.yaml"),
+    ),
+    (
+        "arch/arm64/boot.yaml",
+        include_str!("../templates/arch/arm64/boot.yaml"),
+    ),
+    (
+        "arch/arm64/efi.yaml",
+        include_str!("../templates/arch/arm64/efi.yaml"),
+    ),
+    ("vendors.yaml", include_str!("../templates/vendors.yaml")),
+];
+
+/// Files a `--templates` directory may hold from an earlier forge, which forge reads elsewhere
+/// now: `(old path, where it goes)`.
+const MOVED: &[(&str, &str)] = &[(
+    "iso/efi.yaml",
+    "arch/<ARCH>/efi.yaml, one per architecture (the vendors' ESP directories went to vendors.yaml)",
+)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -80,6 +113,17 @@ pub enum RenderError {
     },
     #[error("`{link}` is a symbolic link to `{target}`, outside the checkout: an image or an ISO made from the checkout must not carry the build machine's files; put the file itself in the overlay, or make the link point inside the checkout (relative, e.g. `../lib/x`)")]
     LinkOutside { link: PathBuf, target: PathBuf },
+    #[error("`{path}` is no longer read: move it to {now} in the same directory")]
+    Moved { path: PathBuf, now: &'static str },
+    #[error("no data file {name} for this build: none of {} exists; add one to the --templates directory (templates/README.md describes it)", searched.join(", "))]
+    MissingData { name: String, searched: Vec<String> },
+    #[error("{file}:{line}:{column}: {detail}; correct it as templates/README.md describes")]
+    Data {
+        file: String,
+        line: usize,
+        column: usize,
+        detail: String,
+    },
 }
 
 /// Where the images of a build come from: `sources.yaml` rendered, by key (`base_image`,
@@ -95,20 +139,98 @@ impl Sources {
     }
 }
 
-/// The UEFI boot chain to look for in an installer image (`iso/efi.yaml`).
-#[derive(Debug, Clone, Default)]
-pub struct Efi {
-    /// Shim binaries, in order of preference.
-    pub shim: Vec<String>,
-    /// GRUB binaries, in order of preference.
-    pub grub: Vec<String>,
-    /// `/etc/os-release` ID → the ESP directory the vendor's signed GRUB reads grub.cfg from.
-    pub vendors: BTreeMap<String, String>,
+/// The layers a data file is looked up in, each a directory below the templates: the OS
+/// (`os/<os>/`), the Kubernetes distribution (`k8s/<dist>/`), the architecture
+/// (`arch/<arch>/`); an empty one is left out, and the top level comes last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layers {
+    pub os: String,
+    pub dist: String,
+    pub arch: String,
 }
 
-/// The loaded templates.
+impl Layers {
+    /// The layers of a build: OS_DISTRIBUTION, K8S_DISTRIBUTION and ARCH.
+    pub fn of(settings: &Resolved) -> Layers {
+        let get = |name| settings.get(name).unwrap_or_default().to_string();
+        Layers {
+            os: get("OS_DISTRIBUTION"),
+            dist: get("K8S_DISTRIBUTION"),
+            arch: get("ARCH"),
+        }
+    }
+
+    /// The architecture's layer alone (for what is read without settings: an ISO).
+    pub fn arch(arch: &str) -> Layers {
+        Layers {
+            arch: arch.to_string(),
+            ..Layers::default()
+        }
+    }
+
+    /// Where `name` is looked for, most specific first: `os/<os>/NAME`, `k8s/<dist>/NAME`,
+    /// `arch/<arch>/NAME`, `NAME`. A layer whose value is not a plain name (`..`, a `/`) is
+    /// left out, so that no lookup leaves the templates.
+    pub fn paths(&self, name: &str) -> Vec<String> {
+        let plain =
+            |v: &str| !v.is_empty() && v != "." && v != ".." && !v.contains(['/', '\\', '\0']);
+        [("os", &self.os), ("k8s", &self.dist), ("arch", &self.arch)]
+            .into_iter()
+            .filter(|(_, value)| plain(value))
+            .map(|(layer, value)| format!("{layer}/{value}/{name}"))
+            .chain([name.to_string()])
+            .collect()
+    }
+}
+
+/// A data file found in a layer: plain YAML (no template syntax), read with
+/// [`DataFile::read`].
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    /// Its path in the layers (`arch/amd64/boot.yaml`).
+    pub path: String,
+    /// Where it was read, for messages: the file of the `--templates` directory, or
+    /// `templates/PATH` for forge's own.
+    pub origin: String,
+    text: String,
+}
+
+impl DataFile {
+    /// The file read into `T`; a problem names the file, the line and column, and the key.
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, RenderError> {
+        let doc = self.parse()?;
+        yaml::deserialize(&doc.root).map_err(|e| self.problem(e.pos, e.to_string()))
+    }
+
+    fn parse(&self) -> Result<yaml::Document, RenderError> {
+        let doc = yaml::parse(&self.text).map_err(|e| self.problem(e.pos, e.message))?;
+        match doc.duplicates.first() {
+            Some(dup) => Err(self.problem(
+                dup.pos,
+                format!(
+                    "{}: defined twice (first at line {}); keep one",
+                    dup.path, dup.first.line
+                ),
+            )),
+            None => Ok(doc),
+        }
+    }
+
+    fn problem(&self, pos: crate::diagnostic::Pos, detail: String) -> RenderError {
+        RenderError::Data {
+            file: self.origin.clone(),
+            line: pos.line,
+            column: pos.column,
+            detail,
+        }
+    }
+}
+
+/// The loaded templates, and where data files are looked for.
 pub struct Templates {
     tera: Tera,
+    /// The `--templates` directory.
+    dir: Option<PathBuf>,
 }
 
 fn tera_error(name: &str, e: tera::Error) -> RenderError {
@@ -126,8 +248,18 @@ fn tera_error(name: &str, e: tera::Error) -> RenderError {
 }
 
 impl Templates {
-    /// The built-in templates, each replaced by `DIR/NAME` when that file exists.
+    /// The built-in templates, each replaced by `DIR/NAME` when that file exists; data files
+    /// are read from `DIR` when looked up ([`Templates::find`]). A file of `DIR` forge reads
+    /// elsewhere now is refused, with where it goes.
     pub fn load(dir: Option<&Path>) -> Result<Templates, RenderError> {
+        if let Some((path, now)) = dir.and_then(|d| {
+            MOVED
+                .iter()
+                .map(|(old, now)| (d.join(old), *now))
+                .find(|(path, _)| path.is_file())
+        }) {
+            return Err(RenderError::Moved { path, now });
+        }
         let mut tera = Tera::default();
         tera.autoescape_on(vec![]);
         tera.register_filter("grub_quote", grub_quote_filter);
@@ -141,7 +273,78 @@ impl Templates {
             tera.add_raw_template(name, &text)
                 .map_err(|e| tera_error(name, e))?;
         }
-        Ok(Templates { tera })
+        Ok(Templates {
+            tera,
+            dir: dir.map(Path::to_path_buf),
+        })
+    }
+
+    /// The data file `name` of the most specific layer that has one ([`Layers::paths`]); at
+    /// each layer the `--templates` directory's file comes before forge's own.
+    pub fn find(&self, name: &str, layers: &Layers) -> Result<Option<DataFile>, RenderError> {
+        for path in layers.paths(name) {
+            if let Some(file) = self.dir.as_ref().map(|d| d.join(&path)) {
+                if file.is_file() {
+                    let text = crate::limits::open(&file)
+                        .and_then(std::io::read_to_string)
+                        .map_err(|source| RenderError::Read {
+                            path: file.clone(),
+                            source,
+                        })?;
+                    return Ok(Some(DataFile {
+                        path,
+                        origin: file.display().to_string(),
+                        text,
+                    }));
+                }
+            }
+            if let Some((_, text)) = DATA.iter().find(|(p, _)| *p == path) {
+                return Ok(Some(DataFile {
+                    origin: format!("templates/{path}"),
+                    path,
+                    text: text.to_string(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The data file `name` of the most specific layer ([`Templates::find`]); an error when
+    /// no layer has one.
+    pub fn required(&self, name: &str, layers: &Layers) -> Result<DataFile, RenderError> {
+        self.find(name, layers)?
+            .ok_or_else(|| RenderError::MissingData {
+                name: name.to_string(),
+                searched: layers.paths(name),
+            })
+    }
+
+    /// The data file `name` read into `T` ([`Templates::required`]).
+    pub fn data<T: DeserializeOwned>(&self, name: &str, layers: &Layers) -> Result<T, RenderError> {
+        self.required(name, layers)?.read()
+    }
+
+    /// The architectures with boot facts (`arch/<ARCH>/boot.yaml`), forge's own and the
+    /// `--templates` directory's, by name.
+    pub fn arches(&self) -> Vec<String> {
+        let builtin = DATA.iter().filter_map(|(path, _)| {
+            path.strip_prefix("arch/")?
+                .strip_suffix("/boot.yaml")
+                .map(str::to_string)
+        });
+        let own = self
+            .dir
+            .as_ref()
+            .and_then(|d| std::fs::read_dir(d.join("arch")).ok())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().join("boot.yaml").is_file())
+            .filter_map(|entry| entry.file_name().into_string().ok());
+        let mut arches: Vec<String> = builtin.chain(own).collect();
+        arches.sort();
+        arches.dedup();
+        arches
     }
 
     pub fn render(&self, name: &str, context: &Context) -> Result<String, RenderError> {
@@ -169,46 +372,14 @@ impl Templates {
         Ok(rendered)
     }
 
-    /// `iso/efi.yaml` rendered with the settings.
-    pub fn efi(&self, settings: &Resolved) -> Result<Efi, RenderError> {
-        let doc = self.yaml("iso/efi.yaml", settings)?;
-        let list = |key: &str| -> Vec<String> {
-            match doc.root.get(key).map(|n| &n.value) {
-                Some(yaml::Value::Seq(items)) => items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_string))
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
-        Ok(Efi {
-            shim: list("shim"),
-            grub: list("grub"),
-            vendors: doc
-                .root
-                .get("vendors")
-                .map(|v| {
-                    v.entries()
-                        .iter()
-                        .filter_map(|e| Some((e.key.clone(), e.value.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
-    }
-
-    /// A YAML template rendered with the settings and parsed.
-    fn yaml(&self, name: &str, settings: &Resolved) -> Result<yaml::Document, RenderError> {
-        let text = self.render(name, &context(settings))?;
-        yaml::parse(&text).map_err(|e| RenderError::Template {
-            name: name.into(),
-            detail: format!("line {}: {}", e.pos.line, e.message),
-        })
-    }
-
     /// `sources.yaml` rendered with the settings.
     pub fn sources(&self, settings: &Resolved) -> Result<Sources, RenderError> {
-        let doc = self.yaml("sources.yaml", settings)?;
+        let name = "sources.yaml";
+        let text = self.render(name, &context(settings))?;
+        let doc = yaml::parse(&text).map_err(|e| RenderError::Template {
+            name: name.into(),
+            detail: format!("line {}: {}", e.pos.line, e.message),
+        })?;
         Ok(Sources(
             doc.root
                 .entries()
@@ -598,6 +769,138 @@ mod tests {
         );
         assert_eq!(s.get("k8s_package"), "k8s/k3s@{version}-k3s1");
         assert_eq!(s.get("k8s_image"), "");
+    }
+
+    /// A `--templates` directory holding `files` (path, text).
+    fn templates_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    fn layers() -> Layers {
+        Layers {
+            os: "ubuntu".into(),
+            dist: "k3s".into(),
+            arch: "amd64".into(),
+        }
+    }
+
+    #[test]
+    fn a_data_file_is_taken_from_the_most_specific_layer_that_has_one() {
+        let mut files = vec![
+            ("os/ubuntu/facts.yaml", "layer: os\n"),
+            ("k8s/k3s/facts.yaml", "layer: k8s\n"),
+            ("arch/amd64/facts.yaml", "layer: arch\n"),
+            ("facts.yaml", "layer: default\n"),
+        ];
+        for expected in ["os", "k8s", "arch", "default"] {
+            let dir = templates_dir(&files);
+            let templates = Templates::load(Some(dir.path())).unwrap();
+            let found = templates.required("facts.yaml", &layers()).unwrap();
+            let value: BTreeMap<String, String> = found.read().unwrap();
+            assert_eq!(value["layer"], expected, "{}", found.path);
+            files.remove(0);
+        }
+        assert_eq!(
+            layers().paths("facts.yaml"),
+            [
+                "os/ubuntu/facts.yaml",
+                "k8s/k3s/facts.yaml",
+                "arch/amd64/facts.yaml",
+                "facts.yaml"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_templates_directory_comes_before_forge_s_own_file_at_each_layer() {
+        let builtin = Templates::load(None).unwrap();
+        let found = builtin.required("boot.yaml", &layers()).unwrap();
+        assert_eq!(found.origin, "templates/arch/amd64/boot.yaml");
+
+        // At the same layer, the directory's file replaces forge's.
+        let dir = templates_dir(&[("arch/amd64/boot.yaml", "mine: true\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let found = templates.required("boot.yaml", &layers()).unwrap();
+        let own = dir.path().join("arch/amd64/boot.yaml");
+        assert_eq!(found.origin, own.display().to_string());
+
+        // A more specific layer of the directory wins over forge's; a less specific one does
+        // not (the default boot.yaml is for architectures forge has none for).
+        let dir = templates_dir(&[("os/ubuntu/boot.yaml", "a: 1\n"), ("boot.yaml", "b: 2\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        assert_eq!(
+            templates.required("boot.yaml", &layers()).unwrap().path,
+            "os/ubuntu/boot.yaml"
+        );
+        let riscv = Layers::arch("riscv64");
+        assert_eq!(
+            templates.required("boot.yaml", &riscv).unwrap().path,
+            "boot.yaml"
+        );
+        let dir = templates_dir(&[("boot.yaml", "b: 2\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let found = templates.required("boot.yaml", &layers()).unwrap();
+        assert_eq!(found.origin, "templates/arch/amd64/boot.yaml");
+    }
+
+    #[test]
+    fn a_data_file_no_layer_has_is_an_error_naming_where_it_was_looked_for() {
+        let templates = Templates::load(None).unwrap();
+        let err = templates
+            .data::<BTreeMap<String, String>>("boot.yaml", &Layers::arch("riscv64"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no data file boot.yaml for this build: none of arch/riscv64/boot.yaml, boot.yaml \
+             exists; add one to the --templates directory (templates/README.md describes it)"
+        );
+    }
+
+    #[test]
+    fn a_layer_that_is_not_a_plain_name_is_not_looked_in() {
+        let layers = Layers {
+            os: "../../etc".into(),
+            dist: "k3s".into(),
+            arch: String::new(),
+        };
+        assert_eq!(layers.paths("x.yaml"), ["k8s/k3s/x.yaml", "x.yaml"]);
+    }
+
+    #[test]
+    fn a_moved_file_of_the_templates_directory_is_refused_with_where_it_goes() {
+        let dir = templates_dir(&[("iso/efi.yaml", "shim: []\n")]);
+        let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
+        assert!(err.contains("iso/efi.yaml` is no longer read"), "{err}");
+        assert!(err.contains("arch/<ARCH>/efi.yaml"), "{err}");
+    }
+
+    #[test]
+    fn a_data_file_with_a_key_twice_is_refused() {
+        let dir = templates_dir(&[("vendors.yaml", "ubuntu: ubuntu\nubuntu: other\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let err = templates
+            .data::<BTreeMap<String, String>>("vendors.yaml", &Layers::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("vendors.yaml:2:1: ubuntu: defined twice (first at line 1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn forge_s_own_data_files_all_read() {
+        let templates = Templates::load(None).unwrap();
+        for (path, _) in DATA {
+            let found = templates.required(path, &Layers::default()).unwrap();
+            found.read::<serde_json::Value>().unwrap();
+        }
     }
 
     #[test]

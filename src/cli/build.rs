@@ -473,6 +473,7 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
         verify: args.verify,
         uefi: args.verify && args.boot.uefi(),
         secure_boot: args.verify && args.boot.secure_boot,
+        templates: inputs.templates.clone(),
     };
     let outcome = &validated.outcome;
     preflight(&needs, &outcome.settings, pool.as_ref(), &outcome.redactor)?;
@@ -571,7 +572,7 @@ pub(super) fn build(args: BuildArgs) -> Result<ExitStatus> {
     let mut boots = Vec::new();
     if args.verify {
         for iso in &isos {
-            boots.extend(run_async(boot_all(&iso.path, &args.boot))?);
+            boots.extend(run_async(boot_all(&iso.path, &args.boot, &templates))?);
         }
     }
     let redactor = &outcome.redactor;
@@ -638,6 +639,7 @@ pub(super) fn iso(args: IsoArgs) -> Result<ExitStatus> {
         verify: false,
         uefi: false,
         secure_boot: false,
+        templates: inputs.templates.clone(),
     };
     preflight(&needs, settings, pool.as_ref(), &outcome.redactor)?;
     let workspace = open_workspace(&inputs.output)?;

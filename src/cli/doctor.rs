@@ -14,6 +14,7 @@ use super::output::{self, Exit, ExitStatus, Format, Shape};
 use super::SettingsArgs;
 use crate::config::Resolved;
 use crate::doctor::{self, Check, Status};
+use crate::iso::arch::Arch;
 use crate::reference::parse_domain;
 use crate::registry::rewrite::{Rewriter, Rules};
 use crate::registry::Pool;
@@ -72,10 +73,14 @@ pub(super) struct Needs {
     pub engines: Vec<String>,
     pub iso_tools: Option<IsoTools>,
     pub push: bool,
-    /// Boots: QEMU; `uefi` ones OVMF too, `secure_boot` ones its Secure Boot build.
+    /// Boots: QEMU; `uefi` ones the UEFI firmware too, `secure_boot` ones its Secure Boot
+    /// build.
     pub verify: bool,
     pub uefi: bool,
     pub secure_boot: bool,
+    /// The `--templates` directory, where the architecture's boot facts (GRUB packages, QEMU,
+    /// firmware) may be replaced.
+    pub templates: Option<PathBuf>,
 }
 
 /// The engines `--engine` names, else DOCKER_HOST's.
@@ -122,12 +127,30 @@ async fn host_checks(
     let (engines, registries) = tokio::join!(engines, registries);
     let mut checks: Vec<Check> = engines.into_iter().flatten().collect();
     checks.extend(registries);
-    if let Some(place) = needs.iso_tools {
-        checks.push(doctor::iso_tools(place == IsoTools::Host));
+    let boots = all || needs.verify;
+    if needs.iso_tools.is_none() && !boots {
+        return checks;
     }
-    if all || needs.verify {
-        checks.push(doctor::qemu(needs.verify));
-        checks.extend(doctor::firmware(needs.uefi, needs.secure_boot));
+    // The ISO tools, QEMU and firmware of the build's architecture.
+    let arch = Templates::load(needs.templates.as_deref()).and_then(|t| Arch::of(&t, settings));
+    let arch = match arch {
+        Ok(arch) => arch,
+        Err(e) => {
+            checks.push(Check::problem(
+                "boot facts",
+                true,
+                e.to_string(),
+                "correct the data file it names, or remove it from the --templates directory",
+            ));
+            return checks;
+        }
+    };
+    if let Some(place) = needs.iso_tools {
+        checks.push(doctor::iso_tools(place == IsoTools::Host, &arch));
+    }
+    if boots {
+        checks.push(doctor::qemu(needs.verify, &arch));
+        checks.extend(doctor::firmware(needs.uefi, needs.secure_boot, &arch));
         checks.push(doctor::kvm());
     }
     checks
@@ -245,6 +268,7 @@ pub(super) fn doctor(args: DoctorArgs) -> Result<ExitStatus> {
         verify: args.verify || args.secure_boot,
         uefi: args.verify || args.secure_boot,
         secure_boot: args.secure_boot,
+        templates: args.templates.clone(),
     };
     checks.extend(run_async(async {
         Ok(host_checks(&needs, &settings, pool.as_ref(), true).await)

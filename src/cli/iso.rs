@@ -10,6 +10,7 @@ use regex::Regex;
 
 use super::images::{policy, run_async, AccessArgs};
 use super::output::{self, Exit, ExitStatus, Format, Shape};
+use crate::iso::arch::Arch;
 use crate::iso::artifact;
 use crate::iso::cache::{Cache, Skipped};
 use crate::iso::inspect::inspect as read_report;
@@ -20,6 +21,7 @@ use crate::reference::Reference;
 use crate::registry::rewrite::{Rewriter, Rules};
 use crate::registry::sync::{human, Syncer};
 use crate::registry::Pool;
+use crate::render::Templates;
 use crate::secret::{mask_yaml, Redactor};
 
 #[derive(Args)]
@@ -50,7 +52,8 @@ pub(super) fn inspect(args: InspectArgs) -> Result<ExitStatus> {
             })
         })
         .transpose()?;
-    let report = match read_report(&args.iso, user_data.as_deref()) {
+    let arches = Arch::known(&Templates::load(None)?)?;
+    let report = match read_report(&args.iso, user_data.as_deref(), &arches) {
         Ok(report) => report,
         Err(ReadError::Io(e)) => {
             return Err(e).with_context(|| format!("cannot read {}", args.iso.display()))
@@ -147,7 +150,8 @@ pub(super) struct BootArgs {
 }
 
 pub(super) fn verify(args: VerifyArgs) -> Result<ExitStatus> {
-    let outcomes = run_async(boot_all(&args.iso, &args.boot))?;
+    let templates = Templates::load(None)?;
+    let outcomes = run_async(boot_all(&args.iso, &args.boot, &templates))?;
     let redactor = Redactor::new();
     match args.format {
         Format::Json => {
@@ -166,8 +170,13 @@ impl BootArgs {
     }
 }
 
-/// Boot `iso` every way `args` asks for.
-pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>> {
+/// Boot `iso` every way `args` asks for, as its architecture boots (of those `templates`
+/// know; `all` firmware is UEFI alone where there is no BIOS).
+pub(super) async fn boot_all(
+    iso: &Path,
+    args: &BootArgs,
+    templates: &Templates,
+) -> Result<Vec<Outcome>> {
     let firmwares: &[Firmware] = match (args.firmware, args.secure_boot) {
         (FirmwareArg::Bios, true) => {
             anyhow::bail!("--secure-boot is a UEFI boot: leave out --firmware bios")
@@ -200,7 +209,15 @@ pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>
             iso.display()
         );
     }
-    verify::preflight(&boots)?;
+    let arch = verify::arch_of(iso, Arch::known(templates)?)?;
+    let boots: Vec<Boot> = match args.firmware {
+        FirmwareArg::All => boots
+            .into_iter()
+            .filter(|b| b.firmware == Firmware::Uefi || arch.bios.is_some())
+            .collect(),
+        _ => boots,
+    };
+    verify::preflight(&boots, &arch)?;
     let expect = match &args.expect {
         Some(re) => Expect::Regex(Regex::new(re).map_err(|e| {
             anyhow::anyhow!(
@@ -223,6 +240,7 @@ pub(super) async fn boot_all(iso: &Path, args: &BootArgs) -> Result<Vec<Outcome>
         .with_context(|| format!("cannot create {}", log_dir.display()))?;
     let options = Options {
         iso,
+        arch: &arch,
         accel: args.accel,
         expect,
         timeout: Duration::from_secs(args.timeout),
