@@ -63,8 +63,34 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 /// The data files forge knows, with their built-in text, by their path in a layer: the
-/// architectures' boot facts and UEFI chains, and the defaults.
+/// Kubernetes distributions' providers, the OSes' Kairos base images, the architectures' boot
+/// facts and UEFI chains, and the defaults.
 const DATA: &[(&str, &str)] = &[
+    ("provider.yaml", include_str!("../templates/provider.yaml")),
+    (
+        "k8s/k3s/provider.yaml",
+        include_str!("../templates/k8s/k3s/provider.yaml"),
+    ),
+    (
+        "k8s/rke2/provider.yaml",
+        include_str!("../templates/k8s/rke2/provider.yaml"),
+    ),
+    (
+        "k8s/nodeadm/provider.yaml",
+        include_str!("../templates/k8s/nodeadm/provider.yaml"),
+    ),
+    (
+        "k8s/canonical/provider.yaml",
+        include_str!("../templates/k8s/canonical/provider.yaml"),
+    ),
+    (
+        "os/ubuntu/base-image.yaml",
+        include_str!("../templates/os/ubuntu/base-image.yaml"),
+    ),
+    (
+        "os/opensuse-leap/base-image.yaml",
+        include_str!("../templates/os/opensuse-leap/base-image.yaml"),
+    ),
     (
         "arch/amd64/boot.yaml",
         include_str!("../templates/arch/amd64/boot.yaml"),
@@ -200,6 +226,16 @@ impl DataFile {
     pub fn read<T: DeserializeOwned>(&self) -> Result<T, RenderError> {
         let doc = self.parse()?;
         yaml::deserialize(&doc.root).map_err(|e| self.problem(e.pos, e.to_string()))
+    }
+
+    /// A problem with the value of the top-level `key` (found by its position).
+    pub fn invalid(&self, key: &str, detail: &str) -> RenderError {
+        let pos = self
+            .parse()
+            .ok()
+            .and_then(|doc| doc.root.get(key).map(|value| value.pos))
+            .unwrap_or_default();
+        self.problem(pos, format!("{key}: {detail}"))
     }
 
     fn parse(&self) -> Result<yaml::Document, RenderError> {
@@ -372,11 +408,19 @@ impl Templates {
         Ok(rendered)
     }
 
-    /// `sources.yaml` rendered with the settings.
+    /// `sources.yaml` rendered with the settings, the distribution's provider
+    /// (`provider.yaml`) and the OS's Kairos base image (`base-image.yaml`, when it has one).
     pub fn sources(&self, settings: &Resolved) -> Result<Sources, RenderError> {
+        let layers = Layers::of(settings);
+        let mut ctx = context(settings);
+        ctx.insert("provider", &self.provider(settings, &layers)?);
+        let base = match self.find("base-image.yaml", &layers)? {
+            Some(file) => Some(file.read::<BaseImage>()?.at(settings)),
+            None => None,
+        };
+        ctx.insert("base", &base);
         let name = "sources.yaml";
-        let text = self.render(name, &context(settings))?;
-        let doc = yaml::parse(&text).map_err(|e| RenderError::Template {
+        let doc = yaml::parse(&self.render(name, &ctx)?).map_err(|e| RenderError::Template {
             name: name.into(),
             detail: format!("line {}: {}", e.pos.line, e.message),
         })?;
@@ -387,6 +431,86 @@ impl Templates {
                 .filter_map(|e| Some((e.key.clone(), e.value.as_str()?.to_string())))
                 .collect(),
         ))
+    }
+
+    /// The Kubernetes distribution's provider (`provider.yaml`), its settings' values read.
+    fn provider(&self, settings: &Resolved, layers: &Layers) -> Result<Provider, RenderError> {
+        let file = self.required("provider.yaml", layers)?;
+        let data: ProviderData = file.read()?;
+        let value = |key: &str, setting: &str| match SETTINGS.iter().any(|d| d.name == setting) {
+            true => Ok(settings.get(setting).unwrap_or_default().to_string()),
+            false => Err(file.invalid(
+                key,
+                &format!(
+                    "`{}` is not a setting (`forge config show` lists them)",
+                    crate::limits::clip(setting)
+                ),
+            )),
+        };
+        Ok(Provider {
+            version: value("version_setting", &data.version_setting)?,
+            package_suffix: data
+                .package_suffix_setting
+                .as_deref()
+                .map(|s| value("package_suffix_setting", s))
+                .transpose()?,
+            name: data.provider,
+        })
+    }
+}
+
+/// A Kubernetes distribution's Kairos provider, as `provider.yaml` says.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderData {
+    /// The provider image's name: `provider-<provider>`.
+    provider: String,
+    /// The setting holding the provider image's tag.
+    version_setting: String,
+    /// The setting holding the suffix of the distribution's luet package versions.
+    package_suffix_setting: Option<String>,
+}
+
+/// A provider as `sources.yaml` sees it (`provider`): the settings' values read.
+#[derive(Debug, serde::Serialize)]
+struct Provider {
+    name: String,
+    version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package_suffix: Option<String>,
+}
+
+/// An OS's Kairos base image, as `base-image.yaml` says: `<repository>:<version>-core-...`,
+/// `<version>` being `version_prefix` and OS_VERSION, or what `versions` writes for it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseImage {
+    repository: String,
+    #[serde(default)]
+    version_prefix: String,
+    #[serde(default)]
+    versions: BTreeMap<String, String>,
+}
+
+/// A base image as `sources.yaml` sees it (`base`).
+#[derive(Debug, serde::Serialize)]
+struct Base {
+    repository: String,
+    version: String,
+}
+
+impl BaseImage {
+    /// The image for the settings' OS_VERSION.
+    fn at(self, settings: &Resolved) -> Base {
+        let os_version = settings.get("OS_VERSION").unwrap_or_default();
+        let version = self
+            .versions
+            .get(os_version)
+            .map_or(os_version, String::as_str);
+        Base {
+            version: format!("{}{version}", self.version_prefix),
+            repository: self.repository,
+        }
     }
 }
 
@@ -771,6 +895,72 @@ mod tests {
         assert_eq!(s.get("k8s_image"), "");
     }
 
+    #[test]
+    fn each_distribution_takes_its_provider_and_each_os_its_base_image() {
+        let provider = |dist: &str| {
+            let s = sources(&[("K8S_DISTRIBUTION", dist)]);
+            let image = s
+                .get("provider_image")
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            (image, s.get("k8s_package").to_string())
+        };
+        let expect = |image: &str, package: &str| (image.to_string(), package.to_string());
+        assert_eq!(
+            provider("k3s"),
+            expect("provider-k3s:v4.10.3", "k8s/k3s@{version}-k3s1")
+        );
+        assert_eq!(
+            provider("rke2"),
+            expect("provider-rke2:v4.10.3", "k8s/rke2@{version}-rke2r1")
+        );
+        assert_eq!(
+            provider("nodeadm"),
+            expect("provider-nodeadm:v4.9.3", "k8s/nodeadm@{version}")
+        );
+        assert_eq!(
+            provider("canonical"),
+            expect("provider-canonical:v4.10.1", "k8s/canonical@{version}")
+        );
+        assert_eq!(
+            provider("kubeadm"),
+            expect("provider-kubeadm:v4.10.1", "k8s/kubeadm@{version}")
+        );
+        assert_eq!(
+            provider("kubeadm-fips"),
+            expect("provider-kubeadm:v4.10.1", "k8s/kubeadm-fips@{version}"),
+            "kubeadm-fips has no provider.yaml of its own: the default, kubeadm's"
+        );
+        let k3s = sources(&[("K8S_DISTRIBUTION", "k3s"), ("K3S_FLAVOR_TAG", "")]);
+        assert_eq!(
+            k3s.get("k8s_package"),
+            "k8s/k3s@{version}-",
+            "named, if empty"
+        );
+
+        let base = |os: &str, version: &str| {
+            let s = sources(&[("OS_DISTRIBUTION", os), ("OS_VERSION", version)]);
+            s.get("base_image").to_string()
+        };
+        let kairos = "us-docker.pkg.dev/palette-images/edge";
+        assert_eq!(
+            base("ubuntu", "20"),
+            format!("{kairos}/kairos-ubuntu:20.04-core-amd64-generic-v0.17.1")
+        );
+        assert_eq!(
+            base("ubuntu", "24.04"),
+            format!("{kairos}/kairos-ubuntu:24.04-core-amd64-generic-v0.17.1")
+        );
+        assert_eq!(
+            base("opensuse-leap", "15.6"),
+            format!("{kairos}/kairos-opensuse:leap-15.6-core-amd64-generic-v0.17.1")
+        );
+        assert_eq!(base("rhel", "9"), "", "rhel needs BASE_IMAGE");
+        assert_eq!(base("sles", "15.6"), "", "sles needs BASE_IMAGE");
+    }
+
     /// A `--templates` directory holding `files` (path, text).
     fn templates_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -870,6 +1060,36 @@ mod tests {
             arch: String::new(),
         };
         assert_eq!(layers.paths("x.yaml"), ["k8s/k3s/x.yaml", "x.yaml"]);
+    }
+
+    #[test]
+    fn a_provider_naming_no_setting_is_refused_with_its_file_and_key() {
+        let dir = templates_dir(&[(
+            "k8s/k3s/provider.yaml",
+            "provider: k3s\nversion_setting: K3S_PROVIDR_VERSION\n",
+        )]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let settings = resolve(&Inputs {
+            sets: vec![("K8S_DISTRIBUTION".into(), "k3s".into())],
+            ..Inputs::default()
+        });
+        let err = templates.sources(&settings).unwrap_err().to_string();
+        let file = dir.path().join("k8s/k3s/provider.yaml");
+        assert_eq!(
+            err,
+            format!(
+                "{}:2:18: version_setting: `K3S_PROVIDR_VERSION` is not a setting (`forge \
+                 config show` lists them); correct it as templates/README.md describes",
+                file.display()
+            )
+        );
+        let dir = templates_dir(&[("k8s/k3s/provider.yaml", "provider: [k3s]\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let err = templates.sources(&settings).unwrap_err().to_string();
+        assert!(
+            err.contains("provider.yaml:1:11: provider: invalid type: sequence, expected a string"),
+            "{err}"
+        );
     }
 
     #[test]
