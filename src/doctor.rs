@@ -94,8 +94,10 @@ pub async fn engine(address: &str, arch: &str) -> Vec<Check> {
     };
     let api = docker.client_version();
     let engine_arch = info.architecture.clone().unwrap_or_default();
+    let native = version.arch.as_deref().unwrap_or_default();
     let os = version.os.clone().unwrap_or_default();
-    let mut checks = vec![match crate::build::arch_mismatch(&engine_arch, arch) {
+    let mismatch = crate::build::arch_mismatch(&engine_arch, native, arch);
+    let mut checks = vec![match mismatch {
         None => Check::ok(
             NAME,
             format!(
