@@ -120,24 +120,25 @@ fn history_safe(
 
 /// The engine must run the architecture of the artifacts: checked before anything is pulled.
 pub async fn check_arch(docker: &Docker, settings: &Settings) -> Result<(), BuildError> {
-    let info = docker
-        .info()
-        .await
-        .map_err(|e| EngineError::Api(e.to_string()))?;
-    let engine_arch = info.architecture.unwrap_or_default();
-    match arch_mismatch(&engine_arch, settings.arch.as_str()) {
+    let api = |e: bollard::errors::Error| EngineError::Api(e.to_string());
+    let (info, version) = tokio::join!(docker.info(), docker.version());
+    let engine_arch = info.map_err(api)?.architecture.unwrap_or_default();
+    let native = version.map_err(api)?.arch.unwrap_or_default();
+    match arch_mismatch(&engine_arch, &native, settings.arch.as_str()) {
         Some(problem) => Err(BuildError::Host(problem)),
         None => Ok(()),
     }
 }
 
-/// Why an engine on `engine_arch` (as `docker info` says it: x86_64, aarch64) cannot build
-/// ARCH=`wanted` artifacts, if it cannot.
-pub fn arch_mismatch(engine_arch: &str, wanted: &str) -> Option<String> {
-    let native = match engine_arch {
-        "x86_64" | "amd64" => "amd64",
-        "aarch64" | "arm64" => "arm64",
-        other => other,
+/// Why an engine on `engine_arch` (as `docker info` says it, the kernel's name: x86_64,
+/// aarch64) cannot build ARCH=`wanted` artifacts, if it cannot. `native` is the engine's own
+/// name for it (as `docker version` says it, Go's: amd64, arm64), the names ARCH takes, so
+/// forge keeps no table of machine names; an engine that does not say is taken by its
+/// kernel's name.
+pub fn arch_mismatch(engine_arch: &str, native: &str, wanted: &str) -> Option<String> {
+    let native = match native {
+        "" => engine_arch,
+        native => native,
     };
     (wanted != native).then(|| format!(
         "ARCH={wanted} artifacts need an {wanted} Docker Engine, and this one runs on {engine_arch}; build on an {wanted} host (point DOCKER_HOST at one) or set ARCH={native}"
@@ -704,6 +705,19 @@ async fn push_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_builds_the_architecture_it_names_itself() {
+        assert_eq!(arch_mismatch("x86_64", "amd64", "amd64"), None);
+        assert_eq!(arch_mismatch("aarch64", "arm64", "arm64"), None);
+        assert_eq!(
+            arch_mismatch("aarch64", "arm64", "amd64").unwrap(),
+            "ARCH=amd64 artifacts need an amd64 Docker Engine, and this one runs on aarch64; \
+             build on an amd64 host (point DOCKER_HOST at one) or set ARCH=arm64"
+        );
+        let silent = arch_mismatch("riscv64", "", "amd64").unwrap();
+        assert!(silent.ends_with("or set ARCH=riscv64"), "{silent}");
+    }
 
     #[test]
     fn a_declared_proxy_argument_with_a_password_is_left_out() {

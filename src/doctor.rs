@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::EngineError;
+use crate::iso::arch::Arch;
 use crate::iso::{self, verify};
 use crate::registry::Pool;
 use crate::units::human;
@@ -93,8 +94,10 @@ pub async fn engine(address: &str, arch: &str, env: &crate::config::Environment)
     };
     let api = docker.client_version();
     let engine_arch = info.architecture.clone().unwrap_or_default();
+    let native = version.arch.as_deref().unwrap_or_default();
     let os = version.os.clone().unwrap_or_default();
-    let mut checks = vec![match crate::build::arch_mismatch(&engine_arch, arch) {
+    let mismatch = crate::build::arch_mismatch(&engine_arch, native, arch);
+    let mut checks = vec![match mismatch {
         None => Check::ok(
             NAME,
             format!(
@@ -162,11 +165,11 @@ pub async fn registry(pool: &Pool, name: &str, host: &str, needs: bool, fix: &st
     }
 }
 
-/// The ISO tools: on this machine with `--iso-tools host` (`host`), else in the builder
-/// container (then what this machine lacks is only said).
-pub fn iso_tools(host: bool) -> Check {
+/// The ISO tools for ISOs of `arch`: on this machine with `--iso-tools host` (`host`), else in
+/// the builder container (then what this machine lacks is only said).
+pub fn iso_tools(host: bool, arch: &Arch) -> Check {
     const NAME: &str = "ISO tools";
-    let missing = iso::host_missing();
+    let missing = iso::host_missing(arch);
     match (host, missing.is_empty()) {
         (true, true) => Check::ok(NAME, "squashfs-tools, xorriso, GRUB, mtools and dosfstools on this machine (--iso-tools host)"),
         (true, false) => Check::problem(
@@ -179,40 +182,47 @@ pub fn iso_tools(host: bool) -> Check {
     }
 }
 
-/// QEMU, needed by `forge verify` and `forge build --verify`.
-pub fn qemu(needs: bool) -> Check {
-    match iso::on_path("qemu-system-x86_64") {
-        true => Check::ok("QEMU", "qemu-system-x86_64"),
+/// QEMU for ISOs of `arch`, needed by `forge verify` and `forge build --verify`.
+pub fn qemu(needs: bool, arch: &Arch) -> Check {
+    let qemu = &arch.qemu;
+    match iso::on_path(&qemu.command) {
+        true => Check::ok("QEMU", &qemu.command),
         false => Check::problem(
             "QEMU",
             needs,
-            "no qemu-system-x86_64 on PATH: forge verify cannot boot ISOs",
-            "apt-get install qemu-system-x86",
+            format!("no {} on PATH: forge verify cannot boot ISOs", qemu.command),
+            &format!("apt-get install {}", qemu.package),
         ),
     }
 }
 
-/// OVMF for UEFI boots, and its Secure Boot build with Microsoft's keys for `--secure-boot`.
-pub fn firmware(uefi: bool, secure_boot: bool) -> Vec<Check> {
-    let ovmf = match verify::ovmf() {
-        Some(path) => Check::ok("OVMF", path),
+/// The UEFI firmware of `arch` (OVMF on amd64) for UEFI boots, and its Secure Boot build with
+/// Microsoft's keys for `--secure-boot`.
+pub fn firmware(uefi: bool, secure_boot: bool, arch: &Arch) -> Vec<Check> {
+    let (name, package) = (&arch.firmware.name, &arch.firmware.package);
+    let without = match arch.bios {
+        Some(_) => "can boot BIOS only",
+        None => "cannot boot ISOs",
+    };
+    let uefi_check = match verify::uefi_firmware(arch) {
+        Some(path) => Check::ok(name, path),
         None => Check::problem(
-            "OVMF",
+            name,
             uefi,
-            "no OVMF firmware: forge verify can boot BIOS only",
-            "apt-get install ovmf",
+            format!("no {name} firmware: forge verify {without}"),
+            &format!("apt-get install {package}"),
         ),
     };
-    let secure = match verify::secure_boot_firmware() {
+    let secure = match verify::secure_boot_firmware(arch) {
         Ok(files) => Check::ok("Secure Boot firmware", files.join(", ")),
         Err(missing) => Check::problem(
             "Secure Boot firmware",
             secure_boot,
             format!("{missing} is missing: forge verify --secure-boot cannot run"),
-            "apt-get install ovmf (bookworm or later ships the Secure Boot build)",
+            &format!("apt-get install {package} (bookworm or later ships the Secure Boot build)"),
         ),
     };
-    vec![ovmf, secure]
+    vec![uefi_check, secure]
 }
 
 /// KVM, as `forge verify --accel auto` decides; TCG always works, slower.

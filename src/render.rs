@@ -1,10 +1,15 @@
-//! Templates (Tera) and overlays into build contexts: the default templates travel in the
-//! binary and `--templates DIR` replaces any of them; a build context is a directory holding
-//! the rendered Dockerfile and the files it copies.
+//! Templates (Tera), data files and overlays into build contexts: the default templates and
+//! data files travel in the binary and `--templates DIR` replaces any of them; a build context
+//! is a directory holding the rendered Dockerfile and the files it copies.
+//!
+//! What varies per OS, Kubernetes distribution and architecture is data: plain YAML files
+//! looked up in layers ([`Layers`]), `os/<OS_DISTRIBUTION>/`, `k8s/<K8S_DISTRIBUTION>/`,
+//! `arch/<ARCH>/`, then the top level, and read into typed values ([`DataFile::read`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use tera::{Context, Tera};
 
 use crate::config::Settings;
@@ -51,12 +56,66 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/os/rhel.Dockerfile"),
     ),
     ("iso/grub.cfg", include_str!("../templates/iso/grub.cfg")),
-    ("iso/efi.yaml", include_str!("../templates/iso/efi.yaml")),
     (
         "iso/iso-tools.Dockerfile",
         include_str!("../templates/iso/iso-tools.Dockerfile"),
     ),
 ];
+
+/// The data files forge knows, with their built-in text, by their path in a layer: the
+/// Kubernetes distributions' providers, the OSes' Kairos base images, the architectures' boot
+/// facts and UEFI chains, and the defaults.
+const DATA: &[(&str, &str)] = &[
+    ("provider.yaml", include_str!("../templates/provider.yaml")),
+    (
+        "k8s/k3s/provider.yaml",
+        include_str!("../templates/k8s/k3s/provider.yaml"),
+    ),
+    (
+        "k8s/rke2/provider.yaml",
+        include_str!("../templates/k8s/rke2/provider.yaml"),
+    ),
+    (
+        "k8s/nodeadm/provider.yaml",
+        include_str!("../templates/k8s/nodeadm/provider.yaml"),
+    ),
+    (
+        "k8s/canonical/provider.yaml",
+        include_str!("../templates/k8s/canonical/provider.yaml"),
+    ),
+    (
+        "os/ubuntu/base-image.yaml",
+        include_str!("../templates/os/ubuntu/base-image.yaml"),
+    ),
+    (
+        "os/opensuse-leap/base-image.yaml",
+        include_str!("../templates/os/opensuse-leap/base-image.yaml"),
+    ),
+    (
+        "arch/amd64/boot.yaml",
+        include_str!("../templates/arch/amd64/boot.yaml"),
+    ),
+    (
+        "arch/amd64/efi.yaml",
+        include_str!("../templates/arch/amd64/efi.yaml"),
+    ),
+    (
+        "arch/arm64/boot.yaml",
+        include_str!("../templates/arch/arm64/boot.yaml"),
+    ),
+    (
+        "arch/arm64/efi.yaml",
+        include_str!("../templates/arch/arm64/efi.yaml"),
+    ),
+    ("vendors.yaml", include_str!("../templates/vendors.yaml")),
+];
+
+/// Files a `--templates` directory may hold from an earlier forge, which forge reads elsewhere
+/// now: `(old path, where it goes)`.
+const MOVED: &[(&str, &str)] = &[(
+    "iso/efi.yaml",
+    "arch/<ARCH>/efi.yaml, one per architecture (the vendors' ESP directories went to vendors.yaml)",
+)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -80,6 +139,17 @@ pub enum RenderError {
     },
     #[error("`{link}` is a symbolic link to `{target}`, outside the checkout: an image or an ISO made from the checkout must not carry the build machine's files; put the file itself in the overlay, or make the link point inside the checkout (relative, e.g. `../lib/x`)")]
     LinkOutside { link: PathBuf, target: PathBuf },
+    #[error("`{path}` is no longer read: move it to {now} in the same directory")]
+    Moved { path: PathBuf, now: &'static str },
+    #[error("no data file {name} for this build: none of {} exists; add one to the --templates directory (templates/README.md describes it)", searched.join(", "))]
+    MissingData { name: String, searched: Vec<String> },
+    #[error("{file}:{line}:{column}: {detail}; correct it as templates/README.md describes")]
+    Data {
+        file: String,
+        line: usize,
+        column: usize,
+        detail: String,
+    },
 }
 
 /// Where the images of a build come from: `sources.yaml` rendered, by key (`base_image`,
@@ -95,20 +165,110 @@ impl Sources {
     }
 }
 
-/// The UEFI boot chain to look for in an installer image (`iso/efi.yaml`).
-#[derive(Debug, Clone, Default)]
-pub struct Efi {
-    /// Shim binaries, in order of preference.
-    pub shim: Vec<String>,
-    /// GRUB binaries, in order of preference.
-    pub grub: Vec<String>,
-    /// `/etc/os-release` ID → the ESP directory the vendor's signed GRUB reads grub.cfg from.
-    pub vendors: BTreeMap<String, String>,
+/// The layers a data file is looked up in, each a directory below the templates: the OS
+/// (`os/<os>/`), the Kubernetes distribution (`k8s/<dist>/`), the architecture
+/// (`arch/<arch>/`); an empty one is left out, and the top level comes last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layers {
+    pub os: String,
+    pub dist: String,
+    pub arch: String,
 }
 
-/// The loaded templates.
+impl Layers {
+    /// The layers of a build: OS_DISTRIBUTION, K8S_DISTRIBUTION and ARCH.
+    pub fn of(settings: &Settings) -> Layers {
+        Layers {
+            os: settings.os_distribution.to_string(),
+            dist: settings
+                .k8s_distribution
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            arch: settings.arch.to_string(),
+        }
+    }
+
+    /// The architecture's layer alone (for what is read without settings: an ISO).
+    pub fn arch(arch: &str) -> Layers {
+        Layers {
+            arch: arch.to_string(),
+            ..Layers::default()
+        }
+    }
+
+    /// Where `name` is looked for, most specific first: `os/<os>/NAME`, `k8s/<dist>/NAME`,
+    /// `arch/<arch>/NAME`, `NAME`. A layer whose value is not a plain name (`..`, a `/`) is
+    /// left out, so that no lookup leaves the templates.
+    pub fn paths(&self, name: &str) -> Vec<String> {
+        let plain =
+            |v: &str| !v.is_empty() && v != "." && v != ".." && !v.contains(['/', '\\', '\0']);
+        [("os", &self.os), ("k8s", &self.dist), ("arch", &self.arch)]
+            .into_iter()
+            .filter(|(_, value)| plain(value))
+            .map(|(layer, value)| format!("{layer}/{value}/{name}"))
+            .chain([name.to_string()])
+            .collect()
+    }
+}
+
+/// A data file found in a layer: plain YAML (no template syntax), read with
+/// [`DataFile::read`].
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    /// Its path in the layers (`arch/amd64/boot.yaml`).
+    pub path: String,
+    /// Where it was read, for messages: the file of the `--templates` directory, or
+    /// `templates/PATH` for forge's own.
+    pub origin: String,
+    text: String,
+}
+
+impl DataFile {
+    /// The file read into `T`; a problem names the file, the line and column, and the key.
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, RenderError> {
+        let doc = self.parse()?;
+        yaml::deserialize(&doc.root).map_err(|e| self.problem(e.pos, e.to_string()))
+    }
+
+    /// A problem with the value of the top-level `key` (found by its position).
+    pub fn invalid(&self, key: &str, detail: &str) -> RenderError {
+        let pos = self
+            .parse()
+            .ok()
+            .and_then(|doc| doc.root.get(key).map(|value| value.pos))
+            .unwrap_or_default();
+        self.problem(pos, format!("{key}: {detail}"))
+    }
+
+    fn parse(&self) -> Result<yaml::Document, RenderError> {
+        let doc = yaml::parse(&self.text).map_err(|e| self.problem(e.pos, e.message))?;
+        match doc.duplicates.first() {
+            Some(dup) => Err(self.problem(
+                dup.pos,
+                format!(
+                    "{}: defined twice (first at line {}); keep one",
+                    dup.path, dup.first.line
+                ),
+            )),
+            None => Ok(doc),
+        }
+    }
+
+    fn problem(&self, pos: crate::diagnostic::Pos, detail: String) -> RenderError {
+        RenderError::Data {
+            file: self.origin.clone(),
+            line: pos.line,
+            column: pos.column,
+            detail,
+        }
+    }
+}
+
+/// The loaded templates, and where data files are looked for.
 pub struct Templates {
     tera: Tera,
+    /// The `--templates` directory.
+    dir: Option<PathBuf>,
 }
 
 fn tera_error(name: &str, e: tera::Error) -> RenderError {
@@ -126,8 +286,18 @@ fn tera_error(name: &str, e: tera::Error) -> RenderError {
 }
 
 impl Templates {
-    /// The built-in templates, each replaced by `DIR/NAME` when that file exists.
+    /// The built-in templates, each replaced by `DIR/NAME` when that file exists; data files
+    /// are read from `DIR` when looked up ([`Templates::find`]). A file of `DIR` forge reads
+    /// elsewhere now is refused, with where it goes.
     pub fn load(dir: Option<&Path>) -> Result<Templates, RenderError> {
+        if let Some((path, now)) = dir.and_then(|d| {
+            MOVED
+                .iter()
+                .map(|(old, now)| (d.join(old), *now))
+                .find(|(path, _)| path.is_file())
+        }) {
+            return Err(RenderError::Moved { path, now });
+        }
         let mut tera = Tera::default();
         tera.autoescape_on(vec![]);
         tera.register_filter("grub_quote", grub_quote_filter);
@@ -141,7 +311,78 @@ impl Templates {
             tera.add_raw_template(name, &text)
                 .map_err(|e| tera_error(name, e))?;
         }
-        Ok(Templates { tera })
+        Ok(Templates {
+            tera,
+            dir: dir.map(Path::to_path_buf),
+        })
+    }
+
+    /// The data file `name` of the most specific layer that has one ([`Layers::paths`]); at
+    /// each layer the `--templates` directory's file comes before forge's own.
+    pub fn find(&self, name: &str, layers: &Layers) -> Result<Option<DataFile>, RenderError> {
+        for path in layers.paths(name) {
+            if let Some(file) = self.dir.as_ref().map(|d| d.join(&path)) {
+                if file.is_file() {
+                    let text = crate::limits::open(&file)
+                        .and_then(std::io::read_to_string)
+                        .map_err(|source| RenderError::Read {
+                            path: file.clone(),
+                            source,
+                        })?;
+                    return Ok(Some(DataFile {
+                        path,
+                        origin: file.display().to_string(),
+                        text,
+                    }));
+                }
+            }
+            if let Some((_, text)) = DATA.iter().find(|(p, _)| *p == path) {
+                return Ok(Some(DataFile {
+                    origin: format!("templates/{path}"),
+                    path,
+                    text: text.to_string(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The data file `name` of the most specific layer ([`Templates::find`]); an error when
+    /// no layer has one.
+    pub fn required(&self, name: &str, layers: &Layers) -> Result<DataFile, RenderError> {
+        self.find(name, layers)?
+            .ok_or_else(|| RenderError::MissingData {
+                name: name.to_string(),
+                searched: layers.paths(name),
+            })
+    }
+
+    /// The data file `name` read into `T` ([`Templates::required`]).
+    pub fn data<T: DeserializeOwned>(&self, name: &str, layers: &Layers) -> Result<T, RenderError> {
+        self.required(name, layers)?.read()
+    }
+
+    /// The architectures with boot facts (`arch/<ARCH>/boot.yaml`), forge's own and the
+    /// `--templates` directory's, by name.
+    pub fn arches(&self) -> Vec<String> {
+        let builtin = DATA.iter().filter_map(|(path, _)| {
+            path.strip_prefix("arch/")?
+                .strip_suffix("/boot.yaml")
+                .map(str::to_string)
+        });
+        let own = self
+            .dir
+            .as_ref()
+            .and_then(|d| std::fs::read_dir(d.join("arch")).ok())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().join("boot.yaml").is_file())
+            .filter_map(|entry| entry.file_name().into_string().ok());
+        let mut arches: Vec<String> = builtin.chain(own).collect();
+        arches.sort();
+        arches.dedup();
+        arches
     }
 
     pub fn render(&self, name: &str, context: &Context) -> Result<String, RenderError> {
@@ -169,46 +410,22 @@ impl Templates {
         Ok(rendered)
     }
 
-    /// `iso/efi.yaml` rendered with the settings.
-    pub fn efi(&self, settings: &Settings) -> Result<Efi, RenderError> {
-        let doc = self.yaml("iso/efi.yaml", settings)?;
-        let list = |key: &str| -> Vec<String> {
-            match doc.root.get(key).map(|n| &n.value) {
-                Some(yaml::Value::Seq(items)) => items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_string))
-                    .collect(),
-                _ => Vec::new(),
-            }
+    /// `sources.yaml` rendered with the settings, the distribution's provider
+    /// (`provider.yaml`) and the OS's Kairos base image (`base-image.yaml`, when it has one).
+    pub fn sources(&self, settings: &Settings) -> Result<Sources, RenderError> {
+        let layers = Layers::of(settings);
+        let mut ctx = context(settings);
+        ctx.insert("provider", &self.provider(settings, &layers)?);
+        let base = match self.find("base-image.yaml", &layers)? {
+            Some(file) => Some(file.read::<BaseImage>()?.at(settings)),
+            None => None,
         };
-        Ok(Efi {
-            shim: list("shim"),
-            grub: list("grub"),
-            vendors: doc
-                .root
-                .get("vendors")
-                .map(|v| {
-                    v.entries()
-                        .iter()
-                        .filter_map(|e| Some((e.key.clone(), e.value.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
-    }
-
-    /// A YAML template rendered with the settings and parsed.
-    fn yaml(&self, name: &str, settings: &Settings) -> Result<yaml::Document, RenderError> {
-        let text = self.render(name, &context(settings))?;
-        yaml::parse(&text).map_err(|e| RenderError::Template {
+        ctx.insert("base", &base);
+        let name = "sources.yaml";
+        let doc = yaml::parse(&self.render(name, &ctx)?).map_err(|e| RenderError::Template {
             name: name.into(),
             detail: format!("line {}: {}", e.pos.line, e.message),
-        })
-    }
-
-    /// `sources.yaml` rendered with the settings.
-    pub fn sources(&self, settings: &Settings) -> Result<Sources, RenderError> {
-        let doc = self.yaml("sources.yaml", settings)?;
+        })?;
         Ok(Sources(
             doc.root
                 .entries()
@@ -216,6 +433,86 @@ impl Templates {
                 .filter_map(|e| Some((e.key.clone(), e.value.as_str()?.to_string())))
                 .collect(),
         ))
+    }
+
+    /// The Kubernetes distribution's provider (`provider.yaml`), its settings' values read.
+    fn provider(&self, settings: &Settings, layers: &Layers) -> Result<Provider, RenderError> {
+        let file = self.required("provider.yaml", layers)?;
+        let data: ProviderData = file.read()?;
+        let value = |key: &str, setting: &str| match settings.text(setting) {
+            Some(value) => Ok(value),
+            None => Err(file.invalid(
+                key,
+                &format!(
+                    "`{}` is not a setting (`forge config show` lists them)",
+                    crate::limits::clip(setting)
+                ),
+            )),
+        };
+        Ok(Provider {
+            version: value("version_setting", &data.version_setting)?,
+            package_suffix: data
+                .package_suffix_setting
+                .as_deref()
+                .map(|s| value("package_suffix_setting", s))
+                .transpose()?,
+            name: data.provider,
+        })
+    }
+}
+
+/// A Kubernetes distribution's Kairos provider, as `provider.yaml` says.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderData {
+    /// The provider image's name: `provider-<provider>`.
+    provider: String,
+    /// The setting holding the provider image's tag.
+    version_setting: String,
+    /// The setting holding the suffix of the distribution's luet package versions.
+    package_suffix_setting: Option<String>,
+}
+
+/// A provider as `sources.yaml` sees it (`provider`): the settings' values read.
+#[derive(Debug, serde::Serialize)]
+struct Provider {
+    name: String,
+    version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package_suffix: Option<String>,
+}
+
+/// An OS's Kairos base image, as `base-image.yaml` says: `<repository>:<version>-core-...`,
+/// `<version>` being `version_prefix` and OS_VERSION, or what `versions` writes for it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseImage {
+    repository: String,
+    #[serde(default)]
+    version_prefix: String,
+    #[serde(default)]
+    versions: BTreeMap<String, String>,
+}
+
+/// A base image as `sources.yaml` sees it (`base`).
+#[derive(Debug, serde::Serialize)]
+struct Base {
+    repository: String,
+    version: String,
+}
+
+impl BaseImage {
+    /// The image for the settings' OS_VERSION.
+    fn at(self, settings: &Settings) -> Base {
+        let os_version = settings.os_version.as_str();
+        let version = self
+            .versions
+            .get(os_version)
+            .map_or(os_version, String::as_str);
+        Base {
+            version: format!("{}{version}", self.version_prefix),
+            repository: self.repository,
+        }
     }
 }
 
@@ -590,6 +887,235 @@ mod tests {
         );
         assert_eq!(s.get("k8s_package"), "k8s/k3s@{version}-k3s1");
         assert_eq!(s.get("k8s_image"), "");
+    }
+
+    #[test]
+    fn each_distribution_takes_its_provider_and_each_os_its_base_image() {
+        let provider = |dist: &str| {
+            let s = sources(&[("K8S_DISTRIBUTION", dist)]);
+            let image = s
+                .get("provider_image")
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            (image, s.get("k8s_package").to_string())
+        };
+        let expect = |image: &str, package: &str| (image.to_string(), package.to_string());
+        assert_eq!(
+            provider("k3s"),
+            expect("provider-k3s:v4.10.3", "k8s/k3s@{version}-k3s1")
+        );
+        assert_eq!(
+            provider("rke2"),
+            expect("provider-rke2:v4.10.3", "k8s/rke2@{version}-rke2r1")
+        );
+        assert_eq!(
+            provider("nodeadm"),
+            expect("provider-nodeadm:v4.9.3", "k8s/nodeadm@{version}")
+        );
+        assert_eq!(
+            provider("canonical"),
+            expect("provider-canonical:v4.10.1", "k8s/canonical@{version}")
+        );
+        assert_eq!(
+            provider("kubeadm"),
+            expect("provider-kubeadm:v4.10.1", "k8s/kubeadm@{version}")
+        );
+        assert_eq!(
+            provider("kubeadm-fips"),
+            expect("provider-kubeadm:v4.10.1", "k8s/kubeadm-fips@{version}"),
+            "kubeadm-fips has no provider.yaml of its own: the default, kubeadm's"
+        );
+        let k3s = sources(&[("K8S_DISTRIBUTION", "k3s"), ("K3S_FLAVOR_TAG", "")]);
+        assert_eq!(
+            k3s.get("k8s_package"),
+            "k8s/k3s@{version}-",
+            "named, if empty"
+        );
+
+        let base = |os: &str, version: &str| {
+            let s = sources(&[("OS_DISTRIBUTION", os), ("OS_VERSION", version)]);
+            s.get("base_image").to_string()
+        };
+        let kairos = "us-docker.pkg.dev/palette-images/edge";
+        assert_eq!(
+            base("ubuntu", "20"),
+            format!("{kairos}/kairos-ubuntu:20.04-core-amd64-generic-v0.17.1")
+        );
+        assert_eq!(
+            base("ubuntu", "24.04"),
+            format!("{kairos}/kairos-ubuntu:24.04-core-amd64-generic-v0.17.1")
+        );
+        assert_eq!(
+            base("opensuse-leap", "15.6"),
+            format!("{kairos}/kairos-opensuse:leap-15.6-core-amd64-generic-v0.17.1")
+        );
+        assert_eq!(base("rhel", "9"), "", "rhel needs BASE_IMAGE");
+        assert_eq!(base("sles", "15.6"), "", "sles needs BASE_IMAGE");
+    }
+
+    /// A `--templates` directory holding `files` (path, text).
+    fn templates_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    fn layers() -> Layers {
+        Layers {
+            os: "ubuntu".into(),
+            dist: "k3s".into(),
+            arch: "amd64".into(),
+        }
+    }
+
+    #[test]
+    fn a_data_file_is_taken_from_the_most_specific_layer_that_has_one() {
+        let mut files = vec![
+            ("os/ubuntu/facts.yaml", "layer: os\n"),
+            ("k8s/k3s/facts.yaml", "layer: k8s\n"),
+            ("arch/amd64/facts.yaml", "layer: arch\n"),
+            ("facts.yaml", "layer: default\n"),
+        ];
+        for expected in ["os", "k8s", "arch", "default"] {
+            let dir = templates_dir(&files);
+            let templates = Templates::load(Some(dir.path())).unwrap();
+            let found = templates.required("facts.yaml", &layers()).unwrap();
+            let value: BTreeMap<String, String> = found.read().unwrap();
+            assert_eq!(value["layer"], expected, "{}", found.path);
+            files.remove(0);
+        }
+        assert_eq!(
+            layers().paths("facts.yaml"),
+            [
+                "os/ubuntu/facts.yaml",
+                "k8s/k3s/facts.yaml",
+                "arch/amd64/facts.yaml",
+                "facts.yaml"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_templates_directory_comes_before_forge_s_own_file_at_each_layer() {
+        let builtin = Templates::load(None).unwrap();
+        let found = builtin.required("boot.yaml", &layers()).unwrap();
+        assert_eq!(found.origin, "templates/arch/amd64/boot.yaml");
+
+        // At the same layer, the directory's file replaces forge's.
+        let dir = templates_dir(&[("arch/amd64/boot.yaml", "mine: true\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let found = templates.required("boot.yaml", &layers()).unwrap();
+        let own = dir.path().join("arch/amd64/boot.yaml");
+        assert_eq!(found.origin, own.display().to_string());
+
+        // A more specific layer of the directory wins over forge's; a less specific one does
+        // not (the default boot.yaml is for architectures forge has none for).
+        let dir = templates_dir(&[("os/ubuntu/boot.yaml", "a: 1\n"), ("boot.yaml", "b: 2\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        assert_eq!(
+            templates.required("boot.yaml", &layers()).unwrap().path,
+            "os/ubuntu/boot.yaml"
+        );
+        let riscv = Layers::arch("riscv64");
+        assert_eq!(
+            templates.required("boot.yaml", &riscv).unwrap().path,
+            "boot.yaml"
+        );
+        let dir = templates_dir(&[("boot.yaml", "b: 2\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let found = templates.required("boot.yaml", &layers()).unwrap();
+        assert_eq!(found.origin, "templates/arch/amd64/boot.yaml");
+    }
+
+    #[test]
+    fn a_data_file_no_layer_has_is_an_error_naming_where_it_was_looked_for() {
+        let templates = Templates::load(None).unwrap();
+        let err = templates
+            .data::<BTreeMap<String, String>>("boot.yaml", &Layers::arch("riscv64"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no data file boot.yaml for this build: none of arch/riscv64/boot.yaml, boot.yaml \
+             exists; add one to the --templates directory (templates/README.md describes it)"
+        );
+    }
+
+    #[test]
+    fn a_layer_that_is_not_a_plain_name_is_not_looked_in() {
+        let layers = Layers {
+            os: "../../etc".into(),
+            dist: "k3s".into(),
+            arch: String::new(),
+        };
+        assert_eq!(layers.paths("x.yaml"), ["k8s/k3s/x.yaml", "x.yaml"]);
+    }
+
+    #[test]
+    fn a_provider_naming_no_setting_is_refused_with_its_file_and_key() {
+        let dir = templates_dir(&[(
+            "k8s/k3s/provider.yaml",
+            "provider: k3s\nversion_setting: K3S_PROVIDR_VERSION\n",
+        )]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let settings = resolve(&Inputs {
+            sets: vec![("K8S_DISTRIBUTION".into(), "k3s".into())],
+            ..Inputs::default()
+        })
+        .settings;
+        let err = templates.sources(&settings).unwrap_err().to_string();
+        let file = dir.path().join("k8s/k3s/provider.yaml");
+        assert_eq!(
+            err,
+            format!(
+                "{}:2:18: version_setting: `K3S_PROVIDR_VERSION` is not a setting (`forge \
+                 config show` lists them); correct it as templates/README.md describes",
+                file.display()
+            )
+        );
+        let dir = templates_dir(&[("k8s/k3s/provider.yaml", "provider: [k3s]\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let err = templates.sources(&settings).unwrap_err().to_string();
+        assert!(
+            err.contains("provider.yaml:1:11: provider: invalid type: sequence, expected a string"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_moved_file_of_the_templates_directory_is_refused_with_where_it_goes() {
+        let dir = templates_dir(&[("iso/efi.yaml", "shim: []\n")]);
+        let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
+        assert!(err.contains("iso/efi.yaml` is no longer read"), "{err}");
+        assert!(err.contains("arch/<ARCH>/efi.yaml"), "{err}");
+    }
+
+    #[test]
+    fn a_data_file_with_a_key_twice_is_refused() {
+        let dir = templates_dir(&[("vendors.yaml", "ubuntu: ubuntu\nubuntu: other\n")]);
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let err = templates
+            .data::<BTreeMap<String, String>>("vendors.yaml", &Layers::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("vendors.yaml:2:1: ubuntu: defined twice (first at line 1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn forge_s_own_data_files_all_read() {
+        let templates = Templates::load(None).unwrap();
+        for (path, _) in DATA {
+            let found = templates.required(path, &Layers::default()).unwrap();
+            found.read::<serde_json::Value>().unwrap();
+        }
     }
 
     #[test]

@@ -864,6 +864,177 @@ fn secret_spans(node: &Node, spans: &mut Vec<(usize, usize)>) {
     }
 }
 
+/// Why a tree does not fit the typed value it is read into: where (`path`, `qemu.machine` or
+/// `grub_files[1].package`, empty for the whole document, and its position) and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct ShapeError {
+    pub path: String,
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Read `node` into `T` (serde): a typed view of a data file, whose problems name the key and
+/// its position (`#[serde(deny_unknown_fields)]` makes a misspelt key one).
+pub fn deserialize<T: serde::de::DeserializeOwned>(node: &Node) -> Result<T, ShapeError> {
+    T::deserialize(de::NodeDeserializer {
+        node,
+        path: String::new(),
+    })
+    .map_err(|e| ShapeError {
+        path: e.path.unwrap_or_default(),
+        pos: e.pos.unwrap_or(node.pos),
+        message: e.message,
+    })
+}
+
+/// serde's side of [`deserialize`]: a deserializer over a [`Node`] that records the path of
+/// the value a problem is found in.
+mod de {
+    use serde::de::{self, DeserializeSeed, IntoDeserializer as _, MapAccess, SeqAccess, Visitor};
+
+    use super::{index, join, Entry, Node, Pos, Value};
+
+    /// A problem, with the path and position of the innermost value it was found in.
+    #[derive(Debug)]
+    pub struct Error {
+        pub path: Option<String>,
+        pub pos: Option<Pos>,
+        pub message: String,
+    }
+
+    impl Error {
+        /// The problem placed at `path`, unless a value inside it holds it already.
+        fn at(mut self, path: &str, pos: Pos) -> Error {
+            if self.path.is_none() {
+                self.path = Some(path.to_string());
+                self.pos = Some(pos);
+            }
+            self
+        }
+    }
+
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.message)
+        }
+    }
+
+    impl std::error::Error for Error {}
+
+    impl de::Error for Error {
+        fn custom<T: std::fmt::Display>(message: T) -> Error {
+            Error {
+                path: None,
+                pos: None,
+                message: message.to_string(),
+            }
+        }
+    }
+
+    pub struct NodeDeserializer<'a> {
+        pub node: &'a Node,
+        pub path: String,
+    }
+
+    impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            let path = &self.path;
+            match &self.node.value {
+                Value::Null => visitor.visit_unit(),
+                Value::Bool(b) => visitor.visit_bool(*b),
+                Value::Int(i) => visitor.visit_i64(*i),
+                Value::Float(f) => visitor.visit_f64(*f),
+                Value::Str(s) => visitor.visit_str(s),
+                Value::Seq(items) => visitor.visit_seq(Items {
+                    items: items.iter().enumerate(),
+                    path,
+                }),
+                Value::Map(entries) => visitor.visit_map(Entries {
+                    entries: entries.iter(),
+                    value: None,
+                    path,
+                }),
+            }
+            .map_err(|e| e.at(path, self.node.pos))
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.node.value {
+                Value::Null => visitor.visit_none(),
+                _ => visitor.visit_some(self),
+            }
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+            identifier ignored_any
+        }
+    }
+
+    struct Items<'a, I> {
+        items: I,
+        path: &'a str,
+    }
+
+    impl<'de, 'a, I: Iterator<Item = (usize, &'a Node)>> SeqAccess<'de> for Items<'a, I> {
+        type Error = Error;
+
+        fn next_element_seed<T: DeserializeSeed<'de>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, Error> {
+            self.items
+                .next()
+                .map(|(i, node)| {
+                    seed.deserialize(NodeDeserializer {
+                        node,
+                        path: index(self.path, i),
+                    })
+                })
+                .transpose()
+        }
+    }
+
+    struct Entries<'a, I> {
+        entries: I,
+        /// The entry whose key was read last.
+        value: Option<&'a Entry>,
+        path: &'a str,
+    }
+
+    impl<'de, 'a, I: Iterator<Item = &'a Entry>> MapAccess<'de> for Entries<'a, I> {
+        type Error = Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Error> {
+            let Some(entry) = self.entries.next() else {
+                return Ok(None);
+            };
+            self.value = Some(entry);
+            seed.deserialize(entry.key.as_str().into_deserializer())
+                .map(Some)
+                .map_err(|e: Error| e.at(&join(self.path, &entry.key), entry.key_pos))
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            let entry = self
+                .value
+                .take()
+                .expect("serde reads a key before its value");
+            seed.deserialize(NodeDeserializer {
+                node: &entry.value,
+                path: join(self.path, &entry.key),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1192,5 +1363,67 @@ mod tests {
         assert_eq!(join("rules", "gcr.io/x"), "rules[\"gcr.io/x\"]");
         assert_eq!(join("", "stylus"), "stylus");
         assert_eq!(index("a.b", 2), "a.b[2]");
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Machine {
+        command: String,
+        cpu: Option<String>,
+        #[serde(default)]
+        devices: Vec<Device>,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Device {
+        name: String,
+    }
+
+    fn read(text: &str) -> Result<Machine, ShapeError> {
+        deserialize(&parse(text).unwrap().root)
+    }
+
+    #[test]
+    fn reads_a_tree_into_a_typed_value() {
+        assert_eq!(
+            read("command: qemu\ndevices:\n  - name: ide-cd\n").unwrap(),
+            Machine {
+                command: "qemu".into(),
+                cpu: None,
+                devices: vec![Device {
+                    name: "ide-cd".into()
+                }],
+            }
+        );
+        assert_eq!(
+            read("command: q\ncpu: max\n").unwrap().cpu.as_deref(),
+            Some("max")
+        );
+        assert_eq!(
+            read("command: q\ncpu:\n").unwrap().cpu,
+            None,
+            "null is none"
+        );
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_is_named_by_its_key_and_position() {
+        let err = read("command: q\ndevices:\n  - name: a\n  - name: 3\n").unwrap_err();
+        assert_eq!(err.path, "devices[1].name");
+        assert_eq!(err.pos, Pos::new(4, 11));
+        assert!(err.message.contains("expected a string"), "{err}");
+        assert!(err.to_string().starts_with("devices[1].name: "), "{err}");
+
+        let err = read("command: q\ncpus: 2\n").unwrap_err();
+        assert_eq!((err.path.as_str(), err.pos), ("cpus", Pos::new(2, 1)));
+        assert!(err.message.contains("unknown field `cpus`"), "{err}");
+
+        let err = read("devices:\n  - {}\n").unwrap_err();
+        assert_eq!(err.path, "devices[0]");
+        assert!(err.message.contains("missing field `name`"), "{err}");
+        let err = read("cpu: max\n").unwrap_err();
+        assert_eq!((err.path.as_str(), err.pos), ("", Pos::new(1, 1)));
+        assert_eq!(err.to_string(), "missing field `command`");
     }
 }

@@ -3,7 +3,7 @@
 //! partition 2, forge's live files) is cut short at ten places and crafted to point past its
 //! end, at its own ancestors, and many times at one directory. Every damaged image exits 1
 //! within 3 s and 64 MiB, naming the image and what is wrong; the intact one exits 0 and shows
-//! its user-data with every secret masked.
+//! its user-data with every secret masked. An arm64 image (UEFI only) is read as one.
 
 mod support;
 
@@ -66,7 +66,7 @@ impl Image {
             std::fs::write(tree.join(format!("big/f{i:04}")), b"").unwrap();
         }
         edit(&tree);
-        let esp = esp(dir.path());
+        let esp = esp(dir.path(), "bootx64.efi");
         let iso = dir.path().join("intact.iso");
         let out = Command::new("xorriso")
             .args(["-as", "mkisofs", "-R", "-V", "COS_LIVE", "-o"])
@@ -228,25 +228,21 @@ fn refused(name: &str, iso: &Path, expected: &str) {
     );
 }
 
-/// A 1 MiB FAT ESP as forge writes it: labelled EFI_LIVE, with `EFI/BOOT/bootx64.efi` (an
-/// unsigned stand-in) and the GRUB stub `EFI/BOOT/grub.cfg`.
-fn esp(dir: &Path) -> PathBuf {
+/// A 1 MiB FAT ESP as forge writes it: labelled EFI_LIVE, with `EFI/BOOT/<loader>` (an
+/// unsigned stand-in for `bootx64.efi` or `bootaa64.efi`) and the GRUB stub
+/// `EFI/BOOT/grub.cfg`.
+fn esp(dir: &Path, loader_name: &str) -> PathBuf {
     let esp = dir.join("esp.img");
-    let loader = dir.join("bootx64.efi");
+    let loader = dir.join(loader_name);
     let stub = dir.join("grub.cfg");
     std::fs::write(&loader, b"MZ stand-in loader").unwrap();
     std::fs::write(&stub, b"configfile /boot/grub2/grub.cfg\n").unwrap();
     let image = esp.to_str().unwrap();
+    let target = format!("::/EFI/BOOT/{loader_name}");
     let steps: [Vec<&str>; 4] = [
         vec!["mkfs.vfat", "-C", "-n", "EFI_LIVE", image, "1024"],
         vec!["mmd", "-i", image, "::/EFI", "::/EFI/BOOT"],
-        vec![
-            "mcopy",
-            "-i",
-            image,
-            loader.to_str().unwrap(),
-            "::/EFI/BOOT/bootx64.efi",
-        ],
+        vec!["mcopy", "-i", image, loader.to_str().unwrap(), &target],
         vec![
             "mcopy",
             "-i",
@@ -465,4 +461,81 @@ fn links_are_shown_as_links_not_as_what_they_point_to() {
         .find(|f| f["path"] == "/etc/deep/er/file")
         .unwrap();
     assert!(file.get("link").is_none(), "{file}");
+}
+
+/// An arm64 installer ISO as forge masters it: UEFI only (no El Torito BIOS entry, no hybrid
+/// MBR), the ESP holding `EFI/BOOT/bootaa64.efi` appended as GPT partition 2.
+#[test]
+fn an_arm64_image_is_read_as_one_that_boots_with_uefi_only() {
+    if !have(&["xorriso", "mkfs.vfat", "mmd", "mcopy"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    for (path, data) in [
+        ("boot/kernel", &b"kernel"[..]),
+        ("boot/initrd", b"initrd"),
+        ("boot/grub2/grub.cfg", b"menuentry live {}\n"),
+        ("rootfs.squashfs", b"squashfs"),
+        ("config.yaml", b"#cloud-config\n"),
+    ] {
+        let path = tree.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let esp = esp(dir.path(), "bootaa64.efi");
+    let iso = dir.path().join("arm64.iso");
+    let out = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-R", "-V", "COS_LIVE", "-o"])
+        .arg(&iso)
+        .args([
+            "-e",
+            "--interval:appended_partition_2:all::",
+            "-no-emul-boot",
+        ])
+        .args(["-append_partition", "2", "0xef"])
+        .arg(&esp)
+        .arg("-appended_part_as_gpt")
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", support::text(&out));
+
+    let run = inspect(&iso, &[]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("EFI boot     1. GRUB EFI/BOOT/bootaa64.efi (unsigned)\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("problem"), "{}", run.stdout);
+
+    // forge verify boots it as arm64: UEFI only, with arm64's QEMU.
+    let verify = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_forge"))
+            .arg("verify")
+            .arg(&iso)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let bios = verify(&["--firmware", "bios"]);
+    assert_eq!(bios.status.code(), Some(2), "{}", support::text(&bios));
+    assert!(
+        support::text(&bios).contains("arm64 ISOs boot with UEFI only: leave out --firmware bios"),
+        "{}",
+        support::text(&bios)
+    );
+    if !have(&["qemu-system-aarch64"]) {
+        let all = verify(&[]);
+        assert_eq!(all.status.code(), Some(2), "{}", support::text(&all));
+        assert!(
+            support::text(&all).contains(
+                "forge verify needs qemu-system-aarch64 (apt-get install qemu-system-arm)"
+            ),
+            "{}",
+            support::text(&all)
+        );
+    }
 }

@@ -50,7 +50,7 @@ pub(super) fn run(args: DoctorArgs) -> Result<ExitStatus, Error> {
     let request = DoctorRequest {
         settings,
         user_data: args.user_data,
-        templates: args.templates,
+        templates: args.templates.clone(),
         access: args.access.request()?,
         needs: Needs {
             engines: args.engine,
@@ -59,6 +59,7 @@ pub(super) fn run(args: DoctorArgs) -> Result<ExitStatus, Error> {
             verify: boots,
             uefi: boots,
             secure_boot: args.secure_boot,
+            templates: args.templates.clone(),
         },
     };
     let outcome = doctor::doctor(&request, &progress(Style::Plain))?;

@@ -366,6 +366,18 @@ settings! {
 }
 
 impl Settings {
+    /// The value of the setting a data file names (`K3S_PROVIDER_VERSION`), as the templates
+    /// see it (unset: empty); `None` when there is no such setting.
+    pub fn text(&self, name: &str) -> Option<String> {
+        SETTINGS.iter().find(|d| d.name == name)?;
+        let value = serde_json::to_value(self).ok()?;
+        Some(match &value[name.to_ascii_lowercase().as_str()] {
+            serde_json::Value::String(text) => text.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        })
+    }
+
     /// The Kubernetes versions to build: `K8S_VERSION`, or every version of the distribution.
     pub fn k8s_versions(&self) -> Vec<String> {
         match (&self.k8s_version[..], self.k8s_distribution) {

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt as _;
 
+use super::arch::{Efi, Uefi};
 use super::IsoError;
 use crate::engine::{Container, EngineError};
-use crate::render::Efi;
 
 /// Symbolic links followed at most.
 const MAX_LINKS: usize = 16;
@@ -24,7 +24,8 @@ enum Node {
 
 /// The EFI loader found in the image.
 pub struct EfiLoader {
-    /// `(name in EFI/BOOT, image path)`: bootx64.efi, plus grubx64.efi behind a shim.
+    /// `(name in EFI/BOOT, image path)`: the architecture's loader (`bootx64.efi`), plus its
+    /// GRUB name (`grubx64.efi`) behind a shim.
     pub files: Vec<(String, String)>,
     /// The ESP directory whose grub.cfg the image vendor's signed GRUB reads (`ubuntu`, ...).
     pub vendor: Option<String>,
@@ -77,12 +78,14 @@ pub async fn boot_files(
     Ok(())
 }
 
-/// The image's shim and GRUB EFI binaries (`efi.shim`, `efi.grub`), copied to `dir`, when it
-/// has them, and the ESP directory of its vendor (`/etc/os-release` ID in `efi.vendors`).
+/// The image's shim and GRUB EFI binaries (`efi.shim`, `efi.grub`), copied to `dir` under the
+/// names `uefi` gives them, when it has them, and the ESP directory of its vendor
+/// (`/etc/os-release` ID in `efi.vendors`).
 pub async fn efi_loader(
     container: &Container,
     image: &str,
     efi: &Efi,
+    uefi: &Uefi,
     dir: &Path,
     scratch: &Path,
 ) -> Result<Option<EfiLoader>, IsoError> {
@@ -90,8 +93,8 @@ pub async fn efi_loader(
         return Ok(None);
     };
     let files = match first_present(container, image, &efi.shim, scratch).await? {
-        Some(shim) => vec![("bootx64.efi", shim), ("grubx64.efi", grub)],
-        None => vec![("bootx64.efi", grub)],
+        Some(shim) => vec![(&uefi.loader, shim), (&uefi.grub, grub)],
+        None => vec![(&uefi.loader, grub)],
     };
     let vendor = match first_present(container, image, &OS_RELEASE, scratch).await? {
         Some((_, file)) => os_release_id(&file)?.and_then(|id| efi.vendors.get(&id).cloned()),
@@ -103,7 +106,7 @@ pub async fn efi_loader(
     };
     for (name, (source, file)) in files {
         stage(&file, &dir.join(name))?;
-        loader.files.push((name.to_string(), source));
+        loader.files.push((name.clone(), source));
     }
     Ok(Some(loader))
 }

@@ -1,13 +1,16 @@
 //! `forge inspect`: what an installer ISO holds, read natively (see `read`): label, El Torito
 //! entries, system area, the live files and their sizes, the overlay files and content
 //! bundles (a symbolic link shown as one), and the sha256 of `/config.yaml` (compared with a
-//! user-data file when given).
+//! user-data file when given). The ISO's architecture is the one whose UEFI loader its EFI
+//! system partition holds (`EFI/BOOT/bootx64.efi`: amd64); an architecture without BIOS
+//! (arm64) needs no El Torito BIOS entry.
 
 use std::path::Path;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use super::arch::Arch;
 use super::fat::{is_signed, Fat};
 use super::master::{
     CLUSTER_CONFIG, CONTENT_DIR, EDGE_CUSTOM_CONFIG, ESP_LABEL, LABEL, MENU, RESERVED,
@@ -40,6 +43,9 @@ pub struct Report {
     pub problems: Vec<String>,
     #[serde(skip)]
     pub config: Option<String>,
+    /// The architecture whose UEFI loader the EFI system partition holds, when one does.
+    #[serde(skip)]
+    pub arch: Option<String>,
 }
 
 /// What the EFI system partition holds and how UEFI firmware boots from it.
@@ -53,9 +59,14 @@ pub struct EfiChain {
     pub files: Vec<File>,
 }
 
-/// Read the EFI system partition `esp` of `iso` and name its boot chain; problems go to
-/// `problems`.
-fn efi_chain(iso: &Path, esp: &Partition, problems: &mut Vec<String>) -> Option<EfiChain> {
+/// Read the EFI system partition `esp` of `iso` and name its boot chain, and the architecture
+/// of `arches` whose loader it holds; problems go to `problems`.
+fn efi_chain<'a>(
+    iso: &Path,
+    esp: &Partition,
+    arches: &'a [Arch],
+    problems: &mut Vec<String>,
+) -> Option<(EfiChain, Option<&'a Arch>)> {
     let fat = match Fat::open(iso, esp.start_sector * 512, esp.sectors * 512) {
         Ok(fat) => fat,
         Err(e) => {
@@ -71,17 +82,27 @@ fn efi_chain(iso: &Path, esp: &Partition, problems: &mut Vec<String>) -> Option<
             false => "unsigned",
         })
     };
-    let chain = match (
-        signed("EFI/BOOT/bootx64.efi"),
-        signed("EFI/BOOT/grubx64.efi"),
-    ) {
-        (Some(shim), Some(grub)) => vec![
-            format!("shim EFI/BOOT/bootx64.efi ({shim})"),
-            format!("GRUB EFI/BOOT/grubx64.efi ({grub})"),
-        ],
-        (Some(grub), None) => vec![format!("GRUB EFI/BOOT/bootx64.efi ({grub})")],
-        _ => {
-            problems.push("the EFI system partition has no EFI/BOOT/bootx64.efi".into());
+    let in_boot = |name: &str| format!("EFI/BOOT/{name}");
+    let found = arches
+        .iter()
+        .find_map(|arch| Some((arch, signed(&in_boot(&arch.uefi.loader))?)));
+    let chain = match found {
+        Some((arch, first)) => {
+            let loader = in_boot(&arch.uefi.loader);
+            match signed(&in_boot(&arch.uefi.grub)) {
+                Some(grub) => vec![
+                    format!("shim {loader} ({first})"),
+                    format!("GRUB {} ({grub})", in_boot(&arch.uefi.grub)),
+                ],
+                None => vec![format!("GRUB {loader} ({first})")],
+            }
+        }
+        None => {
+            let loaders: Vec<String> = arches.iter().map(|a| in_boot(&a.uefi.loader)).collect();
+            problems.push(format!(
+                "the EFI system partition has no {}",
+                loaders.join(" or ")
+            ));
             Vec::new()
         }
     };
@@ -107,7 +128,7 @@ fn efi_chain(iso: &Path, esp: &Partition, problems: &mut Vec<String>) -> Option<
             }
         ));
     }
-    Some(EfiChain {
+    let chain = EfiChain {
         label: fat.label.clone(),
         chain,
         grub_configs,
@@ -119,7 +140,8 @@ fn efi_chain(iso: &Path, esp: &Partition, problems: &mut Vec<String>) -> Option<
                 link: None,
             })
             .collect(),
-    })
+    };
+    Some((chain, found.map(|(arch, _)| arch)))
 }
 
 #[derive(Debug, Serialize)]
@@ -149,16 +171,20 @@ impl File {
     }
 }
 
-/// Whether forge writes `path` itself (the rest of the tree came from `overlays/files-iso/`).
-fn forge_writes(path: &str) -> bool {
+/// Whether forge writes `path` itself, on an ISO of any of `arches` (the rest of the tree came
+/// from `overlays/files-iso/`).
+fn forge_writes(path: &str, arches: &[Arch]) -> bool {
     let path_in_tree = path.trim_start_matches('/');
+    let eltorito = arches.iter().filter_map(|a| a.bios.as_ref());
     RESERVED.contains(&path_in_tree)
+        || eltorito.into_iter().any(|b| b.image == path_in_tree)
         || path_in_tree == MENU
         || [CLUSTER_CONFIG, EDGE_CUSTOM_CONFIG].contains(&path)
 }
 
-/// Read `iso`; compare its `/config.yaml` with `user_data` when given.
-pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError> {
+/// Read `iso`, an ISO of one of `arches`; compare its `/config.yaml` with `user_data` when
+/// given.
+pub fn inspect(iso: &Path, user_data: Option<&[u8]>, arches: &[Arch]) -> Result<Report, ReadError> {
     let mut image = Iso::open(iso)?;
     let file = |path: &str| image.get(path).filter(|e| !e.dir).map(File::of);
     let mut problems = Vec::new();
@@ -186,7 +212,9 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
         .entries
         .iter()
         .filter(|e| {
-            !e.dir && !forge_writes(&e.path) && !e.path.starts_with(&format!("{CONTENT_DIR}/"))
+            !e.dir
+                && !forge_writes(&e.path, arches)
+                && !e.path.starts_with(&format!("{CONTENT_DIR}/"))
         })
         .map(File::of)
         .collect();
@@ -211,10 +239,16 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
     }
     let esp_partition = image.gpt.iter().chain(&image.mbr).find(|p| p.efi_system);
     let esp = esp_partition.is_some();
-    let efi = esp_partition.and_then(|p| efi_chain(iso, p, &mut problems));
-    for (platform, what) in [("BIOS", "BIOS"), ("UEFI", "UEFI")] {
-        if !image.boot.iter().any(|b| b.platform == platform) {
-            problems.push(format!("no El Torito {what} boot entry"));
+    let (efi, arch) = match esp_partition.and_then(|p| efi_chain(iso, p, arches, &mut problems)) {
+        Some((chain, arch)) => (Some(chain), arch),
+        None => (None, None),
+    };
+    // An ISO of an architecture without BIOS has no BIOS entry; any other needs one.
+    let bios = arch.is_none_or(|a| a.bios.is_some());
+    for platform in ["BIOS", "UEFI"] {
+        let needed = platform == "UEFI" || bios;
+        if needed && !image.boot.iter().any(|b| b.platform == platform) {
+            problems.push(format!("no El Torito {platform} boot entry"));
         }
     }
     if !esp {
@@ -238,6 +272,7 @@ pub fn inspect(iso: &Path, user_data: Option<&[u8]>) -> Result<Report, ReadError
         config_matches,
         problems,
         config: config.map(|c| String::from_utf8_lossy(&c).into_owned()),
+        arch: arch.map(|a| a.name.clone()),
     })
 }
 

@@ -1,7 +1,8 @@
 //! Mastering the installer ISO (DESIGN.md §5): stage the tree (user-data, kernel, initrd, grub
 //! menu and stubs, overlays, cluster config, content bundles), then, through a [`Runner`],
-//! squashfs from the image's exported root filesystem, the BIOS El Torito GRUB image, the EFI
-//! system partition and xorriso; the ISO lands in the output directory only when complete.
+//! squashfs from the image's exported root filesystem, the BIOS El Torito GRUB image (where the
+//! architecture has BIOS), the EFI system partition and xorriso; the ISO lands in the output
+//! directory only when complete. What differs per architecture comes from its [`Arch`].
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bollard::Docker;
 use futures_util::StreamExt as _;
 
+use super::arch::{Arch, Efi};
 use super::cache::{Cache, Found, Meta, Stored};
 use super::image::{boot_files, efi_loader};
 use super::tools::Runner;
@@ -32,8 +34,6 @@ pub const CONTENT_DIR: &str = "/opt/spectrocloud/content";
 pub const CLUSTER_CONFIG: &str = "/opt/spectrocloud/clusterconfig/spc.tgz";
 /// `/EFI/BOOT/grub.cfg` and `/boot/grub/grub.cfg`: find the ISO, load the real menu.
 pub const STUB: &str = "search --no-floppy --file --set=root /boot/kernel\nset prefix=($root)/boot/grub2\nconfigfile $prefix/grub.cfg\n";
-/// The BIOS El Torito image inside the ISO.
-const ELTORITO: &str = "boot/grub/i386-pc/eltorito.img";
 /// GRUB modules built into the boot images (there is no module directory on the ISO).
 const COMMON_MODULES: &[&str] = &[
     "iso9660",
@@ -59,7 +59,8 @@ pub const MENU: &str = "boot/grub2/grub.cfg";
 const DEBUG_ARGS: &str = "rd.immucore.debug console=tty0 rd.debug";
 /// Where EDGE_CUSTOM_CONFIG goes on the ISO.
 pub const EDGE_CUSTOM_CONFIG: &str = "/.edge_custom_config.yaml";
-/// Paths (below the ISO root) forge always writes itself; an overlay may not replace them.
+/// Paths (below the ISO root) forge always writes itself, and the BIOS El Torito image of
+/// the architecture; an overlay may not replace them.
 pub const RESERVED: &[&str] = &[
     "config.yaml",
     "rootfs.squashfs",
@@ -67,7 +68,6 @@ pub const RESERVED: &[&str] = &[
     "boot/initrd",
     "boot/grub/grub.cfg",
     "EFI/BOOT/grub.cfg",
-    ELTORITO,
 ];
 
 /// Where the mastering tools run (`--iso-tools`): in a builder container forge builds, or on
@@ -143,13 +143,22 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> IsoError {
     move |source| IsoError::Io { what, source }
 }
 
-/// The parts every ISO of an installer image shares, in the cache directory `sys/` links to.
-const SYSTEM_FILES: &[(&str, &str)] = &[
-    ("rootfs.squashfs", "rootfs.squashfs"),
-    ("kernel", "boot/kernel"),
-    ("initrd", "boot/initrd"),
-    ("eltorito.img", ELTORITO),
-];
+/// The parts every ISO of an installer image shares, in the cache directory `sys/` links to,
+/// and where they go on the ISO: the squashfs, kernel and initrd, and the BIOS El Torito
+/// image where the architecture has one.
+fn system_files(arch: &Arch) -> Vec<(&'static str, &str)> {
+    let mut files = vec![
+        ("rootfs.squashfs", "rootfs.squashfs"),
+        ("kernel", "boot/kernel"),
+        ("initrd", "boot/initrd"),
+    ];
+    files.extend(
+        arch.bios
+            .as_ref()
+            .map(|b| ("eltorito.img", b.image.as_str())),
+    );
+    files
+}
 
 /// Master one ISO per site from the installer image of `spec`. The image-dependent parts
 /// (squashfs, kernel, initrd, BIOS and UEFI boot images) come from the cache when an earlier
@@ -181,12 +190,22 @@ pub async fn master(
     let host = spec.tools == ToolPlace::Host;
     let bundles = content_bundles(spec, (!host).then(|| root.join("content")).as_deref())?;
     let menu = boot_menu(spec)?;
-    let efi = spec.templates.efi(settings)?;
+    let arch = Arch::of(spec.templates, settings)?;
+    let efi = Efi::of(spec.templates, settings)?;
     let image_id = crate::engine::image_id(docker, spec.image).await?;
     let runner = match spec.tools {
-        ToolPlace::Host => Runner::host(root)?,
+        ToolPlace::Host => Runner::host(root, &arch)?,
         ToolPlace::Container => {
-            Runner::container(engine, spec.templates, settings, spec.build_args, &on_line).await?
+            let templates = spec.templates;
+            Runner::container(
+                engine,
+                templates,
+                settings,
+                &arch,
+                spec.build_args,
+                &on_line,
+            )
+            .await?
         }
     };
     let compression = settings.squashfs_compression.as_str();
@@ -196,7 +215,7 @@ pub async fn master(
             &image_id,
             compression,
             &runner.tools_id(),
-            &format!("{efi:?}"),
+            &format!("{efi:?} {:?} {:?}", arch.uefi, arch.bios),
             &menu,
             &format!("{:?}", spec.source_date_epoch),
         ]
@@ -232,9 +251,11 @@ pub async fn master(
         None => {
             let staged = spec.cache.staging().map_err(cache_error)?;
             link_system(root, staged.path())?;
-            let meta = system_parts(engine, spec, &runner, root, &efi, &image_id, &on_line).await?;
+            let boot = (&arch, &efi);
+            let meta = system_parts(engine, spec, &runner, root, boot, &image_id, &on_line).await?;
             // Made by the tools; the kernel and initrd were read into the staging directly.
-            for file in ["rootfs.squashfs", "eltorito.img", "esp.img"] {
+            let bios = arch.bios.as_ref().map(|_| "eltorito.img");
+            for file in ["rootfs.squashfs", "esp.img"].into_iter().chain(bios) {
                 let dest = staged.path().join(file);
                 runner.take(&format!("sys/{file}"), &dest).await?;
             }
@@ -262,7 +283,7 @@ pub async fn master(
     for (i, site) in sites.iter().enumerate() {
         let dir = format!("site-{i}");
         let tree = root.join(&dir);
-        stage_tree(spec, site.text, &menu, &tree)?;
+        stage_tree(spec, &arch, site.text, &menu, &tree)?;
         runner.put(&tree, &dir).await?;
         // The ISO, written next to its final name and renamed when complete.
         let partial = crate::run::partial_file(spec.output, &site.name)
@@ -274,6 +295,7 @@ pub async fn master(
         let xorriso = xorriso_args(
             &runner.iso_path(partial.path()),
             &dir,
+            &arch,
             &system_path,
             &bundles,
             host,
@@ -328,15 +350,16 @@ fn link_system(root: &Path, dir: &Path) -> Result<(), IsoError> {
     std::os::unix::fs::symlink(dir, root.join("sys")).map_err(io("staging the ISO"))
 }
 
-/// Make the image-dependent parts in `root/sys`: kernel and initrd from the image, the
-/// squashfs streamed from the engine into sqfstar, GRUB's BIOS El Torito image and the ESP
-/// (the image's signed loader, else GRUB built with iso9660 support).
+/// Make the image-dependent parts in `root/sys` for `boot` (the architecture and the UEFI
+/// chain to take from the image): kernel and initrd from the image, the squashfs streamed
+/// from the engine into sqfstar, GRUB's BIOS El Torito image (where the architecture has
+/// BIOS) and the ESP (the image's signed loader, else GRUB built with iso9660 support).
 async fn system_parts(
     engine: &Engine,
     spec: &Spec<'_>,
     runner: &Runner,
     root: &Path,
-    efi: &crate::render::Efi,
+    (arch, efi): (&Arch, &Efi),
     image_id: &str,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<Meta, IsoError> {
@@ -347,7 +370,7 @@ async fn system_parts(
     }
     let image = Container::create(engine, spec.image, None).await?;
     boot_files(&image, spec.image, &root.join("sys"), &scratch).await?;
-    let loader = efi_loader(&image, spec.image, efi, &esp, &scratch).await?;
+    let loader = efi_loader(&image, spec.image, efi, &arch.uefi, &esp, &scratch).await?;
     // The GRUB config where every signed GRUB looks: beside the loader, and in the vendor's
     // directory (Ubuntu's reads only EFI/ubuntu/grub.cfg).
     let mut configs = vec![esp.clone()];
@@ -414,18 +437,20 @@ async fn system_parts(
     ));
 
     // BIOS: GRUB's El Torito core image; its hybrid MBR comes from the tool environment.
-    let mut bios = argv(&[
-        "grub-mkimage",
-        "-O",
-        "i386-pc-eltorito",
-        "-p",
-        "/boot/grub",
-        "-o",
-        "sys/eltorito.img",
-        "biosdisk",
-    ]);
-    bios.extend(argv(COMMON_MODULES));
-    runner.run(&bios, &env, None, on_line).await?;
+    if let Some(bios) = &arch.bios {
+        let mut eltorito = argv(&[
+            "grub-mkimage",
+            "-O",
+            &bios.grub_platform,
+            "-p",
+            "/boot/grub",
+            "-o",
+            "sys/eltorito.img",
+            "biosdisk",
+        ]);
+        eltorito.extend(argv(COMMON_MODULES));
+        runner.run(&eltorito, &env, None, on_line).await?;
+    }
 
     // UEFI: the image's loader, else GRUB built with iso9660 support, on a FAT ESP.
     let efi_loader = match &loader {
@@ -438,11 +463,11 @@ async fn system_parts(
             let mut efi = argv(&[
                 "grub-mkimage",
                 "-O",
-                "x86_64-efi",
+                &arch.uefi.grub_platform,
                 "-p",
                 "/EFI/BOOT",
                 "-o",
-                "esp/EFI/BOOT/bootx64.efi",
+                &format!("esp/EFI/BOOT/{}", arch.uefi.loader),
                 "efi_gop",
             ]);
             efi.extend(argv(COMMON_MODULES));
@@ -462,7 +487,7 @@ async fn system_parts(
     }
     mkfs.extend([
         "sys/esp.img".to_string(),
-        esp_kib(&root.join("esp"))?.to_string(),
+        esp_kib(&root.join("esp"), &arch.uefi.loader)?.to_string(),
     ]);
     runner.run(&mkfs, &env, None, on_line).await?;
     runner
@@ -543,8 +568,8 @@ fn tool_env(epoch: Option<u64>) -> Vec<(String, String)> {
 }
 
 /// The ESP's size in KiB: its files plus room for FAT metadata, at least 4 MiB, whole MiB;
-/// 8 MiB when GRUB is still to be built.
-fn esp_kib(esp: &Path) -> Result<u64, IsoError> {
+/// 8 MiB when GRUB is still to be built (there is no `loader` yet).
+fn esp_kib(esp: &Path, loader: &str) -> Result<u64, IsoError> {
     let mut bytes = 0;
     let mut has_loader = false;
     for entry in walkdir::WalkDir::new(esp) {
@@ -552,7 +577,7 @@ fn esp_kib(esp: &Path) -> Result<u64, IsoError> {
             what: "reading the ESP staging".into(),
             source: e.into(),
         })?;
-        has_loader |= entry.file_name() == "bootx64.efi";
+        has_loader |= entry.file_name() == loader;
         bytes += entry
             .metadata()
             .map_err(|e| IsoError::Io {
@@ -569,7 +594,13 @@ fn esp_kib(esp: &Path) -> Result<u64, IsoError> {
 
 /// Copy the files forge puts on one site's ISO root into `tree`: the overlay's `files-iso/`,
 /// the user-data, cluster and edge configuration, the boot menu and GRUB's stubs.
-fn stage_tree(spec: &Spec<'_>, user_data: &str, menu: &str, tree: &Path) -> Result<(), IsoError> {
+fn stage_tree(
+    spec: &Spec<'_>,
+    arch: &Arch,
+    user_data: &str,
+    menu: &str,
+    tree: &Path,
+) -> Result<(), IsoError> {
     for dir in ["boot/grub2", "boot/grub", "EFI/BOOT"] {
         let dir = tree.join(dir);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -591,7 +622,13 @@ fn stage_tree(spec: &Spec<'_>, user_data: &str, menu: &str, tree: &Path) -> Resu
                 source: e.into(),
             })?;
             let rel = entry.path().strip_prefix(&files).expect("below files-iso");
-            if RESERVED.iter().any(|r| Path::new(r) == rel) {
+            let eltorito = arch.bios.as_ref().map(|b| b.image.as_str());
+            if RESERVED
+                .iter()
+                .copied()
+                .chain(eltorito)
+                .any(|r| Path::new(r) == rel)
+            {
                 return Err(IsoError::Overlay(format!(
                     "{} would replace /{}, which forge writes itself; remove it (the boot menu comes from the grub.cfg template: use --templates DIR to change it)",
                     entry.path().display(),
@@ -746,13 +783,14 @@ fn split_suffix(i: u64) -> String {
     }
 }
 
-/// The xorriso command: label, the site's tree, the image-dependent parts (`system` names
-/// each where the tools see it), content bundles (cut into parts), ownership and modes, BIOS
-/// El Torito with GRUB's hybrid MBR, the ESP appended as GPT partition 2 and named by the UEFI
-/// El Torito entry.
+/// The xorriso command: label, the site's tree, the image-dependent parts of `arch` (`system`
+/// names each where the tools see it), content bundles (cut into parts), ownership and modes,
+/// BIOS El Torito with GRUB's hybrid MBR where the architecture has BIOS, the ESP appended as
+/// GPT partition 2 and named by the UEFI El Torito entry.
 fn xorriso_args(
     out: &str,
     tree: &str,
+    arch: &Arch,
     system: &dyn Fn(&str) -> String,
     bundles: &[Bundle],
     host: bool,
@@ -774,7 +812,7 @@ fn xorriso_args(
         tree,
         "/",
     ]);
-    for (file, iso_path) in SYSTEM_FILES {
+    for (file, iso_path) in system_files(arch) {
         args.extend(["-map".into(), system(file), format!("/{iso_path}")]);
     }
     for bundle in bundles {
@@ -839,60 +877,51 @@ fn xorriso_args(
             format!("={epoch}"),
         ]);
     }
+    let bios = arch.bios.as_ref();
+    let boot = |kind: &str, setting: &str| argv(&["-boot_image", kind, setting]);
+    if let Some(bios) = bios {
+        for setting in [
+            format!("bin_path=/{}", bios.image),
+            format!("grub2_mbr={}", bios.hybrid_mbr),
+            "grub2_boot_info=on".to_string(),
+        ] {
+            args.extend(boot("grub", &setting));
+        }
+    }
+    args.extend(boot("any", "partition_offset=16"));
+    if bios.is_some() {
+        args.extend(boot("any", "mbr_force_bootable=on"));
+    }
+    for setting in ["cat_path=/boot/boot.catalog", "cat_hidden=on"] {
+        args.extend(boot("any", setting));
+    }
+    if bios.is_some() {
+        for setting in [
+            "boot_info_table=on",
+            "platform_id=0x00",
+            "emul_type=no_emulation",
+            "load_size=2048",
+        ] {
+            args.extend(boot("any", setting));
+        }
+    }
     args.extend(argv(&[
-        "-boot_image",
-        "grub",
-        &format!("bin_path=/{ELTORITO}"),
-        "-boot_image",
-        "grub",
-        "grub2_mbr=/usr/lib/grub/i386-pc/boot_hybrid.img",
-        "-boot_image",
-        "grub",
-        "grub2_boot_info=on",
-        "-boot_image",
-        "any",
-        "partition_offset=16",
-        "-boot_image",
-        "any",
-        "mbr_force_bootable=on",
-        "-boot_image",
-        "any",
-        "cat_path=/boot/boot.catalog",
-        "-boot_image",
-        "any",
-        "cat_hidden=on",
-        "-boot_image",
-        "any",
-        "boot_info_table=on",
-        "-boot_image",
-        "any",
-        "platform_id=0x00",
-        "-boot_image",
-        "any",
-        "emul_type=no_emulation",
-        "-boot_image",
-        "any",
-        "load_size=2048",
         "-append_partition",
         "2",
         "0xef",
         &system("esp.img"),
-        "-boot_image",
-        "any",
-        "next",
-        "-boot_image",
-        "any",
-        "efi_path=--interval:appended_partition_2:all::",
-        "-boot_image",
-        "any",
-        "platform_id=0xef",
-        "-boot_image",
-        "any",
-        "emul_type=no_emulation",
-        "-boot_image",
-        "any",
-        "appended_part_as=gpt",
     ]));
+    if bios.is_some() {
+        args.extend(boot("any", "next"));
+    }
+    for setting in [
+        "efi_path=--interval:appended_partition_2:all::",
+        "platform_id=0xef",
+        "emul_type=no_emulation",
+        "appended_part_as=gpt",
+    ] {
+        args.extend(boot("any", setting));
+    }
     args
 }
 
@@ -900,4 +929,119 @@ fn xorriso_args(
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     let (digest, size) = crate::oci::BlobFile::plain(path.to_path_buf()).sha256()?;
     Ok((digest.hex().to_string(), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{Layers, Templates};
+
+    /// forge's own boot facts of the architecture `name`.
+    fn arch(name: &str) -> Arch {
+        let templates = Templates::load(None).unwrap();
+        templates.data("boot.yaml", &Layers::arch(name)).unwrap()
+    }
+
+    /// The boot part of the xorriso command for `arch`: what follows `-volume_date`.
+    fn boot_args(arch: &Arch) -> Vec<String> {
+        let args = xorriso_args(
+            "out.iso",
+            "site-0",
+            arch,
+            &|f| format!("sys/{f}"),
+            &[],
+            false,
+            Some(1),
+        );
+        let start = args.iter().position(|a| a == "-volume_date").unwrap() + 3;
+        args[start..].to_vec()
+    }
+
+    #[test]
+    fn amd64_isos_boot_from_bios_el_torito_with_the_hybrid_mbr_and_from_the_esp() {
+        let amd64 = arch("amd64");
+        let args = xorriso_args(
+            "out.iso",
+            "site-0",
+            &amd64,
+            &|f| format!("sys/{f}"),
+            &[],
+            false,
+            None,
+        );
+        let maps: Vec<&[String]> = args.windows(3).filter(|w| w[0] == "-map").collect();
+        assert_eq!(
+            maps.iter()
+                .map(|w| format!("{} {}", w[1], w[2]))
+                .collect::<Vec<_>>(),
+            [
+                "site-0 /",
+                "sys/rootfs.squashfs /rootfs.squashfs",
+                "sys/kernel /boot/kernel",
+                "sys/initrd /boot/initrd",
+                "sys/eltorito.img /boot/grub/i386-pc/eltorito.img",
+            ]
+        );
+        // As forge has always written it.
+        let expected = [
+            "-boot_image grub bin_path=/boot/grub/i386-pc/eltorito.img",
+            "-boot_image grub grub2_mbr=/usr/lib/grub/i386-pc/boot_hybrid.img",
+            "-boot_image grub grub2_boot_info=on",
+            "-boot_image any partition_offset=16",
+            "-boot_image any mbr_force_bootable=on",
+            "-boot_image any cat_path=/boot/boot.catalog",
+            "-boot_image any cat_hidden=on",
+            "-boot_image any boot_info_table=on",
+            "-boot_image any platform_id=0x00",
+            "-boot_image any emul_type=no_emulation",
+            "-boot_image any load_size=2048",
+            "-append_partition 2 0xef sys/esp.img",
+            "-boot_image any next",
+            "-boot_image any efi_path=--interval:appended_partition_2:all::",
+            "-boot_image any platform_id=0xef",
+            "-boot_image any emul_type=no_emulation",
+            "-boot_image any appended_part_as=gpt",
+        ];
+        assert_eq!(boot_args(&amd64).join(" "), expected.join(" "));
+    }
+
+    #[test]
+    fn arm64_isos_boot_from_the_esp_alone() {
+        let arm64 = arch("arm64");
+        let args = xorriso_args(
+            "out.iso",
+            "site-0",
+            &arm64,
+            &|f| format!("sys/{f}"),
+            &[],
+            false,
+            None,
+        );
+        assert!(!args.iter().any(|a| a.contains("eltorito")), "{args:?}");
+        let expected = [
+            "-boot_image any partition_offset=16",
+            "-boot_image any cat_path=/boot/boot.catalog",
+            "-boot_image any cat_hidden=on",
+            "-append_partition 2 0xef sys/esp.img",
+            "-boot_image any efi_path=--interval:appended_partition_2:all::",
+            "-boot_image any platform_id=0xef",
+            "-boot_image any emul_type=no_emulation",
+            "-boot_image any appended_part_as=gpt",
+        ];
+        assert_eq!(boot_args(&arm64).join(" "), expected.join(" "));
+    }
+
+    #[test]
+    fn the_esp_is_sized_for_the_architecture_s_loader() {
+        let dir = tempfile::tempdir().unwrap();
+        let esp = dir.path().join("EFI/BOOT");
+        std::fs::create_dir_all(&esp).unwrap();
+        std::fs::write(esp.join("bootaa64.efi"), vec![0u8; (5 << 20) + (100 << 10)]).unwrap();
+        assert_eq!(esp_kib(dir.path(), "bootaa64.efi").unwrap(), 7 * 1024);
+        assert_eq!(
+            esp_kib(dir.path(), "bootx64.efi").unwrap(),
+            8192,
+            "no loader yet: room for the GRUB forge builds"
+        );
+    }
 }

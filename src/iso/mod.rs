@@ -3,6 +3,7 @@
 //! back (`inspect`), booting it in QEMU (`verify`), and pushing it as an OCI image
 //! (`artifact`).
 
+pub mod arch;
 pub mod artifact;
 pub mod cache;
 mod fat;

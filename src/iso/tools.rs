@@ -1,5 +1,5 @@
 //! Where the mastering tools run: in a builder container (image built from
-//! `templates/iso-tools.Dockerfile`) or on the host. Both run the same command lines in a work
+//! `templates/iso/iso-tools.Dockerfile` with the architecture's GRUB packages) or on the host. Both run the same command lines in a work
 //! directory laid out the same way; only the transport differs (files uploaded to and
 //! downloaded from the container as tar streams, never held in memory).
 
@@ -10,23 +10,20 @@ use bollard::Docker;
 use futures_util::StreamExt as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _};
 
+use super::arch::Arch;
 use super::IsoError;
 use crate::engine::{self, Container, Engine, Tail};
 use crate::plan::{INPUT_HASH_LABEL, LOCAL_HOST};
 use crate::render::{write_context, Exclude, Templates};
 
-/// The commands mastering needs, and the Debian packages holding them.
+/// The commands mastering needs, and the Debian packages holding them (GRUB's platform files
+/// and their packages are the architecture's: [`Arch::grub_files`]).
 pub const COMMANDS: &[(&str, &str)] = &[
     ("sqfstar", "squashfs-tools"),
     ("xorriso", "xorriso"),
     ("grub-mkimage", "grub-common"),
     ("mkfs.vfat", "dosfstools"),
     ("mcopy", "mtools"),
-];
-/// GRUB platform files the ISO needs from the tool environment.
-pub const GRUB_FILES: &[(&str, &str)] = &[
-    ("/usr/lib/grub/i386-pc/boot_hybrid.img", "grub-pc-bin"),
-    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
 ];
 
 /// Where the work directory is in the builder container.
@@ -43,28 +40,28 @@ pub enum Runner {
     },
 }
 
-/// The Debian packages of the commands and GRUB files this machine lacks for `--iso-tools
-/// host`.
-pub fn host_missing() -> Vec<&'static str> {
+/// The Debian packages of the commands and `arch`'s GRUB files this machine lacks for
+/// `--iso-tools host`.
+pub fn host_missing(arch: &Arch) -> Vec<&str> {
     let mut missing: Vec<&str> = COMMANDS
         .iter()
         .filter(|(cmd, _)| !super::on_path(cmd))
         .map(|(_, pkg)| *pkg)
         .collect();
     missing.extend(
-        GRUB_FILES
+        arch.grub_files
             .iter()
-            .filter(|(file, _)| !Path::new(file).is_file())
-            .map(|(_, pkg)| *pkg),
+            .filter(|grub| !Path::new(&grub.file).is_file())
+            .map(|grub| grub.package.as_str()),
     );
     missing.dedup();
     missing
 }
 
 impl Runner {
-    /// Tools on the host: every command and GRUB file must be there.
-    pub fn host(root: &Path) -> Result<Runner, IsoError> {
-        let missing = host_missing();
+    /// Tools on the host: every command and GRUB file of `arch` must be there.
+    pub fn host(root: &Path, arch: &Arch) -> Result<Runner, IsoError> {
+        let missing = host_missing(arch);
         if !missing.is_empty() {
             return Err(IsoError::Tools(format!(
                 "--iso-tools host needs {} on this machine (apt-get install {}); or leave out --iso-tools host to run them in the builder container",
@@ -77,15 +74,18 @@ impl Runner {
         })
     }
 
-    /// Tools in a builder container, started from the builder image (built when missing).
+    /// Tools in a builder container, started from the builder image with `arch`'s GRUB
+    /// packages (built when missing).
     pub async fn container(
         engine: &Engine,
         templates: &Templates,
         settings: &crate::config::Settings,
+        arch: &Arch,
         build_args: &std::collections::HashMap<String, String>,
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<Runner, IsoError> {
-        let image = builder_image(&engine.docker, templates, settings, build_args, on_line).await?;
+        let docker = &engine.docker;
+        let image = builder_image(docker, templates, settings, arch, build_args, on_line).await?;
         let container = Container::create(
             engine,
             &image,
@@ -309,19 +309,29 @@ async fn lines(
     }
 }
 
-/// The builder image: `iso-tools.Dockerfile` on ISO_TOOLS_IMAGE, tagged by its input hash and
+/// The builder image's Dockerfile: `iso-tools.Dockerfile` with the settings and `arch`'s GRUB
+/// packages (`grub_packages`).
+fn builder_dockerfile(
+    templates: &Templates,
+    settings: &crate::config::Settings,
+    arch: &Arch,
+) -> Result<String, IsoError> {
+    let mut context = crate::render::context(settings);
+    context.insert("grub_packages", &arch.grub_packages().join(" "));
+    Ok(templates.render_dockerfile("iso/iso-tools.Dockerfile", &context)?)
+}
+
+/// The builder image: [`builder_dockerfile`] on ISO_TOOLS_IMAGE, tagged by its input hash and
 /// built only when the engine does not have that tag.
 async fn builder_image(
     docker: &Docker,
     templates: &Templates,
     settings: &crate::config::Settings,
+    arch: &Arch,
     build_args: &std::collections::HashMap<String, String>,
     on_line: &(dyn Fn(&str) + Sync),
 ) -> Result<String, IsoError> {
-    let dockerfile = templates.render_dockerfile(
-        "iso/iso-tools.Dockerfile",
-        &crate::render::context(settings),
-    )?;
+    let dockerfile = builder_dockerfile(templates, settings, arch)?;
     let hash = crate::oci::Digest::sha256(dockerfile.as_bytes());
     let tag = format!("{LOCAL_HOST}/forge-iso-tools:{}", hash.short());
     if engine::labels(docker, &tag).await?.is_some() {
@@ -390,4 +400,45 @@ fn tar_dir(dir: &Path, out: impl std::io::Write) -> std::io::Result<()> {
         }
     }
     tar.into_inner()?.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{resolve, Inputs};
+
+    fn dockerfile(arch: &str) -> String {
+        let settings = resolve(&Inputs {
+            sets: vec![
+                ("ARCH".into(), arch.into()),
+                ("ISO_TOOLS_IMAGE".into(), "debian:bookworm".into()),
+            ],
+            ..Inputs::default()
+        })
+        .settings;
+        let templates = Templates::load(None).unwrap();
+        let arch = Arch::of(&templates, &settings).unwrap();
+        builder_dockerfile(&templates, &settings, &arch).unwrap()
+    }
+
+    #[test]
+    fn the_builder_image_installs_the_architecture_s_grub_packages() {
+        // amd64's is the Dockerfile forge has always built (so the same builder image tag).
+        assert_eq!(
+            dockerfile("amd64"),
+            "# The ISO builder image: the tools forge runs to master the installer ISO (squashfs-tools,
+# xorriso, GRUB, mtools, dosfstools), on ISO_TOOLS_IMAGE (any Debian-like image with apt).
+FROM debian:bookworm
+RUN apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      squashfs-tools xorriso mtools dosfstools grub-common grub-pc-bin grub-efi-amd64-bin \\
+ && rm -rf /var/lib/apt/lists/*
+"
+        );
+        let arm64 = dockerfile("arm64");
+        assert!(
+            arm64.contains("dosfstools grub-common grub-efi-arm64-bin \\\n"),
+            "{arm64}"
+        );
+    }
 }

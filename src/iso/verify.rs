@@ -1,6 +1,7 @@
-//! Booting the ISO in QEMU: SeaBIOS or OVMF firmware, OVMF with Secure Boot enforced too; the
-//! ISO as a CD, as a virtio disk (the path a USB stick takes through the hybrid MBR) or as a
-//! USB mass-storage device. The serial console is saved per run and watched for the
+//! Booting the ISO in QEMU: SeaBIOS or UEFI firmware (OVMF on amd64), UEFI with Secure Boot
+//! enforced too; the ISO as a CD, as a virtio disk (the path a USB stick takes through the
+//! hybrid MBR or the GPT) or as a USB mass-storage device. The ISO's architecture ([`arch_of`],
+//! from its UEFI loader) says which QEMU, machine, devices and firmware boot it. The serial console is saved per run and watched for the
 //! expectation (and, under Secure Boot, for the kernel saying it booted with it). By default
 //! that is the live system running from its root, told from what reaches the serial console
 //! whichever console the kernel command line names last (CanvOS's UEFI entry names tty0 last,
@@ -18,24 +19,13 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use super::arch::Arch;
+
 /// Silence on the console after which a KVM boot counts as stalled (`auto` then uses TCG).
 pub const KVM_STALL: Duration = Duration::from_secs(45);
 /// Kept of the console for matching (the whole console goes to the log file).
 const WINDOW: usize = 1 << 20;
-/// OVMF builds that work with `-bios`, in order of preference.
-const OVMF: &[&str] = &[
-    "/usr/share/ovmf/OVMF.fd",
-    "/usr/share/OVMF/OVMF.fd",
-    "/usr/share/qemu/OVMF.fd",
-];
-/// OVMF with Secure Boot (it needs SMM: a q35 machine) and its variable store with
-/// Microsoft's keys enrolled, as Debian's `ovmf` package ships them: Secure Boot is enforced
-/// from the first boot, and anything signed through Microsoft's UEFI CA (shim) starts.
-const OVMF_SECURE_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
-const OVMF_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
-/// What Linux prints when the firmware booted it with Secure Boot on.
-const SECURE_BOOT_ON: &str = "Secure boot enabled";
-/// What OVMF prints when Secure Boot refuses a boot loader.
+/// What the UEFI firmware (EDK II: OVMF, AAVMF) prints when Secure Boot refuses a boot loader.
 const ACCESS_DENIED: &str = "Access Denied";
 /// What the kernel prints when it panics, on every console.
 const KERNEL_PANIC: &str = "Kernel panic - not syncing";
@@ -206,11 +196,44 @@ pub enum VerifyError {
         what: String,
         source: std::io::Error,
     },
+    #[error("cannot read {iso}: {source}")]
+    Read {
+        iso: PathBuf,
+        source: super::ReadError,
+    },
+    #[error("cannot tell the architecture of {iso}: its EFI system partition holds none of {loaders}, the UEFI loaders of the architectures forge knows; forge verify boots installer ISOs forge made")]
+    UnknownArch { iso: PathBuf, loaders: String },
+    #[error("{arch} ISOs boot with UEFI only: leave out --firmware bios")]
+    NoBios { arch: String },
+}
+
+/// The architecture of `iso`, of `arches`: the one whose UEFI loader its EFI system partition
+/// holds (what `forge inspect` reads).
+pub fn arch_of(iso: &Path, arches: Vec<Arch>) -> Result<Arch, VerifyError> {
+    let report =
+        super::inspect::inspect(iso, None, &arches).map_err(|source| VerifyError::Read {
+            iso: iso.to_path_buf(),
+            source,
+        })?;
+    let loaders = arches
+        .iter()
+        .map(|a| format!("EFI/BOOT/{}", a.uefi.loader))
+        .collect::<Vec<_>>()
+        .join(", ");
+    arches
+        .into_iter()
+        .find(|a| report.arch.as_deref() == Some(a.name.as_str()))
+        .ok_or_else(|| VerifyError::UnknownArch {
+            iso: iso.to_path_buf(),
+            loaders,
+        })
 }
 
 /// The verification settings.
 pub struct Options<'a> {
     pub iso: &'a Path,
+    /// The ISO's architecture: how QEMU boots it.
+    pub arch: &'a Arch,
     pub accel: Accel,
     pub expect: Expect,
     pub timeout: Duration,
@@ -218,38 +241,54 @@ pub struct Options<'a> {
     pub memory_mib: u32,
 }
 
-/// Check QEMU (and OVMF when a UEFI boot is asked for) before booting anything.
-pub fn preflight(boots: &[Boot]) -> Result<(), VerifyError> {
-    if !super::on_path("qemu-system-x86_64") {
-        return Err(VerifyError::Missing(
-            "forge verify needs qemu-system-x86_64 (apt-get install qemu-system-x86)".into(),
-        ));
+/// Check that `arch` boots the way each of `boots` asks (BIOS), and QEMU and the firmware
+/// they need, before booting anything.
+pub fn preflight(boots: &[Boot], arch: &Arch) -> Result<(), VerifyError> {
+    let (qemu, firmware) = (&arch.qemu, &arch.firmware);
+    if arch.bios.is_none() && boots.iter().any(|b| b.firmware == Firmware::Bios) {
+        return Err(VerifyError::NoBios {
+            arch: arch.name.clone(),
+        });
     }
-    if boots.iter().any(|b| b.firmware == Firmware::Uefi) && ovmf().is_none() {
+    if !super::on_path(&qemu.command) {
         return Err(VerifyError::Missing(format!(
-            "UEFI boots need OVMF firmware ({}; apt-get install ovmf)",
-            OVMF.join(", ")
+            "forge verify needs {} (apt-get install {})",
+            qemu.command, qemu.package
+        )));
+    }
+    if boots.iter().any(|b| b.firmware == Firmware::Uefi) && uefi_firmware(arch).is_none() {
+        return Err(VerifyError::Missing(format!(
+            "UEFI boots need {} firmware ({}; apt-get install {})",
+            firmware.name,
+            firmware.uefi.join(", "),
+            firmware.package
         )));
     }
     if boots.iter().any(|b| b.secure_boot) {
-        if let Err(missing) = secure_boot_firmware() {
+        if let Err(missing) = secure_boot_firmware(arch) {
             return Err(VerifyError::Missing(format!(
-                "Secure Boot boots need OVMF built with Secure Boot and Microsoft's keys ({missing} is missing; apt-get install ovmf)"
+                "Secure Boot boots need {} built with Secure Boot and Microsoft's keys ({missing} is missing; apt-get install {})",
+                firmware.name, firmware.package
             )));
         }
     }
     Ok(())
 }
 
-/// The OVMF build UEFI boots use, if this machine has one.
-pub fn ovmf() -> Option<&'static str> {
-    OVMF.iter().copied().find(|p| Path::new(p).is_file())
+/// The UEFI firmware build of `arch` that UEFI boots use, if this machine has one.
+pub fn uefi_firmware(arch: &Arch) -> Option<&str> {
+    let builds = &arch.firmware.uefi;
+    builds
+        .iter()
+        .map(String::as_str)
+        .find(|p| Path::new(p).is_file())
 }
 
-/// The Secure Boot firmware and its variable store with Microsoft's keys, or the first of
-/// them that is missing.
-pub fn secure_boot_firmware() -> Result<[&'static str; 2], &'static str> {
-    let files = [OVMF_SECURE_CODE, OVMF_MS_VARS];
+/// The Secure Boot firmware of `arch` and its variable store with Microsoft's keys, or the
+/// first of them that is missing.
+pub fn secure_boot_firmware(arch: &Arch) -> Result<[&str; 2], &str> {
+    let secure = &arch.firmware.secure_boot;
+    let files = [secure.code.as_str(), secure.vars.as_str()];
     match files.into_iter().find(|p| !Path::new(p).is_file()) {
         Some(missing) => Err(missing),
         None => Ok(files),
@@ -334,8 +373,9 @@ pub async fn run(
                         "Secure Boot refused the ISO's EFI loader (`{ACCESS_DENIED}`): it is not signed by a key the firmware trusts; an image with its distribution's signed shim and GRUB gives an ISO that boots:\n{tail}"
                     )),
                     Attempt::SecureBootOff(tail) => Some(format!(
-                        "{} but Linux did not say `{SECURE_BOOT_ON}`:\n{tail}",
-                        options.expect.describe()
+                        "{} but Linux did not say `{}`:\n{tail}",
+                        options.expect.describe(),
+                        options.arch.firmware.secure_boot.evidence
                     )),
                     Attempt::TimedOut(tail) => Some(format!(
                         "no sign that {} within {} s; the console's last lines:\n{tail}",
@@ -387,13 +427,21 @@ fn qemu_path(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
-/// The QEMU command line of one boot; `vars` is the boot's own copy of the UEFI variable
-/// store (Secure Boot).
-fn qemu_args(iso: &Path, boot: &Boot, accel: &str, memory_mib: u32, vars: &Path) -> Vec<String> {
+/// The QEMU command line of one boot of an ISO of `arch`; `vars` is the boot's own copy of
+/// the UEFI variable store (Secure Boot).
+fn qemu_args(
+    iso: &Path,
+    boot: &Boot,
+    arch: &Arch,
+    accel: &str,
+    memory_mib: u32,
+    vars: &Path,
+) -> Vec<String> {
     let iso = qemu_path(iso);
+    let secure = &arch.firmware.secure_boot;
     let machine = match boot.secure_boot {
-        true => "q35,smm=on",
-        false => "pc",
+        true => &secure.machine,
+        false => &arch.qemu.machine,
     };
     let mut args: Vec<String> = [
         "-machine",
@@ -413,46 +461,41 @@ fn qemu_args(iso: &Path, boot: &Boot, accel: &str, memory_mib: u32, vars: &Path)
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.extend(match accel {
-        "kvm" => ["-accel", "kvm", "-cpu", "host"].map(String::from).to_vec(),
-        _ => ["-accel", "tcg"].map(String::from).to_vec(),
+    args.extend(match (accel, &arch.qemu.cpu) {
+        ("kvm", _) => ["-accel", "kvm", "-cpu", "host"].map(String::from).to_vec(),
+        (_, Some(cpu)) => ["-accel", "tcg", "-cpu", cpu].map(String::from).to_vec(),
+        (_, None) => ["-accel", "tcg"].map(String::from).to_vec(),
     });
     if boot.secure_boot {
+        args.extend(secure.options.iter().cloned());
         args.extend([
-            "-global".into(),
-            "driver=cfi.pflash01,property=secure,value=on".into(),
             "-drive".into(),
-            format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_SECURE_CODE}"),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                secure.code
+            ),
             "-drive".into(),
             format!("if=pflash,format=raw,unit=1,file={}", qemu_path(vars)),
         ]);
     } else if boot.firmware == Firmware::Uefi {
-        args.extend(["-bios".into(), ovmf().unwrap_or(OVMF[0]).into()]);
+        let first = arch.firmware.uefi.first().map(String::as_str);
+        if let Some(firmware) = uefi_firmware(arch).or(first) {
+            args.extend(["-bios".into(), firmware.into()]);
+        }
     }
-    let drive = |extra: &str| format!("if=none,id=iso,file={iso},format=raw,readonly=on{extra}");
-    let devices: Vec<String> = match boot.media {
-        Media::Cdrom => vec![
-            "-drive".into(),
-            drive(",media=cdrom"),
-            "-device".into(),
-            "ide-cd,drive=iso,bootindex=1".into(),
-        ],
-        Media::Disk => vec![
-            "-drive".into(),
-            drive(""),
-            "-device".into(),
-            "virtio-blk-pci,drive=iso,bootindex=1".into(),
-        ],
-        Media::Usb => vec![
-            "-device".into(),
-            "qemu-xhci,id=xhci".into(),
-            "-drive".into(),
-            drive(""),
-            "-device".into(),
-            "usb-storage,bus=xhci.0,drive=iso,bootindex=1".into(),
-        ],
+    // The medium's controllers, the ISO's drive, then the device that attaches it (the last).
+    let media = &arch.qemu.media;
+    let (devices, extra) = match boot.media {
+        Media::Cdrom => (&media.cdrom, ",media=cdrom"),
+        Media::Disk => (&media.disk, ""),
+        Media::Usb => (&media.usb, ""),
     };
-    args.extend(devices);
+    let drive = format!("if=none,id=iso,file={iso},format=raw,readonly=on{extra}");
+    let (controllers, attach) = devices.split_at(devices.len().saturating_sub(1));
+    let device = |device: &String| ["-device".to_string(), device.clone()];
+    args.extend(controllers.iter().flat_map(device));
+    args.extend(["-drive".into(), drive]);
+    args.extend(attach.iter().flat_map(device));
     args
 }
 
@@ -467,14 +510,19 @@ async fn boot_once(
     let io = |what: String| move |source| VerifyError::Io { what, source };
     // Each boot starts from the variable store as shipped.
     let vars = log.with_extension("vars.fd");
+    let (qemu, secure) = (&options.arch.qemu, &options.arch.firmware.secure_boot);
     if boot.secure_boot {
-        std::fs::copy(OVMF_MS_VARS, &vars)
-            .map_err(io(format!("copying {OVMF_MS_VARS} to {}", vars.display())))?;
+        std::fs::copy(&secure.vars, &vars).map_err(io(format!(
+            "copying {} to {}",
+            secure.vars,
+            vars.display()
+        )))?;
     }
-    let mut child = tokio::process::Command::new("qemu-system-x86_64")
+    let mut child = tokio::process::Command::new(&qemu.command)
         .args(qemu_args(
             options.iso,
             boot,
+            options.arch,
             accel,
             options.memory_mib,
             &vars,
@@ -484,13 +532,14 @@ async fn boot_once(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(io("starting qemu-system-x86_64".into()))?;
+        .map_err(io(format!("starting {}", qemu.command)))?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let mut file = tokio::fs::File::create(log)
         .await
         .map_err(io(format!("creating {}", log.display())))?;
-    let mut console = Console::new(&options.expect, boot.secure_boot);
+    let evidence = boot.secure_boot.then_some(secure.evidence.as_str());
+    let mut console = Console::new(&options.expect, evidence);
     let mut errors = String::new();
     let (mut buf, mut ebuf) = (vec![0u8; 1 << 16], vec![0u8; 4096]);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -548,7 +597,8 @@ async fn boot_once(
 /// at once.
 struct Console<'e> {
     expect: &'e Expect,
-    secure_boot: bool,
+    /// Under Secure Boot, what Linux prints when it booted with it on.
+    secure_boot: Option<&'e str>,
     /// The console's last [`WINDOW`] bytes, without escape sequences.
     text: String,
     /// What the last read cut inside an escape sequence or a UTF-8 character: it is read
@@ -567,7 +617,7 @@ struct Console<'e> {
 enum Verdict {
     /// The expectation was met, by this line.
     Met(String),
-    /// Secure Boot: the expectation was met, but Linux did not say `Secure boot enabled`.
+    /// Secure Boot: the expectation was met, but Linux did not say it booted with it on.
     SecureBootOff,
     /// The kernel panicked, with this line.
     Panicked(String),
@@ -576,7 +626,7 @@ enum Verdict {
 }
 
 impl<'e> Console<'e> {
-    fn new(expect: &'e Expect, secure_boot: bool) -> Self {
+    fn new(expect: &'e Expect, secure_boot: Option<&'e str>) -> Self {
         Console {
             expect,
             secure_boot,
@@ -603,9 +653,9 @@ impl<'e> Console<'e> {
             self.unread = self.unread.saturating_sub(cut);
         }
         let unread = &self.text[self.unread..];
-        self.secure_boot_on |= unread.contains(SECURE_BOOT_ON);
+        self.secure_boot_on |= self.secure_boot.is_some_and(|on| unread.contains(on));
         if let Some(line) = self.expect.met(&self.text, self.unread) {
-            return Some(match !self.secure_boot || self.secure_boot_on {
+            return Some(match self.secure_boot.is_none() || self.secure_boot_on {
                 true => Verdict::Met(line.to_string()),
                 false => Verdict::SecureBootOff,
             });
@@ -618,7 +668,7 @@ impl<'e> Console<'e> {
         {
             return Some(Verdict::Panicked(panic.trim().to_string()));
         }
-        if self.secure_boot && unread.contains(ACCESS_DENIED) {
+        if self.secure_boot.is_some() && unread.contains(ACCESS_DENIED) {
             return Some(Verdict::Refused);
         }
         self.unread += complete;
@@ -698,10 +748,20 @@ mod tests {
         lines.join("\r\n")
     }
 
+    /// forge's own boot facts of the architecture `name`.
+    fn arch(name: &str) -> Arch {
+        let templates = crate::render::Templates::load(None).unwrap();
+        let known = Arch::known(&templates).unwrap();
+        known.into_iter().find(|a| a.name == name).unwrap()
+    }
+
     /// The verdict of a console that writes `console` five bytes at a time, as a UART
-    /// does: escape sequences, characters and lines cut between reads.
+    /// does: escape sequences, characters and lines cut between reads; `secure_boot` as on
+    /// amd64.
     fn verdict(expect: &Expect, secure_boot: bool, console: &str) -> Option<Verdict> {
-        let mut watched = Console::new(expect, secure_boot);
+        let amd64 = arch("amd64");
+        let evidence = secure_boot.then_some(amd64.firmware.secure_boot.evidence.as_str());
+        let mut watched = Console::new(expect, evidence);
         console
             .as_bytes()
             .chunks(5)
@@ -976,6 +1036,7 @@ mod tests {
 
     #[test]
     fn each_medium_boots_from_its_own_device() {
+        let amd64 = arch("amd64");
         let iso = Path::new("/tmp/a,b.iso");
         let vars = Path::new("/tmp/vars.fd");
         let boot = |firmware, media, secure_boot| Boot {
@@ -986,28 +1047,37 @@ mod tests {
         let cd = qemu_args(
             iso,
             &boot(Firmware::Bios, Media::Cdrom, false),
+            &amd64,
             "tcg",
             1024,
             vars,
         )
         .join(" ");
-        assert!(
-            cd.contains("file=/tmp/a,,b.iso,format=raw,readonly=on,media=cdrom"),
-            "{cd}"
+        assert_eq!(
+            cd,
+            "-machine pc -m 1024 -display none -monitor none -serial stdio -nic none -no-reboot \
+             -accel tcg -drive if=none,id=iso,file=/tmp/a,,b.iso,format=raw,readonly=on,media=cdrom \
+             -device ide-cd,drive=iso,bootindex=1"
         );
-        assert!(cd.contains("ide-cd,drive=iso,bootindex=1"));
-        assert!(cd.contains("-machine pc "), "{cd}");
         let usb = qemu_args(
             iso,
             &boot(Firmware::Uefi, Media::Usb, false),
+            &amd64,
             "kvm",
             1024,
             vars,
         )
         .join(" ");
-        assert!(usb.contains("usb-storage,bus=xhci.0,drive=iso"), "{usb}");
-        assert!(usb.contains("-bios"));
-        assert!(usb.contains("-accel kvm -cpu host"));
+        let ovmf = uefi_firmware(&amd64).unwrap_or("/usr/share/ovmf/OVMF.fd");
+        assert_eq!(
+            usb,
+            format!(
+                "-machine pc -m 1024 -display none -monitor none -serial stdio -nic none -no-reboot \
+                 -accel kvm -cpu host -bios {ovmf} -device qemu-xhci,id=xhci \
+                 -drive if=none,id=iso,file=/tmp/a,,b.iso,format=raw,readonly=on \
+                 -device usb-storage,bus=xhci.0,drive=iso,bootindex=1"
+            )
+        );
     }
 
     #[test]
@@ -1021,19 +1091,67 @@ mod tests {
         let args = qemu_args(
             Path::new("/tmp/x.iso"),
             &boot,
+            &arch("amd64"),
             "tcg",
             1024,
             Path::new("/tmp/logs/uefi-secureboot-disk.vars.fd"),
         )
         .join(" ");
-        for part in [
-            "-machine q35,smm=on",
-            "-global driver=cfi.pflash01,property=secure,value=on",
-            "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
-            "if=pflash,format=raw,unit=1,file=/tmp/logs/uefi-secureboot-disk.vars.fd",
-        ] {
-            assert!(args.contains(part), "{part}: {args}");
-        }
-        assert!(!args.contains("-bios"), "{args}");
+        assert_eq!(
+            args,
+            "-machine q35,smm=on -m 1024 -display none -monitor none -serial stdio -nic none \
+             -no-reboot -accel tcg -global driver=cfi.pflash01,property=secure,value=on \
+             -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd \
+             -drive if=pflash,format=raw,unit=1,file=/tmp/logs/uefi-secureboot-disk.vars.fd \
+             -drive if=none,id=iso,file=/tmp/x.iso,format=raw,readonly=on \
+             -device virtio-blk-pci,drive=iso,bootindex=1"
+        );
+    }
+
+    #[test]
+    fn arm64_boots_on_the_virt_machine_with_aavmf_and_a_scsi_cd() {
+        let arm64 = arch("arm64");
+        let boot = |media, secure_boot| Boot {
+            firmware: Firmware::Uefi,
+            media,
+            secure_boot,
+        };
+        let iso = Path::new("/tmp/x.iso");
+        let vars = Path::new("/tmp/vars.fd");
+        let cd = qemu_args(iso, &boot(Media::Cdrom, false), &arm64, "tcg", 1024, vars).join(" ");
+        let firmware = uefi_firmware(&arm64).unwrap_or("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd");
+        assert_eq!(
+            cd,
+            format!(
+                "-machine virt -m 1024 -display none -monitor none -serial stdio -nic none \
+                 -no-reboot -accel tcg -cpu max -bios {firmware} -device virtio-scsi-pci,id=scsi \
+                 -drive if=none,id=iso,file=/tmp/x.iso,format=raw,readonly=on,media=cdrom \
+                 -device scsi-cd,bus=scsi.0,drive=iso,bootindex=1"
+            )
+        );
+        let secure = qemu_args(iso, &boot(Media::Disk, true), &arm64, "kvm", 1024, vars).join(" ");
+        assert_eq!(
+            secure,
+            "-machine virt -m 1024 -display none -monitor none -serial stdio -nic none \
+             -no-reboot -accel kvm -cpu host \
+             -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.ms.fd \
+             -drive if=pflash,format=raw,unit=1,file=/tmp/vars.fd \
+             -drive if=none,id=iso,file=/tmp/x.iso,format=raw,readonly=on \
+             -device virtio-blk-pci,drive=iso,bootindex=1"
+        );
+    }
+
+    #[test]
+    fn an_architecture_without_bios_refuses_bios_boots_before_anything() {
+        let bios = Boot {
+            firmware: Firmware::Bios,
+            media: Media::Cdrom,
+            secure_boot: false,
+        };
+        let err = preflight(&[bios], &arch("arm64")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "arm64 ISOs boot with UEFI only: leave out --firmware bios"
+        );
     }
 }

@@ -10,12 +10,14 @@ use serde::Serialize;
 
 use super::{block_on, Error};
 use crate::config::Environment;
+use crate::iso::arch::Arch as IsoArch;
 use crate::iso::cache::{Cache, Listing, Pruned};
 use crate::iso::inspect::Report;
 use crate::iso::verify::{self, Accel, Boot, Expect, Firmware, Media, Options, Outcome};
 use crate::iso::ReadError;
 use crate::limits::FileKind;
 use crate::progress::{Event, Progress};
+use crate::render::Templates;
 use crate::secret::Redactor;
 
 /// `forge inspect`.
@@ -54,7 +56,8 @@ pub fn inspect(request: &InspectRequest, progress: &Progress) -> Result<InspectO
             })
         })
         .transpose()?;
-    let report = match crate::iso::inspect::inspect(&request.iso, user_data.as_deref()) {
+    let arches = IsoArch::known(&Templates::load(None)?)?;
+    let report = match crate::iso::inspect::inspect(&request.iso, user_data.as_deref(), &arches) {
         Ok(report) => report,
         Err(ReadError::Io(e)) => {
             return Err(Error::read(request.iso.display().to_string())(e));
@@ -173,24 +176,28 @@ impl VerifyOutcome {
     }
 }
 
-/// `forge verify`: boot `iso` every way `request` asks for.
+/// `forge verify`: boot `iso` every way `request` asks for, as the built-in boot facts of
+/// its architecture say.
 pub fn verify(
     iso: &Path,
     request: &BootRequest,
     env: &Environment,
     progress: &Progress,
 ) -> Result<VerifyOutcome, Error> {
-    let boots = block_on(env, boot_all(iso, request, progress))?;
+    let templates = Templates::load(None)?;
+    let boots = block_on(env, boot_all(iso, request, &templates, progress))?;
     Ok(VerifyOutcome {
         iso: iso.to_path_buf(),
         boots,
     })
 }
 
-/// Boot `iso` every way `request` asks for, `boot_jobs` at a time.
+/// Boot `iso` every way `request` asks for, `boot_jobs` at a time, as its architecture boots
+/// (of those `templates` know; `all` firmware is UEFI alone where there is no BIOS).
 pub(super) async fn boot_all(
     iso: &Path,
     request: &BootRequest,
+    templates: &Templates,
     progress: &Progress,
 ) -> Result<Vec<Outcome>, Error> {
     let boots = request.boots()?;
@@ -200,7 +207,15 @@ pub(super) async fn boot_all(
             iso.display()
         )));
     }
-    verify::preflight(&boots)?;
+    let arch = verify::arch_of(iso, IsoArch::known(templates)?)?;
+    let boots: Vec<Boot> = match request.firmware {
+        Firmwares::All => boots
+            .into_iter()
+            .filter(|b| b.firmware == Firmware::Uefi || arch.bios.is_some())
+            .collect(),
+        _ => boots,
+    };
+    verify::preflight(&boots, &arch)?;
     let log_dir = request.log.clone().unwrap_or_else(|| {
         let stem = iso.file_stem().unwrap_or_default().to_string_lossy();
         iso.with_file_name(format!("{stem}.verify"))
@@ -211,6 +226,7 @@ pub(super) async fn boot_all(
     })?;
     let options = Options {
         iso,
+        arch: &arch,
         accel: request.accel,
         expect: request.expect()?,
         timeout: request.timeout,

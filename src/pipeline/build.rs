@@ -372,6 +372,7 @@ pub fn build(request: &BuildRequest, progress: &Arc<Progress>) -> Result<BuildOu
         verify: boots.is_some(),
         uefi: boots.is_some_and(BootRequest::uefi),
         secure_boot: boots.is_some_and(|b| b.secure_boot),
+        templates: inputs.templates.clone(),
     };
     preflight(&needs, settings, pool.as_ref())?;
     let certs = request.certs.as_deref();
@@ -397,7 +398,11 @@ pub fn build(request: &BuildRequest, progress: &Arc<Progress>) -> Result<BuildOu
     let mut boots = Vec::new();
     if let Some(request) = &request.verify {
         for iso in &isos {
-            boots.extend(block_on(env, boot_all(&iso.path, request, progress))?);
+            let templates = &prepared.templates;
+            boots.extend(block_on(
+                env,
+                boot_all(&iso.path, request, templates, progress),
+            )?);
         }
     }
     Ok(BuildOutcome {
@@ -574,6 +579,7 @@ pub fn dry_run(request: &BuildRequest, progress: &Arc<Progress>) -> Result<DryRu
         verify: false,
         uefi: false,
         secure_boot: false,
+        templates: inputs.templates.clone(),
     };
     preflight(&needs, settings, None)?;
     let prepared = prepare(
@@ -655,6 +661,7 @@ pub fn iso(request: &IsoRequest, progress: &Arc<Progress>) -> Result<IsoOutcome,
         verify: false,
         uefi: false,
         secure_boot: false,
+        templates: inputs.templates.clone(),
     };
     preflight(&needs, settings, pool.as_ref())?;
     let workspace = open_workspace(&inputs.output)?;

@@ -13,6 +13,7 @@ use super::inputs::{user_data_files, SettingsRequest};
 use super::{block_on, Error};
 use crate::config::Settings;
 use crate::doctor::{self, Check, Status};
+use crate::iso::arch::Arch;
 use crate::iso::ToolPlace;
 use crate::output::{paint, shown};
 use crate::progress::{Event, Progress};
@@ -38,10 +39,14 @@ pub struct Needs {
     pub iso_tools: Option<ToolPlace>,
     /// It pushes to IMAGE_REGISTRY.
     pub push: bool,
-    /// Boots: QEMU; `uefi` ones OVMF too, `secure_boot` ones its Secure Boot build.
+    /// Boots: QEMU; `uefi` ones the UEFI firmware too, `secure_boot` ones its Secure Boot
+    /// build.
     pub verify: bool,
     pub uefi: bool,
     pub secure_boot: bool,
+    /// The `--templates` directory, where the architecture's boot facts (GRUB packages, QEMU,
+    /// firmware) may be replaced.
+    pub templates: Option<PathBuf>,
 }
 
 /// The host checks for `needs`, concurrently: every one (`all`, as `forge doctor` shows
@@ -94,12 +99,30 @@ async fn host_checks(
     let (engines, registries) = tokio::join!(engines, registries);
     let mut checks: Vec<Check> = engines.into_iter().flatten().collect();
     checks.extend(registries);
-    if let Some(place) = needs.iso_tools {
-        checks.push(doctor::iso_tools(place == ToolPlace::Host));
+    let boots = all || needs.verify;
+    if needs.iso_tools.is_none() && !boots {
+        return checks;
     }
-    if all || needs.verify {
-        checks.push(doctor::qemu(needs.verify));
-        checks.extend(doctor::firmware(needs.uefi, needs.secure_boot));
+    // The ISO tools, QEMU and firmware of the build's architecture.
+    let arch = Templates::load(needs.templates.as_deref()).and_then(|t| Arch::of(&t, settings));
+    let arch = match arch {
+        Ok(arch) => arch,
+        Err(e) => {
+            checks.push(Check::problem(
+                "boot facts",
+                true,
+                e.to_string(),
+                "correct the data file it names, or remove it from the --templates directory",
+            ));
+            return checks;
+        }
+    };
+    if let Some(place) = needs.iso_tools {
+        checks.push(doctor::iso_tools(place == ToolPlace::Host, &arch));
+    }
+    if boots {
+        checks.push(doctor::qemu(needs.verify, &arch));
+        checks.extend(doctor::firmware(needs.uefi, needs.secure_boot, &arch));
         checks.push(doctor::kvm());
     }
     checks

@@ -3,5 +3,5 @@
 FROM {{ iso_tools_image }}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      squashfs-tools xorriso mtools dosfstools grub-common grub-pc-bin grub-efi-amd64-bin \
+      squashfs-tools xorriso mtools dosfstools grub-common {{ grub_packages }} \
  && rm -rf /var/lib/apt/lists/*
