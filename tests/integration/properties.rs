@@ -8,6 +8,7 @@ use forge::config::{self, arg, Inputs};
 use forge::diagnostic::Diagnostic;
 use forge::{profile, userdata, yaml};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 tests! {
     arg_parsing_never_panics,
@@ -72,7 +73,14 @@ fn mutated(base: &'static str) -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // Failing cases are kept beside this file (properties.proptest-regressions): proptest's
+    // default would put them in tests/proptest-regressions/, as main.rs is here.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(512)
+    })]
 
     fn arg_parsing_never_panics(text in "(?s).{0,200}") {
         let (_, diagnostics) = arg::parse(Path::new(".arg"), &text, &|_| None);
