@@ -20,8 +20,14 @@ mkdir rootfs tree esp
 docker export "$cid" | tar -C rootfs -x --numeric-owner --xattrs --xattrs-include='*'
 mksquashfs rootfs tree/rootfs.squashfs -comp gzip -quiet -no-progress
 mkdir -p tree/boot/grub/i386-pc tree/boot/grub2 tree/EFI/BOOT esp/EFI/BOOT
-cp -L rootfs/boot/vmlinuz-* tree/boot/kernel
-cp -L rootfs/boot/initrd.img-* tree/boot/initrd
+# The kernel and initrd forge takes: the first /boot/vmlinuz* and the first /boot/initrd* or
+# /boot/initramfs* in byte order, links followed (CanvOS's /boot/initrd is one, relative).
+LC_ALL=C
+shopt -s nullglob extglob
+kernels=(rootfs/boot/vmlinuz*)
+initrds=(rootfs/boot/init@(rd|ramfs)*)
+cp -L "${kernels[0]}" tree/boot/kernel
+cp -L "${initrds[0]}" tree/boot/initrd
 cp "$USER_DATA" tree/config.yaml
 echo 'configfile /boot/grub2/grub.cfg' | tee tree/boot/grub/grub.cfg tree/EFI/BOOT/grub.cfg esp/EFI/BOOT/grub.cfg >/dev/null
 echo 'menuentry live { linux /boot/kernel root=live:CDLABEL=COS_LIVE; initrd /boot/initrd; }' > tree/boot/grub2/grub.cfg

@@ -1,41 +1,120 @@
 //! Real components for tests and benchmarks: Debian's `docker-registry` on 127.0.0.1 (TLS from
 //! a CA generated here, htpasswd auth, or plain HTTP), OCI image layouts written here and
-//! pushed with `skopeo`, and a loopback proxy that injects faults. A missing component skips
-//! a test on a developer machine and fails it when `CI=true`.
+//! pushed with `skopeo`, and a loopback proxy that injects faults. What a test needs from the
+//! machine is a [`Need`], probed once per process: a missing one makes the integration
+//! harness report the test as ignored on a developer machine and fail it when `CI=true`.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-/// Whether the commands exist; when one is missing, `false` locally and a panic under CI=true.
-pub fn have(commands: &[&str]) -> bool {
-    let missing: Vec<&str> = commands
-        .iter()
-        .copied()
-        .filter(|c| {
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {c}"))
+/// What a test or benchmark needs from the machine besides forge.
+#[derive(Debug, Clone, Copy)]
+pub enum Need {
+    /// A Docker Engine that answers `docker info`.
+    Engine,
+    /// The engine, holding the images `make fixtures` builds ([`FIXTURES`]).
+    Fixtures,
+    /// Commands on `PATH`.
+    Commands(&'static [&'static str]),
+}
+
+/// Whether this is CI (`CI=true`), where a missing component is a failure.
+pub fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// What of `needs` this machine lacks, each named with how to get it. Every component is
+/// probed once per process, however many tests ask.
+pub fn missing(needs: &[Need]) -> Vec<String> {
+    static ENGINE: OnceLock<bool> = OnceLock::new();
+    static ABSENT_FIXTURES: OnceLock<Vec<&str>> = OnceLock::new();
+    static COMMANDS: Mutex<BTreeMap<&str, bool>> = Mutex::new(BTreeMap::new());
+    let engine = || {
+        *ENGINE.get_or_init(|| {
+            Command::new("docker")
+                .arg("info")
                 .stdout(Stdio::null())
+                .stderr(Stdio::null())
                 .status()
-                .map_or(true, |s| !s.success())
+                .is_ok_and(|s| s.success())
         })
-        .collect();
+    };
+    let mut missing = Vec::new();
+    for need in needs {
+        match need {
+            Need::Engine | Need::Fixtures if !engine() => {
+                missing.push("a Docker Engine (`docker info` fails)".to_string());
+            }
+            Need::Engine => {}
+            Need::Fixtures => {
+                let absent = ABSENT_FIXTURES.get_or_init(|| {
+                    FIXTURES
+                        .iter()
+                        .copied()
+                        .filter(|i| !docker(&["image", "inspect", i]).status.success())
+                        .collect()
+                });
+                if !absent.is_empty() {
+                    missing.push(format!(
+                        "the fixture images (`make fixtures` builds them): {}",
+                        absent.join(", ")
+                    ));
+                }
+            }
+            Need::Commands(commands) => {
+                let mut known = COMMANDS.lock().unwrap_or_else(|e| e.into_inner());
+                missing.extend(
+                    commands
+                        .iter()
+                        .filter(|c| !*known.entry(c).or_insert_with(|| on_path(c)))
+                        .map(|c| format!("`{c}`")),
+                );
+            }
+        }
+    }
+    missing.dedup();
+    missing
+}
+
+/// Whether `command` is found the way a shell finds it.
+fn on_path(command: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {command}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether the machine has `needs`: when it lacks some, `false` (saying what) locally and a
+/// panic under CI=true.
+fn available(needs: &[Need]) -> bool {
+    let missing = missing(needs);
     if missing.is_empty() {
         return true;
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and required components are missing: {missing:?}");
-    }
-    eprintln!("skipping: missing {missing:?} (install them, or run .ci/run)");
+    let missing = missing.join("; ");
+    assert!(
+        !ci(),
+        "CI=true and required components are missing: {missing}"
+    );
+    eprintln!("skipping: missing {missing} (install them, or run .ci/run)");
     false
+}
+
+/// Whether the commands exist; as [`available`].
+pub fn have(commands: &'static [&'static str]) -> bool {
+    available(&[Need::Commands(commands)])
 }
 
 /// Where `make fixtures` puts the images in CanvOS's shapes (tests/fixtures/palette/build.sh):
@@ -58,7 +137,7 @@ pub const FIXTURES: &[&str] = &[
 
 /// `document`, JSON forge printed, has the shape forge publishes for it: the JSON Schema
 /// `forge schema output NAME` prints, NAME from the document's `schema` field
-/// (`forge.NAME/v1`), checked by check-jsonschema (a missing one: as [`have`]).
+/// (`forge.NAME/v1`), checked by check-jsonschema (which the test needs).
 pub fn assert_published_shape(document: &[u8]) {
     let doc: serde_json::Value = serde_json::from_slice(document)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(document)));
@@ -69,9 +148,6 @@ pub fn assert_published_shape(document: &[u8]) {
         .strip_prefix("forge.")
         .and_then(|n| n.strip_suffix("/v1"))
         .unwrap_or_else(|| panic!("schema `{id}` is not forge.NAME/v1"));
-    if !have(&["check-jsonschema"]) {
-        return;
-    }
     let schema = forge_command()
         .args(["schema", "output", name])
         .output()
@@ -143,25 +219,9 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The engine runs and the fixtures exist (built by `make fixtures`); under CI=true, missing
-/// ones fail the test.
+/// The engine runs and the fixtures exist (built by `make fixtures`); as [`available`].
 pub fn ready() -> bool {
-    if !have_docker() {
-        return false;
-    }
-    let missing: Vec<&&str> = FIXTURES
-        .iter()
-        .filter(|i| !docker(&["image", "inspect", i]).status.success())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and fixture images are missing (run make fixtures): {missing:?}"
-    );
-    eprintln!("skipping: fixture images missing, run `make fixtures`: {missing:?}");
-    false
+    available(&[Need::Fixtures])
 }
 
 pub fn docker(args: &[&str]) -> Output {
@@ -245,24 +305,9 @@ pub fn forge_build(args: &[&str]) -> Command {
     forge_build_in(&example(), args)
 }
 
-/// Whether a Docker Engine answers; same CI rule as [`have`].
+/// Whether a Docker Engine answers; as [`available`].
 pub fn have_docker() -> bool {
-    if !have(&["docker"]) {
-        return false;
-    }
-    let ok = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and no Docker Engine answers `docker info`");
-    }
-    if !ok {
-        eprintln!("skipping: no Docker Engine is running");
-    }
-    ok
+    available(&[Need::Engine])
 }
 
 /// Run `cmd` with `input` on its standard input; its output.
@@ -1032,27 +1077,92 @@ fn ecdsa_der_to_raw(der: &[u8]) -> Vec<u8> {
     raw
 }
 
-/// How a child process ended: its exit code (`None` when killed by a signal), its output, its
-/// wall time and its peak resident memory.
+/// How a child process ended: its status and exit code (`None` when killed by a signal), its
+/// output (invalid UTF-8 replaced), its wall time, its CPU time (user and system) and its
+/// peak resident memory.
 pub struct Measured {
+    pub status: std::process::ExitStatus,
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
+    pub cpu: Duration,
     pub peak_rss_bytes: u64,
 }
 
-/// Run `cmd` to its end, killed after `limit`, measuring its wall time and its peak RSS (the
-/// `ru_maxrss` that `wait4` reports for exactly this child).
+/// The variable that makes the integration-test binary the launcher of [`measured`]: the file
+/// its report goes to ([`launch`]).
+pub const MEASURE: &str = "FORGE_TEST_MEASURE";
+/// The time the launcher gives the command before killing it, in milliseconds.
+const MEASURE_LIMIT: &str = "FORGE_TEST_MEASURE_LIMIT_MS";
+
+/// Run `cmd` to its end, killed after `limit`, measuring its wall and CPU time and its peak RSS (the
+/// `ru_maxrss` that `wait4` reports for exactly this child). A child's `ru_maxrss` starts at
+/// the peak RSS of the process that spawns it, and the test process holds what every earlier
+/// test left: so the integration-test binary, started afresh as a small launcher ([`MEASURE`]),
+/// spawns `cmd` and reports.
 pub fn measured(cmd: &mut Command, limit: Duration) -> Measured {
     let out = tempfile::tempdir().unwrap();
-    let (stdout, stderr) = (out.path().join("stdout"), out.path().join("stderr"));
-    let started = Instant::now();
-    // Reaped below by wait4, which std's wait does not offer.
-    let pid = cmd
+    let (stdout, stderr, report) = (
+        out.path().join("stdout"),
+        out.path().join("stderr"),
+        out.path().join("report"),
+    );
+    let mut launcher = Command::new(std::env::current_exe().unwrap());
+    launcher.arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => launcher.env(key, value),
+            None => launcher.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        launcher.current_dir(dir);
+    }
+    let launched = launcher
+        .env(MEASURE, &report)
+        .env(MEASURE_LIMIT, limit.as_millis().to_string())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())
+        .status()
+        .unwrap();
+    let read = |path: PathBuf| String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+    let stderr = read(stderr);
+    assert!(launched.success(), "the launcher failed: {stderr}");
+    let report = std::fs::read_to_string(report).unwrap();
+    let [status, micros, cpu_micros, max_rss_kib] = report
+        .split_whitespace()
+        .map(|n| n.parse::<i64>().unwrap())
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("launcher report `{report}`")
+    };
+    let status = std::process::ExitStatus::from_raw(i32::try_from(status).unwrap());
+    Measured {
+        status,
+        code: status.code(),
+        stdout: read(stdout),
+        stderr,
+        elapsed: Duration::from_micros(u64::try_from(micros).unwrap()),
+        cpu: Duration::from_micros(u64::try_from(cpu_micros).unwrap()),
+        // Linux reports KiB.
+        peak_rss_bytes: u64::try_from(max_rss_kib).unwrap_or(0) * 1024,
+    }
+}
+
+/// The launcher's side of [`measured`], when [`MEASURE`] names its report: run the command
+/// its arguments give (standard streams inherited) and write `<wait status> <microseconds>
+/// <CPU microseconds> <peak RSS KiB>` to the report. The integration-test binary calls it before anything else.
+pub fn launch(report: &Path) {
+    let limit = Duration::from_millis(std::env::var(MEASURE_LIMIT).unwrap().parse().unwrap());
+    let mut argv = std::env::args_os().skip(1);
+    let started = Instant::now();
+    // Reaped below by wait4, which std's wait does not offer.
+    let pid = Command::new(argv.next().unwrap())
+        .args(argv)
+        .env_remove(MEASURE)
+        .env_remove(MEASURE_LIMIT)
         .spawn()
         .unwrap()
         .id() as libc::pid_t;
@@ -1072,15 +1182,14 @@ pub fn measured(cmd: &mut Command, limit: Duration) -> Measured {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let elapsed = started.elapsed();
-    Measured {
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        stdout: std::fs::read_to_string(stdout).unwrap(),
-        stderr: std::fs::read_to_string(stderr).unwrap(),
-        elapsed,
-        // Linux reports KiB.
-        peak_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
-    }
+    let elapsed = started.elapsed().as_micros();
+    let micros = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
+    let cpu = micros(usage.ru_utime) + micros(usage.ru_stime);
+    std::fs::write(
+        report,
+        format!("{status} {elapsed} {cpu} {}", usage.ru_maxrss),
+    )
+    .unwrap();
 }
 
 /// A request as a [`ScriptedRegistry`] received it.

@@ -5,12 +5,16 @@
 //!
 //! The inputs are generated here, not checked in.
 
+use crate::support;
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::process::ExitStatusExt as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+tests! {
+    hostile_inputs_end_quickly_in_bounded_memory_with_a_positioned_message,
+}
 
 /// The most a case may take, wall clock (a debug build on a shared machine).
 const MAX_TIME: Duration = Duration::from_secs(5);
@@ -512,62 +516,28 @@ struct Run {
     max_rss_kib: i64,
 }
 
-/// Run forge and measure it: `wait4` gives the child's own peak RSS. Linux carries the
-/// forking test process's peak over into the child at `exec`, so the figure is an upper bound
-/// (about 40 MiB here is the test process itself).
-fn run(args: &[String], env: &[(&str, Vec<u8>)], dir: &Path) -> Run {
-    let out = dir.join("out");
+/// Run forge and measure it ([`support::measured`]: its own peak RSS, not the test
+/// process's). A run that blocks (a FIFO opened for reading waits for a writer) is killed,
+/// not waited for forever; its time then fails the case.
+fn run(args: &[String], env: &[(&str, Vec<u8>)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(dir.join("err")).unwrap());
+    cmd.args(args);
     for (key, _) in std::env::vars_os().filter(|(k, _)| k.as_bytes().starts_with(b"FORGE_")) {
         cmd.env_remove(key);
     }
     for (key, value) in env {
         cmd.env(key, OsStr::from_bytes(value));
     }
-    let start = Instant::now();
-    // Reaped by wait4 below, which std's `wait` cannot replace: it drops the rusage.
-    let pid = libc::pid_t::try_from(cmd.spawn().unwrap().id()).unwrap();
-    // A run that blocks (a FIFO opened for reading waits for a writer) is killed, not waited
-    // for forever; its time then fails the case.
-    let reaped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watchdog = std::sync::Arc::clone(&reaped);
-    std::thread::spawn(move || {
-        std::thread::sleep(MAX_TIME * 4);
-        if !watchdog.load(std::sync::atomic::Ordering::SeqCst) {
-            // SAFETY: kill takes no pointers; the pid is our child's, not reaped yet but for the
-            // instant between wait4 and the flag.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let mut status = 0;
-    // SAFETY: rusage is plain data, filled in by wait4 for the child just spawned.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `status` and `usage` outlive the call.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    reaped.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(waited, pid, "wait4 failed");
-    let time = start.elapsed();
-    let output = [out, dir.join("err")]
-        .iter()
-        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
-        .collect();
-    let seconds = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
+    let run = support::measured(&mut cmd, MAX_TIME * 4);
     Run {
-        status: std::process::ExitStatus::from_raw(status),
-        output,
-        time,
-        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss,
+        status: run.status,
+        output: run.stdout + &run.stderr,
+        time: run.elapsed,
+        cpu: run.cpu,
+        max_rss_kib: i64::try_from(run.peak_rss_bytes >> 10).unwrap(),
     }
 }
 
-#[test]
 fn hostile_inputs_end_quickly_in_bounded_memory_with_a_positioned_message() {
     let mut failures = Vec::new();
     for case in cases() {
@@ -593,7 +563,7 @@ fn hostile_inputs_end_quickly_in_bounded_memory_with_a_positioned_message() {
             .iter()
             .map(|a| a.replace("{dir}", &dir.path().display().to_string()))
             .collect();
-        let run = run(&args, &case.env, dir.path());
+        let run = run(&args, &case.env);
         eprintln!(
             "{:60} exit {:?} {:>6} ms ({:>6} ms CPU) {:>7} KiB",
             case.name,

@@ -5,7 +5,7 @@
 //! removes what the killed one left (its containers, found by label, its work directory, its
 //! partial ISO) and says so. Two builds into one output directory: the second is refused.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,20 @@ use std::process::Child;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use support::{docker, forge_build, have, ready, text};
+use support::{docker, forge_build, text};
+
+tests! {
+    while_mastering_everything_forge_made_is_its_users_alone_and_sigterm_removes_it => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    sighup_stops_a_build_like_ctrl_c => [Fixtures, Commands(TOOLS)],
+    after_sigkill_the_next_run_removes_the_containers_work_directory_and_partial_iso => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    a_second_build_into_the_same_output_directory_is_refused => [Fixtures, Commands(TOOLS)],
+}
 
 /// Builds share the engine and the tags they make: one at a time.
 static ENGINE: Mutex<()> = Mutex::new(());
@@ -98,20 +111,18 @@ fn build_until(
     (child, stderr)
 }
 
-/// What each test holds: the engine to itself, and a directory for its outputs. `None` when
-/// the engine or the tools are missing (a failure under CI=true).
+/// What each test holds: the engine to itself, and a directory for its outputs.
 struct Bench {
     _engine: MutexGuard<'static, ()>,
     work: tempfile::TempDir,
 }
 
 impl Bench {
-    fn new() -> Option<Bench> {
-        let engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-        (ready() && have(TOOLS)).then(|| Bench {
-            _engine: engine,
+    fn new() -> Bench {
+        Bench {
+            _engine: ENGINE.lock().unwrap_or_else(|e| e.into_inner()),
             work: tempfile::tempdir().unwrap(),
-        })
+        }
     }
 }
 
@@ -132,11 +143,8 @@ fn staged_user_data(out: &Path) -> Option<PathBuf> {
     })
 }
 
-#[test]
 fn while_mastering_everything_forge_made_is_its_users_alone_and_sigterm_removes_it() {
-    let Some(Bench { _engine, work }) = Bench::new() else {
-        return;
-    };
+    let Bench { _engine, work } = Bench::new();
     let out = work.path().join("out");
     let (mut child, stderr) = build_until(&out, || staged_user_data(&out).is_some());
     support::send(&child, "STOP");
@@ -175,11 +183,8 @@ fn while_mastering_everything_forge_made_is_its_users_alone_and_sigterm_removes_
     );
 }
 
-#[test]
 fn sighup_stops_a_build_like_ctrl_c() {
-    let Some(Bench { _engine, work }) = Bench::new() else {
-        return;
-    };
+    let Bench { _engine, work } = Bench::new();
     let out = work.path().join("out");
     let (mut child, stderr) = build_until(&out, || {
         run_in(&out).is_some_and(|id| {
@@ -198,11 +203,8 @@ fn sighup_stops_a_build_like_ctrl_c() {
     );
 }
 
-#[test]
 fn after_sigkill_the_next_run_removes_the_containers_work_directory_and_partial_iso() {
-    let Some(Bench { _engine, work }) = Bench::new() else {
-        return;
-    };
+    let Bench { _engine, work } = Bench::new();
     let out = work.path().join("out");
     let (mut child, stderr) = build_until(&out, || partial_iso(&out).is_some());
     let id = run_in(&out).unwrap();
@@ -234,11 +236,8 @@ fn after_sigkill_the_next_run_removes_the_containers_work_directory_and_partial_
     );
 }
 
-#[test]
 fn a_second_build_into_the_same_output_directory_is_refused() {
-    let Some(Bench { _engine, work }) = Bench::new() else {
-        return;
-    };
+    let Bench { _engine, work } = Bench::new();
     let out = work.path().join("out");
     let (mut child, stderr) = build_until(&out, || run_in(&out).is_some());
     let second = forge_build(&["--output", out.to_str().unwrap()])

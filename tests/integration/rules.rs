@@ -10,7 +10,7 @@
 //!
 //! Each failing case also keeps `report.txt`, the text report exactly as `forge validate`
 //! prints it (paths relative to the case): what the user reads is part of the specification.
-//! `FORGE_BLESS=1 cargo test --test rules` rewrites them after a deliberate change; review the
+//! `FORGE_BLESS=1 cargo test --test integration rules::` rewrites them after a deliberate change; review the
 //! diff.
 
 use std::fs;
@@ -19,6 +19,14 @@ use std::path::{Path, PathBuf};
 use forge::config::Inputs;
 use forge::diagnostic::Rule;
 use forge::validate::{self, Request};
+
+tests! {
+    every_rule_has_a_failing_and_a_passing_fixture,
+    failing_fixtures_report_exactly_what_they_expect,
+    passing_fixtures_are_clean,
+    failing_fixtures_print_their_report,
+    severities_follow_the_catalog,
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules")
@@ -94,7 +102,6 @@ fn cases(rule: Rule, prefix: &str) -> Vec<PathBuf> {
     cases
 }
 
-#[test]
 fn every_rule_has_a_failing_and_a_passing_fixture() {
     for rule in Rule::ALL {
         assert!(
@@ -110,7 +117,6 @@ fn every_rule_has_a_failing_and_a_passing_fixture() {
     }
 }
 
-#[test]
 fn failing_fixtures_report_exactly_what_they_expect() {
     let mut mismatches = Vec::new();
     for rule in Rule::ALL {
@@ -142,7 +148,6 @@ fn failing_fixtures_report_exactly_what_they_expect() {
     assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
 }
 
-#[test]
 fn passing_fixtures_are_clean() {
     let mut dirty = Vec::new();
     for rule in Rule::ALL {
@@ -156,7 +161,6 @@ fn passing_fixtures_are_clean() {
     assert!(dirty.is_empty(), "\n{}", dirty.join("\n"));
 }
 
-#[test]
 fn failing_fixtures_print_their_report() {
     let bless = std::env::var_os("FORGE_BLESS").is_some();
     let mut stale = Vec::new();
@@ -182,7 +186,6 @@ fn failing_fixtures_print_their_report() {
     );
 }
 
-#[test]
 fn severities_follow_the_catalog() {
     for rule in Rule::ALL {
         for case in cases(*rule, "fail") {

@@ -5,7 +5,7 @@
 //! container left behind (success, failing step, Ctrl-C); the fixtures served by a TLS +
 //! htpasswd registry as SPECTRO_PUB_REPO; pushing checked with skopeo.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,9 +14,37 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    checkout_copy, containers, docker, forge_build_in, ready, root, text, Pki, Registry, Skopeo,
-    FIXTURES, FIXTURE_REPO, PASSWORD, USER,
+    checkout_copy, containers, docker, forge_build_in, root, text, Pki, Registry, Skopeo, FIXTURES,
+    FIXTURE_REPO, PASSWORD, USER,
 };
+
+tests! {
+    the_example_builds_the_images_canvos_builds => [Fixtures],
+    a_base_with_systemd_255_leaves_the_provider_and_kubernetes_to_the_agent => [Fixtures],
+    the_plan_of_a_checkout_without_k8s_version_builds_its_whole_matrix => [Fixtures],
+    the_fixtures_served_by_a_tls_registry_build_as_spectro_pub_repo => [
+        Fixtures,
+        Commands(&["docker-registry", "skopeo", "htpasswd"]),
+    ],
+    the_users_dockerfile_gets_no_secret_in_its_history_or_its_context => [Fixtures],
+    a_failing_step_shows_its_output_and_leaves_no_container => [Fixtures],
+    ctrl_c_stops_the_build_and_leaves_no_container => [Fixtures],
+    a_stopped_engine_gets_the_documented_message,
+    invalid_inputs_stop_before_the_engine_is_touched,
+    push_sends_the_provider_images_to_a_tls_registry => [
+        Fixtures,
+        Commands(&["docker-registry", "skopeo", "htpasswd"]),
+    ],
+    an_engine_of_another_architecture_is_refused_before_building => [Fixtures],
+    a_tls_docker_host_is_reached_with_client_certificates => [Fixtures, Commands(&["stunnel4"])],
+    json_output_is_one_document_on_stdout_and_json_progress_one_event_per_line_on_stderr => [
+        Fixtures,
+        Commands(&["check-jsonschema"]),
+    ],
+    images_without_a_command_or_with_an_entrypoint_are_read_with_forges_own => [Fixtures],
+    the_user_data_is_left_out_of_the_context_however_it_is_named => [Fixtures],
+    overlay_links_out_of_the_checkout_are_refused_naming_the_link => [Fixtures],
+}
 
 /// Builds share the engine: one at a time, so container counts mean something.
 static ENGINE: Mutex<()> = Mutex::new(());
@@ -148,12 +176,8 @@ fn tree_sums(root: &Path, dirs: &[&str]) -> Vec<String> {
 
 const LUET_PASSWORD: &str = "Lu3t-Auth!Secret";
 
-#[test]
 fn the_example_builds_the_images_canvos_builds() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let checkout = checkout_copy(work.path());
     // A new password each run, so that the luet steps run (and print) instead of coming from
@@ -420,12 +444,8 @@ fn the_example_builds_the_images_canvos_builds() {
     );
 }
 
-#[test]
 fn a_base_with_systemd_255_leaves_the_provider_and_kubernetes_to_the_agent() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let out_dir = work.path().join("out");
     let out = forge(&[
@@ -476,12 +496,8 @@ fn a_base_with_systemd_255_leaves_the_provider_and_kubernetes_to_the_agent() {
     );
 }
 
-#[test]
 fn the_plan_of_a_checkout_without_k8s_version_builds_its_whole_matrix() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let checkout = checkout_copy(work.path());
     let arg = std::fs::read_to_string(checkout.join(".arg")).unwrap();
@@ -536,12 +552,8 @@ fn the_plan_of_a_checkout_without_k8s_version_builds_its_whole_matrix() {
     assert_eq!(os["build_args"]["OS_DISTRIBUTION"], "ubuntu");
 }
 
-#[test]
 fn the_fixtures_served_by_a_tls_registry_build_as_spectro_pub_repo() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !support::have(&["docker-registry", "skopeo", "htpasswd"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);
@@ -612,12 +624,8 @@ fn the_fixtures_served_by_a_tls_registry_build_as_spectro_pub_repo() {
     }
 }
 
-#[test]
 fn the_users_dockerfile_gets_no_secret_in_its_history_or_its_context() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     // CanvOS's Dockerfile declares ARG HTTP_PROXY, which would write a build argument into the
     // history; the RUN step below still sees the proxy (as http_proxy). Its context is the
@@ -681,12 +689,8 @@ fn the_users_dockerfile_gets_no_secret_in_its_history_or_its_context() {
     );
 }
 
-#[test]
 fn a_failing_step_shows_its_output_and_leaves_no_container() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let checkout =
         checkout_with_steps(work.path(), "RUN echo forge-step-about-to-fail && exit 3\n");
@@ -713,12 +717,8 @@ fn a_failing_step_shows_its_output_and_leaves_no_container() {
     );
 }
 
-#[test]
 fn ctrl_c_stops_the_build_and_leaves_no_container() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let checkout = checkout_with_steps(
         work.path(),
@@ -753,7 +753,6 @@ fn ctrl_c_stops_the_build_and_leaves_no_container() {
     );
 }
 
-#[test]
 fn a_stopped_engine_gets_the_documented_message() {
     let out = forge_cmd(&[])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -763,7 +762,6 @@ fn a_stopped_engine_gets_the_documented_message() {
     assert!(text(&out).contains("cannot reach the Docker Engine at unix:///nonexistent/docker.sock (no engine is listening); start it"), "{}", text(&out));
 }
 
-#[test]
 fn invalid_inputs_stop_before_the_engine_is_touched() {
     let out = Command::new(env!("CARGO_BIN_EXE_forge"))
         .current_dir(root())
@@ -786,12 +784,8 @@ fn invalid_inputs_stop_before_the_engine_is_touched() {
     );
 }
 
-#[test]
 fn push_sends_the_provider_images_to_a_tls_registry() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !support::have(&["docker-registry", "skopeo", "htpasswd"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);
@@ -840,12 +834,8 @@ fn push_sends_the_provider_images_to_a_tls_registry() {
     }
 }
 
-#[test]
 fn an_engine_of_another_architecture_is_refused_before_building() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let out = forge(&[
         "--set",
         "ARCH=arm64",
@@ -867,12 +857,8 @@ fn an_engine_of_another_architecture_is_refused_before_building() {
     );
 }
 
-#[test]
 fn a_tls_docker_host_is_reached_with_client_certificates() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !support::have(&["stunnel4"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::generate();
     let certs = work.path().join("client");
@@ -924,12 +910,8 @@ fn a_tls_docker_host_is_reached_with_client_certificates() {
     );
 }
 
-#[test]
 fn json_output_is_one_document_on_stdout_and_json_progress_one_event_per_line_on_stderr() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let output = tempfile::tempdir().unwrap();
     let out = support::forge_build(&["--no-iso", "--format", "json", "--progress", "json"])
         .arg("--output")
@@ -976,11 +958,7 @@ fn json_output_is_one_document_on_stdout_and_json_progress_one_event_per_line_on
 /// Files-only images have no `CMD` (the stylus framework is built `FROM scratch`), and some
 /// images have an `ENTRYPOINT`: forge reads the files of the one and probes the other with its
 /// own command, and leaves no container behind.
-#[test]
 fn images_without_a_command_or_with_an_entrypoint_are_read_with_forges_own() {
-    if !ready() {
-        return;
-    }
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("etc/kairos")).unwrap();
@@ -1040,12 +1018,8 @@ fn images_without_a_command_or_with_an_entrypoint_are_read_with_forges_own() {
 /// The user-data never enters the checkout's build context, however it is named: through
 /// `..`, a symlinked checkout, a link to the file, a hard link. The base image's input hash
 /// stays the same whatever the user-data holds.
-#[test]
 fn the_user_data_is_left_out_of_the_context_however_it_is_named() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let checkout = checkout_copy(work.path());
     std::fs::create_dir_all(checkout.join("sites")).unwrap();
@@ -1112,12 +1086,8 @@ fn the_user_data_is_left_out_of_the_context_however_it_is_named() {
 /// `overlay/files/` that points outside the checkout, or an `overlay` that is such a link, is
 /// refused before anything is built, naming the link (an untrusted change to a checkout must
 /// not put the build machine's files into an image or onto an ISO).
-#[test]
 fn overlay_links_out_of_the_checkout_are_refused_naming_the_link() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() {
-        return;
-    }
     let cases: [(&str, &str); 3] = [
         ("overlay/files-iso/opt/leak", "/etc/hostname"),
         (

@@ -7,6 +7,11 @@ use std::process::Command;
 
 use forge::config::{Kind, SETTINGS};
 
+tests! {
+    every_setting_refuses_line_breaks_quotes_and_control_characters,
+    kernel_arguments_refuse_what_grub_or_a_shell_would_interpret,
+}
+
 /// What an attacker would put in a value.
 const PAYLOADS: &[(&str, &str)] = &[
     ("line break", "x\nRUN touch /pwned"),
@@ -36,7 +41,6 @@ fn build_with(var: (&str, &str), refused: bool) -> std::process::Output {
     out
 }
 
-#[test]
 fn every_setting_refuses_line_breaks_quotes_and_control_characters() {
     for def in SETTINGS {
         for (what, payload) in PAYLOADS {
@@ -74,7 +78,6 @@ fn every_setting_refuses_line_breaks_quotes_and_control_characters() {
     }
 }
 
-#[test]
 fn kernel_arguments_refuse_what_grub_or_a_shell_would_interpret() {
     let kernel_args = SETTINGS
         .iter()

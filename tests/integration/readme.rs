@@ -8,6 +8,13 @@ use forge::config::SETTINGS;
 use forge::diagnostic::Rule;
 use forge::registry::client::{DEADLINE, RETRIES};
 
+tests! {
+    every_rule_code_is_documented,
+    every_setting_is_documented,
+    quoted_outputs_match_what_forge_prints,
+    registry_retries_and_deadline_are_what_the_code_does,
+}
+
 fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
 }
@@ -33,7 +40,6 @@ fn run(command: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
 fn every_rule_code_is_documented() {
     let readme = readme();
     for rule in Rule::ALL {
@@ -47,7 +53,6 @@ fn every_rule_code_is_documented() {
     }
 }
 
-#[test]
 fn every_setting_is_documented() {
     let readme = readme();
     for def in SETTINGS {
@@ -65,7 +70,6 @@ fn every_setting_is_documented() {
     }
 }
 
-#[test]
 fn quoted_outputs_match_what_forge_prints() {
     let readme = readme();
     for command in [
@@ -90,7 +94,6 @@ fn quoted_outputs_match_what_forge_prints() {
     }
 }
 
-#[test]
 fn registry_retries_and_deadline_are_what_the_code_does() {
     let readme = readme();
     let retries = format!("retried up to {RETRIES} times");

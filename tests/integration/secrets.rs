@@ -12,6 +12,14 @@ use assert_cmd::Command;
 use base64::Engine as _;
 use regex::Regex;
 
+tests! {
+    the_fixtures_hold_secrets_to_look_for,
+    validate_never_prints_a_secret,
+    cross_file_validation_never_prints_a_secret,
+    settings_output_never_prints_a_secret,
+    fix_never_prints_a_secret,
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -91,7 +99,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[test]
 fn the_fixtures_hold_secrets_to_look_for() {
     let secrets: Vec<String> = walk(&fixtures())
         .iter()
@@ -120,7 +127,6 @@ fn the_fixtures_hold_secrets_to_look_for() {
     }
 }
 
-#[test]
 fn validate_never_prints_a_secret() {
     for file in files_with(&fixtures(), &[".yaml"]) {
         let secrets = secrets_in(&fs::read_to_string(&file).unwrap());
@@ -142,7 +148,6 @@ fn validate_never_prints_a_secret() {
     }
 }
 
-#[test]
 fn cross_file_validation_never_prints_a_secret() {
     for dir in walk(&fixtures().join("rules"))
         .iter()
@@ -171,7 +176,6 @@ fn cross_file_validation_never_prints_a_secret() {
     }
 }
 
-#[test]
 fn settings_output_never_prints_a_secret() {
     for file in files_with(&fixtures(), &[".arg"]) {
         let secrets = secrets_in(&fs::read_to_string(&file).unwrap());
@@ -234,7 +238,6 @@ fn settings_output_never_prints_a_secret() {
     }
 }
 
-#[test]
 fn fix_never_prints_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     for file in files_with(

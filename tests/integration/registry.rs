@@ -3,7 +3,7 @@
 //! `insecure`, images put there with `skopeo` and verified with `skopeo` too, a fault-injecting
 //! proxy, and the Docker Engine as a source.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,10 +20,32 @@ use support::{
     SilentRegistry, Skopeo, TokenServer, PASSWORD, USER,
 };
 
-/// The components these tests need.
-fn components() -> bool {
-    support::have(&["docker-registry", "skopeo", "htpasswd"])
+tests! {
+    check_reports_present_and_missing_images => [Commands(COMPONENTS)],
+    a_wrong_password_is_a_clear_401_without_the_secret => [Commands(COMPONENTS)],
+    an_untrusted_certificate_fails_clearly_and_the_ca_fixes_it => [Commands(COMPONENTS)],
+    insecure_allows_a_plain_http_registry_and_only_it => [Commands(COMPONENTS)],
+    sync_from_a_registry_copies_verifies_shares_layers_and_is_idempotent => [
+        Commands(COMPONENTS),
+    ],
+    sync_copies_a_whole_index_or_one_platform_of_it => [Commands(COMPONENTS)],
+    sync_completes_through_resets_and_503s => [Commands(COMPONENTS)],
+    sync_from_the_docker_engine_pushes_the_local_image => [Commands(COMPONENTS), Engine],
+    an_unreachable_docker_engine_is_explained,
+    bearer_token_registries_work_through_the_challenge_flow => [Commands(COMPONENTS)],
+    credentials_come_from_docker_credential_helpers => [Commands(COMPONENTS)],
+    a_registry_that_never_answers_fails_within_the_deadline,
+    a_dead_proxy_is_named_not_the_registry,
+    credentials_go_to_the_registry_and_to_no_other_host_it_names,
+    digests_from_a_registry_are_data_never_paths,
+    registry_answers_are_read_within_their_bounds,
+    docker_hub_is_reached_at_registry_1_with_its_index_credentials,
+    a_hanging_credential_helper_is_stopped_and_named,
+    blobs_the_target_has_are_skipped_over_http2_whatever_their_size => [Commands(COMPONENTS)],
 }
+
+/// The components the tests of real registries need.
+const COMPONENTS: &[&str] = &["docker-registry", "skopeo", "htpasswd"];
 
 /// A test workspace: temporary files and an empty Docker config (no host credentials leak in).
 struct Work {
@@ -189,11 +211,7 @@ fn layout(dir: &Path, tags: &[&str], shared: usize, size: usize) -> Layout {
     layout
 }
 
-#[test]
 fn check_reports_present_and_missing_images() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);
@@ -250,11 +268,7 @@ fn check_reports_present_and_missing_images() {
     assert_output(&out, 0, &[&format!("present       {target}  sha256:")]);
 }
 
-#[test]
 fn a_wrong_password_is_a_clear_401_without_the_secret() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);
@@ -275,11 +289,7 @@ fn a_wrong_password_is_a_clear_401_without_the_secret() {
     assert!(!text(&out).contains(wrong), "{}", text(&out));
 }
 
-#[test]
 fn an_untrusted_certificate_fails_clearly_and_the_ca_fixes_it() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);
@@ -322,11 +332,7 @@ fn an_untrusted_certificate_fails_clearly_and_the_ca_fixes_it() {
     assert_output(&out, 0, &[]);
 }
 
-#[test]
 fn insecure_allows_a_plain_http_registry_and_only_it() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let registry = Registry::start(None, false);
     let skopeo = Skopeo::new(None, &[]);
@@ -375,11 +381,7 @@ fn insecure_allows_a_plain_http_registry_and_only_it() {
     );
 }
 
-#[test]
 fn sync_from_a_registry_copies_verifies_shares_layers_and_is_idempotent() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let (source, target) = (
@@ -465,11 +467,7 @@ fn sync_from_a_registry_copies_verifies_shares_layers_and_is_idempotent() {
     }
 }
 
-#[test]
 fn sync_copies_a_whole_index_or_one_platform_of_it() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let (source, target) = (
@@ -556,11 +554,7 @@ fn sync_copies_a_whole_index_or_one_platform_of_it() {
     );
 }
 
-#[test]
 fn sync_completes_through_resets_and_503s() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let source = Registry::start(Some(&pki), true);
@@ -612,11 +606,7 @@ fn sync_completes_through_resets_and_503s() {
     }
 }
 
-#[test]
 fn sync_from_the_docker_engine_pushes_the_local_image() {
-    if !components() || !support::have_docker() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let target = Registry::start(Some(&pki), true);
@@ -697,7 +687,6 @@ fn sync_from_the_docker_engine_pushes_the_local_image() {
         .output();
 }
 
-#[test]
 fn an_unreachable_docker_engine_is_explained() {
     let work = Work::new();
     let ud = work.write(
@@ -721,11 +710,7 @@ fn an_unreachable_docker_engine_is_explained() {
     assert_output(&out, 2, &["cannot reach the Docker Engine at unix:///nonexistent/docker.sock (no engine is listening); start it"]);
 }
 
-#[test]
 fn bearer_token_registries_work_through_the_challenge_flow() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let tokens = TokenServer::start();
@@ -811,11 +796,7 @@ fn bearer_token_registries_work_through_the_challenge_flow() {
     );
 }
 
-#[test]
 fn credentials_come_from_docker_credential_helpers() {
-    if !components() {
-        return;
-    }
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);
     let skopeo = Skopeo::new(Some(&pki.ca_pem), &[registry.host()]);
@@ -869,7 +850,6 @@ fn credentials_come_from_docker_credential_helpers() {
 /// Six images on a registry that accepts connections and never answers: `forge registry check`
 /// probes it once, gives up after the documented deadline (retries included), says meanwhile
 /// that it is waiting, and names the registry and the cause for every image.
-#[test]
 fn a_registry_that_never_answers_fails_within_the_deadline() {
     let work = Work::new();
     let silent = SilentRegistry::start();
@@ -922,7 +902,6 @@ fn a_registry_that_never_answers_fails_within_the_deadline() {
 
 /// Through a proxy that is not there, the error is the proxy's (its password masked), not the
 /// registry's.
-#[test]
 fn a_dead_proxy_is_named_not_the_registry() {
     let work = Work::new();
     let closed = support::free_port();
@@ -1142,7 +1121,6 @@ fn sync(work: &Work, user_data: &str, images: &[String]) -> Output {
 /// host (a storage front end, as registries backed by S3 do) and names a relative
 /// `//host:port/...` location for a refused mount: the credentials reach the registry and
 /// nothing else, and the copy completes (the 2 MiB layer is at the target already).
-#[test]
 fn credentials_go_to_the_registry_and_to_no_other_host_it_names() {
     let work = Work::new();
     let store: Shared = Arc::default();
@@ -1215,7 +1193,6 @@ fn credentials_go_to_the_registry_and_to_no_other_host_it_names() {
 /// A source registry is untrusted: a descriptor whose "digest" is a path, or a header that
 /// names one, is a protocol error naming the registry and the descriptor, and no file is
 /// touched.
-#[test]
 fn digests_from_a_registry_are_data_never_paths() {
     let work = Work::new();
     let victim = work.write("victim", "precious\n");
@@ -1270,7 +1247,6 @@ fn digests_from_a_registry_are_data_never_paths() {
 /// manifest, a manifest that trickles, a blob longer than its descriptor, a token answer
 /// without end. Each stops the copy (exit 2) fast, in bounded memory, naming the registry and
 /// the limit.
-#[test]
 fn registry_answers_are_read_within_their_bounds() {
     let store: Shared = Arc::default();
     let api = Api::at_home(store.clone());
@@ -1357,7 +1333,6 @@ fn registry_answers_are_read_within_their_bounds() {
 /// Docker Hub as the Docker CLI reaches it: a `docker.io` reference is fetched from
 /// `registry-1.docker.io` (seen by a proxy of the test's own as the CONNECT target), and its
 /// credentials are asked for under `https://index.docker.io/v1/`.
-#[test]
 fn docker_hub_is_reached_at_registry_1_with_its_index_credentials() {
     let work = Work::new();
     let proxy = ScriptedRegistry::start(|_| Answer::new(403));
@@ -1396,7 +1371,6 @@ fn docker_hub_is_reached_at_registry_1_with_its_index_credentials() {
 
 /// A credential helper that never answers (waiting for a prompt no one sees) is stopped after
 /// 10 s and named.
-#[test]
 fn a_hanging_credential_helper_is_stopped_and_named() {
     let work = Work::new();
     work.credential_helper_script("sleep 600", None);
@@ -1424,11 +1398,7 @@ fn a_hanging_credential_helper_is_stopped_and_named() {
 /// Over TLS the client and the registry speak HTTP/2, where a HEAD's `Content-Length` (the
 /// size of the blob it describes) is no body to bound: a 2 MiB layer the target already has
 /// is skipped, not refused as an oversized answer.
-#[test]
 fn blobs_the_target_has_are_skipped_over_http2_whatever_their_size() {
-    if !components() {
-        return;
-    }
     let work = Work::new();
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), false);

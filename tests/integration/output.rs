@@ -4,7 +4,7 @@
 //! fix; `forge completions bash` loads in bash; every `forge man` page renders without a
 //! warning; `--version` says the commit and the default image sources.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,21 @@ use serde_json::Value;
 use support::{
     assert_published_shape, example, forge_command, have, ready, root, text, Pki, Registry,
 };
+
+tests! {
+    every_command_prints_json_of_a_shape_forge_publishes => [Commands(&["check-jsonschema"])],
+    doctor_says_this_machine_can_run_a_build_with_host_tools_and_secure_boot => [
+        Fixtures,
+        Commands(&["xorriso", "mksquashfs", "qemu-system-x86_64"]),
+    ],
+    doctor_names_each_missing_piece_and_its_fix => [Commands(&["check-jsonschema"])],
+    json_stays_json_whatever_a_file_name_holds,
+    bash_loads_the_completions,
+    every_man_page_renders_without_a_warning => [Commands(&["man"])],
+    version_names_the_commit_and_the_default_image_sources,
+    exit_codes_are_the_same_across_commands,
+    quiet_leaves_stderr_to_errors,
+}
 
 /// The ISO tools and QEMU, for the rows that master, boot and push an ISO.
 const ISO_TOOLS: &[&str] = &["xorriso", "qemu-system-x86_64"];
@@ -65,7 +80,6 @@ fn run(row: &Row) -> Output {
         .unwrap()
 }
 
-#[test]
 fn every_command_prints_json_of_a_shape_forge_publishes() {
     let (root, canvos) = (root(), example());
     let work = tempfile::tempdir().unwrap();
@@ -216,11 +230,7 @@ fn every_command_prints_json_of_a_shape_forge_publishes() {
     }
 }
 
-#[test]
 fn doctor_says_this_machine_can_run_a_build_with_host_tools_and_secure_boot() {
-    if !ready() || !have(&["xorriso", "mksquashfs", "qemu-system-x86_64"]) {
-        return;
-    }
     let out = forge_command()
         .current_dir(example())
         .args(["doctor", "--arg", ".arg", "--user-data", "user-data"])
@@ -247,7 +257,6 @@ fn doctor_says_this_machine_can_run_a_build_with_host_tools_and_secure_boot() {
     assert!(said.ends_with("this command line can run\n"), "{said}");
 }
 
-#[test]
 fn doctor_names_each_missing_piece_and_its_fix() {
     let out = forge_command()
         .current_dir(example())
@@ -318,7 +327,6 @@ fn doctor_names_each_missing_piece_and_its_fix() {
     }
 }
 
-#[test]
 fn json_stays_json_whatever_a_file_name_holds() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("site\u{7f}\u{85}\u{1b}[31m.yaml");
@@ -337,7 +345,6 @@ fn json_stays_json_whatever_a_file_name_holds() {
     assert_eq!(doc["schema"], "forge.validate/v1");
 }
 
-#[test]
 fn bash_loads_the_completions() {
     let forge = env!("CARGO_BIN_EXE_forge");
     let out = Command::new("bash")
@@ -356,11 +363,7 @@ fn bash_loads_the_completions() {
     assert!(said.trim_end().ends_with(" forge"), "{said}");
 }
 
-#[test]
 fn every_man_page_renders_without_a_warning() {
-    if !have(&["man"]) {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let out = forge_command().arg("man").arg(dir.path()).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -401,7 +404,6 @@ fn every_man_page_renders_without_a_warning() {
     }
 }
 
-#[test]
 fn version_names_the_commit_and_the_default_image_sources() {
     let out = forge_command().arg("--version").output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -419,7 +421,6 @@ fn version_names_the_commit_and_the_default_image_sources() {
     );
 }
 
-#[test]
 fn exit_codes_are_the_same_across_commands() {
     let code = |args: &[&str]| {
         forge_command()
@@ -456,7 +457,6 @@ fn exit_codes_are_the_same_across_commands() {
     );
 }
 
-#[test]
 fn quiet_leaves_stderr_to_errors() {
     let out = forge_command()
         .current_dir(root())

@@ -6,6 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+tests! {
+    the_layer_table_names_every_module_once,
+    modules_import_only_lower_layers,
+    the_command_line_reaches_the_library_through_its_entry_points,
+    no_setting_is_looked_up_by_name_outside_config,
+    integration_tests_are_listed_for_the_harness,
+}
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -78,7 +86,6 @@ fn imports(code: &str) -> Vec<String> {
     names
 }
 
-#[test]
 fn the_layer_table_names_every_module_once() {
     let lib = std::fs::read_to_string(root().join("src/lib.rs")).unwrap();
     let mut declared: Vec<String> = lib
@@ -94,7 +101,6 @@ fn the_layer_table_names_every_module_once() {
     );
 }
 
-#[test]
 fn modules_import_only_lower_layers() {
     let layers = layers();
     let mut wrong = Vec::new();
@@ -119,7 +125,6 @@ fn modules_import_only_lower_layers() {
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
 }
 
-#[test]
 fn the_command_line_reaches_the_library_through_its_entry_points() {
     let allowed = ["pipeline", "output", "documents", "cli"];
     let mut wrong = Vec::new();
@@ -134,7 +139,6 @@ fn the_command_line_reaches_the_library_through_its_entry_points() {
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
 }
 
-#[test]
 fn no_setting_is_looked_up_by_name_outside_config() {
     let lookup =
         regex::Regex::new(r#"\.(get|flag|file|path|setting)\("[A-Z][A-Z0-9_]+"\)"#).unwrap();
@@ -142,6 +146,26 @@ fn no_setting_is_looked_up_by_name_outside_config() {
     for (file, module, code) in sources().into_iter().filter(|s| s.1 != "config") {
         for found in lookup.find_iter(&code) {
             wrong.push(format!("{} ({module}): {}", file.display(), found.as_str()));
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// The harness runs what each module's `tests!` lists; a `#[test]` function here would compile
+/// to nothing (the binary is built without libtest) and never run.
+fn integration_tests_are_listed_for_the_harness() {
+    let dir = root().join("tests/integration");
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.lines().any(|l| l.trim() == concat!("#[", "test]")) {
+                wrong.push(format!(
+                    "{}: list it in tests! instead of #[test]",
+                    path.display()
+                ));
+            }
         }
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));

@@ -2,7 +2,7 @@
 //! `forge schema`, `forge config show`, `forge rules`, `forge cache ls|prune` on damaged,
 //! foreign and unreadable entries and several at once.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,40 @@ use assert_cmd::Command;
 use forge::iso::cache::{Cache, Meta, Stored};
 use predicates::prelude::*;
 use serde_json::Value;
+
+tests! {
+    a_canvos_checkout_validates_from_anywhere_with_its_optional_files_absent,
+    a_clean_user_data_exits_0,
+    errors_exit_1_with_compiler_style_text,
+    warnings_alone_exit_0,
+    json_output_is_one_object_with_counts,
+    arg_diagnostics_use_the_variable_name_as_path,
+    a_missing_file_exits_2_and_names_it,
+    validate_without_inputs_is_a_usage_error,
+    fix_encodes_alphanumeric_passwords_and_keeps_everything_else,
+    fix_through_a_link_rewrites_its_target_with_its_owner_and_mode,
+    fix_flips_an_existing_encoded_password_flag,
+    fix_adds_a_missing_header,
+    fix_leaves_a_header_after_comments_alone,
+    fix_repairs_a_header_the_agent_would_not_see,
+    an_integer_id_is_an_error_that_says_to_quote_it,
+    content_bundles_with_an_external_registry_need_a_primary_registry_pack,
+    deprecated_keys_are_marked_in_the_schema,
+    user_data_schema_is_json_schema_2020_12,
+    config_show_names_every_setting_and_its_source,
+    config_show_text_is_a_table_and_errors_exit_1,
+    rules_lists_the_whole_catalog,
+    images_rewrite_prints_from_and_to_in_input_order,
+    images_rewrite_json_names_the_registry_whose_credentials_apply,
+    images_rewrite_reports_bad_references_with_their_position,
+    images_rewrite_needs_valid_user_data_and_some_images,
+    forge_iso_masters_with_an_image_and_pushes_with_its_subcommand,
+    cache_ls_and_prune_name_each_damaged_or_foreign_entry_say_what_is_done_and_follow_no_link => [
+        Commands(&["check-jsonschema"]),
+    ],
+    an_entry_forge_cannot_open_is_named_and_left_alone_by_ls_and_prune,
+    prunes_at_once_with_each_other_and_with_ls_all_succeed_and_remove_each_entry_once,
+}
 
 fn rules_fixture(rule: &str, case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,7 +72,6 @@ fn json_stdout(cmd: &mut Command, code: i32) -> Value {
     json_of(&cmd.assert().code(code).get_output().stdout)
 }
 
-#[test]
 fn a_canvos_checkout_validates_from_anywhere_with_its_optional_files_absent() {
     // The example's .arg has the shape of CanvOS's .arg.template (CLUSTERCONFIG=spc.tgz, which
     // is absent, CIS_HARDENING=false, empty proxies), its user-data the shape of
@@ -80,7 +113,6 @@ fn a_canvos_checkout_validates_from_anywhere_with_its_optional_files_absent() {
     );
 }
 
-#[test]
 fn a_clean_user_data_exits_0() {
     forge()
         .args(["validate", "--user-data"])
@@ -90,7 +122,6 @@ fn a_clean_user_data_exits_0() {
         .stdout(predicate::str::contains("no problems found"));
 }
 
-#[test]
 fn errors_exit_1_with_compiler_style_text() {
     let file = rules_fixture("SCHEMA001", "fail/user-data.yaml");
     let expected_head = format!(
@@ -110,7 +141,6 @@ fn errors_exit_1_with_compiler_style_text() {
         .stdout(predicate::str::contains("1 error, 0 warnings"));
 }
 
-#[test]
 fn warnings_alone_exit_0() {
     forge()
         .args(["validate", "--user-data"])
@@ -125,7 +155,6 @@ fn warnings_alone_exit_0() {
         ));
 }
 
-#[test]
 fn json_output_is_one_object_with_counts() {
     let output = json_stdout(
         forge()
@@ -147,7 +176,6 @@ fn json_output_is_one_object_with_counts() {
     assert_eq!(d["message"], "expected string, got null");
 }
 
-#[test]
 fn arg_diagnostics_use_the_variable_name_as_path() {
     let output = json_stdout(
         forge()
@@ -166,7 +194,6 @@ fn arg_diagnostics_use_the_variable_name_as_path() {
     );
 }
 
-#[test]
 fn a_missing_file_exits_2_and_names_it() {
     forge()
         .args(["validate", "--user-data", "/nonexistent/user-data.yaml"])
@@ -177,7 +204,6 @@ fn a_missing_file_exits_2_and_names_it() {
         ));
 }
 
-#[test]
 fn validate_without_inputs_is_a_usage_error() {
     forge()
         .arg("validate")
@@ -190,7 +216,6 @@ fn validate_without_inputs_is_a_usage_error() {
         .code(2);
 }
 
-#[test]
 fn fix_encodes_alphanumeric_passwords_and_keeps_everything_else() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("user-data.yaml");
@@ -215,7 +240,6 @@ fn fix_encodes_alphanumeric_passwords_and_keeps_everything_else() {
     assert_eq!(fixed, expected);
 }
 
-#[test]
 fn fix_through_a_link_rewrites_its_target_with_its_owner_and_mode() {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let dir = tempfile::tempdir().unwrap();
@@ -265,7 +289,6 @@ fn fix_through_a_link_rewrites_its_target_with_its_owner_and_mode() {
     assert!(dir.path().join("user-data.yaml.bak").is_file());
 }
 
-#[test]
 fn fix_flips_an_existing_encoded_password_flag() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ud.yaml");
@@ -284,7 +307,6 @@ fn fix_flips_an_existing_encoded_password_flag() {
     );
 }
 
-#[test]
 fn fix_adds_a_missing_header() {
     assert_eq!(
         fixed("stylus:\n  debug: true\n"),
@@ -324,7 +346,6 @@ fn fixed(text: &str) -> String {
     fix(text).text
 }
 
-#[test]
 fn fix_leaves_a_header_after_comments_alone() {
     let text = "# store 42\n\n#cloud-config\nstylus:\n  debug: true\n";
     let result = fix(text);
@@ -334,7 +355,6 @@ fn fix_leaves_a_header_after_comments_alone() {
     assert!(!result.backup);
 }
 
-#[test]
 fn fix_repairs_a_header_the_agent_would_not_see() {
     assert_eq!(
         fixed("# Cloud-Config\nstylus:\n  debug: true\n"),
@@ -357,7 +377,6 @@ fn fix_repairs_a_header_the_agent_would_not_see() {
     );
 }
 
-#[test]
 fn an_integer_id_is_an_error_that_says_to_quote_it() {
     let output = json_stdout(
         forge()
@@ -376,7 +395,6 @@ fn an_integer_id_is_an_error_that_says_to_quote_it() {
     );
 }
 
-#[test]
 fn content_bundles_with_an_external_registry_need_a_primary_registry_pack() {
     let case = rules_fixture("PR009", "fail");
     let validate = |content_dir: Option<&Path>| {
@@ -417,7 +435,6 @@ fn content_bundles_with_an_external_registry_need_a_primary_registry_pack() {
         ));
 }
 
-#[test]
 fn deprecated_keys_are_marked_in_the_schema() {
     let schema = json_stdout(forge().args(["schema", "user-data"]), 0);
     let stylus = &schema["$defs"]["Stylus"]["properties"];
@@ -432,7 +449,6 @@ fn deprecated_keys_are_marked_in_the_schema() {
     assert_eq!(stylus["managementMode"].get("deprecated"), None);
 }
 
-#[test]
 fn user_data_schema_is_json_schema_2020_12() {
     let output = json_stdout(forge().args(["schema", "user-data"]), 0);
     let schema = output;
@@ -448,7 +464,6 @@ fn user_data_schema_is_json_schema_2020_12() {
     assert_eq!(registry["properties"]["insecure"]["type"], "boolean");
 }
 
-#[test]
 fn config_show_names_every_setting_and_its_source() {
     let arg = rules_fixture("CFG001", "pass/build.arg");
     let output = json_stdout(
@@ -478,7 +493,6 @@ fn config_show_names_every_setting_and_its_source() {
     );
 }
 
-#[test]
 fn config_show_text_is_a_table_and_errors_exit_1() {
     forge()
         .args(["config", "show", "--arg"])
@@ -491,7 +505,6 @@ fn config_show_text_is_a_table_and_errors_exit_1() {
         ));
 }
 
-#[test]
 fn rules_lists_the_whole_catalog() {
     let output = json_stdout(forge().args(["rules", "--format", "json"]), 0);
     assert_eq!(output["schema"], "forge.rules/v1");
@@ -507,7 +520,6 @@ fn images_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
 fn images_rewrite_prints_from_and_to_in_input_order() {
     let expected = [
         "docker.io/library/nginx:1.25 -> example.registry.com/hub/nginx:1.25",
@@ -529,7 +541,6 @@ fn images_rewrite_prints_from_and_to_in_input_order() {
         .stdout(format!("{}\n", expected.join("\n")));
 }
 
-#[test]
 fn images_rewrite_json_names_the_registry_whose_credentials_apply() {
     let output = json_stdout(
         forge()
@@ -547,7 +558,6 @@ fn images_rewrite_json_names_the_registry_whose_credentials_apply() {
     );
 }
 
-#[test]
 fn images_rewrite_reports_bad_references_with_their_position() {
     let list = images_fixture("bad-images.txt");
     forge()
@@ -563,7 +573,6 @@ fn images_rewrite_reports_bad_references_with_their_position() {
         )));
 }
 
-#[test]
 fn images_rewrite_needs_valid_user_data_and_some_images() {
     forge()
         .args(["images", "rewrite", "--user-data"])
@@ -582,7 +591,6 @@ fn images_rewrite_needs_valid_user_data_and_some_images() {
         ));
 }
 
-#[test]
 fn forge_iso_masters_with_an_image_and_pushes_with_its_subcommand() {
     forge()
         .args([
@@ -644,7 +652,6 @@ fn forge_cache(dir: &Path, args: &[&str]) -> std::process::Command {
     cmd
 }
 
-#[test]
 fn cache_ls_and_prune_name_each_damaged_or_foreign_entry_say_what_is_done_and_follow_no_link() {
     let dir = tempfile::tempdir().unwrap();
     let cache = cache_with(&dir.path().join("cache"), 4);
@@ -753,7 +760,6 @@ fn cache_ls_and_prune_name_each_damaged_or_foreign_entry_say_what_is_done_and_fo
     );
 }
 
-#[test]
 fn an_entry_forge_cannot_open_is_named_and_left_alone_by_ls_and_prune() {
     let dir = tempfile::tempdir().unwrap();
     let cache = cache_with(&dir.path().join("cache"), 1);
@@ -819,7 +825,6 @@ fn an_entry_forge_cannot_open_is_named_and_left_alone_by_ls_and_prune() {
     assert!(entry.join("rootfs.squashfs").exists());
 }
 
-#[test]
 fn prunes_at_once_with_each_other_and_with_ls_all_succeed_and_remove_each_entry_once() {
     let dir = tempfile::tempdir().unwrap();
     let count = 300;

@@ -8,6 +8,12 @@ use forge::config::{resolve, Inputs};
 use forge::plan::{plan, Facts, Inputs as PlanInputs, Plan};
 use forge::render::Templates;
 
+tests! {
+    the_defaults_are_canvos_defaults,
+    each_canvos_setting_changes_what_it_changes_in_canvos,
+    a_base_with_systemd_255_or_newer_leaves_kubernetes_to_the_agent,
+}
+
 /// The plan of the defaults plus `sets`, the base image's systemd being `systemd`.
 fn plan_with(sets: &[(&str, &str)], systemd: u32) -> Plan {
     let checkout = tempfile::tempdir().unwrap();
@@ -94,7 +100,6 @@ const fn case(
     }
 }
 
-#[test]
 fn the_defaults_are_canvos_defaults() {
     let plan = text(&plan_with(&[], 252));
     for expected in [
@@ -120,7 +125,6 @@ fn the_defaults_are_canvos_defaults() {
     assert!(plan.starts_with("## os "), "{plan}");
 }
 
-#[test]
 fn each_canvos_setting_changes_what_it_changes_in_canvos() {
     let cases = [
         case(
@@ -314,7 +318,6 @@ fn each_canvos_setting_changes_what_it_changes_in_canvos() {
     }
 }
 
-#[test]
 fn a_base_with_systemd_255_or_newer_leaves_kubernetes_to_the_agent() {
     let plan = text(&plan_with(&[], 255));
     for gone in [

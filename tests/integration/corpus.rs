@@ -1,12 +1,16 @@
 //! Every user-data and profile file of the project (fixtures and examples), validated in one
 //! run, with the errors, warnings and codes of each pinned in `tests/fixtures/corpus.txt`: a
 //! change to any rule shows up as a diff of that file. Each file is validated on its own.
-//! `FORGE_BLESS=1 cargo test --test corpus` rewrites the file after a deliberate change.
+//! `FORGE_BLESS=1 cargo test --test integration corpus::` rewrites the file after a deliberate change.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use forge::validate::{self, Request};
+
+tests! {
+    every_input_file_keeps_its_findings,
+}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -57,7 +61,6 @@ fn summary(file: &Path) -> String {
     line.trim_end().to_string()
 }
 
-#[test]
 fn every_input_file_keeps_its_findings() {
     let files = corpus();
     assert!(files.len() > 60, "the corpus lost files: {}", files.len());

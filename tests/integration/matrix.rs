@@ -7,14 +7,33 @@
 //! generated: their `forge` and `base` jobs, on emulated runners with fake CI secrets, log in
 //! to a registry, write the user-data 0600 and push the base image to the cache.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use serde_json::Value;
-use support::{checkout_copy, docker, forge_command, ready, text, Pki, Registry};
+use support::{checkout_copy, docker, forge_command, text, Pki, Registry};
+
+tests! {
+    the_plans_jobs_run_one_by_one_give_what_one_build_gives_with_the_base_built_once => [
+        Fixtures,
+        Commands(&["docker-registry", "htpasswd", "xorriso"]),
+    ],
+    the_emitted_ci_files_pass_their_published_schemas_and_carry_no_secret => [
+        Fixtures,
+        Commands(&["check-jsonschema", "shellcheck", "dash"]),
+    ],
+    the_ci_files_run_as_generated_logging_in_and_writing_the_user_data_from_ci_secrets => [
+        Fixtures,
+        Commands(&["docker-registry", "htpasswd"]),
+    ],
+    two_engines_build_a_four_version_matrix_between_them_then_push_it => [
+        Fixtures,
+        Commands(&["docker-registry", "htpasswd", "skopeo", "dockerd", "ip"]),
+    ],
+}
 
 static ENGINE: Mutex<()> = Mutex::new(());
 
@@ -86,12 +105,8 @@ fn results(checkout: &Path) -> (Vec<(String, String)>, Option<String>) {
     (providers, iso)
 }
 
-#[test]
 fn the_plans_jobs_run_one_by_one_give_what_one_build_gives_with_the_base_built_once() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !support::have(&["docker-registry", "htpasswd", "xorriso"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);
@@ -313,12 +328,8 @@ fn scripts(format: &str, doc: &Value) -> Vec<(String, String)> {
     scripts
 }
 
-#[test]
 fn the_emitted_ci_files_pass_their_published_schemas_and_carry_no_secret() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !support::have(&["check-jsonschema", "shellcheck", "dash"]) {
-        return;
-    }
     let inputs = CiInputs::new(None);
     let work = tempfile::tempdir().unwrap();
     for (format, schema, file, shell) in [
@@ -695,13 +706,9 @@ fn gitlab_job(
     (log, tmp)
 }
 
-#[test]
 fn the_ci_files_run_as_generated_logging_in_and_writing_the_user_data_from_ci_secrets() {
     use std::os::unix::fs::PermissionsExt as _;
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !support::have(&["docker-registry", "htpasswd"]) {
-        return;
-    }
     let registry = Registry::start(None, true);
     let host = registry.host();
     let inputs = CiInputs::new(Some(&host));
@@ -905,12 +912,8 @@ impl Drop for SecondEngine {
 /// The second engine's network bridge.
 const BRIDGE: &str = "forge-test-br";
 
-#[test]
 fn two_engines_build_a_four_version_matrix_between_them_then_push_it() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !support::have(&["docker-registry", "htpasswd", "skopeo", "dockerd", "ip"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::generate();
     let registry = Registry::start(Some(&pki), true);

@@ -12,7 +12,7 @@
 //! killed build's staging directory is removed by the next run, and an entry cut short is
 //! reported and made again while prunes run.
 
-mod support;
+use crate::support;
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -23,7 +23,69 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use support::{containers, docker, forge_build, have, ready, root, text};
+use support::{containers, docker, forge_build, root, text};
+
+tests! {
+    the_example_iso_boots_from_cd_under_seabios => [Fixtures, Commands(TOOLS)],
+    the_example_iso_boots_as_a_disk_under_seabios => [Fixtures, Commands(TOOLS)],
+    the_example_iso_reaches_its_root_under_ovmf_with_canvos_menu_naming_tty0_last => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    secure_boot_refuses_the_example_iso_whose_grub_forge_built_unsigned => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    the_secure_boot_iso_reaches_its_root_from_cd_under_ovmf_with_secure_boot_enforced => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    the_secure_boot_iso_boots_as_a_disk_under_ovmf_with_secure_boot_enforced_with_the_user_data => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    the_secure_boot_iso_has_the_signed_chain_and_the_menu_where_debians_grub_reads_it => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    an_image_that_says_it_is_ubuntu_gets_the_menu_where_ubuntus_grub_reads_it => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    the_example_iso_has_bios_and_uefi_entries_a_gpt_esp_and_its_checksum => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    inspect_reads_the_layout_and_compares_the_user_data_with_secrets_masked => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_split => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    the_iso_pushed_as_an_image_pulls_back_with_skopeo_to_the_same_bytes => [
+        Fixtures,
+        Commands(TOOLS),
+        Commands(&["skopeo", "docker-registry", "htpasswd"]),
+    ],
+    the_same_inputs_and_source_date_epoch_give_the_same_iso => [Fixtures, Commands(TOOLS)],
+    an_image_without_a_kernel_is_refused_naming_the_image_and_the_paths => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    ctrl_c_while_mastering_leaves_no_container_staging_or_iso => [Fixtures, Commands(TOOLS)],
+    prunes_keep_the_entry_a_build_uses_and_a_damaged_entry_is_made_again_while_prunes_run => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_data => [
+        Fixtures,
+        Commands(TOOLS),
+    ],
+    a_site_whose_file_stem_is_no_iso_name_is_refused_before_anything_is_built,
+    two_user_data_files_with_one_stem_are_refused_before_anything_is_built,
+}
 
 /// ISO builds share the engine and the images they tag: one at a time.
 static ENGINE: Mutex<()> = Mutex::new(());
@@ -54,13 +116,10 @@ fn sha256_hex(path: &Path) -> String {
 }
 
 /// The example's ISO, mastered once (builder container) for every test that reads it.
-fn example_iso() -> Option<&'static Path> {
-    static ISO: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+fn example_iso() -> &'static Path {
+    static ISO: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     ISO.get_or_init(|| {
         let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-        if !ready() || !have(TOOLS) {
-            return None;
-        }
         let dir = tempfile::tempdir().unwrap();
         let before = containers();
         let out = forge_build(&["--output", dir.path().to_str().unwrap()])
@@ -70,10 +129,10 @@ fn example_iso() -> Option<&'static Path> {
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(containers(), before, "a container was left behind");
         let iso = dir.path().join("palette-edge-installer.iso");
-        Some((dir, iso))
+        (dir, iso)
     })
-    .as_ref()
-    .map(|(_, iso)| iso.as_path())
+    .1
+    .as_path()
 }
 
 fn xorriso_report(iso: &Path) -> String {
@@ -133,7 +192,7 @@ struct Booted {
 
 /// Boot the example ISO and expect the fixture's report of the user-data's sha256.
 fn boots(firmware: &str, media: &str) {
-    let Some(iso) = example_iso() else { return };
+    let iso = example_iso();
     let [expect, report] = user_data_reported();
     let run = boot(
         iso,
@@ -148,12 +207,10 @@ fn boots(firmware: &str, media: &str) {
     );
 }
 
-#[test]
 fn the_example_iso_boots_from_cd_under_seabios() {
     boots("bios", "cdrom");
 }
 
-#[test]
 fn the_example_iso_boots_as_a_disk_under_seabios() {
     boots("bios", "disk");
 }
@@ -168,9 +225,8 @@ fn evidence(run: &Booted) -> String {
         .to_string()
 }
 
-#[test]
 fn the_example_iso_reaches_its_root_under_ovmf_with_canvos_menu_naming_tty0_last() {
-    let Some(iso) = example_iso() else { return };
+    let iso = example_iso();
     let run = boot(
         iso,
         &["--firmware", "uefi", "--media", "cdrom", "--format", "json"],
@@ -195,9 +251,8 @@ fn the_example_iso_reaches_its_root_under_ovmf_with_canvos_menu_naming_tty0_last
     );
 }
 
-#[test]
 fn secure_boot_refuses_the_example_iso_whose_grub_forge_built_unsigned() {
-    let Some(iso) = example_iso() else { return };
+    let iso = example_iso();
     let run = boot(
         iso,
         &["--secure-boot", "--media", "cdrom"],
@@ -212,13 +267,10 @@ fn secure_boot_refuses_the_example_iso_whose_grub_forge_built_unsigned() {
 }
 
 /// The ISO of the Secure Boot fixture (Debian's signed shim, GRUB and kernel), mastered once.
-fn secure_boot_iso() -> Option<&'static Path> {
-    static ISO: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+fn secure_boot_iso() -> &'static Path {
+    static ISO: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     ISO.get_or_init(|| {
         let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-        if !ready() || !have(TOOLS) {
-            return None;
-        }
         let dir = tempfile::tempdir().unwrap();
         let out = build_on(
             support::SECUREBOOT_FIXTURE,
@@ -228,15 +280,14 @@ fn secure_boot_iso() -> Option<&'static Path> {
         );
         assert!(out.status.success(), "{}", text(&out));
         let iso = dir.path().join("out/palette-edge-installer.iso");
-        Some((dir, iso))
+        (dir, iso)
     })
-    .as_ref()
-    .map(|(_, iso)| iso.as_path())
+    .1
+    .as_path()
 }
 
-#[test]
 fn the_secure_boot_iso_reaches_its_root_from_cd_under_ovmf_with_secure_boot_enforced() {
-    let Some(iso) = secure_boot_iso() else { return };
+    let iso = secure_boot_iso();
     let run = boot(
         iso,
         &["--secure-boot", "--media", "cdrom", "--format", "json"],
@@ -260,9 +311,8 @@ fn the_secure_boot_iso_reaches_its_root_from_cd_under_ovmf_with_secure_boot_enfo
     );
 }
 
-#[test]
 fn the_secure_boot_iso_boots_as_a_disk_under_ovmf_with_secure_boot_enforced_with_the_user_data() {
-    let Some(iso) = secure_boot_iso() else { return };
+    let iso = secure_boot_iso();
     let [expect, report] = user_data_reported();
     let run = boot(
         iso,
@@ -279,9 +329,8 @@ fn the_secure_boot_iso_boots_as_a_disk_under_ovmf_with_secure_boot_enforced_with
     }
 }
 
-#[test]
 fn the_secure_boot_iso_has_the_signed_chain_and_the_menu_where_debians_grub_reads_it() {
-    let Some(iso) = secure_boot_iso() else { return };
+    let iso = secure_boot_iso();
     let esp = esp(iso);
     assert_eq!(esp.label(), "EFI_LIVE");
     assert_eq!(
@@ -314,12 +363,8 @@ fn the_secure_boot_iso_has_the_signed_chain_and_the_menu_where_debians_grub_read
     );
 }
 
-#[test]
 fn an_image_that_says_it_is_ubuntu_gets_the_menu_where_ubuntus_grub_reads_it() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !have(TOOLS) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     // Small: the Debian base with the fixture's boot files and signed binaries, and an
     // os-release saying Ubuntu.
@@ -350,9 +395,8 @@ fn an_image_that_says_it_is_ubuntu_gets_the_menu_where_ubuntus_grub_reads_it() {
     );
 }
 
-#[test]
 fn the_example_iso_has_bios_and_uefi_entries_a_gpt_esp_and_its_checksum() {
-    let Some(iso) = example_iso() else { return };
+    let iso = example_iso();
     let report = xorriso_report(iso);
     assert!(report.contains("Volume id    : 'COS_LIVE'"), "{report}");
     let el_torito: Vec<&str> = report
@@ -484,9 +528,8 @@ impl Esp {
     }
 }
 
-#[test]
 fn inspect_reads_the_layout_and_compares_the_user_data_with_secrets_masked() {
-    let Some(iso) = example_iso() else { return };
+    let iso = example_iso();
     let out = forge(&[
         "inspect",
         iso.to_str().unwrap(),
@@ -735,12 +778,8 @@ fn extract(iso: &Path, path: &str, to: &Path) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-#[test]
 fn the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_split() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !have(TOOLS) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let image = metadata_image(work.path());
     // A 7 MB content bundle (2⅓ parts of 3 MB) and a small one, an overlay file, a cluster
@@ -911,12 +950,8 @@ fn the_squashfs_keeps_capabilities_owners_links_and_devices_and_bundles_are_spli
     );
 }
 
-#[test]
 fn the_iso_pushed_as_an_image_pulls_back_with_skopeo_to_the_same_bytes() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !have(TOOLS) || !have(&["skopeo", "docker-registry", "htpasswd"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let image = metadata_image(work.path());
     // A TLS registry with htpasswd authentication; the Docker config holds the credentials.
@@ -997,12 +1032,8 @@ fn the_iso_pushed_as_an_image_pulls_back_with_skopeo_to_the_same_bytes() {
     assert_eq!(skopeo.digest(&again, true), Some(digest));
 }
 
-#[test]
 fn the_same_inputs_and_source_date_epoch_give_the_same_iso() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !have(TOOLS) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let image = metadata_image(work.path());
     // The checkout's own menu, with the interactive installer as the default entry.
@@ -1046,12 +1077,8 @@ fn the_same_inputs_and_source_date_epoch_give_the_same_iso() {
     }
 }
 
-#[test]
 fn an_image_without_a_kernel_is_refused_naming_the_image_and_the_paths() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !have(TOOLS) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let before = containers();
     let out = build_on(
@@ -1077,12 +1104,8 @@ fn an_image_without_a_kernel_is_refused_naming_the_image_and_the_paths() {
     assert!(left.is_empty(), "outputs left behind: {left:?}");
 }
 
-#[test]
 fn ctrl_c_while_mastering_leaves_no_container_staging_or_iso() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !have(TOOLS) {
-        return;
-    }
     let staging = || {
         std::fs::read_dir(std::env::temp_dir())
             .unwrap()
@@ -1188,12 +1211,8 @@ fn pruned(prune: std::process::Child) -> Value {
 
 /// The mastering cache under real processes: prunes at once while a build holds its entry,
 /// a build killed while it makes one, and an entry cut short made again while prunes run.
-#[test]
 fn prunes_keep_the_entry_a_build_uses_and_a_damaged_entry_is_made_again_while_prunes_run() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !have(TOOLS) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let outs = tempfile::tempdir().unwrap();
     let image = metadata_image(work.path());
@@ -1299,12 +1318,8 @@ fn prunes_keep_the_entry_a_build_uses_and_a_damaged_entry_is_made_again_while_pr
     );
 }
 
-#[test]
 fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_data() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready() || !have(TOOLS) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     // Outputs and caches outside the checkout (`work`), whose files are a build context.
     let outs = tempfile::tempdir().unwrap();
@@ -1451,7 +1466,6 @@ fn three_sites_give_three_isos_each_the_same_as_a_cold_build_of_its_own_user_dat
     );
 }
 
-#[test]
 fn a_site_whose_file_stem_is_no_iso_name_is_refused_before_anything_is_built() {
     for stem in ["Store b", "store\nb"] {
         let work = tempfile::tempdir().unwrap();
@@ -1476,7 +1490,6 @@ fn a_site_whose_file_stem_is_no_iso_name_is_refused_before_anything_is_built() {
     }
 }
 
-#[test]
 fn two_user_data_files_with_one_stem_are_refused_before_anything_is_built() {
     let work = tempfile::tempdir().unwrap();
     for dir in ["a", "b"] {

@@ -5,15 +5,25 @@
 //! within 3 s and 64 MiB, naming the image and what is wrong; the intact one exits 0 and shows
 //! its user-data with every secret masked. An arm64 image (UEFI only) is read as one.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{have, measured, root, Measured};
+use support::{measured, root, Measured};
+
+tests! {
+    the_intact_image_passes_and_shows_its_user_data_with_secrets_masked => [Commands(TOOLS)],
+    an_image_cut_short_anywhere_is_refused => [Commands(TOOLS)],
+    crafted_extents_and_directory_graphs_are_refused => [Commands(TOOLS)],
+    links_are_shown_as_links_not_as_what_they_point_to => [Commands(TOOLS)],
+    an_arm64_image_is_read_as_one_that_boots_with_uefi_only => [Commands(TOOLS)],
+}
 
 const SECTOR: usize = 2048;
+/// The tools the image is made with.
+const TOOLS: &[&str] = &["xorriso", "mkfs.vfat", "mmd", "mcopy"];
 /// What a damaged image may cost `forge inspect`.
 const MAX_SECONDS: Duration = Duration::from_secs(3);
 const MAX_RSS_BYTES: u64 = 64 << 20;
@@ -258,13 +268,8 @@ fn esp(dir: &Path, loader_name: &str) -> PathBuf {
     esp
 }
 
-fn image() -> Option<Image> {
-    have(&["xorriso", "mkfs.vfat", "mmd", "mcopy"]).then(Image::make)
-}
-
-#[test]
 fn the_intact_image_passes_and_shows_its_user_data_with_secrets_masked() {
-    let Some(image) = image() else { return };
+    let image = Image::make();
     let iso = image.dir.path().join("intact.iso");
     for format in ["text", "json"] {
         let run = inspect(&iso, &["--show-config", "--format", format]);
@@ -293,9 +298,8 @@ fn the_intact_image_passes_and_shows_its_user_data_with_secrets_masked() {
     }
 }
 
-#[test]
 fn an_image_cut_short_anywhere_is_refused() {
-    let Some(image) = image() else { return };
+    let image = Image::make();
     let sector = |lba: u32| lba as usize * SECTOR;
     let path_table = image.le32(16 * SECTOR + 140);
     let (root, _) = image.extent("/");
@@ -331,9 +335,8 @@ fn an_image_cut_short_anywhere_is_refused() {
 /// Craft an image from the intact one; the error it must give.
 type Craft = fn(&mut Image) -> String;
 
-#[test]
 fn crafted_extents_and_directory_graphs_are_refused() {
-    let Some(intact) = image() else { return };
+    let intact = Image::make();
     let cases: [(&str, Craft); 11] = [
         ("a directory extent past the end", |i| {
             let past = i.sectors() + 100;
@@ -406,11 +409,7 @@ fn crafted_extents_and_directory_graphs_are_refused() {
     }
 }
 
-#[test]
 fn links_are_shown_as_links_not_as_what_they_point_to() {
-    if !have(&["xorriso", "mkfs.vfat", "mmd", "mcopy"]) {
-        return;
-    }
     // Long targets take several Rock Ridge SL entries and a continuation area; a component
     // too long for one SL entry (250 bytes) is split in records that continue one another.
     let long = vec!["component"; 100].join("/");
@@ -465,11 +464,7 @@ fn links_are_shown_as_links_not_as_what_they_point_to() {
 
 /// An arm64 installer ISO as forge masters it: UEFI only (no El Torito BIOS entry, no hybrid
 /// MBR), the ESP holding `EFI/BOOT/bootaa64.efi` appended as GPT partition 2.
-#[test]
 fn an_arm64_image_is_read_as_one_that_boots_with_uefi_only() {
-    if !have(&["xorriso", "mkfs.vfat", "mmd", "mcopy"]) {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
     for (path, data) in [
@@ -511,12 +506,16 @@ fn an_arm64_image_is_read_as_one_that_boots_with_uefi_only() {
     );
     assert!(!run.stdout.contains("problem"), "{}", run.stdout);
 
-    // forge verify boots it as arm64: UEFI only, with arm64's QEMU.
+    // forge verify boots it as arm64: UEFI only, with arm64's QEMU, which it names when the
+    // machine lacks it (here: a PATH with nothing on it).
+    let nothing = dir.path().join("empty-path");
+    std::fs::create_dir(&nothing).unwrap();
     let verify = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_forge"))
             .arg("verify")
             .arg(&iso)
             .args(extra)
+            .env("PATH", &nothing)
             .output()
             .unwrap()
     };
@@ -527,15 +526,12 @@ fn an_arm64_image_is_read_as_one_that_boots_with_uefi_only() {
         "{}",
         support::text(&bios)
     );
-    if !have(&["qemu-system-aarch64"]) {
-        let all = verify(&[]);
-        assert_eq!(all.status.code(), Some(2), "{}", support::text(&all));
-        assert!(
-            support::text(&all).contains(
-                "forge verify needs qemu-system-aarch64 (apt-get install qemu-system-arm)"
-            ),
-            "{}",
-            support::text(&all)
-        );
-    }
+    let all = verify(&[]);
+    assert_eq!(all.status.code(), Some(2), "{}", support::text(&all));
+    assert!(
+        support::text(&all)
+            .contains("forge verify needs qemu-system-aarch64 (apt-get install qemu-system-arm)"),
+        "{}",
+        support::text(&all)
+    );
 }

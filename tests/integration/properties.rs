@@ -8,10 +8,22 @@ use forge::config::{self, arg, Inputs};
 use forge::diagnostic::Diagnostic;
 use forge::{profile, userdata, yaml};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
-const USER_DATA: &str = include_str!("fixtures/rules/REG007/fail/user-data.yaml");
-const PROFILE: &str = include_str!("fixtures/rules/PR003/fail/profile.yaml");
-const ARG: &str = include_str!("fixtures/rules/CFG001/pass/build.arg");
+tests! {
+    arg_parsing_never_panics,
+    arg_lines_never_panic,
+    mutated_arg_files_never_panic,
+    user_data_validation_never_panics,
+    yaml_shaped_input_never_panics,
+    mutated_user_data_never_panics,
+    mutated_profiles_never_panic,
+    forge_yaml_never_panics,
+}
+
+const USER_DATA: &str = include_str!("../fixtures/rules/REG007/fail/user-data.yaml");
+const PROFILE: &str = include_str!("../fixtures/rules/PR003/fail/profile.yaml");
+const ARG: &str = include_str!("../fixtures/rules/CFG001/pass/build.arg");
 
 fn positioned(diagnostics: &[Diagnostic], text: &str) {
     // YAML also breaks lines at a lone `\r`; count generously.
@@ -61,50 +73,49 @@ fn mutated(base: &'static str) -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // Failing cases are kept beside this file (properties.proptest-regressions): proptest's
+    // default would put them in tests/proptest-regressions/, as main.rs is here.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(512)
+    })]
 
-    #[test]
     fn arg_parsing_never_panics(text in "(?s).{0,200}") {
         let (_, diagnostics) = arg::parse(Path::new(".arg"), &text, &|_| None);
         positioned(&diagnostics, &text);
     }
 
-    #[test]
     fn arg_lines_never_panic(lines in prop::collection::vec("[A-Z_]{0,6}[=]?[ $\"'{}#a-z\\\\]{0,10}", 0..10)) {
         let text = lines.join("\n");
         let inputs = Inputs { arg: Some((".arg".into(), text.clone())), ..Inputs::default() };
         positioned(&config::resolve(&inputs).diagnostics, &text);
     }
 
-    #[test]
     fn mutated_arg_files_never_panic(text in mutated(ARG)) {
         let inputs = Inputs { arg: Some((".arg".into(), text.clone())), ..Inputs::default() };
         positioned(&config::resolve(&inputs).diagnostics, &text);
     }
 
-    #[test]
     fn user_data_validation_never_panics(text in "(?s).{0,300}") {
         check_user_data(&text);
     }
 
-    #[test]
     fn yaml_shaped_input_never_panics(lines in prop::collection::vec("[ ]{0,6}(- )?[a-zA-Z]{0,8}[:]?[ ]?[\\[\\]{}|>&*!'\"a-z0-9,#-]{0,10}", 0..12)) {
         let text = format!("#cloud-config\n{}", lines.join("\n"));
         check_user_data(&text);
         let _ = yaml::parse(&text);
     }
 
-    #[test]
     fn mutated_user_data_never_panics(text in mutated(USER_DATA)) {
         check_user_data(&text);
     }
 
-    #[test]
     fn mutated_profiles_never_panic(text in mutated(PROFILE)) {
         check_user_data(&text);
     }
 
-    #[test]
     fn forge_yaml_never_panics(text in "(?s).{0,200}") {
         let inputs = Inputs { config: Some(("forge.yaml".into(), text.clone())), ..Inputs::default() };
         positioned(&config::resolve(&inputs).diagnostics, &text);
