@@ -110,6 +110,7 @@ rules! {
     UnimplementedSetting = "CFG017", Error, "a CanvOS feature forge does not build yet is switched on (IS_UKI, IS_MAAS, TWO_NODE, ...)";
     OptionalFileAbsent = "CFG018", Note, "an optional file (CLUSTERCONFIG, EDGE_CUSTOM_CONFIG) is absent and skipped, as CanvOS does";
     BadComposedReference = "CFG019", Error, "an image reference composed from settings (provider image, ISO image) is not valid, e.g. a tag longer than 128 characters";
+    EarthfileUnreadable = "CFG020", Warning, "the checkout's Earthfile sets a value forge needs in a way forge cannot read (a shell-out, a condition beyond shell tests); forge's default is used";
 }
 
 /// A position in a text file: 1-based line and column (columns count characters).

@@ -22,6 +22,8 @@ pub enum FileKind {
     Settings,
     /// A CanvOS `.arg` file.
     Arg,
+    /// A CanvOS checkout's `Earthfile` (80 KB at CanvOS main).
+    Earthfile,
     /// The Kubernetes version matrix (`K8S_VERSION_FILE`).
     VersionMatrix,
     /// A file listing images, one per line.
@@ -40,7 +42,9 @@ impl FileKind {
         match self {
             FileKind::UserData | FileKind::ImageList => 4 << 20,
             FileKind::Profile => 16 << 20,
-            FileKind::Settings | FileKind::Arg | FileKind::VersionMatrix => 1 << 20,
+            FileKind::Settings | FileKind::Arg | FileKind::VersionMatrix | FileKind::Earthfile => {
+                1 << 20
+            }
             FileKind::Secret => 64 << 10,
             FileKind::DockerConfig | FileKind::Certificates => 1 << 20,
         }
@@ -53,6 +57,7 @@ impl FileKind {
             FileKind::Profile => "cluster profile",
             FileKind::Settings => "settings file",
             FileKind::Arg => ".arg file",
+            FileKind::Earthfile => "Earthfile",
             FileKind::VersionMatrix => "Kubernetes version matrix",
             FileKind::ImageList => "image list",
             FileKind::Secret => "secret file",
@@ -219,6 +224,10 @@ pub const CREDENTIAL_HELPER_TIMEOUT: std::time::Duration = std::time::Duration::
 /// file itself may hold. The limit per value alone lets many lines each just under it
 /// (`B=$A` on 200,000 lines) ask for gigabytes.
 pub const MAX_ARG_EXPANSION_BYTES: usize = 1 << 20;
+
+/// How deep the `IF` (and `FOR`, `WITH`, `TRY`) blocks of an Earthfile's global section may
+/// nest: CanvOS's go three deep; past this, the rest of the section is not read.
+pub const MAX_EARTHFILE_BLOCK_DEPTH: usize = 32;
 
 /// How deep `{{ .spectro... }}` templates of a cluster profile nest: an option holding a
 /// template of an option holding a template, and so on (a template of itself stops here).

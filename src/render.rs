@@ -890,6 +890,32 @@ mod tests {
     }
 
     #[test]
+    fn releases_up_to_v4_7_11_keep_a_luet_folder_per_version_and_kubeadms_runtime_in_it() {
+        let s = sources(&[
+            ("K8S_DISTRIBUTION", "kubeadm-fips"),
+            ("ARCH", "arm64"),
+            ("SPECTRO_LUET_VERSION", "v4.6.19"),
+        ]);
+        assert_eq!(
+            s.get("luet_repo"),
+            "us-docker.pkg.dev/palette-images/edge/luet-repo-arm/v4.6.19"
+        );
+        assert_eq!(
+            s.get("runtime_package"),
+            "container-runtime/containerd-fips"
+        );
+        let k3s = sources(&[
+            ("K8S_DISTRIBUTION", "k3s"),
+            ("SPECTRO_LUET_VERSION", "v4.6.19"),
+        ]);
+        assert_eq!(k3s.get("runtime_package"), "");
+        assert_eq!(
+            sources(&[("K8S_DISTRIBUTION", "kubeadm")]).get("runtime_package"),
+            ""
+        );
+    }
+
+    #[test]
     fn each_distribution_takes_its_provider_and_each_os_its_base_image() {
         let provider = |dist: &str| {
             let s = sources(&[("K8S_DISTRIBUTION", dist)]);

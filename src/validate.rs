@@ -104,7 +104,13 @@ pub struct Outcome {
 pub fn run(request: &Request) -> Result<Outcome, Error> {
     let mut report = Report::default();
     let mut redactor = Redactor::new();
-    for (path, text) in request.settings.config.iter().chain(&request.settings.arg) {
+    let settings = &request.settings;
+    for (path, text) in settings
+        .earthfile
+        .iter()
+        .chain(&settings.config)
+        .chain(&settings.arg)
+    {
         redactor.scan(text);
         report.add_source(path, text);
     }

@@ -142,9 +142,9 @@ pub fn parse(
 
 /// Why a value cannot be read: at which character of the text after `=`, what is wrong, and
 /// whether it is the file's expansion budget that is spent (which ends the reading).
-struct ValueError {
+pub(super) struct ValueError {
     offset: usize,
-    message: String,
+    pub(super) message: String,
     budget_spent: bool,
 }
 
@@ -171,7 +171,7 @@ fn is_name(name: &str) -> bool {
 /// error, which a value longer than [`MAX_ARG_VALUE_BYTES`] is (`A=$A$A` on forty lines would
 /// otherwise need a terabyte), and so is an expansion larger than what is `left` of the file's
 /// budget (`B=$A` on many lines, each value just under the first limit).
-fn unquote_and_expand(
+pub(super) fn unquote_and_expand(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     left: &mut usize,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::{Arch, Compression, Distribution, Os};
-use super::{Kind, Origin, Setting, Settings, Values, ISO_IMAGE, PROVIDER_IMAGE, SETTINGS};
+use super::{Kind, Setting, Settings, Values, ISO_IMAGE, PROVIDER_IMAGE, SETTINGS};
 use crate::diagnostic::{did_you_mean, Diagnostic, Rule, Severity};
 use crate::limits::clip;
 use crate::reference::{parse_domain, Reference, ReferenceError};
@@ -344,9 +344,7 @@ pub(super) fn check(r: &Values, settings: &Settings) -> Vec<Diagnostic> {
         };
         let problem = match std::fs::metadata(&path) {
             Err(_) if d.kind == Kind::OptionalFile => {
-                let explicit = r
-                    .setting(d.name)
-                    .is_some_and(|s| s.origin != Origin::Default);
+                let explicit = r.setting(d.name).is_some_and(|s| s.origin.is_user());
                 if explicit {
                     out.push(r.diag(
                         Rule::OptionalFileAbsent,
@@ -405,10 +403,7 @@ fn check_composed(r: &Usable, out: &mut Vec<Diagnostic>) {
         };
         let settings: Vec<&str> = setting_names(part).collect();
         // The last setting of the part given by the user, else the last with a value.
-        let given = |name: &&str| {
-            r.setting(name)
-                .is_some_and(|s| !matches!(s.origin, Origin::Default | Origin::DefaultFrom(_)))
-        };
+        let given = |name: &&str| r.setting(name).is_some_and(|s| s.origin.is_user());
         let blamed = settings
             .iter()
             .rfind(|name| r.get(name).is_some() && given(name))

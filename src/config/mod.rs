@@ -4,6 +4,7 @@
 
 pub mod arg;
 mod check;
+pub mod earthfile;
 mod environment;
 pub mod matrix;
 mod settings;
@@ -56,6 +57,12 @@ pub enum Origin {
     DefaultFrom(&'static str),
     /// Found in the checkout (its `k8s_version.json`).
     Checkout,
+    /// The checkout's Earthfile: the line that sets the value, or none when the release
+    /// implies it by not declaring the setting (its `ARG`s arrived later).
+    Release {
+        path: PathBuf,
+        pos: Option<Pos>,
+    },
     File {
         path: PathBuf,
         pos: Pos,
@@ -72,11 +79,33 @@ impl std::fmt::Display for Origin {
             Origin::Default => f.write_str("default"),
             Origin::DefaultFrom(name) => write!(f, "default (${name})"),
             Origin::Checkout => f.write_str("checkout"),
+            Origin::Release {
+                path,
+                pos: Some(pos),
+            } => write!(f, "{}:{}", path.display(), pos.line),
+            Origin::Release { path, pos: None } => {
+                write!(
+                    f,
+                    "{} (no such ARG: what this release does)",
+                    path.display()
+                )
+            }
             Origin::File { path, pos } => write!(f, "{}:{}", path.display(), pos.line),
             Origin::Env(var) => write!(f, "env {var}"),
             Origin::Flag => f.write_str("--set"),
             Origin::SecretFile(path) => write!(f, "--secret-file {}", path.display()),
         }
+    }
+}
+
+impl Origin {
+    /// Whether the user gave the value (a file, the environment, a flag), rather than forge or
+    /// the release.
+    pub fn is_user(&self) -> bool {
+        !matches!(
+            self,
+            Origin::Default | Origin::DefaultFrom(_) | Origin::Checkout | Origin::Release { .. }
+        )
     }
 }
 
@@ -90,6 +119,9 @@ pub struct Setting {
 /// The inputs of resolution.
 #[derive(Debug, Default, Clone)]
 pub struct Inputs {
+    /// The checkout's `Earthfile`: path and text (its global `ARG`s are the release's
+    /// defaults, [`earthfile`]).
+    pub earthfile: Option<(PathBuf, String)>,
     /// `--config forge.yaml`: path and text.
     pub config: Option<(PathBuf, String)>,
     /// `--arg FILE`: path and text.
@@ -146,7 +178,20 @@ pub fn schema() -> Json {
     })
 }
 
+/// What a release whose Earthfile does not declare a setting does: CanvOS before v4.10 bundled
+/// Kubernetes and the provider into every provider image (the base image's systemd probe came
+/// with BUNDLE_K8S_AND_AGENT_PROVIDER).
+const UNDECLARED: &[(&str, &str)] = &[("BUNDLE_K8S_AND_AGENT_PROVIDER", "true")];
+
+/// CanvOS's names for settings forge names otherwise: each is accepted wherever a setting is
+/// (the Earthfile, `.arg`, `forge.yaml`, `FORGE_*`, `--set`).
+pub const ALIASES: &[(&str, &str)] = &[("STYLUS_BASE", "AGENT_IMAGE")];
+
 fn lookup_def(name: &str) -> Option<&'static Def> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, setting)| setting);
     SETTINGS.iter().find(|d| d.name == name)
 }
 
@@ -156,6 +201,7 @@ fn file_diagnostic_origin(origin: &Origin) -> (PathBuf, Pos) {
         Origin::Env(var) => (PathBuf::from(format!("<env {var}>")), Pos::new(1, 1)),
         Origin::Flag => (PathBuf::from("<--set>"), Pos::new(1, 1)),
         Origin::SecretFile(path) => (path.clone(), Pos::new(1, 1)),
+        Origin::Release { path, pos } => (path.clone(), pos.unwrap_or(Pos::new(1, 1))),
         Origin::Default | Origin::DefaultFrom(_) | Origin::Checkout => {
             (PathBuf::from("<default>"), Pos::new(1, 1))
         }
@@ -194,7 +240,10 @@ impl Values {
             Origin::File { path: file, .. } => {
                 file.parent().map_or(path.clone(), |d| d.join(&path))
             }
-            Origin::Default | Origin::DefaultFrom(_) | Origin::Checkout => self.checkout.join(path),
+            Origin::Default
+            | Origin::DefaultFrom(_)
+            | Origin::Checkout
+            | Origin::Release { .. } => self.checkout.join(path),
             Origin::Env(_) | Origin::Flag | Origin::SecretFile(_) => path,
         })
     }
@@ -287,6 +336,9 @@ pub fn resolve(inputs: &Inputs) -> Resolved {
                 .push(unknown(Path::new("<--set>"), key, Pos::new(1, 1))),
         }
     }
+    if let Some((path, text)) = &inputs.earthfile {
+        apply_earthfile(&mut r, path, text);
+    }
     if r.get("IMAGE_REPO").is_none() {
         if let Some(os) = r.get("OS_DISTRIBUTION").map(str::to_string) {
             r.set("IMAGE_REPO", os, Origin::DefaultFrom("OS_DISTRIBUTION"));
@@ -369,6 +421,65 @@ fn unknown(file: &Path, name: &str, pos: Pos) -> Diagnostic {
         d = d.help(format!("did you mean `{guess}`?"));
     }
     d
+}
+
+/// The Earthfile's layer, under every layer the user gives: its global section evaluated with
+/// the user's values ([`earthfile::evaluate`]); what it sets becomes the value of each setting
+/// the user leaves at forge's default, and what forge cannot read of a setting it needs is a
+/// warning naming the line and the value used.
+fn apply_earthfile(r: &mut Values, path: &Path, text: &str) {
+    let user = |name: &str| {
+        let def = lookup_def(name)?;
+        let setting = r.values.get(def.name)?;
+        setting.origin.is_user().then(|| setting.value.clone())
+    };
+    let forge_default = |name: &str| lookup_def(name)?.default.map(str::to_string);
+    let evaluated = earthfile::evaluate(text, &user, &forge_default);
+    for assigned in evaluated.assigned {
+        let Some(def) = lookup_def(&assigned.name) else {
+            continue;
+        };
+        if assigned.value.is_empty() && def.default.is_none() {
+            continue;
+        }
+        let origin = Origin::Release {
+            path: path.to_path_buf(),
+            pos: Some(assigned.pos),
+        };
+        r.set(def.name, assigned.value, origin);
+    }
+    for (name, value) in UNDECLARED {
+        let given = r.values.get(name).is_some_and(|s| s.origin.is_user());
+        if !given && !evaluated.declared.iter().any(|d| d == name) {
+            let origin = Origin::Release {
+                path: path.to_path_buf(),
+                pos: None,
+            };
+            r.set(name, value.to_string(), origin);
+        }
+    }
+    for unreadable in evaluated.unreadable {
+        let Some(def) = lookup_def(&unreadable.name) else {
+            continue;
+        };
+        let used = match r.get(def.name) {
+            Some(value) => format!("forge's default `{}`", clip(value)),
+            None => "no value".to_string(),
+        };
+        r.diagnostics.push(
+            Diagnostic::new(
+                Rule::EarthfileUnreadable,
+                path,
+                &unreadable.name,
+                unreadable.pos,
+                format!("forge cannot read {}; it uses {used}", unreadable.why),
+            )
+            .help(format!(
+                "set {} in .arg (or forge.yaml, or --set) to the value this release means",
+                def.name
+            )),
+        );
+    }
 }
 
 fn apply_config_file(r: &mut Values, path: &Path, text: &str) {
@@ -623,5 +734,65 @@ mod tests {
                 .to_string(),
             "--secret-file proxy.url"
         );
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+
+    /// A release's Earthfile in CanvOS's shape, with what a user gives in `.arg`.
+    fn resolved(earthfile: &str, arg: &str) -> Resolved {
+        resolve(&Inputs {
+            earthfile: Some((PathBuf::from("Earthfile"), earthfile.to_string())),
+            arg: Some((PathBuf::from(".arg"), arg.to_string())),
+            ..Inputs::default()
+        })
+    }
+
+    const EARTHFILE: &str = "VERSION 0.6\nARG PE_VERSION=v4.7.21\nARG ISO_NAME=installer\nARG KAIROS_VERSION=v3.5.3\nARG SPECTRO_LUET_VERSION=v4.7.1\nARG STYLUS_BASE=reg.example/stylus-$ARCH:$PE_VERSION\nARG EDGE_CUSTOM_CONFIG=.edge-custom-config.yaml\nbuild:\n    RUN true\n";
+
+    #[test]
+    fn the_earthfile_is_the_layer_under_the_users() {
+        let r = resolved(EARTHFILE, "ARCH=arm64\nISO_NAME=site\n");
+        let value = |name| r.values.setting(name).unwrap();
+        assert_eq!(value("PE_VERSION").value, "v4.7.21");
+        assert_eq!(value("PE_VERSION").origin.to_string(), "Earthfile:2");
+        assert_eq!(value("ISO_NAME").value, "site", ".arg wins");
+        // CanvOS's name for the agent image, expanded with the user's ARCH.
+        assert_eq!(
+            value("AGENT_IMAGE").value,
+            "reg.example/stylus-arm64:v4.7.21"
+        );
+        assert_eq!(r.settings.spectro_luet_version.as_deref(), Some("v4.7.1"));
+        // A release older than the bundling switch always bundles.
+        assert!(r.settings.bundle_k8s_and_agent_provider);
+        assert_eq!(
+            value("BUNDLE_K8S_AND_AGENT_PROVIDER").origin.to_string(),
+            "Earthfile (no such ARG: what this release does)"
+        );
+        // The release's defaults are not the user's choices: an absent optional file is
+        // skipped silently, as with forge's own default.
+        assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    }
+
+    #[test]
+    fn what_the_earthfile_hides_is_a_warning_with_the_value_used() {
+        let r = resolved("ARG PE_VERSION=$(git describe --tags)\n", "");
+        let d = &r.diagnostics[0];
+        assert_eq!(
+            (d.rule, d.pos, d.path.as_str()),
+            (Rule::EarthfileUnreadable, Pos::new(1, 16), "PE_VERSION")
+        );
+        assert_eq!(
+            d.message,
+            "forge cannot read the shell-out `$(git describe --tags)` in its value; it uses forge's default `v4.9.38`"
+        );
+        // Given by the user, it is not needed from the Earthfile.
+        let r = resolved(
+            "ARG PE_VERSION=$(git describe --tags)\n",
+            "PE_VERSION=v4.8.1\n",
+        );
+        assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
     }
 }

@@ -322,9 +322,12 @@ settings! {
     "ISO_NAME" iso_name: String = Text, Some("palette-edge-installer"), "Installer ISO file name without .iso, also the installer image's name: lowercase letters and digits separated by '-', '_' or '__'.";
     "ARCH" arch: Arch = Text, Some("amd64"), "amd64 or arm64. amd64 artifacts need an AMD64 build host.";
     "SPECTRO_PUB_REPO" spectro_pub_repo: String = Registry, Some("us-docker.pkg.dev/palette-images"), "Where the Palette images come from (base, provider, stylus, builder); the -fips repository when FIPS_ENABLED and this is the default.";
-    "SPECTRO_LUET_REPO" spectro_luet_repo: String = Registry, Some("us-docker.pkg.dev/palette-images/edge"), "Where luet finds the Kubernetes packages: SPECTRO_LUET_REPO/luet-repo-amd (or -arm).";
+    "SPECTRO_LUET_REPO" spectro_luet_repo: String = Registry, Some("us-docker.pkg.dev/palette-images/edge"), "Where luet finds the Kubernetes packages: SPECTRO_LUET_REPO/luet-repo-amd (or -arm); with SPECTRO_LUET_VERSION, SPECTRO_LUET_REPO/LUET_PROJECT[-arm]/SPECTRO_LUET_VERSION.";
+    "SPECTRO_LUET_VERSION" spectro_luet_version: Option<String> = Tag, None, "The luet repository's version folder of CanvOS up to v4.7.11 (their Earthfile sets it; kubeadm then also installs containerd from luet). Unset since.";
+    "LUET_PROJECT" luet_project: String = Repository, Some("luet-repo"), "The luet repository's name with SPECTRO_LUET_VERSION (CanvOS up to v4.7.11): LUET_PROJECT for amd64, LUET_PROJECT-arm for arm64.";
     "KAIROS_BASE_IMAGE_URL" kairos_base_image_url: Option<String> = Registry, None, "Where the Kairos base images come from. Default: SPECTRO_PUB_REPO/edge.";
-    "KAIROS_INIT_VERSION" kairos_init_version: String = Tag, Some("v0.17.1"), "Version suffix of the Kairos base image tags.";
+    "KAIROS_INIT_VERSION" kairos_init_version: String = Tag, Some("v0.17.1"), "Version suffix of the Kairos base image tags (CanvOS v4.10 and later).";
+    "KAIROS_VERSION" kairos_version: Option<String> = Tag, None, "The Kairos release: the version suffix of the base image tags up to CanvOS v4.10.0, whose Earthfile composes BASE_IMAGE from it.";
     "BASE_IMAGE" base_image: Option<String> = Image, None, "Overrides the OS base image (required for rhel and sles).";
     "K3S_PROVIDER_VERSION" k3s_provider_version: String = Tag, Some("v4.10.3"), "Tag of the Kairos provider image for k3s.";
     "KUBEADM_PROVIDER_VERSION" kubeadm_provider_version: String = Tag, Some("v4.10.1"), "Tag of the Kairos provider image for kubeadm and kubeadm-fips.";

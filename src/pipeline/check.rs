@@ -1,5 +1,6 @@
 //! `forge validate`, `forge config show`, `forge rules`: commands about the build inputs.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::ser::SerializeMap as _;
@@ -9,6 +10,7 @@ use super::inputs::SettingsRequest;
 use super::Error;
 use crate::diagnostic::{Report, Rule, Severity};
 use crate::progress::{Event, Progress};
+use crate::render::Templates;
 use crate::secret::{is_secret_key, mask_url, MASK};
 use crate::validate::{self, Fixed, Request};
 
@@ -83,8 +85,15 @@ impl Serialize for ShownSettings {
 #[derive(Debug, Serialize)]
 pub struct ConfigOutcome {
     pub settings: ShownSettings,
+    /// The checkout's Earthfile, whose global `ARG`s are the release's defaults; `None`:
+    /// forge's own defaults.
+    pub earthfile: Option<PathBuf>,
     pub k8s_versions: Vec<String>,
     pub provider_images: Vec<String>,
+    /// Where the build's images come from (`templates/sources.yaml` rendered with the
+    /// settings: base, provider, agent, third-party and builder images, the luet repository
+    /// and package); empty when the settings have errors.
+    pub sources: BTreeMap<String, String>,
     /// The settings' findings (`diagnostics`).
     #[serde(rename = "diagnostics", serialize_with = "findings")]
     pub report: Report,
@@ -125,8 +134,20 @@ pub fn config_show(
         .iter()
         .filter_map(|v| outcome.settings.provider_tag(v))
         .collect();
+    let sources = match outcome.report.errors() {
+        0 => Templates::load(None)?
+            .sources(&outcome.settings)
+            .map_err(Error::Sources)?
+            .0
+            .into_iter()
+            .map(|(key, value)| (key, mask_url(&value)))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
     Ok(ConfigOutcome {
         settings: ShownSettings(values),
+        earthfile: settings.earthfile(),
+        sources,
         k8s_versions: versions,
         provider_images: images,
         report: outcome.report,
@@ -247,6 +268,20 @@ impl ConfigOutcome {
             out.push_str("provider images:\n");
             for image in &self.provider_images {
                 out.push_str(&format!("  {image}\n"));
+            }
+        }
+        out.push_str(&match &self.earthfile {
+            Some(path) => format!("release: {} (its ARGs are the defaults)\n", path.display()),
+            None => format!(
+                "release: no Earthfile in the checkout: forge's defaults ({})\n",
+                crate::config::CANVOS_RELEASE
+            ),
+        });
+        if !self.sources.is_empty() {
+            out.push_str("sources:\n");
+            let width = self.sources.keys().map(String::len).max().unwrap_or(0);
+            for (key, value) in self.sources.iter().filter(|(_, v)| !v.is_empty()) {
+                out.push_str(&format!("  {key:width$}  {value}\n"));
             }
         }
         out

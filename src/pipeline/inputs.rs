@@ -93,6 +93,7 @@ impl SettingsRequest {
             })
             .collect::<Result<_, Error>>()?;
         Ok(config::Inputs {
+            earthfile: read(FileKind::Earthfile, &self.earthfile())?,
             config: read(FileKind::Settings, &self.config)?,
             arg: read(FileKind::Arg, &self.arg)?,
             env: self.env.clone(),
@@ -100,6 +101,21 @@ impl SettingsRequest {
             secret_files,
             checkout: Some(self.checkout()),
         })
+    }
+
+    /// The checkout's `Earthfile`, when there is one: the release's settings layer.
+    /// Named as the checkout was given (`Earthfile` in the current directory), so that
+    /// origins read `Earthfile:23`.
+    pub fn earthfile(&self) -> Option<PathBuf> {
+        let dir = self.checkout.clone().or_else(|| {
+            let dir = self.arg.as_ref()?.parent()?;
+            Some(dir.to_path_buf())
+        });
+        let path = match dir {
+            Some(dir) => dir.join("Earthfile"),
+            None => PathBuf::from("Earthfile"),
+        };
+        Some(path).filter(|p| p.exists())
     }
 
     /// The checkout's directory `name` (`certs`, `overlay`, ...), when it is there.

@@ -1,6 +1,7 @@
 {#- One provider image per Kubernetes version (CanvOS's +provider-image). Variables: the
     settings; base_tag; the sources (provider_image, agent_image, third_party_image,
-    binary_type, alpine_image, luet_repo, k8s_package and k8s_image for this version);
+    binary_type, alpine_image, luet_repo, runtime_package, k8s_package and k8s_image for this
+    version);
     bundle (systemd older than 255, or BUNDLE_K8S_AND_AGENT_PROVIDER), stylus_config (the
     stylus image has /etc/kairos/80_stylus.yaml), edge_custom_config, luet_auth,
     kernel_headers_script (the checkout has scripts/install-kernel-headers.sh). -#}
@@ -28,6 +29,9 @@ COPY spectro-luet-auth.yaml spectro-luet-auth.yaml
 RUN cat spectro-luet-auth.yaml >> /etc/luet/repos.conf.d/spectro.yaml && rm -f spectro-luet-auth.yaml
 {% endif -%}
 RUN luet repo update
+{% if runtime_package -%}
+RUN luet install -y {{ runtime_package }} --system-target /output
+{% endif -%}
 RUN luet install -y {{ k8s_package }} --system-target /output && luet cleanup
 RUN rm -rf /output/var/cache/*
 {% endif -%}

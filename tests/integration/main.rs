@@ -22,6 +22,7 @@ mod output;
 mod properties;
 mod readme;
 mod registry;
+mod releases;
 mod rules;
 mod secrets;
 mod stops;
@@ -42,6 +43,7 @@ fn main() -> std::process::ExitCode {
         ("properties", properties::TESTS),
         ("readme", readme::TESTS),
         ("registry", registry::TESTS),
+        ("releases", releases::TESTS),
         ("rules", rules::TESTS),
         ("secrets", secrets::TESTS),
         ("stops", stops::TESTS),

@@ -43,6 +43,7 @@ fn request(case: &Path) -> Request {
         profile: existing("profile.yaml"),
         content_dir: Some(case.to_path_buf()),
         settings: Inputs {
+            earthfile: existing("Earthfile").map(text),
             config: existing("forge.yaml").map(text),
             arg: existing("build.arg").map(text),
             // `set.txt`: the case's `--set KEY=VALUE` flags, one per line.

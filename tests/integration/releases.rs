@@ -1,0 +1,262 @@
+//! Any CanvOS release: in a checkout of each release line (`tests/fixtures/releases/<tag>/`,
+//! Earthfiles written in each release's shape), forge plans offline what that release builds:
+//! the base, provider, stylus framework, third-party and luet sources, the provider image tag
+//! and the ISO name, each value's origin the Earthfile's line.
+
+use crate::support;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+tests! {
+    each_release_plans_the_sources_and_tags_its_earthfile_builds,
+    the_users_layers_win_over_the_earthfile_and_fips_switches_its_repository,
+    a_checkout_without_an_earthfile_says_it_uses_forges_defaults,
+}
+
+/// What one release builds for Ubuntu 22 on amd64, kubeadm 1.32.3, CUSTOM_TAG demo.
+struct Release {
+    tag: &'static str,
+    pe_version: &'static str,
+    base_image: &'static str,
+    provider_image: &'static str,
+    third_party_image: &'static str,
+    luet_repo: &'static str,
+    /// Installed from luet before Kubernetes (kubeadm's containerd, up to v4.7.11).
+    runtime_package: &'static str,
+    /// Kubernetes and the provider bundled whatever the base image's systemd.
+    always_bundles: bool,
+}
+
+const PUB: &str = "us-docker.pkg.dev/palette-images";
+
+const RELEASES: &[Release] = &[
+    Release {
+        tag: "v4.6.24",
+        pe_version: "v4.6.24",
+        base_image:
+            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v3.1.3",
+        provider_image: "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-kubeadm:v4.6.3",
+        third_party_image:
+            "us-east1-docker.pkg.dev/spectro-images/third-party/spectro-third-party:4.6",
+        luet_repo: "us-docker.pkg.dev/palette-images/edge/luet-repo/v4.6.19",
+        runtime_package: "container-runtime/containerd",
+        always_bundles: true,
+    },
+    Release {
+        tag: "v4.7.21",
+        pe_version: "v4.7.21",
+        base_image:
+            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v3.5.3",
+        provider_image: "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-kubeadm:v4.7.3",
+        third_party_image:
+            "us-east1-docker.pkg.dev/spectro-images/third-party/spectro-third-party:4.6",
+        luet_repo: "us-docker.pkg.dev/palette-images/edge/luet-repo-amd",
+        runtime_package: "",
+        always_bundles: true,
+    },
+    Release {
+        tag: "v4.8.26",
+        pe_version: "v4.8.26",
+        base_image:
+            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v3.5.9",
+        provider_image: "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-kubeadm:v4.7.3",
+        third_party_image: "us-docker.pkg.dev/palette-images/third-party/spectro-third-party:4.8",
+        luet_repo: "us-docker.pkg.dev/palette-images/edge/luet-repo-amd",
+        runtime_package: "",
+        always_bundles: true,
+    },
+    Release {
+        tag: "v4.9.38",
+        pe_version: "v4.9.38",
+        base_image:
+            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v4.0.4",
+        provider_image: "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-kubeadm:v4.9.10",
+        third_party_image: "us-docker.pkg.dev/palette-images/third-party/spectro-third-party:4.8",
+        luet_repo: "us-docker.pkg.dev/palette-images/edge/luet-repo-amd",
+        runtime_package: "",
+        always_bundles: true,
+    },
+    // The v4.10.0 tag's Earthfile still pins a v4.9 agent: its images are tagged v4.9.21.
+    Release {
+        tag: "v4.10.0",
+        pe_version: "v4.9.21",
+        base_image:
+            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v4.0.4",
+        provider_image: "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-kubeadm:v4.9.8",
+        third_party_image: "us-docker.pkg.dev/palette-images/third-party/spectro-third-party:4.8",
+        luet_repo: "us-docker.pkg.dev/palette-images/edge/luet-repo-amd",
+        runtime_package: "",
+        always_bundles: true,
+    },
+    Release {
+        tag: "main",
+        pe_version: "v4.10.0-rc.2",
+        base_image:
+            "us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-amd64-generic-v0.17.1",
+        provider_image: "us-docker.pkg.dev/palette-images/edge/kairos-io/provider-kubeadm:v4.10.1",
+        third_party_image: "us-docker.pkg.dev/palette-images/third-party/spectro-third-party:4.8",
+        luet_repo: "us-docker.pkg.dev/palette-images/edge/luet-repo-amd",
+        runtime_package: "",
+        always_bundles: false,
+    },
+];
+
+fn checkout(tag: &str) -> PathBuf {
+    support::root().join("tests/fixtures/releases").join(tag)
+}
+
+/// `forge config show --format json` in `checkout` with `sets`, offline (no engine, no
+/// network: a Docker host that does not answer).
+fn config_show(checkout: &std::path::Path, sets: &[&str]) -> Value {
+    let mut cmd = support::forge_command();
+    cmd.current_dir(checkout)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["config", "show", "--format", "json"]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        checkout.display(),
+        support::text(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const SITE: &[&str] = &[
+    "OS_DISTRIBUTION=ubuntu",
+    "OS_VERSION=22",
+    "ARCH=amd64",
+    "IMAGE_REGISTRY=harbor.example.com/edge",
+    "K8S_DISTRIBUTION=kubeadm",
+    "K8S_VERSION=1.32.3",
+    "CUSTOM_TAG=demo",
+];
+
+fn each_release_plans_the_sources_and_tags_its_earthfile_builds() {
+    for release in RELEASES {
+        let shown = config_show(&checkout(release.tag), SITE);
+        let tag = release.tag;
+        let source = |key: &str| {
+            shown["sources"][key]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let setting = |name: &str| &shown["settings"][name];
+        assert_eq!(shown["earthfile"], "Earthfile", "{tag}");
+        assert_eq!(setting("PE_VERSION")["value"], release.pe_version, "{tag}");
+        assert!(
+            setting("PE_VERSION")["source"]
+                .as_str()
+                .unwrap()
+                .starts_with("Earthfile:"),
+            "{tag}: {}",
+            setting("PE_VERSION")
+        );
+        assert_eq!(source("base_image"), release.base_image, "{tag}");
+        assert_eq!(source("provider_image"), release.provider_image, "{tag}");
+        assert_eq!(
+            source("agent_image"),
+            format!(
+                "{PUB}/edge/stylus-framework-linux-amd64:{}",
+                release.pe_version
+            ),
+            "{tag}"
+        );
+        assert_eq!(
+            source("third_party_image"),
+            release.third_party_image,
+            "{tag}"
+        );
+        assert_eq!(
+            source("alpine_image"),
+            format!("{PUB}/edge/canvos/alpine:3.20"),
+            "{tag}"
+        );
+        assert_eq!(source("luet_repo"), release.luet_repo, "{tag}");
+        assert_eq!(source("runtime_package"), release.runtime_package, "{tag}");
+        assert_eq!(source("k8s_package"), "k8s/kubeadm@{version}", "{tag}");
+        assert_eq!(
+            shown["provider_images"][0],
+            format!(
+                "harbor.example.com/edge/ubuntu:kubeadm-1.32.3-{}-demo",
+                release.pe_version
+            ),
+            "{tag}"
+        );
+        assert_eq!(setting("ISO_NAME")["value"], "installer", "{tag}");
+        assert_eq!(
+            setting("BUNDLE_K8S_AND_AGENT_PROVIDER")["value"],
+            if release.always_bundles {
+                "true"
+            } else {
+                "false"
+            },
+            "{tag}"
+        );
+        assert_eq!(shown["diagnostics"], Value::Array(vec![]), "{tag}");
+    }
+}
+
+fn the_users_layers_win_over_the_earthfile_and_fips_switches_its_repository() {
+    let dir = checkout("v4.9.38");
+    let shown = config_show(
+        &dir,
+        &[
+            "K8S_DISTRIBUTION=k3s",
+            "ARCH=arm64",
+            "OS_VERSION=24.04",
+            "FIPS_ENABLED=true",
+            "PE_VERSION=v4.9.40",
+            "ISO_NAME=site-a",
+        ],
+    );
+    let source = |key: &str| shown["sources"][key].as_str().unwrap().to_string();
+    assert_eq!(
+        source("base_image"),
+        "us-docker.pkg.dev/palette-images-fips/edge/kairos-ubuntu:24.04-core-arm64-generic-v4.0.4"
+    );
+    assert_eq!(
+        source("agent_image"),
+        "us-docker.pkg.dev/palette-images-fips/edge/stylus-framework-linux-arm64:v4.9.40"
+    );
+    assert_eq!(
+        source("provider_image"),
+        "us-docker.pkg.dev/palette-images-fips/edge/kairos-io/provider-k3s:v4.9.7"
+    );
+    assert_eq!(
+        source("luet_repo"),
+        "us-docker.pkg.dev/palette-images/edge/luet-repo-arm"
+    );
+    assert_eq!(shown["settings"]["ISO_NAME"]["source"], "--set");
+    // The LET of the FIPS condition, at its line.
+    assert_eq!(
+        shown["settings"]["SPECTRO_PUB_REPO"]["source"],
+        "Earthfile:17"
+    );
+}
+
+fn a_checkout_without_an_earthfile_says_it_uses_forges_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = config_show(dir.path(), SITE);
+    assert_eq!(shown["earthfile"], Value::Null);
+    assert_eq!(shown["settings"]["PE_VERSION"]["source"], "default");
+    let mut cmd = support::forge_command();
+    let out = cmd
+        .current_dir(dir.path())
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        support::text(&out).contains(
+            "release: no Earthfile in the checkout: forge's defaults (spectrocloud/CanvOS fb36e29 (2026-08-21))"
+        ),
+        "{}",
+        support::text(&out)
+    );
+}
