@@ -57,7 +57,7 @@ impl FileKind {
             FileKind::Profile => "cluster profile",
             FileKind::Settings => "settings file",
             FileKind::Arg => ".arg file",
-            FileKind::Earthfile => "Earthfile",
+            FileKind::Earthfile => "CanvOS Earthfile",
             FileKind::VersionMatrix => "Kubernetes version matrix",
             FileKind::ImageList => "image list",
             FileKind::Secret => "secret file",

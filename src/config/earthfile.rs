@@ -13,7 +13,9 @@ use std::collections::HashMap;
 
 use super::arg;
 use crate::diagnostic::Pos;
-use crate::limits::{clip, MAX_ARG_EXPANSION_BYTES, MAX_EARTHFILE_BLOCK_DEPTH};
+use crate::limits::{
+    clip, MAX_ARG_EXPANSION_BYTES, MAX_ARG_VALUE_BYTES, MAX_EARTHFILE_BLOCK_DEPTH,
+};
 
 /// A value the Earthfile sets, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub struct Evaluated {
     pub unreadable: Vec<Unreadable>,
     /// Every variable the section declares or sets (given or not), in order.
     pub declared: Vec<String>,
+    /// Where the reading stopped, blocks nested deeper than [`MAX_EARTHFILE_BLOCK_DEPTH`].
+    pub stopped: Option<Pos>,
 }
 
 impl Evaluated {
@@ -90,12 +94,17 @@ pub fn evaluate(
         given,
         fallback,
     };
+    let mut stopped = None;
     for (start, statement) in statements(text) {
         if !state.statement(start, &statement) {
+            stopped = Some(start);
             break;
         }
     }
-    state.finish()
+    Evaluated {
+        stopped,
+        ..state.finish()
+    }
 }
 
 struct State<'a> {
@@ -219,14 +228,14 @@ impl State<'_> {
         }
         if let Branch::Unknown(if_line, condition) = running {
             let why = format!(
-                "the condition `{}` on line {if_line}, under which it is set",
+                "the condition `{}` on line {if_line}, under which {name} is set",
                 clip(&condition)
             );
             self.set(name, Var::Unknown(why, pos), Some(pos));
             return;
         }
         let value = match default {
-            Some(default) => self.expand(default),
+            Some(default) => self.expand(name, start.line, default),
             // An ARG without a default is forge's default (or empty) unless given; a second
             // declaration keeps it.
             None => match self.vars.get(name) {
@@ -255,20 +264,21 @@ impl State<'_> {
         };
     }
 
-    /// A value with its variables expanded, or why it cannot be.
-    fn expand(&mut self, text: &str) -> Result<String, String> {
+    /// `NAME`'s value `text` (on `line`) with its variables expanded, or why it cannot be. A
+    /// value that uses an unknown variable has that variable's cause, not a longer one.
+    fn expand(&mut self, name: &str, line: usize, text: &str) -> Result<String, String> {
         if let Some(at) = text.find("$(") {
             let end = text[at..].find(')').map_or(text.len(), |e| at + e + 1);
+            let shell_out = clip(&text[at..end]);
             return Err(format!(
-                "the shell-out `{}` in its value",
-                clip(&text[at..end])
+                "the shell-out `{shell_out}` in {name}'s value (line {line})"
             ));
         }
         let unknown: Cell<Option<String>> = Cell::new(None);
         let lookup = |var: &str| match self.vars.get(var) {
             Some(Var::Known(value)) => Some(value.clone()),
-            Some(Var::Unknown(..)) => {
-                unknown.set(Some(var.to_string()));
+            Some(Var::Unknown(why, _)) => {
+                unknown.set(Some(why.clone()));
                 None
             }
             // Not declared (yet): the user's value or forge's, as a declared ARG would be.
@@ -278,22 +288,25 @@ impl State<'_> {
                     .unwrap_or_default(),
             ),
         };
+        if text.len() > MAX_ARG_VALUE_BYTES {
+            return Err(format!(
+                "{name}'s value on line {line}, longer than {} KiB",
+                MAX_ARG_VALUE_BYTES >> 10
+            ));
+        }
         let mut budget = self.budget;
         let expanded = arg::unquote_and_expand(text, &lookup, &mut budget);
         self.budget = budget;
-        if let Some(var) = unknown.take() {
-            let (why, pos) = match self.vars.get(&var) {
-                Some(Var::Unknown(why, pos)) => (why.clone(), *pos),
-                _ => (String::new(), Pos::new(1, 1)),
-            };
-            return Err(format!(
-                "`${var}` in its value, as on line {}: {why}",
-                pos.line
-            ));
+        if let Some(why) = unknown.take() {
+            return Err(why);
         }
-        expanded
-            .map(|(value, _undefined)| value)
-            .map_err(|e| format!("its value `{}` ({})", clip(text), e.message))
+        expanded.map(|(value, _undefined)| value).map_err(|e| {
+            format!(
+                "{name}'s value `{}` on line {line} ({})",
+                clip(text),
+                e.message
+            )
+        })
     }
 
     /// An `IF` condition: tests joined by `&&` and `||` (left to right, as a shell does).
@@ -342,7 +355,7 @@ impl State<'_> {
     /// One test between brackets, its words still quoted: `A = B`, `A == B`, `A != B`,
     /// `A =~ B` (B quoted: a substring), `-n A`, `-z A`. `None`: not one forge reads.
     fn test(&mut self, words: &[String]) -> Option<bool> {
-        let mut value = |word: &str| self.expand(word).ok();
+        let mut value = |word: &str| self.expand("the condition", 0, word).ok();
         match words {
             [op, a] if op == "-n" => Some(!value(a)?.is_empty()),
             [op, a] if op == "-z" => Some(value(a)?.is_empty()),
@@ -588,24 +601,15 @@ build:
             .iter()
             .map(|u| (u.name.as_str(), u.pos.line, u.why.as_str()))
             .collect();
-        assert_eq!(
-            found[0],
-            ("A", 1, "the shell-out `$(cat VERSION)` in its value")
-        );
-        assert_eq!(
-            found[1],
-            (
-                "B",
-                2,
-                "`$A` in its value, as on line 1: the shell-out `$(cat VERSION)` in its value"
-            )
-        );
+        let shell_out = "the shell-out `$(cat VERSION)` in A's value (line 1)";
+        assert_eq!(found[0], ("A", 1, shell_out));
+        assert_eq!(found[1], ("B", 2, shell_out), "B has A's cause");
         assert_eq!(
             found[2],
             (
                 "C",
                 4,
-                "the condition `[ -f /etc/x ]` on line 3, under which it is set"
+                "the condition `[ -f /etc/x ]` on line 3, under which C is set"
             )
         );
         assert_eq!(found[3].0, "D");
@@ -620,5 +624,6 @@ build:
         );
         let e = values(&text, &[]);
         assert_eq!(value(&e, "A"), None);
+        assert_eq!(e.stopped, Some(Pos::new(MAX_EARTHFILE_BLOCK_DEPTH + 1, 1)));
     }
 }

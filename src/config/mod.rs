@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value as Json};
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Pos, Rule};
-use crate::limits::clip;
+use crate::limits::{clip, MAX_EARTHFILE_BLOCK_DEPTH};
 use crate::schema::Checker;
 use crate::yaml::{self, Node, Value};
 use matrix::Matrix;
@@ -458,6 +458,20 @@ fn apply_earthfile(r: &mut Values, path: &Path, text: &str) {
             r.set(name, value.to_string(), origin);
         }
     }
+    if let Some(pos) = evaluated.stopped {
+        r.diagnostics.push(
+            Diagnostic::new(
+                Rule::EarthfileUnreadable,
+                path,
+                "",
+                pos,
+                format!(
+                    "blocks nest deeper than {MAX_EARTHFILE_BLOCK_DEPTH} here: forge reads no further, and the settings the rest would set keep their defaults"
+                ),
+            )
+            .help("set the values this release means in .arg (or forge.yaml, or --set)"),
+        );
+    }
     for unreadable in evaluated.unreadable {
         let Some(def) = lookup_def(&unreadable.name) else {
             continue;
@@ -786,7 +800,7 @@ mod release_tests {
         );
         assert_eq!(
             d.message,
-            "forge cannot read the shell-out `$(git describe --tags)` in its value; it uses forge's default `v4.9.38`"
+            "forge cannot read the shell-out `$(git describe --tags)` in PE_VERSION's value (line 1); it uses forge's default `v4.9.38`"
         );
         // Given by the user, it is not needed from the Earthfile.
         let r = resolved(

@@ -146,6 +146,33 @@ fn cases() -> Vec<Case> {
             ..Case::default()
         },
         Case {
+            name: "an Earthfile doubling PE_VERSION on forty lines",
+            files: vec![("Earthfile", format!("ARG PE_VERSION=x\n{}", "LET PE_VERSION=$PE_VERSION$PE_VERSION\n".repeat(40)).into_bytes())],
+            args: &["config", "show", "--checkout", "{dir}"],
+            env: vec![],
+            exit: 0,
+            says: &["Earthfile:41:16: warning[CFG020]: PE_VERSION: forge cannot read PE_VERSION's value `$PE_VERSION$PE_VERSION` on line 18 (the value grows past 64 KiB where `$PE_VERSION` is expanded); it uses forge's default `v4.9.38`"],
+            ..Case::default()
+        },
+        Case {
+            name: "an Earthfile nesting IF blocks 70,000 deep",
+            files: vec![("Earthfile", format!("{}ARG PE_VERSION=v1\n", "IF [ 1 = 1 ]\n".repeat(70_000)).into_bytes())],
+            args: &["config", "show", "--checkout", "{dir}"],
+            env: vec![],
+            exit: 0,
+            says: &["Earthfile:33:1: warning[CFG020]: blocks nest deeper than 32 here: forge reads no further"],
+            ..Case::default()
+        },
+        Case {
+            name: "an Earthfile of one statement continued on 200,000 lines",
+            files: vec![("Earthfile", format!("ARG PE_VERSION=v1 \\\n{}\n", "x \\\n".repeat(200_000)).into_bytes())],
+            args: &["config", "show", "--checkout", "{dir}"],
+            env: vec![],
+            exit: 0,
+            says: &["Earthfile:1:16: warning[CFG020]: PE_VERSION: forge cannot read PE_VERSION's value on line 1, longer than 64 KiB; it uses forge's default `v4.9.38`"],
+            ..Case::default()
+        },
+        Case {
             name: ".arg values each just under 64 KiB on 3,000 lines",
             files: vec![("build.arg", format!("A={}\n{}", "x".repeat(65_535), "B=$A\n".repeat(3_000)).into_bytes())],
             args: &["validate", "--arg", "{dir}/build.arg"],
