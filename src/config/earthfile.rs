@@ -57,8 +57,8 @@ impl Evaluated {
 #[derive(Debug, Clone)]
 enum Var {
     Known(String),
-    /// Why not known, and where that was decided.
-    Unknown(String, Pos),
+    /// Why not known.
+    Unknown(String),
 }
 
 /// Whether the statements of a branch run.
@@ -231,7 +231,7 @@ impl State<'_> {
                 "the condition `{}` on line {if_line}, under which {name} is set",
                 clip(&condition)
             );
-            self.set(name, Var::Unknown(why, pos), Some(pos));
+            self.set(name, Var::Unknown(why), Some(pos));
             return;
         }
         let value = match default {
@@ -249,7 +249,7 @@ impl State<'_> {
         };
         match value {
             Ok(value) => self.set(name, Var::Known(value), Some(pos)),
-            Err(why) => self.set(name, Var::Unknown(why, pos), Some(pos)),
+            Err(why) => self.set(name, Var::Unknown(why), Some(pos)),
         }
     }
 
@@ -277,7 +277,7 @@ impl State<'_> {
         let unknown: Cell<Option<String>> = Cell::new(None);
         let lookup = |var: &str| match self.vars.get(var) {
             Some(Var::Known(value)) => Some(value.clone()),
-            Some(Var::Unknown(why, _)) => {
+            Some(Var::Unknown(why)) => {
                 unknown.set(Some(why.clone()));
                 None
             }
@@ -392,7 +392,7 @@ impl State<'_> {
                     value: value.clone(),
                     pos,
                 }),
-                Var::Unknown(why, _) => evaluated.unreadable.push(Unreadable {
+                Var::Unknown(why) => evaluated.unreadable.push(Unreadable {
                     name,
                     pos,
                     why: why.clone(),
