@@ -33,7 +33,8 @@ fixtures: setup
 # The main job on the shipped example, a CanvOS-shaped checkout: validate everything, then
 # build the base, provider and installer images from the fixtures on the local Docker Engine
 # (outputs in build/).
-example: build fixtures
+example: setup
+	$(MAKE) build fixtures
 	cd examples/canvos && ../../$(FORGE) validate --arg .arg --user-data user-data
 	cd examples/canvos && ../../$(FORGE) build --arg .arg --user-data user-data --output ../../build
 
