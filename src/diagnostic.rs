@@ -96,7 +96,7 @@ rules! {
     UnsupportedSetting = "CFG003", Warning, "a CanvOS setting forge does not implement (ignored)";
     UndefinedVariable = "CFG004", Warning, "a $VAR reference to a variable that is not defined";
     BadImageRegistry = "CFG005", Error, "IMAGE_REGISTRY has a scheme or breaks DNS rules";
-    BadCustomTag = "CFG006", Error, "CUSTOM_TAG is not lowercase letters and digits";
+    BadCustomTag = "CFG006", Error, "CUSTOM_TAG holds characters an image tag cannot (letters, digits, '_', '.' and '-' only)";
     BadIsoName = "CFG007", Error, "ISO_NAME is not lowercase letters and digits separated by '-', '_' or '__'";
     BadArch = "CFG008", Error, "ARCH is not amd64 or arm64";
     UnknownK8sDistribution = "CFG009", Error, "K8S_DISTRIBUTION is not a known distribution";

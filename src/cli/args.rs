@@ -29,7 +29,8 @@ pub(super) struct SettingsArgs {
     /// forge.yaml build settings.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// CanvOS .arg file (KEY=VALUE lines).
+    /// CanvOS .arg file (KEY=VALUE lines). Default: the checkout's .arg, unless --config is
+    /// given.
     #[arg(long, value_name = "FILE")]
     pub arg: Option<PathBuf>,
     /// Override one setting; repeatable. Settings holding a password are refused here: use
@@ -81,8 +82,8 @@ pub(super) struct InputsArgs {
     pub settings: SettingsArgs,
     /// Edge installer user-data (#cloud-config), validated before anything is built.
     /// Repeatable, or a directory of *.yaml files: one ISO per user-data, named
-    /// <ISO_NAME>-<file stem>.iso when there are several.
-    #[arg(long, value_name = "FILE|DIR", required = true)]
+    /// <ISO_NAME>-<file stem>.iso when there are several. Default: the checkout's user-data.
+    #[arg(long, value_name = "FILE|DIR")]
     pub user_data: Vec<PathBuf>,
     /// Directory whose templates replace the built-in ones.
     #[arg(long, value_name = "DIR")]

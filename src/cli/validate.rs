@@ -12,9 +12,8 @@ use crate::pipeline::check::{self, RulesOutcome, ValidateOutcome, ValidateReques
 use crate::pipeline::{Error, ExitStatus};
 
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("inputs").multiple(true).required(true).args(["user_data", "profile", "config", "arg"]))]
 pub(super) struct ValidateArgs {
-    /// Edge installer user-data (#cloud-config).
+    /// Edge installer user-data (#cloud-config). Default: the checkout's user-data.
     #[arg(long, value_name = "FILE")]
     user_data: Option<PathBuf>,
     /// Cluster profile YAML (packs with their values).

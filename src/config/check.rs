@@ -190,22 +190,23 @@ pub(super) fn check(r: &Values, settings: &Settings) -> Vec<Diagnostic> {
             );
         }
     }
-    if let Some(v) = r.get("CUSTOM_TAG").filter(|v| !lowercase_word(v, "")) {
+    let tag_character = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+    if let Some(v) = r
+        .get("CUSTOM_TAG")
+        .filter(|v| !v.chars().all(tag_character))
+    {
         out.push(
             r.diag(
                 Rule::BadCustomTag,
                 "CUSTOM_TAG",
                 format!(
-                    "CUSTOM_TAG `{}` must be lowercase letters and digits only",
+                    "CUSTOM_TAG `{}` holds characters an image tag cannot: it ends the provider images' tags (PE_VERSION-CUSTOM_TAG), which are letters, digits, `_`, `.` and `-`",
                     clip(v)
                 ),
             )
             .help(format!(
                 "try `{}`",
-                clip(
-                    &v.to_ascii_lowercase()
-                        .replace(|c: char| !c.is_ascii_alphanumeric(), "")
-                )
+                clip(&v.replace(|c: char| !tag_character(c), "-"))
             )),
         );
     }

@@ -312,7 +312,7 @@ fn typed<T: Typed>(values: &Values, def: &Def) -> T {
 settings! {
     "IMAGE_REGISTRY" image_registry: Option<String> = Text, None, "Registry the provider images are pushed to: host[:port][/namespace], no scheme.";
     "IMAGE_REPO" image_repo: String = Repository, None, "Repository name of the provider images. Default: the value of OS_DISTRIBUTION.";
-    "CUSTOM_TAG" custom_tag: Option<String> = Text, None, "Environment suffix of image tags: lowercase letters and digits.";
+    "CUSTOM_TAG" custom_tag: Option<String> = Text, None, "Environment suffix of image tags (PE_VERSION-CUSTOM_TAG): letters, digits, '_', '.' and '-', as an image tag.";
     "OS_DISTRIBUTION" os_distribution: Os = Text, Some("ubuntu"), "ubuntu, opensuse-leap, rhel or sles.";
     "OS_VERSION" os_version: String = Tag, Some("22.04"), "OS release, e.g. 22.04 or 24.04 for Ubuntu (20 and 22 mean 20.04 and 22.04, as in CanvOS).";
     "K8S_DISTRIBUTION" k8s_distribution: Option<Distribution> = Text, None, "k3s, rke2, kubeadm, kubeadm-fips, nodeadm or canonical. Required for provider images.";

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::boot::{boot_all, BootRequest};
 use super::doctor::{preflight, Needs};
 use super::images::Access;
-use super::inputs::{BuildInputs, Site, Validated};
+use super::inputs::{BuildInputs, Site, Validated, NO_USER_DATA};
 use super::{block_on, Error};
 use crate::build::{self, build_args, Built, Only};
 use crate::config::Settings;
@@ -356,6 +356,9 @@ async fn master_sites(
 /// `forge build`: the images, the ISOs, the outputs, the boots.
 pub fn build(request: &BuildRequest, progress: &Arc<Progress>) -> Result<BuildOutcome, Error> {
     let inputs = &request.inputs;
+    if request.masters_isos() && inputs.user_data_args().is_empty() {
+        return Err(Error::Usage(NO_USER_DATA.into()));
+    }
     let validated = inputs.validate(request.profile.as_deref(), progress)?;
     let settings = &validated.outcome.settings;
     let addresses = engines(&request.engines, settings);
@@ -646,6 +649,9 @@ pub struct IsoOutcome {
 /// `forge iso`: one ISO per user-data from an installer image built (or pulled) before.
 pub fn iso(request: &IsoRequest, progress: &Arc<Progress>) -> Result<IsoOutcome, Error> {
     let (inputs, mastering, image) = (&request.inputs, &request.mastering, &request.image);
+    if inputs.user_data_args().is_empty() {
+        return Err(Error::Usage(NO_USER_DATA.into()));
+    }
     let validated = inputs.validate(None, progress)?;
     let settings = &validated.outcome.settings;
     let templates = Templates::load(inputs.templates.as_deref())?;
@@ -735,6 +741,9 @@ pub struct PlanOutcome {
 /// `forge plan`: the build as independent CI jobs, or a CI file running them.
 pub fn plan(request: &PlanRequest, progress: &Arc<Progress>) -> Result<PlanOutcome, Error> {
     let inputs = &request.inputs;
+    if inputs.user_data_args().is_empty() {
+        return Err(Error::Usage(NO_USER_DATA.into()));
+    }
     let validated = inputs.validate(None, progress)?;
     let address = engines(&[], &validated.outcome.settings).remove(0);
     let prepared = prepare(
@@ -755,7 +764,7 @@ pub fn plan(request: &PlanRequest, progress: &Arc<Progress>) -> Result<PlanOutco
     let mut build = vec!["forge".to_string(), "build".to_string()];
     build.extend(shared.iter().cloned());
     build.extend(inputs.settings.secret_file_words());
-    for file in &inputs.user_data {
+    for file in &inputs.user_data_args() {
         build.extend(["--user-data".to_string(), file.display().to_string()]);
     }
     let output = inputs.output.display().to_string();

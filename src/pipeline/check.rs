@@ -38,8 +38,24 @@ pub struct ValidateOutcome {
 
 /// `forge validate`: every input's rules and the rules across them; `--fix` applied.
 pub fn validate(request: &ValidateRequest, progress: &Progress) -> Result<ValidateOutcome, Error> {
+    let settings = request.settings.clone().unwrap_or_default();
+    let mut picked = settings.picked_up();
+    let user_data = request.user_data.clone().or_else(|| {
+        let file = settings.in_checkout_file("user-data");
+        file.exists().then(|| {
+            picked.push(file.clone());
+            file
+        })
+    });
+    let given = settings.arg.is_some() || settings.config.is_some() || request.profile.is_some();
+    if user_data.is_none() && !given && settings.arg_file().is_none() {
+        return Err(Error::Usage(
+            "nothing to validate: give --user-data, --profile, --config or --arg, or run forge in a CanvOS checkout (its .arg and user-data are read as Earthly reads them)".into(),
+        ));
+    }
+    super::inputs::note_picked_up(&picked, progress);
     let outcome = validate::run(&Request {
-        user_data: request.user_data.clone(),
+        user_data,
         profile: request.profile.clone(),
         content_dir: request.content_dir.clone(),
         settings: request

@@ -76,6 +76,37 @@ impl SettingsRequest {
         self.secret_files.iter().flat_map(flag).collect()
     }
 
+    /// The `.arg` file: `--arg`, else, without `--config`, the checkout's `.arg`, which
+    /// Earthly reads by itself in a CanvOS checkout.
+    pub fn arg_file(&self) -> Option<PathBuf> {
+        if self.arg.is_some() || self.config.is_some() {
+            return self.arg.clone();
+        }
+        Some(self.in_checkout_file(".arg")).filter(|p| p.exists())
+    }
+
+    /// The checkout's file `name`, named as the checkout was given (`.arg` in the current
+    /// directory), so that origins read `.arg:4`.
+    pub fn in_checkout_file(&self, name: &str) -> PathBuf {
+        let dir = self.checkout.clone().or_else(|| {
+            let dir = self.arg.as_ref()?.parent()?;
+            Some(dir.to_path_buf())
+        });
+        match dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
+    /// The checkout's files read without being named: the Earthfile, and `.arg` when neither
+    /// `--arg` nor `--config` is given.
+    pub fn picked_up(&self) -> Vec<PathBuf> {
+        let arg = Some(self.arg_file())
+            .filter(|_| self.arg.is_none())
+            .flatten();
+        self.earthfile().into_iter().chain(arg).collect()
+    }
+
     /// The layers, their files read (each within its size limit).
     pub fn read(&self) -> Result<config::Inputs, Error> {
         let read = |kind, path: &Option<PathBuf>| {
@@ -95,7 +126,7 @@ impl SettingsRequest {
         Ok(config::Inputs {
             earthfile: read(FileKind::Earthfile, &self.earthfile())?,
             config: read(FileKind::Settings, &self.config)?,
-            arg: read(FileKind::Arg, &self.arg)?,
+            arg: read(FileKind::Arg, &self.arg_file())?,
             env: self.env.clone(),
             sets: self.sets.clone(),
             secret_files,
@@ -104,18 +135,8 @@ impl SettingsRequest {
     }
 
     /// The checkout's `Earthfile`, when there is one: the release's settings layer.
-    /// Named as the checkout was given (`Earthfile` in the current directory), so that
-    /// origins read `Earthfile:23`.
     pub fn earthfile(&self) -> Option<PathBuf> {
-        let dir = self.checkout.clone().or_else(|| {
-            let dir = self.arg.as_ref()?.parent()?;
-            Some(dir.to_path_buf())
-        });
-        let path = match dir {
-            Some(dir) => dir.join("Earthfile"),
-            None => PathBuf::from("Earthfile"),
-        };
-        Some(path).filter(|p| p.exists())
+        Some(self.in_checkout_file("Earthfile")).filter(|p| p.exists())
     }
 
     /// The checkout's directory `name` (`certs`, `overlay`, ...), when it is there.
@@ -197,22 +218,43 @@ impl BuildInputs {
             .or_else(|| self.settings.in_checkout(&["overlay", "overlays"]))
     }
 
+    /// The user-data arguments: `--user-data`, else the checkout's `user-data`, which
+    /// CanvOS's `+validate-user-data` takes; none when neither.
+    pub fn user_data_args(&self) -> Vec<PathBuf> {
+        if !self.user_data.is_empty() {
+            return self.user_data.clone();
+        }
+        let file = self.settings.in_checkout_file("user-data");
+        file.exists().then_some(file).into_iter().collect()
+    }
+
     /// Validate the settings, `profile` and every user-data (each user-data's own findings
-    /// once, the settings' once) and name their ISOs. The findings and the secrets are told;
-    /// an error among the findings stops with [`Error::Invalid`].
+    /// once, the settings' once) and name their ISOs; without user-data, the settings and
+    /// `profile` alone, and no site. Says which files of the checkout it read unnamed. The
+    /// findings and the secrets are told; an error among the findings stops with
+    /// [`Error::Invalid`].
     pub fn validate(
         &self,
         profile: Option<&Path>,
         progress: &Progress,
     ) -> Result<Validated, Error> {
-        let files = user_data_files(&self.user_data)?;
+        let mut picked = self.settings.picked_up();
+        if self.user_data.is_empty() {
+            picked.extend(self.user_data_args());
+        }
+        note_picked_up(&picked, progress);
+        let files = user_data_files(&self.user_data_args())?;
         let settings = self.settings.read()?;
         let mut first: Option<Outcome> = None;
         let mut errors = 0;
         let mut texts = Vec::new();
-        for file in &files {
+        let runs: Vec<Option<&PathBuf>> = match files.is_empty() {
+            true => vec![None],
+            false => files.iter().map(Some).collect(),
+        };
+        for file in runs {
             let request = Request {
-                user_data: Some(file.clone()),
+                user_data: file.cloned(),
                 profile: profile.map(Path::to_path_buf),
                 content_dir: Some(self.content_dir()),
                 settings: settings.clone(),
@@ -220,7 +262,7 @@ impl BuildInputs {
             };
             let mut outcome = validate::run(&request)?;
             progress.tell(Event::Secrets(&outcome.redactor));
-            if first.is_some() {
+            if let (Some(_), Some(file)) = (&first, file) {
                 outcome.report.diagnostics.retain(|d| d.file == *file);
             }
             if !outcome.report.diagnostics.is_empty() {
@@ -237,7 +279,7 @@ impl BuildInputs {
         if errors > 0 {
             return Err(Error::Invalid);
         }
-        let outcome = first.expect("at least one user-data");
+        let outcome = first.expect("one run at least");
         let names = iso_names(&outcome.settings.iso_name, &files)?;
         let sites = files
             .into_iter()
@@ -252,6 +294,20 @@ impl BuildInputs {
         Ok(Validated { outcome, sites })
     }
 }
+
+/// Say which files of the checkout a command read without their being named.
+pub fn note_picked_up(files: &[PathBuf], progress: &Progress) {
+    if !files.is_empty() {
+        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        progress.note(&format!(
+            "read from the checkout, as Earthly reads them: {}",
+            names.join(", ")
+        ));
+    }
+}
+
+/// What a command that masters ISOs says when it has no user-data.
+pub const NO_USER_DATA: &str = "no user-data for the installer ISO: give --user-data FILE (or a directory, one ISO per *.yaml), or put it in the checkout as `user-data`, as CanvOS does; --no-iso builds the images alone";
 
 /// The user-data files `args` names: files as given, each directory as its `*.yaml` files in
 /// name order.

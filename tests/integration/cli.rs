@@ -205,11 +205,13 @@ fn a_missing_file_exits_2_and_names_it() {
 }
 
 fn validate_without_inputs_is_a_usage_error() {
+    let empty = tempfile::tempdir().unwrap();
     forge()
+        .current_dir(empty.path())
         .arg("validate")
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("required"));
+        .stderr(predicate::str::contains("nothing to validate"));
     forge()
         .args(["validate", "--set", "no-equals-sign", "--arg", "x"])
         .assert()

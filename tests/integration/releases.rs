@@ -13,6 +13,8 @@ tests! {
     each_release_plans_the_sources_and_tags_its_earthfile_builds,
     the_users_layers_win_over_the_earthfile_and_fips_switches_its_repository,
     a_checkout_without_an_earthfile_says_it_uses_forges_defaults,
+    a_checkout_is_read_as_earthly_reads_it,
+    an_iso_needs_user_data_and_images_alone_do_not,
 }
 
 /// What one release builds for Ubuntu 22 on amd64, kubeadm 1.32.3, CUSTOM_TAG demo.
@@ -256,6 +258,130 @@ fn a_checkout_without_an_earthfile_says_it_uses_forges_defaults() {
         support::text(&out).contains(
             "release: no Earthfile in the checkout: forge's defaults (spectrocloud/CanvOS fb36e29 (2026-08-21))"
         ),
+        "{}",
+        support::text(&out)
+    );
+}
+
+/// A v4.9.38 checkout with the example's `.arg` and `user-data`.
+fn v4_9_checkout() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        checkout("v4.9.38").join("Earthfile"),
+        dir.path().join("Earthfile"),
+    )
+    .unwrap();
+    let example = support::root().join("examples/canvos");
+    for name in [".arg", "user-data"] {
+        std::fs::copy(example.join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+fn a_checkout_is_read_as_earthly_reads_it() {
+    let dir = v4_9_checkout();
+    let validate = support::forge_command()
+        .current_dir(dir.path())
+        .arg("validate")
+        .output()
+        .unwrap();
+    let text = support::text(&validate);
+    assert_eq!(validate.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("read from the checkout, as Earthly reads them: Earthfile, .arg, user-data"),
+        "{text}"
+    );
+    let shown = config_show(dir.path(), &[]);
+    let source = |name: &str| {
+        shown["settings"][name]["source"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(source("IMAGE_REGISTRY"), ".arg:4");
+    assert_eq!(source("PE_VERSION"), "Earthfile:25");
+    // The .arg's CUSTOM_TAG is the user's, on the release's PE_VERSION.
+    assert_eq!(
+        shown["provider_images"][0],
+        "registry.example.com/edge/ubuntu:k3s-1.33.1-v4.9.38-demo"
+    );
+    // With --config, .arg is read only when named, as a forge.yaml user means it.
+    std::fs::write(dir.path().join("forge.yaml"), "k8s_distribution: rke2\n").unwrap();
+    let mut cmd = support::forge_command();
+    let out = cmd
+        .current_dir(dir.path())
+        .args([
+            "config",
+            "show",
+            "--config",
+            "forge.yaml",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["settings"]["IMAGE_REGISTRY"]["value"], Value::Null);
+    assert_eq!(
+        shown["settings"]["K8S_DISTRIBUTION"]["source"],
+        "forge.yaml:1"
+    );
+    // Outside a checkout, validate has nothing to read.
+    let empty = tempfile::tempdir().unwrap();
+    let out = support::forge_command()
+        .current_dir(empty.path())
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        support::text(&out).contains("nothing to validate"),
+        "{}",
+        support::text(&out)
+    );
+}
+
+fn an_iso_needs_user_data_and_images_alone_do_not() {
+    let dir = v4_9_checkout();
+    std::fs::remove_file(dir.path().join("user-data")).unwrap();
+    let no_engine = "unix:///nonexistent/docker.sock";
+    for args in [
+        &["build"][..],
+        &["build", "--only", "iso"],
+        &["iso", "--image", "x:1"],
+    ] {
+        let out = support::forge_command()
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", no_engine)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            support::text(&out)
+        );
+        assert!(
+            support::text(&out).contains("error: no user-data for the installer ISO: give --user-data FILE (or a directory, one ISO per *.yaml), or put it in the checkout as `user-data`, as CanvOS does; --no-iso builds the images alone"),
+            "{args:?}: {}",
+            support::text(&out)
+        );
+    }
+    // --no-iso asks for none: it goes on to the engine (which is not there).
+    let out = support::forge_command()
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", no_engine)
+        .args(["build", "--no-iso"])
+        .output()
+        .unwrap();
+    assert!(
+        !support::text(&out).contains("no user-data"),
+        "{}",
+        support::text(&out)
+    );
+    assert!(
+        support::text(&out).contains("Docker Engine"),
         "{}",
         support::text(&out)
     );
