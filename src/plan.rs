@@ -189,6 +189,10 @@ pub struct Inputs<'a> {
     pub user_data: &'a [PathBuf],
     /// An empty directory, for the context paths that have nothing to copy.
     pub empty: &'a Path,
+    /// Whether provider images are planned: not for a run that makes only the base, the
+    /// installer image or the ISOs, which then needs no Kubernetes setting and no
+    /// `IMAGE_REGISTRY`.
+    pub providers: bool,
 }
 
 /// The checkout's optional files, each skipped when absent (CanvOS's `COPY --if-exists`).
@@ -200,17 +204,24 @@ pub const USER_DATA: &str = "user-data";
 const KERNEL_HEADERS_SCRIPT: &str = "scripts/install-kernel-headers.sh";
 
 /// Whether the settings and sources name everything a plan needs, before any image is
-/// probed; returns the Kubernetes versions to build.
-pub fn check(settings: &Settings, sources: &Sources) -> Result<Vec<String>, PlanError> {
+/// probed; returns the Kubernetes versions to build (none without `providers`).
+pub fn check(
+    settings: &Settings,
+    sources: &Sources,
+    providers: bool,
+) -> Result<Vec<String>, PlanError> {
+    if sources.get("base_image").is_empty() {
+        return Err(PlanError::NoBaseImage(settings.os_distribution.to_string()));
+    }
+    if !providers {
+        return Ok(Vec::new());
+    }
     if settings.image_registry.is_none() {
         return Err(PlanError::Missing("IMAGE_REGISTRY"));
     }
     let Some(distribution) = settings.k8s_distribution else {
         return Err(PlanError::Missing("K8S_DISTRIBUTION"));
     };
-    if sources.get("base_image").is_empty() {
-        return Err(PlanError::NoBaseImage(settings.os_distribution.to_string()));
-    }
     let versions = settings.k8s_versions();
     if versions.is_empty() {
         return Err(PlanError::NoVersions(distribution.to_string()));
@@ -222,7 +233,7 @@ pub fn check(settings: &Settings, sources: &Sources) -> Result<Vec<String>, Plan
 pub fn plan(inputs: &Inputs<'_>) -> Result<Plan, PlanError> {
     let settings = inputs.settings;
     let sources = inputs.sources;
-    let versions = check(settings, sources)?;
+    let versions = check(settings, sources, inputs.providers)?;
     let os = settings.os_distribution;
     let repo = &settings.image_repo;
     let checkout = &settings.checkout;
@@ -546,6 +557,7 @@ mod tests {
             output: Path::new("build"),
             user_data: &[],
             empty: empty.path(),
+            providers: true,
         })
         .unwrap()
     }
@@ -643,6 +655,7 @@ mod tests {
             output: Path::new("build"),
             user_data: &[],
             empty: empty.path(),
+            providers: true,
         })
         .unwrap_err();
         assert!(

@@ -140,12 +140,13 @@ impl Prepared {
     }
 }
 
-/// Probe the source images on the engine at `address` and plan the build of `validated`.
+/// Probe the source images on the engine at `address` and plan the build of `validated`,
+/// with its provider images when `providers`.
 fn prepare(
     inputs: &BuildInputs,
     validated: Validated,
     certs: Option<&Path>,
-    address: &str,
+    (address, providers): (&str, bool),
     progress: &Progress,
 ) -> Result<Prepared, Error> {
     let settings = &validated.outcome.settings;
@@ -165,7 +166,7 @@ fn prepare(
     let overlays = inputs.overlays();
     note_absent_inputs(&settings.checkout, &inputs.content_dir(), progress);
     let sources = templates.sources(settings).map_err(Error::Sources)?;
-    plan::check(settings, &sources)?;
+    plan::check(settings, &sources, providers)?;
     let facts = block_on(&settings.environment, async {
         let engine = Engine::connect(address, &settings.environment).await?;
         build::facts(&engine, settings, &sources, progress)
@@ -187,6 +188,7 @@ fn prepare(
         output: &inputs.output,
         user_data: &user_data,
         empty: empty.path(),
+        providers,
     })?;
     Ok(Prepared {
         validated,
@@ -379,7 +381,8 @@ pub fn build(request: &BuildRequest, progress: &Arc<Progress>) -> Result<BuildOu
     };
     preflight(&needs, settings, pool.as_ref())?;
     let certs = request.certs.as_deref();
-    let prepared = prepare(inputs, validated, certs, &addresses[0], progress)?;
+    let target = (addresses[0].as_str(), request.makes_providers());
+    let prepared = prepare(inputs, validated, certs, target, progress)?;
     let settings = prepared.settings();
     Only::check(&request.only, &prepared.plan).map_err(|e| Error::Finding(e.to_string()))?;
     let (from, to) = (request.cache_from.as_deref(), request.cache_to.as_deref());
@@ -422,6 +425,11 @@ impl BuildRequest {
     /// Whether this build masters ISOs: not `--no-iso`, and every step or `--only iso`.
     fn masters_isos(&self) -> bool {
         !self.no_iso && (self.only.is_empty() || self.only.contains(&Only::Iso))
+    }
+
+    /// Whether this build makes provider images: every step, or `--only provider:VERSION`.
+    fn makes_providers(&self) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| matches!(o, Only::Provider(_)))
     }
 }
 
@@ -589,7 +597,7 @@ pub fn dry_run(request: &BuildRequest, progress: &Arc<Progress>) -> Result<DryRu
         inputs,
         validated,
         request.certs.as_deref(),
-        &addresses[0],
+        (&addresses[0], request.makes_providers()),
         progress,
     )?;
     let rewriter = prepared.validated.outcome.rewriter.as_ref();
@@ -750,7 +758,7 @@ pub fn plan(request: &PlanRequest, progress: &Arc<Progress>) -> Result<PlanOutco
         inputs,
         validated,
         request.certs.as_deref(),
-        &address,
+        (&address, true),
         progress,
     )?;
     let settings = prepared.settings();

@@ -267,7 +267,9 @@ fn build_settings(settings: &Settings, templates: Option<&Path>) -> Check {
     let planned = Templates::load(templates)
         .map_err(|e| e.to_string())
         .and_then(|templates| templates.sources(settings).map_err(|e| e.to_string()))
-        .and_then(|sources| crate::plan::check(settings, &sources).map_err(|e| e.to_string()));
+        .and_then(|sources| {
+            crate::plan::check(settings, &sources, true).map_err(|e| e.to_string())
+        });
     match planned {
         Ok(versions) => Check::ok(
             NAME,

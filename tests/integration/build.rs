@@ -22,6 +22,7 @@ tests! {
     the_example_builds_the_images_canvos_builds => [Fixtures],
     a_base_with_systemd_255_leaves_the_provider_and_kubernetes_to_the_agent => [Fixtures],
     the_plan_of_a_checkout_without_k8s_version_builds_its_whole_matrix => [Fixtures],
+    an_iso_only_plan_needs_no_kubernetes_setting_and_no_registry => [Fixtures],
     the_fixtures_served_by_a_tls_registry_build_as_spectro_pub_repo => [
         Fixtures,
         Commands(&["docker-registry", "skopeo", "htpasswd"]),
@@ -1115,4 +1116,41 @@ fn overlay_links_out_of_the_checkout_are_refused_naming_the_link() {
             text(&out)
         );
     }
+}
+
+/// `--only iso` (CanvOS's `+iso`) plans the base and installer images alone: a checkout that
+/// names no registry and no Kubernetes distribution can make its ISO.
+fn an_iso_only_plan_needs_no_kubernetes_setting_and_no_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = support::checkout_copy(dir.path());
+    let arg: String = std::fs::read_to_string(checkout.join(".arg"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("IMAGE_REGISTRY=") && !l.starts_with("K8S_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(checkout.join(".arg"), arg).unwrap();
+    let out = forge_build_in(
+        &checkout,
+        &["--only", "iso", "--dry-run", "--format", "json"],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["base", "installer"]);
+    // The whole build still needs them, and says which.
+    let out = forge_build_in(&checkout, &["--dry-run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("IMAGE_REGISTRY is required to build provider images"),
+        "{}",
+        text(&out)
+    );
 }

@@ -59,6 +59,7 @@ fn plan_with(sets: &[(&str, &str)], systemd: u32) -> Plan {
         output: Path::new("build"),
         user_data: &[],
         empty: empty.path(),
+        providers: true,
     })
     .unwrap()
 }
