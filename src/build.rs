@@ -186,35 +186,51 @@ async fn disk_need(docker: &Docker, plan: &Plan) -> u64 {
 /// architecture), found as CanvOS finds it: the base
 /// image's systemd version (unless bundling is forced) and whether the stylus framework has
 /// `/etc/kairos/80_stylus.yaml`. Pulls the two images when the engine does not have them.
+/// With `pull` false (a plan made offline), nothing is pulled: `None` when the engine lacks
+/// one of the images.
 pub async fn facts(
     on: &Engine,
     settings: &Settings,
     sources: &Sources,
     progress: &Progress,
-) -> Result<Facts, BuildError> {
+    pull: bool,
+) -> Result<Option<Facts>, BuildError> {
     let docker = &on.docker;
     check_arch(docker, settings).await?;
     let (base, stylus) = (sources.get("base_image"), sources.get("agent_image"));
-    let credentials = engine::credentials_for(
-        &settings.environment,
-        &[base.to_string(), stylus.to_string()],
-    )
-    .await?;
+    let probed = if settings.bundle_k8s_and_agent_provider {
+        vec![stylus]
+    } else {
+        vec![base, stylus]
+    };
+    if pull {
+        let names: Vec<String> = probed.iter().map(|i| i.to_string()).collect();
+        let credentials = engine::credentials_for(&settings.environment, &names).await?;
+        for image in &probed {
+            engine::ensure_image(docker, image, &credentials).await?;
+        }
+    } else {
+        for image in &probed {
+            match engine::image_id(docker, image).await {
+                Ok(_) => {}
+                Err(engine::EngineError::NoSuchImage(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     let systemd = if settings.bundle_k8s_and_agent_provider {
         None
     } else {
         progress.start("probe", "probing", base);
-        engine::ensure_image(docker, base, &credentials).await?;
         let version = engine::systemd_version(on, base).await?;
         progress.finish("probe", "systemd", &format!("{version} in {base}"));
         Some(version)
     };
-    engine::ensure_image(docker, stylus, &credentials).await?;
     let stylus_config = engine::has_path(on, stylus, "/etc/kairos/80_stylus.yaml").await?;
-    Ok(Facts {
+    Ok(Some(Facts {
         systemd,
         stylus_config,
-    })
+    }))
 }
 
 /// A step a run makes (`forge build --only`, one per CI job of `forge plan`); with none

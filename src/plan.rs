@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Settings;
+use crate::limits::MAX_CACHE_META_BYTES;
 use crate::render::{
     check_overlay_links, context, dockerignore, Exclude, RenderError, Sources, Templates,
 };
@@ -144,12 +145,92 @@ impl Bundle {
 }
 
 /// What forge found in the source images before planning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Facts {
     /// The base image's systemd version; `None` when not probed (bundling is forced).
     pub systemd: Option<u32>,
     /// The stylus framework image has `/etc/kairos/80_stylus.yaml`.
     pub stylus_config: bool,
+}
+
+/// Where a plan's facts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactsFrom {
+    /// Probed on the Docker Engine, in its copies of the images.
+    Engine,
+    /// An earlier probe of the same images ([`Facts::cached`]).
+    Cache,
+    /// What the OS release's Kairos base image is known to hold (`base-image.yaml`'s systemd);
+    /// the stylus framework taken to carry `/etc/kairos/80_stylus.yaml`, as every release
+    /// since v4.8 does.
+    Known,
+}
+
+/// A probe as the cache keeps it: the images, then what they hold.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedProbe {
+    base_image: String,
+    agent_image: String,
+    #[serde(flatten)]
+    facts: Facts,
+}
+
+impl Facts {
+    /// The probe cache's file for these sources' images, under `dir` (forge's cache).
+    fn cache_file(dir: &Path, sources: &Sources) -> PathBuf {
+        let key = Sha256::digest(format!(
+            "{}\n{}",
+            sources.get("base_image"),
+            sources.get("agent_image")
+        ));
+        dir.join("probes").join(format!("{:x}.json", key))
+    }
+
+    /// An earlier probe of the sources' images (`forge build` keeps each), with systemd when
+    /// `systemd` is wanted; `None` when there is none, or it is damaged or of other images.
+    pub fn cached(dir: &Path, sources: &Sources, systemd: bool) -> Option<Facts> {
+        let file = std::fs::File::open(Self::cache_file(dir, sources)).ok()?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_CACHE_META_BYTES + 1),
+            &mut bytes,
+        )
+        .ok()?;
+        let probe: CachedProbe = serde_json::from_slice(&bytes).ok()?;
+        let same = probe.base_image == sources.get("base_image")
+            && probe.agent_image == sources.get("agent_image");
+        (same && (probe.facts.systemd.is_some() || !systemd)).then_some(probe.facts)
+    }
+
+    /// Keep this probe of the sources' images for plans made offline later.
+    pub fn store(&self, dir: &Path, sources: &Sources) -> std::io::Result<()> {
+        let file = Self::cache_file(dir, sources);
+        let probe = CachedProbe {
+            base_image: sources.get("base_image").to_string(),
+            agent_image: sources.get("agent_image").to_string(),
+            facts: *self,
+        };
+        let text = serde_json::to_string(&probe).map_err(std::io::Error::other)?;
+        let (dir, name) = (
+            file.parent().unwrap_or(dir),
+            file.file_name().unwrap_or_default(),
+        );
+        crate::run::write_output(dir, &name.to_string_lossy(), &text).map(drop)
+    }
+
+    /// What the sources' OS release is known to hold (`base_systemd`, from `base-image.yaml`),
+    /// with systemd when `systemd` is wanted; `None` when it is not known.
+    pub fn known(sources: &Sources, systemd: bool) -> Option<Facts> {
+        let known = sources.get("base_systemd").parse::<u32>().ok();
+        if systemd && known.is_none() {
+            return None;
+        }
+        Some(Facts {
+            systemd: known.filter(|_| systemd),
+            stylus_config: true,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -492,6 +492,9 @@ struct BaseImage {
     version_prefix: String,
     #[serde(default)]
     versions: BTreeMap<String, String>,
+    /// The systemd of each OS release's image, for plans made offline.
+    #[serde(default)]
+    systemd: BTreeMap<String, u32>,
 }
 
 /// A base image as `sources.yaml` sees it (`base`).
@@ -499,6 +502,7 @@ struct BaseImage {
 struct Base {
     repository: String,
     version: String,
+    systemd: Option<u32>,
 }
 
 impl BaseImage {
@@ -511,6 +515,7 @@ impl BaseImage {
             .map_or(os_version, String::as_str);
         Base {
             version: format!("{}{version}", self.version_prefix),
+            systemd: self.systemd.get(version).copied(),
             repository: self.repository,
         }
     }

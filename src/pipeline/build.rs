@@ -19,7 +19,7 @@ use crate::iso::cache::Cache;
 use crate::iso::verify::Outcome as Boot;
 use crate::iso::{self, Mastered, ToolPlace};
 use crate::oci::Digest;
-use crate::plan::{self, Bundle, Kind, Plan};
+use crate::plan::{self, Bundle, Facts, FactsFrom, Kind, Plan};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::sync::Syncer;
@@ -130,6 +130,8 @@ struct Prepared {
     plan: Plan,
     /// The images the build starts from.
     sources: Sources,
+    /// Where what the plan knows of them came from.
+    facts_from: FactsFrom,
     /// Stands in for absent certs/ and overlays/ in build contexts: an ordinary directory.
     _empty: tempfile::TempDir,
 }
@@ -140,15 +142,82 @@ impl Prepared {
     }
 }
 
-/// Probe the source images on the engine at `address` and plan the build of `validated`,
-/// with its provider images when `providers`.
+/// Where and how a build is planned.
+#[derive(Debug, Clone, Copy)]
+struct Target<'a> {
+    /// The engine that probes the source images.
+    address: &'a str,
+    /// Provider images are planned.
+    providers: bool,
+    /// A plan made offline (a dry run, `forge plan`): nothing is pulled, and without an
+    /// engine the facts come from an earlier probe or from what is known.
+    offline: bool,
+}
+
+/// The facts of a plan and where they came from: probed on the engine, pulling what it lacks
+/// for a build (each probe kept in forge's cache); for a plan made offline, the engine's
+/// copies when it has them, else an earlier probe of the same images, else what the base
+/// image's OS release is known to hold.
+fn facts(
+    settings: &Settings,
+    sources: &Sources,
+    target: Target<'_>,
+    progress: &Progress,
+) -> Result<(Facts, FactsFrom), Error> {
+    let cache = Cache::default_dir(&settings.environment);
+    let env = &settings.environment;
+    let engine = block_on(env, async {
+        Ok(Engine::connect(target.address, env).await)
+    })?;
+    let engine = match engine {
+        Ok(engine) => Some(engine),
+        Err(_) if target.offline => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(engine) = engine {
+        let probe = build::facts(&engine, settings, sources, progress, !target.offline);
+        if let Some(facts) = block_on(env, async { probe.await.map_err(Error::Probe) })? {
+            // The cache only spares a later offline plan a guess: a failure to keep it is
+            // not this build's.
+            let _ = facts.store(&cache, sources);
+            return Ok((facts, FactsFrom::Engine));
+        }
+    }
+    let systemd = !settings.bundle_k8s_and_agent_provider;
+    let (facts, from) = match Facts::cached(&cache, sources, systemd) {
+        Some(facts) => (facts, FactsFrom::Cache),
+        None => match Facts::known(sources, systemd) {
+            Some(facts) => (facts, FactsFrom::Known),
+            None => {
+                return Err(Error::Usage(format!(
+                    "planning offline, forge cannot tell the systemd of {}: no engine has it, no earlier build probed it, and it is not a Kairos image of a known OS release; start a Docker Engine that has it (docker pull), or set BUNDLE_K8S_AND_AGENT_PROVIDER=true",
+                    sources.get("base_image")
+                )))
+            }
+        },
+    };
+    let what = match from {
+        FactsFrom::Cache => "an earlier probe of the same images",
+        _ => "what its OS release is known to hold",
+    };
+    let systemd = facts.systemd.map_or(String::new(), |v| {
+        format!("systemd {v} in the base image, ")
+    });
+    progress.note(&format!(
+        "planned offline: {systemd}from {what} (no engine has the images)"
+    ));
+    Ok((facts, from))
+}
+
+/// Probe the source images and plan the build of `validated` for `target`.
 fn prepare(
     inputs: &BuildInputs,
     validated: Validated,
     certs: Option<&Path>,
-    (address, providers): (&str, bool),
+    target: Target<'_>,
     progress: &Progress,
 ) -> Result<Prepared, Error> {
+    let providers = target.providers;
     let settings = &validated.outcome.settings;
     let templates = Templates::load(inputs.templates.as_deref())?;
     let empty = crate::run::temp_dir().map_err(|source| Error::Io {
@@ -167,12 +236,7 @@ fn prepare(
     note_absent_inputs(&settings.checkout, &inputs.content_dir(), progress);
     let sources = templates.sources(settings).map_err(Error::Sources)?;
     plan::check(settings, &sources, providers)?;
-    let facts = block_on(&settings.environment, async {
-        let engine = Engine::connect(address, &settings.environment).await?;
-        build::facts(&engine, settings, &sources, progress)
-            .await
-            .map_err(Error::Probe)
-    })?;
+    let (facts, facts_from) = facts(settings, &sources, target, progress)?;
     let user_data: Vec<PathBuf> = validated
         .sites
         .iter()
@@ -196,6 +260,7 @@ fn prepare(
         overlays,
         plan,
         sources,
+        facts_from,
         _empty: empty,
     })
 }
@@ -381,7 +446,11 @@ pub fn build(request: &BuildRequest, progress: &Arc<Progress>) -> Result<BuildOu
     };
     preflight(&needs, settings, pool.as_ref())?;
     let certs = request.certs.as_deref();
-    let target = (addresses[0].as_str(), request.makes_providers());
+    let target = Target {
+        address: &addresses[0],
+        providers: request.makes_providers(),
+        offline: false,
+    };
     let prepared = prepare(inputs, validated, certs, target, progress)?;
     let settings = prepared.settings();
     Only::check(&request.only, &prepared.plan).map_err(|e| Error::Finding(e.to_string()))?;
@@ -573,18 +642,22 @@ pub enum ContextDoc {
 #[derive(Debug, Serialize)]
 pub struct DryRunOutcome {
     pub bundle: Bundle,
+    /// Where what the plan knows of the source images came from: `engine`, `cache` (an
+    /// earlier probe) or `known` (the base image's OS release).
+    pub facts_from: FactsFrom,
     pub steps: Vec<StepDoc>,
 }
 
 /// `forge build --dry-run`: the steps, their images, where the edge host pulls provider
-/// images from; nothing built. Probes the base and stylus images.
+/// images from; nothing built, nothing pulled, no engine needed ([`facts`]).
 pub fn dry_run(request: &BuildRequest, progress: &Arc<Progress>) -> Result<DryRunOutcome, Error> {
     let inputs = &request.inputs;
     let validated = inputs.validate(request.profile.as_deref(), progress)?;
     let settings = &validated.outcome.settings;
     let addresses = engines(&request.engines, settings);
+    // The templates alone: the engine is asked if it answers, and needed by nothing here.
     let needs = Needs {
-        engines: addresses.clone(),
+        engines: Vec::new(),
         iso_tools: None,
         push: false,
         verify: false,
@@ -597,7 +670,11 @@ pub fn dry_run(request: &BuildRequest, progress: &Arc<Progress>) -> Result<DryRu
         inputs,
         validated,
         request.certs.as_deref(),
-        (&addresses[0], request.makes_providers()),
+        Target {
+            address: &addresses[0],
+            providers: request.makes_providers(),
+            offline: true,
+        },
         progress,
     )?;
     let rewriter = prepared.validated.outcome.rewriter.as_ref();
@@ -634,6 +711,7 @@ pub fn dry_run(request: &BuildRequest, progress: &Arc<Progress>) -> Result<DryRu
         .collect();
     Ok(DryRunOutcome {
         bundle: prepared.plan.bundle,
+        facts_from: prepared.facts_from,
         steps,
     })
 }
@@ -758,7 +836,11 @@ pub fn plan(request: &PlanRequest, progress: &Arc<Progress>) -> Result<PlanOutco
         inputs,
         validated,
         request.certs.as_deref(),
-        (&address, true),
+        Target {
+            address: &address,
+            providers: true,
+            offline: true,
+        },
         progress,
     )?;
     let settings = prepared.settings();
@@ -877,6 +959,15 @@ impl DryRunOutcome {
                 lines.push(format!("{:width$}    edge host pulls {to}", ""));
             }
         }
+        lines.push(String::new());
+        lines.push(format!(
+            "what the source images hold: {}",
+            match self.facts_from {
+                FactsFrom::Engine => "probed in the engine's copies",
+                FactsFrom::Cache => "from an earlier probe of the same images",
+                FactsFrom::Known => "what the base image's OS release is known to hold",
+            }
+        ));
         lines.push(String::new());
         lines.join("\n")
     }

@@ -15,6 +15,7 @@ tests! {
     a_checkout_without_an_earthfile_says_it_uses_forges_defaults,
     a_checkout_is_read_as_earthly_reads_it,
     an_iso_needs_user_data_and_images_alone_do_not,
+    each_release_is_planned_with_no_engine_and_no_network,
 }
 
 /// What one release builds for Ubuntu 22 on amd64, kubeadm 1.32.3, CUSTOM_TAG demo.
@@ -385,4 +386,73 @@ fn an_iso_needs_user_data_and_images_alone_do_not() {
         "{}",
         support::text(&out)
     );
+}
+
+/// `forge build --dry-run` in each release's checkout with no Docker Engine (and no network):
+/// the steps start from that release's images, and what the base image holds comes from its
+/// OS release, as the plan says.
+fn each_release_is_planned_with_no_engine_and_no_network() {
+    let cache = tempfile::tempdir().unwrap();
+    for release in RELEASES {
+        let tag = release.tag;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            checkout(tag).join("Earthfile"),
+            dir.path().join("Earthfile"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(".arg"),
+            SITE.join("\n").replace("kubeadm", "k3s"),
+        )
+        .unwrap();
+        let out = support::forge_command()
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["build", "--dry-run", "--no-iso", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{tag}: {}", support::text(&out));
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["facts_from"], "known", "{tag}");
+        let bundle = if release.always_bundles {
+            serde_json::json!("forced")
+        } else {
+            serde_json::json!({"old_systemd": 249})
+        };
+        assert_eq!(
+            plan["bundle"], bundle,
+            "{tag}: Ubuntu 22.04's systemd is 249"
+        );
+        let steps = plan["steps"].as_array().unwrap();
+        let provider = steps.iter().find(|s| s["kind"] == "provider").unwrap();
+        assert_eq!(
+            provider["image"],
+            format!(
+                "harbor.example.com/edge/ubuntu:k3s-1.32.3-{}-demo",
+                release.pe_version
+            ),
+            "{tag}"
+        );
+        let from: Vec<&str> = provider["from"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        let agent = format!(
+            "{PUB}/edge/stylus-framework-linux-amd64:{}",
+            release.pe_version
+        );
+        assert!(from.contains(&agent.as_str()), "{tag}: {from:?}");
+        assert!(from.contains(&release.third_party_image), "{tag}: {from:?}");
+        let os = steps.iter().find(|s| s["kind"] == "os").unwrap();
+        assert_eq!(os["from"][0], release.base_image, "{tag}");
+        assert!(
+            support::text(&out).contains("planned offline"),
+            "{tag}: {}",
+            support::text(&out)
+        );
+    }
 }
