@@ -165,6 +165,45 @@ pub async fn registry(pool: &Pool, name: &str, host: &str, needs: bool, fix: &st
     }
 }
 
+/// A source image a build starts from: there when the engine has it, else when its registry
+/// answers (the engine pulls it then); a problem when neither.
+pub async fn source_image(
+    engine: Option<&crate::engine::Engine>,
+    pool: Option<&Pool>,
+    image: &str,
+    fix: &str,
+) -> Check {
+    const NAME: &str = "source image";
+    if let Some(engine) = engine {
+        if crate::engine::image_id(&engine.docker, image).await.is_ok() {
+            return Check::ok(NAME, format!("{image}: in the engine"));
+        }
+    }
+    let host = crate::reference::Reference::parse(image)
+        .map(|r| r.host)
+        .unwrap_or_default();
+    let Some(pool) = pool else {
+        return Check::problem(
+            NAME,
+            true,
+            format!("{image}: not in the engine, and the registry access is broken (above)"),
+            fix,
+        );
+    };
+    match pool.get(&host).await {
+        Ok(_) => Check::ok(
+            NAME,
+            format!("{image}: not in the engine; {host} answers, the build pulls it"),
+        ),
+        Err(e) => Check::problem(
+            NAME,
+            true,
+            format!("{image}: not in the engine, and {host} cannot be reached: {e}"),
+            fix,
+        ),
+    }
+}
+
 /// The ISO tools for ISOs of `arch`: on this machine with `--iso-tools host` (`host`), else in
 /// the builder container (then what this machine lacks is only said).
 pub fn iso_tools(host: bool, arch: &Arch) -> Check {

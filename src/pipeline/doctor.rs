@@ -60,30 +60,22 @@ async fn host_checks(
     let (arch, env) = (settings.arch.as_str(), &settings.environment);
     let engines =
         futures_util::future::join_all(needs.engines.iter().map(|e| doctor::engine(e, arch, env)));
-    // The push target, then (for `forge doctor`) where the source images come from when the
-    // engine lacks them; each registry once.
+    // The push target; for `forge doctor`, the luet repository too (the source images are
+    // [`source_images`]'); each registry once.
     let target = (
         "IMAGE_REGISTRY",
         settings.image_registry.as_deref(),
         needs.push,
         PUSH_FIX,
     );
-    let sources = [
-        ("SPECTRO_PUB_REPO", Some(settings.spectro_pub_repo.as_str())),
-        (
-            "SPECTRO_LUET_REPO",
-            Some(settings.spectro_luet_repo.as_str()),
-        ),
-        (
-            "KAIROS_BASE_IMAGE_URL",
-            settings.kairos_base_image_url.as_deref(),
-        ),
-    ]
-    .into_iter()
-    .filter(|_| all)
-    .map(|(name, value)| (name, value, false, SOURCE_FIX));
+    let luet = (
+        "SPECTRO_LUET_REPO",
+        Some(settings.spectro_luet_repo.as_str()),
+        false,
+        SOURCE_FIX,
+    );
     let mut named: Vec<(&str, String, bool, &str)> = Vec::new();
-    for (name, value, needed, fix) in std::iter::once(target).chain(sources) {
+    for (name, value, needed, fix) in std::iter::once(target).chain(all.then_some(luet)) {
         // An invalid value is a validation finding, not a host to probe.
         let host = value
             .and_then(|v| parse_domain(v).ok())
@@ -165,9 +157,33 @@ pub struct DoctorOutcome {
 
 /// `forge doctor`: each input and what the host has for the command line, with fixes.
 pub fn doctor(request: &DoctorRequest, progress: &Arc<Progress>) -> Result<DoctorOutcome, Error> {
-    let files = user_data_files(&request.user_data)?;
+    let given = &request.settings;
+    let mut user_data = request.user_data.clone();
+    let mut picked = given.picked_up();
+    if user_data.is_empty() {
+        let file = given.in_checkout_file("user-data");
+        if file.exists() {
+            picked.push(file.clone());
+            user_data.push(file);
+        }
+    }
+    super::inputs::note_picked_up(&picked, progress);
+    // With no input at all, the host alone is checked (and said to be).
+    let inputs = !user_data.is_empty()
+        || !picked.is_empty()
+        || given.config.is_some()
+        || given.arg.is_some()
+        || !given.sets.is_empty()
+        || !given.secret_files.is_empty();
+    let files = user_data_files(&user_data)?;
     let settings_inputs = request.settings.read()?;
     let mut checks = Vec::new();
+    if !inputs {
+        checks.push(Check::ok(
+            "inputs",
+            "none given and no CanvOS checkout here: the host alone is checked",
+        ));
+    }
     let mut settings = None;
     let mut rewriter = None;
     let sites = files
@@ -182,16 +198,20 @@ pub fn doctor(request: &DoctorRequest, progress: &Arc<Progress>) -> Result<Docto
         })?;
         progress.tell(Event::Secrets(&outcome.redactor));
         let words = request.settings.words();
-        checks.push(input_check(
-            file.map(PathBuf::as_path),
-            &outcome.report,
-            &words,
-        ));
+        if inputs {
+            checks.push(input_check(
+                file.map(PathBuf::as_path),
+                &outcome.report,
+                &words,
+            ));
+        }
         rewriter = rewriter.or(outcome.rewriter);
         settings.get_or_insert(outcome.settings);
     }
     let settings = settings.expect("the settings are resolved once at least");
-    checks.push(build_settings(&settings, request.templates.as_deref()));
+    if inputs {
+        checks.push(build_settings(&settings, request.templates.as_deref()));
+    }
     let rewriter = rewriter.unwrap_or_else(Rewriter::none);
     // A registry answers within seconds or is reported: doctor is quick.
     let pool = match request
@@ -216,13 +236,61 @@ pub fn doctor(request: &DoctorRequest, progress: &Arc<Progress>) -> Result<Docto
         engines: super::build::engines(&request.needs.engines, &settings),
         ..request.needs.clone()
     };
+    // No registry is the host's: without inputs, none is asked.
+    let registries = pool.as_ref().filter(|_| inputs);
     checks.extend(block_on(&settings.environment, async {
-        Ok(host_checks(needs, &settings, pool.as_ref(), true).await)
+        Ok(host_checks(needs, &settings, registries, true).await)
     })?);
+    if inputs {
+        checks.extend(source_images(&settings, needs, pool.as_ref()));
+    }
     Ok(DoctorOutcome {
         passed: doctor::passed(&checks),
         checks,
     })
+}
+
+/// Each image the build starts from (base, provider, stylus framework, third-party, builder,
+/// the ISO tools' base), there when the first engine has it or its registry answers.
+fn source_images(settings: &Settings, needs: &Needs, pool: Option<&Pool>) -> Vec<Check> {
+    let Ok(sources) = Templates::load(needs.templates.as_deref())
+        .and_then(|templates| templates.sources(settings))
+    else {
+        // The build settings' check has said why.
+        return Vec::new();
+    };
+    let mut images: Vec<String> = Vec::new();
+    let provider = settings.k8s_distribution.map(|_| "provider_image");
+    let keys = [
+        "base_image",
+        "agent_image",
+        "third_party_image",
+        "alpine_image",
+    ];
+    let named = keys
+        .into_iter()
+        .chain(provider)
+        .map(|k| sources.get(k).to_string());
+    let tools =
+        (needs.iso_tools == Some(ToolPlace::Container)).then(|| settings.iso_tools_image.clone());
+    for image in named
+        .chain(tools)
+        .filter(|i| !i.is_empty() && !i.contains('{'))
+    {
+        if !images.contains(&image) {
+            images.push(image);
+        }
+    }
+    let env = &settings.environment;
+    let address = needs.engines.first().cloned().unwrap_or_default();
+    block_on(env, async {
+        let engine = crate::engine::Engine::connect(&address, env).await.ok();
+        let checks = images
+            .iter()
+            .map(|image| doctor::source_image(engine.as_ref(), pool, image, SOURCE_FIX));
+        Ok(futures_util::future::join_all(checks).await)
+    })
+    .unwrap_or_default()
 }
 
 /// The check of one input: a user-data file (`file`), else the settings alone; its fix is

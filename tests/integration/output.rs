@@ -22,6 +22,8 @@ tests! {
         Commands(&["xorriso", "mksquashfs", "qemu-system-x86_64"]),
     ],
     doctor_names_each_missing_piece_and_its_fix => [Commands(&["check-jsonschema"])],
+    doctor_without_inputs_checks_the_host_alone => [Engine],
+    doctor_names_a_source_image_neither_the_engine_nor_its_registry_has => [Engine],
     json_stays_json_whatever_a_file_name_holds,
     bash_loads_the_completions,
     every_man_page_renders_without_a_warning => [Commands(&["man"])],
@@ -325,6 +327,55 @@ fn doctor_names_each_missing_piece_and_its_fix() {
         );
         assert!(said.contains(&line), "{line}\n{said}");
     }
+}
+
+fn doctor_without_inputs_checks_the_host_alone() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = forge_command()
+        .current_dir(empty.path())
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("ok    inputs                none given and no CanvOS checkout here: the host alone is checked"),
+        "{said}"
+    );
+    for absent in ["build settings", "SPECTRO_LUET_REPO", "source image"] {
+        assert!(!said.contains(absent), "{absent}: {said}");
+    }
+}
+
+/// In the example checkout, every image the build starts from is in the engine; a stylus
+/// framework of another agent version is not, and its registry (the fixtures' made-up host)
+/// cannot be reached: the command line cannot run.
+fn doctor_names_a_source_image_neither_the_engine_nor_its_registry_has() {
+    let out = forge_command()
+        .current_dir(example())
+        .args(["doctor", "--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sources: Vec<&Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "source image")
+        .collect();
+    assert_eq!(sources.len(), 6, "{report:#}");
+    assert!(sources.iter().all(|c| c["status"] == "ok"), "{report:#}");
+    let out = forge_command()
+        .current_dir(example())
+        .args(["doctor", "--set", "PE_VERSION=v4.9.99"])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("FAIL  source image          forge-fixtures.local/palette-images/edge/stylus-framework-linux-amd64:v4.9.99: not in the engine, and forge-fixtures.local cannot be reached"),
+        "{said}"
+    );
 }
 
 fn json_stays_json_whatever_a_file_name_holds() {
