@@ -14,7 +14,7 @@ use crate::engine::{self, Engine, EngineError};
 use crate::plan::{Context, Facts, Kind, Plan, Step, INPUT_HASH_LABEL};
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::registry::rewrite::Rewrite;
+use crate::registry::rewrite::{Rewrite, Rewriter};
 use crate::registry::sync::{SyncError, Syncer};
 use crate::render::{write_context, RenderError, Sources};
 
@@ -66,6 +66,9 @@ pub struct Built {
     pub pushed_bytes: Option<u64>,
     /// The engine (index in the build's engines) that holds it.
     pub engine: usize,
+    /// Where it was also pushed: the reference the edge host pulls it by, when the user-data
+    /// rewrites it elsewhere.
+    pub edge_copy: Option<String>,
 }
 
 /// The build arguments every step gets: the proxies, which Docker keeps out of image history.
@@ -552,6 +555,7 @@ async fn pull_shared(
         step.input_hash = key.clone();
     }
     Ok(Some(Built {
+        edge_copy: None,
         step,
         image_id: inspect.id.unwrap_or_default(),
         size: inspect.size.unwrap_or(0).max(0) as u64,
@@ -615,6 +619,7 @@ async fn build_step(
     let mut step = step.clone();
     step.input_hash = key;
     Ok(Built {
+        edge_copy: None,
         step,
         image_id: inspect.id.unwrap_or_default(),
         size: inspect.size.unwrap_or(0).max(0) as u64,
@@ -648,6 +653,7 @@ pub async fn push(
     engines: &[Engine],
     syncer: &Syncer<'_>,
     built: &mut [Built],
+    edge: Option<&Rewriter>,
     progress: &Progress,
 ) -> Result<(), BuildError> {
     let layers = engine::LayerCache::new(&syncer.scratch().join("layers"));
@@ -668,8 +674,23 @@ pub async fn push(
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
         image.digest = Some(synced.digest);
+        if let Some(to) = edge.and_then(|rewriter| pulled_from(rewriter, &image.step.tag)) {
+            let name = format!("copy {}", image.step.name());
+            progress.start(&name, "pushing", &to);
+            let (status, synced) =
+                push_image(docker, syncer, &image.step.tag, &to, &layers).await?;
+            progress.finish(&name, status, &synced.digest.to_string());
+            image.edge_copy = Some(to);
+        }
     }
     Ok(())
+}
+
+/// Where the edge host pulls `tag` from, when the user-data's rules send it elsewhere.
+pub fn pulled_from(rewriter: &Rewriter, tag: &str) -> Option<String> {
+    let reference = Reference::parse(tag).ok()?;
+    let to = rewriter.rewrite(&reference).ok()?.to;
+    (to != reference.canonical()).then(|| to.to_string())
 }
 
 /// Push the engine's image `image` to `target` through forge's registry client: `pushed`,

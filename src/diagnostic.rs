@@ -80,6 +80,7 @@ rules! {
     IncompleteCredentials = "REG006", Error, "a registry has a username without a password or the reverse";
     BothRegistryStyles = "REG007", Error, "registryCredentials and externalRegistries are both set";
     UndeclaredMappingTarget = "REG008", Warning, "a mapping rule points at a registry that is not declared";
+    ProviderPulledElsewhere = "REG009", Warning, "the user-data sends the edge host to pull a provider image from elsewhere than IMAGE_REGISTRY, where --push puts it";
     ProviderWithExternalRegistry = "PR001", Error, "authenticated provider registry combined with an authenticated external registry";
     ProviderWithPrimaryRegistry = "PR002", Error, "authenticated provider registry combined with a local Harbor / primary registry";
     AlwaysPullImages = "PR003", Error, "AlwaysPullImages is enabled while images come from an external or primary registry";

@@ -197,6 +197,14 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         .map(|d| Rewriter::from_user_data(&d.root));
     let (images, rewrites) =
         requested_images(request, &profile_images, rewriter.as_ref(), &mut report)?;
+    if let (Some(rewriter), Some(external)) = (&rewriter, &external) {
+        report.extend(provider_pulls(
+            &settings,
+            rewriter,
+            &user_data_path,
+            external,
+        ));
+    }
     report.sort();
     Ok(Outcome {
         report,
@@ -210,6 +218,42 @@ pub fn run(request: &Request) -> Result<Outcome, Error> {
         rewriter,
         rewrites,
     })
+}
+
+/// Where the edge host pulls each provider image from, when the user-data's external registry
+/// or mapping rules send it elsewhere than `IMAGE_REGISTRY`, where `forge build --push` puts
+/// it: a warning with both references, at the rules.
+fn provider_pulls(
+    settings: &Settings,
+    rewriter: &Rewriter,
+    user_data: &Path,
+    external: &userdata::ExternalRegistry,
+) -> Vec<Diagnostic> {
+    let (path, pos) = match external.mapping_rules {
+        Some(pos) => ("stylus.externalRegistries.registryMappingRules", pos),
+        None => (external.path, external.pos),
+    };
+    settings
+        .k8s_versions()
+        .iter()
+        .filter_map(|version| {
+            let pushed = Reference::parse(&settings.provider_tag(version)?).ok()?;
+            let pulled = rewriter.rewrite(&pushed).ok()?.to;
+            (pulled != pushed.canonical()).then(|| {
+                Diagnostic::new(
+                    Rule::ProviderPulledElsewhere,
+                    user_data,
+                    path,
+                    pos,
+                    format!(
+                        "the edge host pulls the provider image {} from {pulled}, not where --push puts it",
+                        pushed.canonical()
+                    ),
+                )
+                .help("forge build --push copies it there too, with this user-data's credentials and CA (--no-push-rewritten skips that); else copy it with forge registry sync")
+            })
+        })
+        .collect()
 }
 
 /// The images a request names, parsed, without repeats: command-line arguments, then the list

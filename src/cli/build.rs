@@ -23,9 +23,14 @@ pub(super) struct BuildArgs {
     /// CA certificates added to the images' trust store. Default: the checkout's certs/.
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
-    /// Push the provider images to IMAGE_REGISTRY.
+    /// Push the provider images to IMAGE_REGISTRY, and to where the user-data's external
+    /// registry or mapping rules send the edge host to pull them (with its credentials and CA).
     #[arg(long)]
     push: bool,
+    /// With --push, push the provider images to IMAGE_REGISTRY only, not to the references
+    /// the user-data rewrites them to.
+    #[arg(long, requires = "push")]
+    no_push_rewritten: bool,
     /// Build the images only, no installer ISO.
     #[arg(long, conflicts_with_all = ["push_iso", "verify"])]
     no_iso: bool,
@@ -58,8 +63,8 @@ pub(super) struct BuildArgs {
     #[arg(long, value_name = "registry|REPOSITORY")]
     cache_to: Option<String>,
     /// Print the plan (steps, tags, the images each starts FROM, where the edge host pulls
-    /// from; with --format json also each rendered Dockerfile) and build nothing. Probes the
-    /// base and stylus images, pulling them when the engine does not have them.
+    /// from; with --format json also each rendered Dockerfile) and build nothing. Needs no
+    /// engine and pulls nothing.
     #[arg(long)]
     dry_run: bool,
 }
@@ -71,6 +76,7 @@ pub(super) fn run(args: BuildArgs) -> Result<ExitStatus, Error> {
         profile: args.profile,
         certs: args.certs,
         push: args.push,
+        no_push_rewritten: args.no_push_rewritten,
         no_iso: args.no_iso,
         verify: args.verify.then(|| args.boot.request()),
         jobs: usize::from(args.jobs),

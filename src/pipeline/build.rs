@@ -48,8 +48,11 @@ pub struct BuildRequest {
     pub profile: Option<PathBuf>,
     /// CA certificates for the images' trust store; default: the checkout's `certs/`.
     pub certs: Option<PathBuf>,
-    /// Push the provider images to IMAGE_REGISTRY.
+    /// Push the provider images to IMAGE_REGISTRY (and where the user-data sends the edge
+    /// host to pull them, unless `no_push_rewritten`).
     pub push: bool,
+    /// With `push`, leave out the copies at the user-data's rewritten references.
+    pub no_push_rewritten: bool,
     /// Build the images only.
     pub no_iso: bool,
     /// Boot each ISO after mastering it.
@@ -73,6 +76,9 @@ pub struct ImageDoc {
     pub kind: &'static str,
     pub image: String,
     pub digest: Option<Digest>,
+    /// Where it was pushed too: the reference the edge host pulls it by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge_copy: Option<String>,
 }
 
 /// An ISO a build mastered, as its document lists it.
@@ -570,7 +576,9 @@ async fn make(m: Making<'_>) -> Result<(Vec<Built>, Vec<Mastered>), Error> {
     if let (true, Some(pool)) = (request.push, m.pool) {
         let log = |line: &str| progress.line("push", line);
         let syncer = Syncer::new(pool, None, 4, &log)?;
-        build::push(&engines, &syncer, &mut built, progress).await?;
+        let rewriter = prepared.validated.outcome.rewriter.as_ref();
+        let edge = rewriter.filter(|_| !request.no_push_rewritten);
+        build::push(&engines, &syncer, &mut built, edge, progress).await?;
     }
     Ok((built, isos))
 }
@@ -580,6 +588,7 @@ fn image_doc(built: &Built) -> ImageDoc {
         kind: built.step.kind.label(),
         image: built.step.tag.clone(),
         digest: built.digest.clone(),
+        edge_copy: built.edge_copy.clone(),
     }
 }
 
@@ -678,11 +687,7 @@ pub fn dry_run(request: &BuildRequest, progress: &Arc<Progress>) -> Result<DryRu
         progress,
     )?;
     let rewriter = prepared.validated.outcome.rewriter.as_ref();
-    let pulled_from = |tag: &str| -> Option<String> {
-        let reference = Reference::parse(tag).ok()?;
-        let to = rewriter?.rewrite(&reference).ok()?.to.to_string();
-        Some(to).filter(|to| *to != reference.canonical().to_string())
-    };
+    let pulled_from = |tag: &str| Some(build::pulled_from(rewriter?, tag)).flatten();
     let steps = prepared
         .plan
         .steps

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    checkout_copy, containers, docker, forge_build_in, root, text, Pki, Registry, Skopeo, FIXTURES,
-    FIXTURE_REPO, PASSWORD, USER,
+    checkout_copy, containers, docker, forge_build_in, mapping, root, text, Pki, Registry, Skopeo,
+    FIXTURES, FIXTURE_REPO, PASSWORD, USER,
 };
 
 tests! {
@@ -33,6 +33,10 @@ tests! {
     a_stopped_engine_gets_the_documented_message,
     invalid_inputs_stop_before_the_engine_is_touched,
     push_sends_the_provider_images_to_a_tls_registry => [
+        Fixtures,
+        Commands(&["docker-registry", "skopeo", "htpasswd"]),
+    ],
+    push_also_puts_the_provider_images_where_the_edge_host_pulls_them => [
         Fixtures,
         Commands(&["docker-registry", "skopeo", "htpasswd"]),
     ],
@@ -794,9 +798,12 @@ fn push_sends_the_provider_images_to_a_tls_registry() {
     let ca = work.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let set_registry = format!("--set=IMAGE_REGISTRY={}/edge", registry.host());
+    // The example's registryCredentials would send the provider images to
+    // registry.example.com too: this test is of IMAGE_REGISTRY alone.
     let mut cmd = forge_cmd(&[
         &set_registry,
         "--push",
+        "--no-push-rewritten",
         "--registry-ca",
         ca.to_str().unwrap(),
         "--username",
@@ -831,6 +838,73 @@ fn push_sends_the_provider_images_to_a_tls_registry() {
         assert_eq!(
             skopeo.field(reference, true, "/config/digest"),
             artifact["image_id"].as_str().unwrap()
+        );
+    }
+}
+
+/// A site whose user-data maps IMAGE_REGISTRY's repository to its own mirror (another TLS
+/// registry, its credentials and CA in the user-data): `--push` puts each provider image at
+/// both references, the same manifest, and the build's JSON names the copy.
+fn push_also_puts_the_provider_images_where_the_edge_host_pulls_them() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let checkout = checkout_copy(work.path());
+    let pki = Pki::generate();
+    let (central, site) = (
+        Registry::start(Some(&pki), true),
+        Registry::start(Some(&pki), true),
+    );
+    let skopeo = Skopeo::new(Some(&pki.ca_pem), &[central.host(), site.host()]);
+    let ca = work.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let rule = (
+        format!("{}/edge", central.host()),
+        format!("{}/site", site.host()),
+    );
+    let user_data = mapping(
+        &site.host(),
+        Some(&pki.ca_pem),
+        false,
+        &[(&rule.0, &rule.1)],
+    );
+    std::fs::write(checkout.join("user-data"), user_data).unwrap();
+    let set_registry = format!("--set=IMAGE_REGISTRY={}/edge", central.host());
+    let mut cmd = forge_build_in(
+        &checkout,
+        &[
+            "--no-iso",
+            &set_registry,
+            "--push",
+            "--registry-ca",
+            ca.to_str().unwrap(),
+            "--username",
+            USER,
+            "--password-stdin",
+            "--format",
+            "json",
+            "--output",
+            work.path().join("out").to_str().unwrap(),
+        ],
+    );
+    let out = support::output_with_stdin(&mut cmd, &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(PASSWORD));
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let providers: Vec<&Value> = built["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "provider")
+        .collect();
+    assert!(!providers.is_empty(), "{built:#}");
+    for provider in providers {
+        let pushed = provider["image"].as_str().unwrap();
+        let copy = provider["edge_copy"].as_str().unwrap();
+        assert_eq!(copy, pushed.replacen(&rule.0, &rule.1, 1), "{provider}");
+        assert_eq!(
+            skopeo.digest(copy, true),
+            skopeo.digest(pushed, true),
+            "{copy} is {pushed}"
         );
     }
 }

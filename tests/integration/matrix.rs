@@ -44,6 +44,14 @@ const EPOCH: &str = "1700000000";
 /// (K8S_VERSION empty: both versions of its k8s_version.json) pushed to `registry`.
 fn matrix_checkout(dir: &Path, registry: &str) -> (PathBuf, Vec<String>) {
     let checkout = checkout_copy(dir);
+    // The example's registryCredentials would send the provider images the jobs push to
+    // registry.example.com too: these sites pull them from IMAGE_REGISTRY.
+    let user_data = std::fs::read_to_string(checkout.join("user-data")).unwrap();
+    let kept: String = user_data
+        .split_inclusive('\n')
+        .take_while(|l| !l.starts_with("  registryCredentials:"))
+        .collect();
+    std::fs::write(checkout.join("user-data"), kept).unwrap();
     std::fs::write(
         checkout.join("forge-matrix-test"),
         format!("{:?}\n", std::time::SystemTime::now()),

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use forge::registry::client::DEADLINE;
 use support::{
-    text, Answer, Auth, FaultProxy, Layout, Pki, Received, Registry, ScriptedRegistry,
-    SilentRegistry, Skopeo, TokenServer, PASSWORD, USER,
+    indent_pem, mapping, text, Answer, Auth, FaultProxy, Layout, Pki, Received, Registry,
+    ScriptedRegistry, SilentRegistry, Skopeo, TokenServer, PASSWORD, USER,
 };
 
 tests! {
@@ -162,13 +162,6 @@ fn json(out: &Output) -> Value {
     doc["images"].clone()
 }
 
-fn indent_pem(pem: &str, spaces: usize) -> String {
-    pem.trim()
-        .lines()
-        .map(|l| format!("{}{l}\n", " ".repeat(spaces)))
-        .collect()
-}
-
 /// User-data with one external registry.
 fn single_registry(domain: &str, password: &str, ca: Option<&str>, insecure: bool) -> String {
     let mut text = format!("#cloud-config\nstylus:\n  registryCredentials:\n    domain: {domain}\n    username: {USER}\n    password: \"{password}\"\n");
@@ -178,23 +171,6 @@ fn single_registry(domain: &str, password: &str, ca: Option<&str>, insecure: boo
     }
     if insecure {
         text.push_str("    insecure: true\n");
-    }
-    text
-}
-
-/// User-data mapping `from` to `to`, with `to`'s registry declared.
-fn mapping(target: &str, ca: Option<&str>, insecure: bool, rules: &[(&str, &str)]) -> String {
-    let mut text = format!("#cloud-config\nstylus:\n  externalRegistries:\n    registries:\n      - domain: {target}\n        username: {USER}\n        password: \"{PASSWORD}\"\n");
-    if let Some(ca) = ca {
-        text.push_str("        certificates:\n          - |\n");
-        text.push_str(&indent_pem(ca, 12));
-    }
-    if insecure {
-        text.push_str("        insecure: true\n");
-    }
-    text.push_str("    registryMappingRules:\n");
-    for (from, to) in rules {
-        text.push_str(&format!("      \"{from}\": \"{to}\"\n"));
     }
     text
 }

@@ -1412,3 +1412,28 @@ fn serve_one(
     }
     stream.shutdown(Shutdown::Write)
 }
+
+/// `pem` indented by `spaces`, for a YAML block scalar.
+pub fn indent_pem(pem: &str, spaces: usize) -> String {
+    pem.trim()
+        .lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(spaces)))
+        .collect()
+}
+
+/// User-data mapping `from` to `to`, with `to`'s registry declared.
+pub fn mapping(target: &str, ca: Option<&str>, insecure: bool, rules: &[(&str, &str)]) -> String {
+    let mut text = format!("#cloud-config\nstylus:\n  externalRegistries:\n    registries:\n      - domain: {target}\n        username: {USER}\n        password: \"{PASSWORD}\"\n");
+    if let Some(ca) = ca {
+        text.push_str("        certificates:\n          - |\n");
+        text.push_str(&indent_pem(ca, 12));
+    }
+    if insecure {
+        text.push_str("        insecure: true\n");
+    }
+    text.push_str("    registryMappingRules:\n");
+    for (from, to) in rules {
+        text.push_str(&format!("      \"{from}\": \"{to}\"\n"));
+    }
+    text
+}
