@@ -98,6 +98,9 @@ pub(super) struct InputsArgs {
     /// Where the ISOs, their checksums, manifest.json and profile-snippet.yaml go.
     #[arg(long, value_name = "DIR", default_value = "build")]
     pub output: PathBuf,
+    /// Stop on warnings as on errors (for CI).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 impl InputsArgs {
@@ -109,6 +112,7 @@ impl InputsArgs {
             overlays: self.overlays.clone(),
             content_dir: self.content_dir.clone(),
             output: self.output.clone(),
+            strict: self.strict,
         })
     }
 }

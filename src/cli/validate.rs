@@ -29,6 +29,9 @@ pub(super) struct ValidateArgs {
     /// Rewrite mechanical fixes into the user-data file (the original is kept as FILE.bak).
     #[arg(long)]
     fix: bool,
+    /// Exit 1 on warnings as on errors (for CI).
+    #[arg(long)]
+    strict: bool,
 }
 
 pub(super) fn run(args: ValidateArgs) -> Result<ExitStatus, Error> {
@@ -49,7 +52,13 @@ pub(super) fn run(args: ValidateArgs) -> Result<ExitStatus, Error> {
     if let Some(fixed) = outcome.fixed_note() {
         output::note(&fixed);
     }
-    Ok(ExitStatus::from_ok(outcome.report.errors() == 0))
+    let failing = outcome.report.errors()
+        + if args.strict {
+            outcome.report.warnings()
+        } else {
+            0
+        };
+    Ok(ExitStatus::from_ok(failing == 0))
 }
 
 pub(super) fn rules(format: Format) -> Result<ExitStatus, Error> {

@@ -161,6 +161,8 @@ pub struct BuildInputs {
     pub content_dir: Option<PathBuf>,
     /// Where the ISOs, their checksums, `manifest.json` and `profile-snippet.yaml` go.
     pub output: PathBuf,
+    /// Warnings stop the command as errors do (for CI).
+    pub strict: bool,
 }
 
 /// One site: its user-data, the text validated (what its ISO carries), its ISO's file name.
@@ -269,6 +271,9 @@ impl BuildInputs {
                 progress.tell(Event::Findings(&outcome.report));
             }
             errors += outcome.report.errors();
+            if self.strict {
+                errors += outcome.report.warnings();
+            }
             texts.push(outcome.user_data_text.take().unwrap_or_default());
             if let Some(first) = &mut first {
                 first.redactor.merge(&outcome.redactor);

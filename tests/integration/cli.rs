@@ -158,6 +158,20 @@ fn warnings_alone_exit_0() {
         .stdout(predicate::str::contains(
             "did you mean `registryCredentials`?",
         ));
+    // --strict, for CI: a warning fails validation, and stops a build before the engine.
+    forge()
+        .args(["validate", "--strict", "--user-data"])
+        .arg(rules_fixture("SCHEMA004", "fail/user-data.yaml"))
+        .assert()
+        .code(1);
+    forge()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["build", "--strict", "--user-data"])
+        .arg(rules_fixture("SCHEMA004", "fail/user-data.yaml"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("warning[SCHEMA004]"))
+        .stderr(predicate::str::contains("Docker Engine").not());
 }
 
 fn json_output_is_one_object_with_counts() {
