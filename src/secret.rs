@@ -180,7 +180,9 @@ fn secret_assignment(line: &str) -> Option<(usize, &str)> {
     let rest = &line[offset..];
     let value_start = offset + (rest.len() - rest.trim_start().len());
     let value = line[value_start..].trim_end();
-    if value.is_empty() || value == "|" || value == ">" {
+    // A comment where the value would be (`password: # ask the site`) is no secret: it is
+    // what explains a missing one.
+    if value.is_empty() || value == "|" || value == ">" || value.starts_with('#') {
         return None;
     }
     let value = match value.find(" #") {
@@ -255,6 +257,18 @@ pub fn mask_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comment_in_a_secrets_place_stays_readable() {
+        let text = "stylus:\n  registryCredentials:\n    password: # ask the site's admin\n    username: edge\n";
+        let mut redactor = Redactor::new();
+        redactor.scan(text);
+        assert_eq!(redactor.redact(text), text);
+        assert_eq!(
+            mask_line("    password: # ask the site's admin"),
+            "    password: # ask the site's admin"
+        );
+    }
 
     #[test]
     fn json_is_redacted_before_escaping_can_hide_a_secret() {

@@ -853,7 +853,9 @@ pub fn mask_secrets(text: &str) -> String {
 /// The character spans of the values of secret keys under `node`.
 fn secret_spans(node: &Node, spans: &mut Vec<(usize, usize)>) {
     for entry in node.entries() {
-        if is_secret_key(&entry.key) && entry.value.start < entry.value.end {
+        // A null value holds no secret; its span may cover a comment that says why.
+        let value = entry.value.start < entry.value.end && entry.value.value != Value::Null;
+        if is_secret_key(&entry.key) && value {
             spans.push((entry.value.start, entry.value.end));
         } else {
             secret_spans(&entry.value, spans);
@@ -1047,6 +1049,9 @@ mod tests {
             "users:\n  - name: kairos\n    passwd: \"****\"\n  - {name: bob, passwd: ****}\nstylus:\n  site:\n    password: **** # old\n    lock_passwd: true\n"
         );
         assert_eq!(mask_secrets("a: [\npasswd: xy\n"), "a: [\npasswd: ****\n");
+        // No value: the comment that explains why stays readable.
+        let empty = "stylus:\n  site:\n    password: # the site admin sets it\n    name: a\n";
+        assert_eq!(mask_secrets(empty), empty);
     }
 
     #[test]
