@@ -27,23 +27,35 @@ pub(super) struct FormatArg {
 #[derive(Args)]
 pub(super) struct SettingsArgs {
     /// forge.yaml build settings.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        help_heading = "Settings (defaults < Earthfile < --config < --arg < FORGE_* < --set)",
+        long,
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// CanvOS .arg file (KEY=VALUE lines). Default: the checkout's .arg, unless --config is
     /// given.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        help_heading = "Settings (defaults < Earthfile < --config < --arg < FORGE_* < --set)",
+        long,
+        value_name = "FILE"
+    )]
     pub arg: Option<PathBuf>,
     /// Override one setting; repeatable. Settings holding a password are refused here: use
     /// FORGE_<KEY> or --secret-file.
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    #[arg(help_heading = "Settings (defaults < Earthfile < --config < --arg < FORGE_* < --set)", long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
     pub sets: Vec<(String, String)>,
     /// Read one setting's value from a file (its first line), e.g. a proxy URL with a password;
     /// repeatable.
-    #[arg(long = "secret-file", value_name = "KEY=FILE", value_parser = parse_set)]
+    #[arg(help_heading = "Settings (defaults < Earthfile < --config < --arg < FORGE_* < --set)", long = "secret-file", value_name = "KEY=FILE", value_parser = parse_set)]
     pub secret_files: Vec<(String, String)>,
     /// The CanvOS checkout: its Dockerfile, certs/, overlay/, k8s_version.json and optional
     /// files. Default: the directory of --arg, else the current directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(
+        help_heading = "Settings (defaults < Earthfile < --config < --arg < FORGE_* < --set)",
+        long,
+        value_name = "DIR"
+    )]
     pub checkout: Option<PathBuf>,
 }
 
@@ -83,23 +95,28 @@ pub(super) struct InputsArgs {
     /// Edge installer user-data (#cloud-config), validated before anything is built.
     /// Repeatable, or a directory of *.yaml files: one ISO per user-data, named
     /// <ISO_NAME>-<file stem>.iso when there are several. Default: the checkout's user-data.
-    #[arg(long, value_name = "FILE|DIR")]
+    #[arg(help_heading = "Inputs and outputs", long, value_name = "FILE|DIR")]
     pub user_data: Vec<PathBuf>,
     /// Directory whose templates replace the built-in ones.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Inputs and outputs", long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
     /// Overlays directory: files/ go into the images, files-iso/ onto the ISO. Default: the
     /// checkout's overlay/ (CanvOS's name) or overlays/.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Inputs and outputs", long, value_name = "DIR")]
     pub overlays: Option<PathBuf>,
     /// Directory searched for content bundles (content-*/*.zst). Default: the checkout.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Inputs and outputs", long, value_name = "DIR")]
     pub content_dir: Option<PathBuf>,
     /// Where the ISOs, their checksums, manifest.json and profile-snippet.yaml go.
-    #[arg(long, value_name = "DIR", default_value = "build")]
+    #[arg(
+        help_heading = "Inputs and outputs",
+        long,
+        value_name = "DIR",
+        default_value = "build"
+    )]
     pub output: PathBuf,
     /// Stop on warnings as on errors (for CI).
-    #[arg(long)]
+    #[arg(help_heading = "Inputs and outputs", long)]
     pub strict: bool,
 }
 
@@ -122,25 +139,25 @@ impl InputsArgs {
 pub(super) struct MasteringArgs {
     /// Where the ISO tools (squashfs-tools, xorriso, GRUB, mtools, dosfstools) run: in a
     /// builder container forge builds, or on this machine.
-    #[arg(long, value_enum, default_value_t = ToolPlace::Container)]
+    #[arg(help_heading = "ISO mastering", long, value_enum, default_value_t = ToolPlace::Container)]
     pub iso_tools: ToolPlace,
     /// Where the parts every ISO of an installer image shares (squashfs, kernel, initrd, boot
     /// images) are kept between runs; see `forge cache`. Default: $XDG_CACHE_HOME/forge, else
     /// ~/.cache/forge.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "ISO mastering", long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Push each ISO as an image, as CanvOS's +iso-disk-image: ISO_NAME:PE_VERSION[-CUSTOM_TAG]
     /// in IMAGE_REGISTRY/IMAGE_REPO (ISO_NAME-<stem> for several user-data), /disk/<ISO file
     /// name> inside.
-    #[arg(long)]
+    #[arg(help_heading = "ISO mastering", long)]
     pub push_iso: bool,
     #[command(flatten)]
     pub access: AccessArgs,
     /// How progress is shown on stderr (`-q`: not at all).
-    #[arg(long, value_enum, default_value_t = Style::Auto)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = Style::Auto)]
     pub progress: Style,
     /// `json`: one document on stdout when done (`forge schema output build`).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -159,16 +176,16 @@ impl MasteringArgs {
 #[derive(Args)]
 pub(super) struct AccessArgs {
     /// Extra CA certificate (PEM) to trust for every registry; repeatable.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Registries", long, value_name = "FILE")]
     registry_ca: Vec<PathBuf>,
     /// Username for registries the user-data gives no credentials for.
-    #[arg(long, requires = "password_stdin")]
+    #[arg(help_heading = "Registries", long, requires = "password_stdin")]
     username: Option<String>,
     /// Read that user's password from standard input (never pass it as an argument).
-    #[arg(long, requires = "username")]
+    #[arg(help_heading = "Registries", long, requires = "username")]
     password_stdin: bool,
     /// Seconds one registry request may take, retries included (uploads aside).
-    #[arg(long, value_name = "SECONDS", default_value_t = REGISTRY_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Registries", long, value_name = "SECONDS", default_value_t = REGISTRY_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     registry_timeout: u64,
 }
 
@@ -200,32 +217,37 @@ impl AccessArgs {
 #[derive(Args)]
 pub(super) struct BootArgs {
     /// Firmware: SeaBIOS, OVMF (UEFI), or both.
-    #[arg(long, value_enum, default_value_t = Firmwares::All)]
+    #[arg(help_heading = "Boots (with --verify)", long, value_enum, default_value_t = Firmwares::All)]
     firmware: Firmwares,
     /// How the ISO is attached: CD, virtio disk (the USB-stick path through the hybrid MBR),
     /// USB mass storage, or each of them.
-    #[arg(long, value_enum, default_value_t = Medias::Cdrom)]
+    #[arg(help_heading = "Boots (with --verify)", long, value_enum, default_value_t = Medias::Cdrom)]
     media: Medias,
     /// Accelerator. `auto`: KVM on bare metal, TCG in a virtual machine (nested KVM is
     /// unreliable) or without /dev/kvm; a KVM boot that errors or stalls is redone with TCG.
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    #[arg(help_heading = "Boots (with --verify)", long, value_enum, default_value_t = Accel::Auto)]
     accel: Accel,
     /// Boot under OVMF with Secure Boot enforced (Microsoft's keys enrolled, as on most
     /// hardware): a boot passes only when Linux also says `Secure boot enabled`. UEFI only.
-    #[arg(long)]
+    #[arg(help_heading = "Boots (with --verify)", long)]
     secure_boot: bool,
     /// Pass when the serial console matches this regular expression. Default: the system
     /// reached the squashfs root (systemd's `Welcome to ...!` after the initramfs).
-    #[arg(long, value_name = "REGEX")]
+    #[arg(help_heading = "Boots (with --verify)", long, value_name = "REGEX")]
     expect: Option<String>,
     /// Seconds each boot may take.
-    #[arg(long, value_name = "S", default_value_t = 600)]
+    #[arg(
+        help_heading = "Boots (with --verify)",
+        long,
+        value_name = "S",
+        default_value_t = 600
+    )]
     timeout: u64,
     /// Where the serial console of each boot is saved. Default: ISO_DIR/<iso name>.verify/
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Boots (with --verify)", long, value_name = "DIR")]
     log: Option<PathBuf>,
     /// Boots run at once. Default: the number of CPUs.
-    #[arg(long)]
+    #[arg(help_heading = "Boots (with --verify)", long)]
     boot_jobs: Option<usize>,
 }
 

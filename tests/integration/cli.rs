@@ -32,6 +32,7 @@ tests! {
     deprecated_keys_are_marked_in_the_schema,
     user_data_schema_is_json_schema_2020_12,
     config_show_names_every_setting_and_its_source,
+    build_help_is_grouped_under_headings_with_canvos_examples,
     config_show_text_is_a_table_and_errors_exit_1,
     rules_lists_the_whole_catalog,
     images_rewrite_prints_from_and_to_in_input_order,
@@ -883,4 +884,37 @@ fn prunes_at_once_with_each_other_and_with_ls_all_succeed_and_remove_each_entry_
     assert_eq!(removed, all, "each entry removed by one prune");
     let left: Vec<_> = fs::read_dir(cache.dir()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `forge build --help`: its flags under headings, in the order a CanvOS user meets them, and
+/// examples that name the earthly targets they replace.
+fn build_help_is_grouped_under_headings_with_canvos_examples() {
+    let out = forge().args(["build", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let headings: Vec<&str> = help
+        .lines()
+        .filter(|l| l.ends_with(':') && !l.starts_with(' '))
+        .collect();
+    assert_eq!(
+        headings,
+        [
+            "Options:",
+            "Settings (defaults < Earthfile < --config < --arg < FORGE_* < --set):",
+            "Inputs and outputs:",
+            "ISO mastering:",
+            "Registries:",
+            "Output:",
+            "Build:",
+            "Boots (with --verify):",
+            "Engines and CI jobs:",
+            "Examples, in a CanvOS checkout (its Earthfile, .arg and user-data are read as Earthly reads them):",
+        ],
+        "{help}"
+    );
+    assert!(
+        help.contains(
+            "  forge build --no-iso --push      +build-provider-images, pushed to IMAGE_REGISTRY"
+        ),
+        "{help}"
+    );
 }
