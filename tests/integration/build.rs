@@ -1192,8 +1192,8 @@ fn overlay_links_out_of_the_checkout_are_refused_naming_the_link() {
     }
 }
 
-/// `--only iso` (CanvOS's `+iso`) plans the base and installer images alone: a checkout that
-/// names no registry and no Kubernetes distribution can make its ISO.
+/// `--only iso` (CanvOS's `+iso`) plans the OS, base and installer images alone: a checkout
+/// that names no registry and no Kubernetes distribution can make its ISO.
 fn an_iso_only_plan_needs_no_kubernetes_setting_and_no_registry() {
     let dir = tempfile::tempdir().unwrap();
     let checkout = support::checkout_copy(dir.path());
@@ -1218,7 +1218,7 @@ fn an_iso_only_plan_needs_no_kubernetes_setting_and_no_registry() {
         .iter()
         .map(|s| s["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["base", "installer"]);
+    assert_eq!(kinds, ["os", "base", "installer"]);
     // The whole build still needs them, and says which.
     let out = forge_build_in(&checkout, &["--dry-run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -102,7 +102,7 @@ fn long_settings(half: usize) -> Vec<u8> {
     let settings = [
         ("image_registry", long("https://")),
         ("image_repo", long("Repo")),
-        ("custom_tag", long("T")),
+        ("custom_tag", long("T/")),
         ("iso_name", long("I")),
         ("arch", long("a")),
         ("k8s_distribution", long("k")),
@@ -383,7 +383,7 @@ fn cases() -> Vec<Case> {
             files: vec![("forge.yaml", long_settings(0))],
             args: &["validate", "--config", "{dir}/forge.yaml"],
             exit: 1,
-            says: &["IMAGE_REGISTRY `https://xxx", "CUSTOM_TAG `Txxx", "ISO_NAME `Ixxx", "K8S_VERSION `1.xxx", "PE_VERSION `+xxx"],
+            says: &["IMAGE_REGISTRY `https://xxx", "CUSTOM_TAG `T/xxx", "ISO_NAME `Ixxx", "K8S_VERSION `1.xxx", "PE_VERSION `+xxx"],
             ..Case::default()
         },
         Case {
